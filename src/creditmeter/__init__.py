@@ -1,0 +1,27 @@
+"""creditmeter: a credit ledger and AI-usage metering service."""
+
+from creditmeter.core.errors import (
+    AccountSuspended,
+    CreditMeterError,
+    FeatureNotInPlan,
+    HoldNotPending,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+    Refusal,
+)
+from creditmeter.meter import CreditMeter
+
+__all__ = [
+    "AccountSuspended",
+    "CreditMeter",
+    "CreditMeterError",
+    "FeatureNotInPlan",
+    "HoldNotPending",
+    "IdempotencyConflict",
+    "InsufficientCredits",
+    "InvalidRequest",
+    "NotFound",
+    "Refusal",
+]

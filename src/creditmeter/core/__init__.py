@@ -1,0 +1,1 @@
+"""The pure domain of creditmeter: no I/O, no database, no HTTP."""

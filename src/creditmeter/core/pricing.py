@@ -1,0 +1,112 @@
+"""Rating: turning a usage's quantities into credits.
+
+``credits = ceil(multiplier × Σ quantity[unit] × rate[unit])``, with per-model rate
+overrides, computed exactly in ``Decimal`` and rounded up once per usage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+from creditmeter.core.errors import InvalidRequest
+from creditmeter.core.types import ANY_POOL, Credits, FeatureKey, PoolName
+
+Quantity = int | Decimal
+Usage = Mapping[str, Quantity]
+
+CALLS: Final = "calls"
+"""The unit of fixed-cost operations: a usage with no quantities is one call."""
+
+
+@dataclass(frozen=True)
+class PricingRule:
+    rates: Mapping[str, Decimal]
+    models: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    multiplier: Decimal = Decimal(1)
+
+    def rates_for(self, model: str | None) -> Mapping[str, Decimal]:
+        if model is None or model not in self.models:
+            return self.rates
+        return {**self.rates, **self.models[model]}
+
+
+@dataclass(frozen=True)
+class Feature:
+    key: FeatureKey
+    name: str
+    pool: PoolName
+    rule: PricingRule
+    version: int = 1
+
+
+def decimal_of(value: object, what: str) -> Decimal:
+    """A finite, non-negative Decimal from an int, Decimal or decimal string; never a float."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        raise InvalidRequest(f"{what} must be an integer or a decimal string, not {value!r}")
+    try:
+        result = Decimal(value)
+    except InvalidOperation:
+        raise InvalidRequest(f"{what} is not a decimal number: {value!r}") from None
+    if not result.is_finite() or result < 0:
+        raise InvalidRequest(f"{what} must be a finite number ≥ 0, not {value!r}")
+    return result
+
+
+def rule_from_json(data: Mapping[str, object]) -> PricingRule:
+    rates = _rates(data.get("rates", {}), "rates")
+    models_raw = data.get("models", {})
+    if not isinstance(models_raw, Mapping):
+        raise InvalidRequest("models must map a model name to its rates")
+    models = {str(name): _rates(r, f"models.{name}") for name, r in models_raw.items()}
+    multiplier = decimal_of(data.get("multiplier", 1), "multiplier")
+    if not rates and not models:
+        raise InvalidRequest("a pricing rule needs at least one rate")
+    return PricingRule(rates=rates, models=models, multiplier=multiplier)
+
+
+def rule_to_json(rule: PricingRule) -> dict[str, object]:
+    return {
+        "rates": {unit: str(rate) for unit, rate in rule.rates.items()},
+        "models": {
+            model: {unit: str(rate) for unit, rate in rates.items()}
+            for model, rates in rule.models.items()
+        },
+        "multiplier": str(rule.multiplier),
+    }
+
+
+def _rates(raw: object, what: str) -> dict[str, Decimal]:
+    if not isinstance(raw, Mapping):
+        raise InvalidRequest(f"{what} must map a unit to a decimal rate")
+    return {str(unit): decimal_of(rate, f"{what}.{unit}") for unit, rate in raw.items()}
+
+
+def normalize_usage(usage: Mapping[str, object] | None) -> dict[str, Quantity]:
+    """Validated quantities: ints or Decimals ≥ 0; an empty usage is one call."""
+    if not usage:
+        return {CALLS: 1}
+    result: dict[str, Quantity] = {}
+    for unit, value in usage.items():
+        quantity = decimal_of(value, f"usage.{unit}")
+        result[str(unit)] = int(quantity) if quantity == quantity.to_integral_value() else quantity
+    return result
+
+
+def price(rule: PricingRule, usage: Usage, model: str | None = None) -> Credits:
+    """The credits a usage costs under a rule, rounded up once."""
+    rates = rule.rates_for(model)
+    total = Decimal(0)
+    for unit, quantity in usage.items():
+        if unit not in rates:
+            known = ", ".join(sorted(rates)) or "none"
+            raise InvalidRequest(f"unit {unit!r} is not priced (priced units: {known})")
+        total += Decimal(quantity) * rates[unit]
+    return math.ceil(total * rule.multiplier)
+
+
+def pool_matches(grant_pool: PoolName, feature_pool: PoolName) -> bool:
+    return grant_pool in (ANY_POOL, feature_pool)

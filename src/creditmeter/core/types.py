@@ -1,0 +1,108 @@
+"""Domain words as types."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+Credits = int
+AccountId = str
+FeatureKey = str
+PlanKey = str
+PoolName = str
+GrantId = str
+HoldId = str
+UsageId = str
+TransactionId = str
+
+ANY_POOL: Final[PoolName] = "*"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    BLOCKED = "blocked"
+
+
+class GrantSource(StrEnum):
+    ALLOWANCE = "allowance"
+    ROLLOVER = "rollover"
+    BONUS = "bonus"
+    PROMOTIONAL = "promotional"
+    ADMIN = "admin"
+    REFUND = "refund"
+    PURCHASE = "purchase"
+    AUTO_RECHARGE = "auto_recharge"
+
+
+PURCHASED_SOURCES: Final = frozenset({GrantSource.PURCHASE, GrantSource.AUTO_RECHARGE})
+
+DEFAULT_PRIORITY: Final[dict[GrantSource, int]] = {
+    GrantSource.ALLOWANCE: 10,
+    GrantSource.ROLLOVER: 15,
+    GrantSource.BONUS: 20,
+    GrantSource.PROMOTIONAL: 20,
+    GrantSource.ADMIN: 30,
+    GrantSource.REFUND: 30,
+    GrantSource.PURCHASE: 40,
+    GrantSource.AUTO_RECHARGE: 40,
+}
+
+
+class HoldStatus(StrEnum):
+    PENDING = "pending"
+    SETTLED = "settled"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class Enforcement(StrEnum):
+    """What happens when an operation cannot be paid for or is not allowed."""
+
+    ENFORCE = "enforce"
+    OBSERVE = "observe"
+    OFF = "off"
+
+
+class PeriodKind(StrEnum):
+    CALENDAR_MONTH = "calendar_month"
+    ANNIVERSARY_MONTH = "anniversary_month"
+    EVERY_30_DAYS = "30_days"
+
+
+class TransactionType(StrEnum):
+    GRANT = "grant"
+    ALLOCATION = "allocation"
+    USAGE = "usage"
+    EXPIRY = "expiry"
+    ROLLOVER = "rollover"
+    REFUND = "refund"
+    DEBT_REPAYMENT = "debt_repayment"
+
+
+class SystemAccount(StrEnum):
+    """The other side of every posting: where credits come from and go to."""
+
+    ISSUANCE_ALLOWANCE = "issuance:allowance"
+    ISSUANCE_PURCHASE = "issuance:purchase"
+    ISSUANCE_BONUS = "issuance:bonus"
+    ISSUANCE_ADMIN = "issuance:admin"
+    CONSUMPTION = "consumption"
+    EXPIRY = "expiry"
+    REFUND = "refund"
+
+
+ISSUER: Final[dict[GrantSource, SystemAccount]] = {
+    GrantSource.ALLOWANCE: SystemAccount.ISSUANCE_ALLOWANCE,
+    GrantSource.BONUS: SystemAccount.ISSUANCE_BONUS,
+    GrantSource.PROMOTIONAL: SystemAccount.ISSUANCE_BONUS,
+    GrantSource.ADMIN: SystemAccount.ISSUANCE_ADMIN,
+    GrantSource.REFUND: SystemAccount.REFUND,
+    GrantSource.PURCHASE: SystemAccount.ISSUANCE_PURCHASE,
+    GrantSource.AUTO_RECHARGE: SystemAccount.ISSUANCE_PURCHASE,
+}
+
+
+def wallet(account_id: AccountId) -> str:
+    """The ledger account that holds an account's credits."""
+    return f"account:{account_id}"

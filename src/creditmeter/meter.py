@@ -1,0 +1,733 @@
+"""The library: ``CreditMeter``, with verbs named after the domain.
+
+Each verb is one use case in one database transaction. Verbs that change an account lock
+its row first (on SQLite the whole database: ``BEGIN IMMEDIATE``), bring it up to date
+(expired holds, period rollover, expiry), do their work, and store their result under the
+idempotency key, if one is given, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import IO, Any, TypeVar
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.plans import Plan
+from creditmeter.core.pricing import Feature
+from creditmeter.core.records import (
+    Account,
+    Balance,
+    Charge,
+    CheckResult,
+    GrantResult,
+    Hold,
+    Page,
+    Transaction,
+    UsageGroup,
+    UsageRecord,
+)
+from creditmeter.core.settings import Settings
+from creditmeter.service import accounts as accounts_service
+from creditmeter.service import catalog as catalog_service
+from creditmeter.service import grants as grants_service
+from creditmeter.service import idempotency, metering, queries
+from creditmeter.service import settings as settings_service
+from creditmeter.service.book import AccountBook
+from creditmeter.service.maintenance import bring_up_to_date
+from creditmeter.service.verify import Violation, verify
+from creditmeter.store import accounts, catalog, holds, usage
+from creditmeter.store.database import Database
+from creditmeter.store.grants import ConcurrentUpdate
+from creditmeter.store.migrate import upgrade as upgrade_schema
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+ATTEMPTS = 5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CreditMeter:
+    """Credits, allowances, holds and a double-entry ledger on SQLite or PostgreSQL.
+
+    ``CreditMeter()`` uses ``creditmeter.db`` in the working directory; pass a SQLAlchemy
+    URL (``postgresql://…``) for PostgreSQL. The schema is migrated on first use unless
+    ``migrate=False``.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        clock: Clock = utc_now,
+        migrate: bool = True,
+        pool_size: int = 5,
+    ) -> None:
+        self.db = Database(database_url, pool_size=pool_size)
+        self.clock = clock
+        if migrate:
+            upgrade_schema(self.db)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> CreditMeter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Catalog and settings.
+
+    def put_feature(
+        self,
+        key: str,
+        *,
+        rates: Mapping[str, int | str | Decimal],
+        models: Mapping[str, Mapping[str, int | str | Decimal]] | None = None,
+        multiplier: int | str | Decimal = 1,
+        pool: str | None = None,
+        name: str | None = None,
+    ) -> Feature:
+        """Create or change a priced feature; a change is a new version of its rule."""
+        rule = {"rates": rates, "models": models or {}, "multiplier": multiplier}
+        return self._write(
+            lambda conn, now: catalog_service.put_feature(
+                conn, now, key, name=name, pool=pool, rule=rule
+            )
+        )
+
+    def features(self) -> list[Feature]:
+        with self.db.read() as conn:
+            return catalog.list_features(conn)
+
+    def put_plan(
+        self,
+        key: str,
+        *,
+        allowances: Mapping[str, int | None],
+        features: list[str] | str = "*",
+        period: str = "calendar_month",
+        rollover_cap: int = 0,
+        name: str | None = None,
+    ) -> Plan:
+        data = {
+            "name": name or key,
+            "allowances": dict(allowances),
+            "features": features,
+            "period": period,
+            "rollover_cap": rollover_cap,
+        }
+        return self._write(lambda conn, now: catalog_service.put_plan(conn, now, key, data))
+
+    def plans(self) -> list[Plan]:
+        with self.db.read() as conn:
+            return catalog.list_plans(conn)
+
+    def settings(self) -> Settings:
+        with self.db.read() as conn:
+            return settings_service.current(conn)
+
+    def change_settings(self, changes: Mapping[str, object], *, changed_by: str) -> Settings:
+        return self._write(
+            lambda conn, now: settings_service.change(conn, now, changes, changed_by)
+        )
+
+    def settings_history(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return settings_service.history(conn)
+
+    # Accounts.
+
+    def create_account(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        plan: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        overdraft_limit: int = 0,
+    ) -> Account:
+        """Create an account, or return it as it is if the id exists (the welcome bonus
+        and the first allowance are granted once, at creation)."""
+
+        def create(conn: Connection, now: datetime) -> Account:
+            settings = settings_service.current(conn)
+            account, _ = accounts_service.create(
+                conn,
+                settings,
+                now,
+                account_id,
+                name=name,
+                plan_key=plan,
+                metadata=metadata or {},
+                overdraft_limit=overdraft_limit,
+            )
+            return account
+
+        return self._write(create)
+
+    def account(self, account_id: str) -> Account:
+        return self._read_account(account_id, lambda book, _: book.row.account)
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        overdraft_limit: int | None = None,
+    ) -> Account:
+        return self._on_account(
+            account_id,
+            lambda book, _: accounts_service.update(
+                book, name=name, status=status, metadata=metadata, overdraft_limit=overdraft_limit
+            ),
+        )
+
+    def change_plan(self, account_id: str, plan: str, *, immediately: bool = False) -> Account:
+        """Upgrade now (the allowance is topped up), or downgrade at the next period."""
+        return self._on_account(
+            account_id,
+            lambda book, _: accounts_service.change_plan(book, plan, immediately=immediately),
+        )
+
+    def add_member(self, account_id: str, member_id: str, *, name: str | None = None) -> None:
+        self._write(
+            lambda conn, now: accounts_service.add_member(
+                conn, now, account_id, member_id, name or member_id
+            )
+        )
+
+    def list_accounts(self, *, after: str | None = None, limit: int = 100) -> list[Account]:
+        with self.db.read() as conn:
+            return [row.account for row in accounts.list_all(conn, after=after, limit=limit)]
+
+    # Metering.
+
+    def authorize(
+        self,
+        account_id: str,
+        feature: str,
+        *,
+        estimate: Mapping[str, int | str | Decimal] | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+        member: str | None = None,
+        ttl: timedelta | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Hold:
+        """Reserve the estimate's credits; raises ``InsufficientCredits`` if short."""
+
+        def authorize(book: AccountBook, settings: Settings) -> Hold:
+            seconds = settings.default_hold_ttl_seconds if ttl is None else ttl.total_seconds()
+            if not 0 < seconds <= settings.max_hold_ttl_seconds:
+                raise InvalidRequest(
+                    f"ttl must be more than 0 and at most {settings.max_hold_ttl_seconds} s"
+                )
+            rated = metering.rate(book.conn, feature, estimate, credits, model)
+            return metering.authorize(
+                book,
+                settings,
+                rated,
+                ttl=timedelta(seconds=seconds),
+                model=model,
+                member=member,
+                metadata=metadata or {},
+            )
+
+        params = {
+            "account": account_id,
+            "feature": feature,
+            "estimate": estimate,
+            "credits": credits,
+            "model": model,
+            "member": member,
+            "ttl": None if ttl is None else ttl.total_seconds(),
+            "metadata": metadata,
+        }
+        return self._on_account(
+            account_id,
+            authorize,
+            key=idempotency_key,
+            operation="authorize",
+            params=params,
+            result=Hold,
+        )
+
+    def settle(
+        self,
+        hold_id: str,
+        *,
+        usage: Mapping[str, int | str | Decimal] | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+        member: str | None = None,
+        success: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+        provider_cost: Decimal | None = None,
+        idempotency_key: str | None = None,
+    ) -> Charge:
+        """Charge a hold's actual usage (its estimate if none is given) and release the
+        rest; ``success=False`` releases it all and records the usage at no cost."""
+        params = {
+            "hold": hold_id,
+            "usage": usage,
+            "credits": credits,
+            "model": model,
+            "member": member,
+            "success": success,
+            "metadata": metadata,
+            "provider_cost": provider_cost,
+        }
+        return self._on_hold(
+            hold_id,
+            lambda book, settings: metering.settle(
+                book,
+                settings,
+                hold_id,
+                usage,
+                credits,
+                model=model,
+                member=member,
+                success=success,
+                metadata=metadata or {},
+                provider_cost=provider_cost,
+            ),
+            key=idempotency_key,
+            operation="settle",
+            params=params,
+            result=Charge,
+        )
+
+    def release(self, hold_id: str, *, idempotency_key: str | None = None) -> Hold:
+        """Return all of a hold's credits: the operation did not happen."""
+        return self._on_hold(
+            hold_id,
+            lambda book, _: metering.release(book, hold_id),
+            key=idempotency_key,
+            operation="release",
+            params={"hold": hold_id},
+            result=Hold,
+        )
+
+    def hold(self, hold_id: str) -> Hold:
+        with self.db.read() as conn:
+            found = holds.get(conn, hold_id)
+        if found is None:
+            raise NotFound("hold", hold_id)
+        return found[0]
+
+    @contextmanager
+    def holding(
+        self,
+        account_id: str,
+        feature: str,
+        *,
+        estimate: Mapping[str, int | str | Decimal] | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+        member: str | None = None,
+        ttl: timedelta | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Iterator[HeldOperation]:
+        """Authorize, run the block, settle. An exception in the block releases the hold;
+        a block that ends without calling ``settle`` settles the estimate."""
+        held = HeldOperation(
+            self,
+            self.authorize(
+                account_id,
+                feature,
+                estimate=estimate,
+                credits=credits,
+                model=model,
+                member=member,
+                ttl=ttl,
+                metadata=metadata,
+            ),
+        )
+        try:
+            yield held
+        except BaseException:
+            if held.charge is None:
+                self.release(held.hold.id)
+            raise
+        if held.charge is None:
+            held.settle()
+
+    def charge(
+        self,
+        account_id: str,
+        feature: str,
+        *,
+        usage: Mapping[str, int | str | Decimal] | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+        member: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        provider_cost: Decimal | None = None,
+        idempotency_key: str | None = None,
+    ) -> Charge:
+        """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short."""
+
+        def charge(book: AccountBook, settings: Settings) -> Charge:
+            rated = metering.rate(book.conn, feature, usage, credits, model)
+            return metering.charge(
+                book,
+                settings,
+                rated,
+                model=model,
+                member=member,
+                metadata=metadata or {},
+                provider_cost=provider_cost,
+            )
+
+        params = {
+            "account": account_id,
+            "feature": feature,
+            "usage": usage,
+            "credits": credits,
+            "model": model,
+            "member": member,
+            "metadata": metadata,
+            "provider_cost": provider_cost,
+        }
+        return self._on_account(
+            account_id,
+            charge,
+            key=idempotency_key,
+            operation="charge",
+            params=params,
+            result=Charge,
+        )
+
+    def check(
+        self,
+        account_id: str,
+        feature: str,
+        *,
+        usage: Mapping[str, int | str | Decimal] | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+    ) -> CheckResult:
+        """Would this usage be allowed now, and what would it cost? Changes nothing."""
+        return self._read_account(
+            account_id,
+            lambda book, settings: metering.check(
+                book, settings, metering.rate(book.conn, feature, usage, credits, model)
+            ),
+        )
+
+    # Grants and refunds.
+
+    def grant(
+        self,
+        account_id: str,
+        amount: int,
+        *,
+        source: str = "admin",
+        pool: str | None = None,
+        priority: int | None = None,
+        expires_at: datetime | None = None,
+        effective_at: datetime | None = None,
+        reason: str | None = None,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> GrantResult:
+        params = {
+            "account": account_id,
+            "amount": amount,
+            "source": source,
+            "pool": pool,
+            "priority": priority,
+            "expires_at": expires_at,
+            "effective_at": effective_at,
+            "reason": reason,
+            "reference": reference,
+        }
+        return self._on_account(
+            account_id,
+            lambda book, _: grants_service.grant(
+                book,
+                amount,
+                source=source,
+                pool=pool,
+                priority=priority,
+                expires_at=expires_at,
+                effective_at=effective_at,
+                reason=reason,
+                reference=reference,
+            ),
+            key=idempotency_key,
+            operation="grant",
+            params=params,
+            result=GrantResult,
+        )
+
+    def refund(
+        self,
+        account_id: str,
+        *,
+        usage_id: str | None = None,
+        amount: int | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Transaction:
+        """Give a usage's credits back to the grants they came from, or ``amount`` credits
+        as a new refund grant."""
+        if (usage_id is None) == (amount is None):
+            raise InvalidRequest("refund either a usage_id or an amount")
+        params = {"account": account_id, "usage": usage_id, "amount": amount, "reason": reason}
+
+        def refund(book: AccountBook, _: Settings) -> Transaction:
+            if usage_id is not None:
+                return grants_service.refund_usage(book, usage_id, reason)
+            assert amount is not None
+            return grants_service.refund_credits(book, amount, reason)
+
+        return self._on_account(
+            account_id,
+            refund,
+            key=idempotency_key,
+            operation="refund",
+            params=params,
+            result=Transaction,
+        )
+
+    # Queries.
+
+    def balance(self, account_id: str) -> Balance:
+        return self._read_account(account_id, queries.balance)
+
+    def transactions(
+        self,
+        account_id: str,
+        *,
+        types: tuple[str, ...] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Transaction]:
+        """The account's ledger, newest first; pass ``next_cursor`` back for the next page."""
+        self.account(account_id)
+        with self.db.read() as conn:
+            return queries.transactions(
+                conn,
+                account_id,
+                types=types,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+
+    def usage(
+        self,
+        account_id: str,
+        *,
+        feature: str | None = None,
+        member: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[UsageRecord]:
+        self.account(account_id)
+        with self.db.read() as conn:
+            return queries.usage_page(
+                conn,
+                account_id,
+                feature=feature,
+                member=member,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+
+    def usage_record(self, usage_id: str) -> UsageRecord:
+        with self.db.read() as conn:
+            record = usage.get(conn, usage_id)
+        if record is None:
+            raise NotFound("usage", usage_id)
+        return record
+
+    def usage_summary(
+        self,
+        account_id: str,
+        *,
+        group_by: str = "day",
+        feature: str | None = None,
+        member: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageGroup]:
+        grouping = queries.group_by(group_by)
+        self.account(account_id)
+        with self.db.read() as conn:
+            return usage.summary(
+                conn,
+                self.db.dialect,
+                account_id,
+                grouping,
+                feature=feature,
+                member=member,
+                since=since,
+                until=until,
+            )
+
+    def iter_transactions(self, account_id: str, **filters: Any) -> Iterator[Transaction]:
+        """Every transaction matching the filters, newest first, a page at a time."""
+        cursor = None
+        while True:
+            page = self.transactions(account_id, limit=500, cursor=cursor, **filters)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def export_transactions_csv(self, account_id: str, out: IO[str], **filters: Any) -> int:
+        """Write the account's ledger as CSV; returns the number of transactions written."""
+        return queries.write_transactions_csv(self.iter_transactions(account_id, **filters), out)
+
+    # Maintenance and verification.
+
+    def sweep(self, *, limit: int = 1000) -> int:
+        """Bring idle accounts up to date (expired holds, rollover, expiry); returns how
+        many were due."""
+        with self.db.read() as conn:
+            due = accounts.ids_due(conn, self.clock(), limit)
+        for account_id in due:
+            self._on_account(account_id, lambda book, _: None)
+        return len(due)
+
+    def verify(self) -> list[Violation]:
+        """Every violation of the ledger's invariants in this database (none, normally)."""
+        with self.db.read() as conn:
+            return verify(conn)
+
+    # Transactions, retries and idempotency.
+
+    def _write(self, use_case: Callable[[Connection, datetime], T]) -> T:
+        return _retrying(lambda: self._in_write(use_case))
+
+    def _in_write(self, use_case: Callable[[Connection, datetime], T]) -> T:
+        with self.db.write() as conn:
+            return use_case(conn, self.clock())
+
+    def _on_account(
+        self,
+        account_id: str,
+        use_case: Callable[[AccountBook, Settings], T],
+        *,
+        key: str | None = None,
+        operation: str = "",
+        params: Mapping[str, Any] | None = None,
+        result: type[T] | None = None,
+    ) -> T:
+        return self._write(
+            lambda conn, now: self._locked(
+                conn, now, account_id, use_case, key, operation, params or {}, result
+            )
+        )
+
+    def _on_hold(
+        self,
+        hold_id: str,
+        use_case: Callable[[AccountBook, Settings], T],
+        *,
+        key: str | None,
+        operation: str,
+        params: Mapping[str, Any],
+        result: type[T],
+    ) -> T:
+        def locked(conn: Connection, now: datetime) -> T:
+            account_id = holds.account_of(conn, hold_id)
+            if account_id is None:
+                raise NotFound("hold", hold_id)
+            return self._locked(conn, now, account_id, use_case, key, operation, params, result)
+
+        return self._write(locked)
+
+    def _locked(
+        self,
+        conn: Connection,
+        now: datetime,
+        account_id: str,
+        use_case: Callable[[AccountBook, Settings], T],
+        key: str | None,
+        operation: str,
+        params: Mapping[str, Any],
+        result: type[T] | None,
+    ) -> T:
+        row = accounts.get(conn, account_id, lock=True)
+        if row is None:
+            raise NotFound("account", account_id)
+        fingerprint = idempotency.fingerprint(operation, params)
+        if key is not None and result is not None:
+            first = idempotency.replay(conn, key, operation, fingerprint, result)
+            if first is not None:
+                return first
+        book = AccountBook(conn, row, now)
+        bring_up_to_date(book)
+        outcome = use_case(book, settings_service.current(conn))
+        book.save()
+        if key is not None:
+            idempotency.remember(conn, key, operation, fingerprint, outcome, now)
+        return outcome
+
+    def _read_account(self, account_id: str, query: Callable[[AccountBook, Settings], T]) -> T:
+        """Answer from a snapshot; an account with overdue upkeep is brought up to date
+        (and so written) first."""
+        with self.db.read() as conn:
+            now = self.clock()
+            row = accounts.get(conn, account_id)
+            if row is None:
+                raise NotFound("account", account_id)
+            if now < row.due_at:
+                return query(AccountBook(conn, row, now), settings_service.current(conn))
+        return self._on_account(account_id, query)
+
+
+class HeldOperation:
+    """The hold of a ``with meter.holding(…)`` block; call :meth:`settle` with the actual
+    usage."""
+
+    def __init__(self, meter: CreditMeter, hold: Hold) -> None:
+        self.meter = meter
+        self.hold = hold
+        self.charge: Charge | None = None
+
+    def settle(self, **actual: Any) -> Charge:
+        self.charge = self.meter.settle(self.hold.id, **actual)
+        return self.charge
+
+
+def _retrying(attempt: Callable[[], T]) -> T:
+    """Run a use case again when a concurrent writer got there first: a unique key taken
+    (same idempotency key, same new account id) or a conditional update that missed."""
+    for remaining in reversed(range(ATTEMPTS)):
+        try:
+            return attempt()
+        except (IntegrityError, ConcurrentUpdate, OperationalError) as error:
+            if remaining == 0 or not _retryable(error):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, ConcurrentUpdate | IntegrityError):
+        return True
+    text = str(error).lower()
+    return any(s in text for s in ("deadlock", "could not serialize", "database is locked"))

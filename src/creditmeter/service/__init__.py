@@ -1,0 +1,1 @@
+"""Use cases. Each runs inside one database transaction owned by its caller."""

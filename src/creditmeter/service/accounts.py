@@ -1,0 +1,175 @@
+"""Accounts: creation (welcome bonus once), changes, plan changes, members."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.grants import Grant
+from creditmeter.core.plans import Plan
+from creditmeter.core.records import Account
+from creditmeter.core.settings import Settings
+from creditmeter.core.types import AccountStatus, Credits, GrantSource, TransactionType
+from creditmeter.service.book import AccountBook
+from creditmeter.service.maintenance import current_period, issue_allowance, plan_of
+from creditmeter.store import accounts, catalog
+from creditmeter.store.accounts import AccountRow
+
+MAX_ID_LENGTH = 255
+
+
+def get_plan(conn: Connection, key: str) -> Plan:
+    plan = catalog.get_plan(conn, key)
+    if plan is None:
+        raise NotFound("plan", key)
+    return plan
+
+
+def validate_id(account_id: object) -> str:
+    if not isinstance(account_id, str) or not account_id.strip():
+        raise InvalidRequest("an account id is a non-empty string")
+    if len(account_id) > MAX_ID_LENGTH or not account_id.isprintable():
+        raise InvalidRequest(f"an account id has at most {MAX_ID_LENGTH} printable characters")
+    return account_id
+
+
+def create(
+    conn: Connection,
+    settings: Settings,
+    now: datetime,
+    account_id: str,
+    *,
+    name: str | None,
+    plan_key: str | None,
+    metadata: Mapping[str, Any],
+    overdraft_limit: Credits,
+) -> tuple[Account, bool]:
+    """The account with this id, created with its allowance and welcome bonus if new;
+    ``True`` when it was created now."""
+    existing = accounts.get(conn, validate_id(account_id))
+    if existing is not None:
+        return existing.account, False
+    plan = None if plan_key is None else get_plan(conn, plan_key)
+    if isinstance(overdraft_limit, bool) or overdraft_limit < 0:
+        raise InvalidRequest("overdraft_limit must be an integer ≥ 0")
+    period = current_period(plan, now, now)
+    row = AccountRow(
+        account=Account(
+            id=account_id,
+            name=name or account_id,
+            plan=plan_key,
+            pending_plan=None,
+            status=AccountStatus.ACTIVE,
+            created_at=now,
+            period_start=period.start,
+            period_end=period.end,
+            overdraft_limit=overdraft_limit,
+            metadata=dict(metadata),
+        ),
+        balance=0,
+        held=0,
+        debt=0,
+        period_credits=0,
+        due_at=period.end,
+    )
+    accounts.insert(conn, row)
+    book = AccountBook(conn, row, now)
+    if plan is not None:
+        issue_allowance(book, plan, period)
+    if settings.welcome_bonus > 0:
+        bonus = book.open_grant(GrantSource.BONUS, pool="*", reference="welcome_bonus")
+        book.issue(
+            {bonus.id: settings.welcome_bonus},
+            GrantSource.BONUS,
+            TransactionType.GRANT,
+            f"welcome bonus of {settings.welcome_bonus} credits",
+        )
+    book.save()
+    return row.account, True
+
+
+def update(
+    book: AccountBook,
+    *,
+    name: str | None = None,
+    status: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    overdraft_limit: Credits | None = None,
+) -> Account:
+    account = book.row.account
+    if name is not None:
+        account = replace(account, name=name)
+    if status is not None:
+        try:
+            account = replace(account, status=AccountStatus(status))
+        except ValueError:
+            known = ", ".join(s.value for s in AccountStatus)
+            raise InvalidRequest(f"status must be one of {known}") from None
+    if metadata is not None:
+        account = replace(account, metadata=dict(metadata))
+    if overdraft_limit is not None:
+        if isinstance(overdraft_limit, bool) or overdraft_limit < 0:
+            raise InvalidRequest("overdraft_limit must be an integer ≥ 0")
+        if overdraft_limit < book.row.debt:
+            raise InvalidRequest(f"the account owes {book.row.debt}; the limit cannot be lower")
+        account = replace(account, overdraft_limit=overdraft_limit)
+    book.row.account = account
+    return account
+
+
+def change_plan(book: AccountBook, plan_key: str, *, immediately: bool = False) -> Account:
+    """Upgrades (and changes asked for ``immediately``) take effect now and top the
+    allowance up; downgrades wait for the next period."""
+    new = get_plan(book.conn, plan_key)
+    old = plan_of(book)
+    account = book.row.account
+    if old is not None and not immediately and not new.is_upgrade_from(old):
+        book.row.account = replace(account, pending_plan=new.key)
+        return book.row.account
+    book.row.account = replace(account, plan=new.key, pending_plan=None)
+    _top_up_allowance(book, new)
+    return book.row.account
+
+
+def _top_up_allowance(book: AccountBook, plan: Plan) -> None:
+    period_start = book.row.account.period_start
+    current: dict[str, Grant] = {
+        g.pool: g
+        for g in book.grants
+        if g.source is GrantSource.ALLOWANCE and g.period_start == period_start
+    }
+    issued: dict[str, Credits] = {}
+    for pool, credits in sorted(plan.limited_allowances().items()):
+        existing = current.get(pool)
+        if existing is None and credits > 0:
+            g = book.open_grant(
+                GrantSource.ALLOWANCE,
+                pool=pool,
+                effective_at=period_start,
+                expires_at=book.row.account.period_end,
+                period_start=period_start,
+                reference=f"plan:{plan.key}",
+            )
+            issued[g.id] = credits
+        elif existing is not None and credits > existing.amount:
+            issued[existing.id] = credits - existing.amount
+    if issued:
+        book.issue(
+            issued,
+            GrantSource.ALLOWANCE,
+            TransactionType.ALLOCATION,
+            f"allowance topped up to the {plan.name} plan",
+        )
+
+
+def add_member(conn: Connection, now: datetime, account_id: str, member_id: str, name: str) -> None:
+    if accounts.get(conn, account_id) is None:
+        raise NotFound("account", account_id)
+    if not member_id or len(member_id) > MAX_ID_LENGTH:
+        raise InvalidRequest("a member id is a non-empty string of at most 255 characters")
+    accounts.upsert_member(conn, account_id, member_id, name, now)

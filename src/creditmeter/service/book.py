@@ -1,0 +1,215 @@
+"""One account, locked for one use case: its totals, its grants and the ledger writes.
+
+Every change of credits goes through :meth:`AccountBook.post`, which writes one ledger
+transaction whose postings sum to zero, applies the postings to the grants with
+conditional updates, and moves the account's running totals with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from creditmeter.core.grants import Draw, Grant, merge_draws
+from creditmeter.core.records import Posting, Transaction
+from creditmeter.core.types import (
+    DEFAULT_PRIORITY,
+    ISSUER,
+    Credits,
+    GrantId,
+    GrantSource,
+    PoolName,
+    SystemAccount,
+    TransactionType,
+    wallet,
+)
+from creditmeter.service.ids import new_id
+from creditmeter.store import accounts, grants, ledger
+from creditmeter.store.accounts import AccountRow
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    remaining: Credits = 0
+    amount: Credits = 0
+
+
+class AccountBook:
+    def __init__(self, conn: Connection, row: AccountRow, now: datetime) -> None:
+        self.conn = conn
+        self.row = row
+        self.now = now
+        self._grants: dict[GrantId, Grant] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    @property
+    def wallet(self) -> str:
+        return wallet(self.row.id)
+
+    @property
+    def grants(self) -> list[Grant]:
+        return list(self._loaded().values())
+
+    def grant(self, grant_id: GrantId) -> Grant:
+        """A grant of this account, also a spent one that :attr:`grants` leaves out."""
+        loaded = self._loaded()
+        if grant_id not in loaded:
+            for g in grants.get_many(self.conn, [grant_id]):
+                loaded[g.id] = g
+        return loaded[grant_id]
+
+    def _loaded(self) -> dict[GrantId, Grant]:
+        if self._grants is None:
+            found = grants.for_account(self.conn, self.row.id, self.row.account.period_start)
+            self._grants = {g.id: g for g in found}
+        return self._grants
+
+    def lower_due(self, at: datetime | None) -> None:
+        if at is not None and at < self.row.due_at:
+            self.row.due_at = at
+
+    def save(self) -> None:
+        accounts.save(self.conn, self.row)
+
+    # Reservations (holds): no ledger entry, only `held` on grants and the account.
+
+    def reserve(self, draws: Iterable[Draw], sign: int = 1) -> Credits:
+        total = 0
+        for d in draws:
+            grants.change(self.conn, d.grant_id, held=sign * d.credits)
+            g = self.grant(d.grant_id)
+            self._put(replace(g, held=g.held + sign * d.credits))
+            total += d.credits
+        self.row.held += sign * total
+        return total
+
+    def unreserve(self, draws: Iterable[Draw]) -> Credits:
+        return self.reserve(draws, sign=-1)
+
+    # New grants.
+
+    def open_grant(
+        self,
+        source: GrantSource,
+        *,
+        pool: PoolName,
+        priority: int | None = None,
+        effective_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        period_start: datetime | None = None,
+        reference: str | None = None,
+    ) -> Grant:
+        """An empty grant; credits come into it by a posting."""
+        g = Grant(
+            id=new_id("grt"),
+            account_id=self.row.id,
+            source=source,
+            pool=pool,
+            priority=DEFAULT_PRIORITY[source] if priority is None else priority,
+            amount=0,
+            remaining=0,
+            held=0,
+            effective_at=effective_at or self.now,
+            expires_at=expires_at,
+            created_at=self.now,
+            period_start=period_start,
+            reference=reference,
+        )
+        grants.insert(self.conn, g)
+        self._put(g)
+        self.lower_due(expires_at)
+        return g
+
+    # Postings.
+
+    def issue(
+        self,
+        issued: Mapping[GrantId, Credits],
+        source: GrantSource,
+        kind: TransactionType,
+        description: str,
+        **extra: Any,
+    ) -> Transaction:
+        """Credits from the source's issuance account into grants, growing their amount."""
+        legs = [Posting(ISSUER[source].value, -sum(issued.values()))]
+        legs += [Posting(self.wallet, n, g) for g, n in issued.items()]
+        changes = {g: GrantChange(remaining=n, amount=n) for g, n in issued.items()}
+        return self.post(kind, legs, changes, description, **extra)
+
+    def consume(
+        self, draws: Sequence[Draw], debited: Credits, description: str, **extra: Any
+    ) -> Transaction:
+        """Credits drawn from grants (and taken on as debt) into consumption."""
+        draws = merge_draws(draws)
+        legs = [Posting(self.wallet, -d.credits, d.grant_id) for d in draws]
+        if debited:
+            legs.append(Posting(self.wallet, -debited))
+        legs.append(
+            Posting(SystemAccount.CONSUMPTION.value, sum(d.credits for d in draws) + debited)
+        )
+        changes = {d.grant_id: GrantChange(remaining=-d.credits) for d in draws}
+        return self.post(TransactionType.USAGE, legs, changes, description, **extra)
+
+    def post(
+        self,
+        kind: TransactionType,
+        legs: Sequence[Posting],
+        changes: Mapping[GrantId, GrantChange],
+        description: str,
+        *,
+        usage_id: str | None = None,
+        hold_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        created_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> Transaction:
+        """Write one balanced ledger transaction and apply it to grants and totals."""
+        legs = [leg for leg in legs if leg.amount != 0]
+        if sum(leg.amount for leg in legs) != 0:
+            raise AssertionError(f"unbalanced postings: {legs}")
+        wallet_delta = sum(leg.amount for leg in legs if leg.ledger_account == self.wallet)
+        debt_delta = -sum(
+            leg.amount for leg in legs if leg.ledger_account == self.wallet and leg.grant_id is None
+        )
+        for grant_id, change in changes.items():
+            grants.change(self.conn, grant_id, remaining=change.remaining, amount=change.amount)
+            g = self.grant(grant_id)
+            self._put(
+                replace(
+                    g, remaining=g.remaining + change.remaining, amount=g.amount + change.amount
+                )
+            )
+        before = self.row.available
+        self.row.balance += wallet_delta
+        self.row.debt += debt_delta
+        txn = Transaction(
+            id=new_id("txn"),
+            account_id=self.row.id,
+            type=kind,
+            amount=wallet_delta,
+            balance_before=before,
+            balance_after=self.row.available,
+            description=description,
+            created_at=created_at or self.now,
+            postings=tuple(
+                replace(leg, grant_source=self.grant(leg.grant_id).source)
+                if leg.grant_id is not None
+                else leg
+                for leg in legs
+            ),
+            usage_id=usage_id,
+            hold_id=hold_id,
+            metadata=dict(metadata or {}),
+        )
+        ledger.insert(self.conn, txn, idempotency_key)
+        return txn
+
+    def _put(self, g: Grant) -> None:
+        self._loaded()[g.id] = g

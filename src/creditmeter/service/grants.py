@@ -1,0 +1,117 @@
+"""Grants issued by hand (admin, promotional, bonus, purchase) and refunds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.records import GrantResult, Posting, Transaction
+from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
+from creditmeter.service.book import AccountBook, GrantChange
+from creditmeter.service.maintenance import repay_debt
+from creditmeter.store import ledger, usage
+
+PLAN_SOURCES = frozenset({GrantSource.ALLOWANCE, GrantSource.ROLLOVER})
+
+
+def _positive(amount: object) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequest("amount must be an integer > 0")
+    return amount
+
+
+def grant(
+    book: AccountBook,
+    amount: int,
+    *,
+    source: str,
+    pool: str | None,
+    priority: int | None,
+    expires_at: datetime | None,
+    effective_at: datetime | None,
+    reason: str | None,
+    reference: str | None,
+) -> GrantResult:
+    amount = _positive(amount)
+    try:
+        kind = GrantSource(source)
+    except ValueError:
+        raise InvalidRequest(f"unknown grant source {source!r}") from None
+    if kind in PLAN_SOURCES:
+        raise InvalidRequest(f"{kind.value} grants come from the plan, not by hand")
+    if expires_at is not None and expires_at <= (effective_at or book.now):
+        raise InvalidRequest("expires_at must be after the grant takes effect")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise InvalidRequest("priority must be an integer")
+    g = book.open_grant(
+        kind,
+        pool=pool or ANY_POOL,
+        priority=priority,
+        effective_at=effective_at,
+        expires_at=expires_at,
+        reference=reference,
+    )
+    description = reason or f"{amount} {kind.value} credits granted"
+    txn = book.issue(
+        {g.id: amount},
+        kind,
+        TransactionType.GRANT,
+        description,
+        metadata={"reason": reason} if reason else None,
+    )
+    repay_debt(book, [g.id])
+    return GrantResult(g.id, txn.id, amount, book.row.available)
+
+
+def refund_usage(book: AccountBook, usage_id: str, reason: str | None) -> Transaction:
+    """A usage's credits go back to the grants they came from; a grant that has expired
+    since, and debt already repaid, give theirs back as a new refund grant."""
+    record = usage.get(book.conn, usage_id)
+    if record is None or record.account_id != book.id:
+        raise NotFound("usage", usage_id)
+    refundable = record.charged + record.debited - record.refunded
+    if refundable <= 0:
+        raise InvalidRequest(f"usage {usage_id} has nothing left to refund")
+    legs: list[Posting] = []
+    changes: dict[str, GrantChange] = {}
+    new_grant_credits = 0
+    for leg in ledger.usage_postings(book.conn, usage_id):
+        if leg.ledger_account != book.wallet:
+            continue
+        credits = -leg.amount
+        if leg.grant_id is None:
+            owed = min(credits, book.row.debt)
+            legs.append(Posting(book.wallet, owed))
+            new_grant_credits += credits - owed
+        elif book.grant(leg.grant_id).is_active(book.now):
+            legs.append(Posting(book.wallet, credits, leg.grant_id))
+            changes[leg.grant_id] = GrantChange(remaining=credits)
+        else:
+            new_grant_credits += credits
+    if new_grant_credits:
+        g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL, reference=f"usage:{usage_id}")
+        legs.append(Posting(book.wallet, new_grant_credits, g.id))
+        changes[g.id] = GrantChange(remaining=new_grant_credits, amount=new_grant_credits)
+    legs.append(Posting(SystemAccount.REFUND.value, -refundable))
+    usage.add_refunded(book.conn, usage_id, refundable)
+    return book.post(
+        TransactionType.REFUND,
+        legs,
+        changes,
+        reason or f"usage {usage_id} refunded",
+        usage_id=usage_id,
+    )
+
+
+def refund_credits(book: AccountBook, amount: int, reason: str | None) -> Transaction:
+    """Credits given back outside any usage, as a new refund grant."""
+    amount = _positive(amount)
+    g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL)
+    txn = book.issue(
+        {g.id: amount},
+        GrantSource.REFUND,
+        TransactionType.REFUND,
+        reason or f"{amount} credits refunded",
+    )
+    repay_debt(book, [g.id])
+    return txn

@@ -1,0 +1,90 @@
+"""Idempotency keys: a retry returns the first result; other parameters are a conflict.
+
+Results are kept as JSON. :func:`dump` and :func:`load` turn the engine's frozen
+dataclasses into JSON and back, guided by their type hints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
+
+from sqlalchemy.engine import Connection
+
+from creditmeter.core.errors import IdempotencyConflict
+from creditmeter.store import idempotency
+
+T = TypeVar("T")
+
+
+def fingerprint(operation: str, params: Mapping[str, Any]) -> str:
+    canonical = json.dumps([operation, params], sort_keys=True, default=_plain)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replay(conn: Connection, key: str, operation: str, print_: str, cls: type[T]) -> T | None:
+    """The first result stored under ``key``, or ``None`` if the key is new."""
+    found = idempotency.find(conn, key)
+    if found is None:
+        return None
+    stored_operation, stored_print, result = found
+    if (stored_operation, stored_print) != (operation, print_):
+        raise IdempotencyConflict(key)
+    return load(cls, result)
+
+
+def remember(
+    conn: Connection, key: str, operation: str, print_: str, result: object, now: datetime
+) -> None:
+    idempotency.record(conn, key, operation, print_, dump(result), now)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+def dump(value: object) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): dump(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [dump(v) for v in value]
+    if isinstance(value, datetime | Decimal | Enum):
+        return _plain(value)
+    return value
+
+
+def load(cls: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    origin = get_origin(cls)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(cls) if a is not type(None)]
+        return load(options[0], data)
+    if origin is tuple:
+        return tuple(load(get_args(cls)[0], v) for v in data)
+    if origin in (list, Mapping, dict) or cls is Any:
+        return data
+    if dataclasses.is_dataclass(cls):
+        hints = get_type_hints(cls)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: load(hints[k], v) for k, v in data.items() if k in fields})
+    if cls is datetime:
+        return datetime.fromisoformat(data)
+    if isinstance(cls, type) and issubclass(cls, Enum | Decimal):
+        return cast(Any, cls)(data)
+    return data

@@ -1,0 +1,174 @@
+"""Bringing an account up to date: expired holds, period rollover, expired grants.
+
+It runs lazily at the start of every use case that touches an account whose ``due_at``
+has passed, and from the sweeper for idle accounts. Each step is idempotent: the unique
+allowance grant per (account, pool, period) and the conditional updates make a second
+run a no-op.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+from datetime import datetime
+
+from creditmeter.core.grants import Grant
+from creditmeter.core.periods import Period, period_containing
+from creditmeter.core.plans import Plan
+from creditmeter.core.records import Posting
+from creditmeter.core.types import (
+    GrantSource,
+    HoldStatus,
+    PeriodKind,
+    SystemAccount,
+    TransactionType,
+)
+from creditmeter.service.book import AccountBook, GrantChange
+from creditmeter.store import catalog, grants, holds
+
+
+def bring_up_to_date(book: AccountBook) -> None:
+    if book.now < book.row.due_at:
+        return
+    for hold_id in holds.expired_ids(book.conn, book.id, book.now):
+        book.unreserve(holds.allocations(book.conn, hold_id))
+        holds.finish(book.conn, hold_id, HoldStatus.EXPIRED, book.now)
+    if book.now >= book.row.account.period_end:
+        roll_period(book)
+    expire_grants(book)
+    candidates = [
+        book.row.account.period_end,
+        grants.next_expiry(book.conn, book.id),
+        holds.next_expiry(book.conn, book.id),
+    ]
+    book.row.due_at = min(c for c in candidates if c is not None)
+
+
+def expire_grants(book: AccountBook) -> None:
+    """Post the expiry of what is left in grants past their end (a held part waits)."""
+    by_moment: dict[datetime, list[Grant]] = defaultdict(list)
+    for g in book.grants:
+        if g.expires_at is not None and g.expires_at <= book.now and g.free > 0:
+            by_moment[g.expires_at].append(g)
+    for moment in sorted(by_moment):
+        expiring = by_moment[moment]
+        total = sum(g.free for g in expiring)
+        legs = [Posting(book.wallet, -g.free, g.id) for g in expiring]
+        legs.append(Posting(SystemAccount.EXPIRY.value, total))
+        book.post(
+            TransactionType.EXPIRY,
+            legs,
+            {g.id: GrantChange(remaining=-g.free) for g in expiring},
+            f"{total} unused credits expired",
+            created_at=moment,
+        )
+
+
+def plan_of(book: AccountBook) -> Plan | None:
+    key = book.row.account.plan
+    return None if key is None else catalog.get_plan(book.conn, key)
+
+
+def current_period(plan: Plan | None, anchor: datetime, at: datetime) -> Period:
+    kind = PeriodKind.CALENDAR_MONTH if plan is None else plan.period
+    return period_containing(kind, anchor, at)
+
+
+def roll_period(book: AccountBook) -> None:
+    account = book.row.account
+    old_plan = plan_of(book)
+    if old_plan is not None and old_plan.rollover_cap > 0:
+        _roll_over_unused(book, old_plan)
+    new_plan = old_plan
+    if account.pending_plan is not None:
+        new_plan = catalog.get_plan(book.conn, account.pending_plan)
+        account = replace(account, plan=account.pending_plan, pending_plan=None)
+    period = current_period(new_plan, account.created_at, book.now)
+    book.row.account = replace(account, period_start=period.start, period_end=period.end)
+    book.row.period_credits = 0
+    if new_plan is not None:
+        issue_allowance(book, new_plan, period)
+
+
+def _roll_over_unused(book: AccountBook, plan: Plan) -> None:
+    """Carry up to the plan's cap of each pool's unused allowance into the next period."""
+    account = book.row.account
+    following = current_period(plan, account.created_at, account.period_end)
+    if following.end <= book.now:
+        return  # the carried credits would already have expired
+    unused: dict[str, list[Grant]] = defaultdict(list)
+    for g in book.grants:
+        if g.source is GrantSource.ALLOWANCE and g.period_start == account.period_start:
+            unused[g.pool].append(g)
+    for pool, pool_grants in sorted(unused.items()):
+        carry = min(sum(g.free for g in pool_grants), plan.rollover_cap)
+        if carry <= 0:
+            continue
+        target = book.open_grant(
+            GrantSource.ROLLOVER,
+            pool=pool,
+            effective_at=following.start,
+            expires_at=following.end,
+            period_start=following.start,
+        )
+        legs: list[Posting] = []
+        changes: dict[str, GrantChange] = {}
+        left = carry
+        for g in pool_grants:
+            take = min(g.free, left)
+            if take:
+                legs.append(Posting(book.wallet, -take, g.id))
+                changes[g.id] = GrantChange(remaining=-take)
+                left -= take
+        legs.append(Posting(book.wallet, carry, target.id))
+        changes[target.id] = GrantChange(remaining=carry, amount=carry)
+        book.post(
+            TransactionType.ROLLOVER,
+            legs,
+            changes,
+            f"{carry} unused {pool} allowance carried into the next period",
+            created_at=account.period_end,
+        )
+
+
+def issue_allowance(book: AccountBook, plan: Plan, period: Period) -> None:
+    """The period's allowance grants, one per limited pool, in one transaction."""
+    issued: dict[str, int] = {}
+    for pool, credits in sorted(plan.limited_allowances().items()):
+        if credits > 0:
+            g = book.open_grant(
+                GrantSource.ALLOWANCE,
+                pool=pool,
+                effective_at=period.start,
+                expires_at=period.end,
+                period_start=period.start,
+                reference=f"plan:{plan.key}",
+            )
+            issued[g.id] = credits
+    if issued:
+        book.issue(
+            issued,
+            GrantSource.ALLOWANCE,
+            TransactionType.ALLOCATION,
+            f"{plan.name} allowance for the period from {period.start:%Y-%m-%d}",
+            created_at=max(period.start, book.row.account.created_at),
+        )
+        repay_debt(book, list(issued))
+
+
+def repay_debt(book: AccountBook, grant_ids: list[str]) -> None:
+    """New credits pay the account's debt first."""
+    legs: list[Posting] = []
+    changes: dict[str, GrantChange] = {}
+    left = book.row.debt
+    for grant_id in grant_ids:
+        g = book.grant(grant_id)
+        take = min(g.free, left)
+        if take:
+            legs.append(Posting(book.wallet, -take, g.id))
+            changes[g.id] = GrantChange(remaining=-take)
+            left -= take
+    repaid = book.row.debt - left
+    if repaid:
+        legs.append(Posting(book.wallet, repaid))
+        book.post(TransactionType.DEBT_REPAYMENT, legs, changes, f"{repaid} credits of debt repaid")

@@ -1,0 +1,356 @@
+"""Metering: authorize → settle / release, one-shot charges, and price checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from creditmeter.core.errors import (
+    AccountSuspended,
+    FeatureNotInPlan,
+    HoldNotPending,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+    Refusal,
+)
+from creditmeter.core.grants import (
+    Draw,
+    allowance_state,
+    consumption_order,
+    free_credits,
+    plan_draws,
+    purchased_free,
+)
+from creditmeter.core.plans import Plan
+from creditmeter.core.pricing import Feature, Quantity, normalize_usage, price
+from creditmeter.core.records import Charge, CheckResult, Hold, Refused, UsageRecord
+from creditmeter.core.settings import Settings, balance_warnings
+from creditmeter.core.types import AccountStatus, Credits, Enforcement, HoldStatus
+from creditmeter.service.book import AccountBook
+from creditmeter.service.ids import new_id
+from creditmeter.service.maintenance import expire_grants, plan_of
+from creditmeter.store import catalog, holds, usage
+
+
+@dataclass(frozen=True)
+class Rated:
+    """A usage priced under a feature's rule in force."""
+
+    feature: Feature
+    quantities: dict[str, Quantity]
+    credits: Credits
+
+
+def rate(
+    conn: Connection,
+    feature_key: str,
+    usage_: Mapping[str, object] | None,
+    credits: object,
+    model: str | None,
+) -> Rated:
+    feature = catalog.get_feature(conn, feature_key)
+    if feature is None:
+        raise NotFound("feature", feature_key)
+    if credits is not None:
+        if usage_:
+            raise InvalidRequest("give usage or credits, not both")
+        if isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
+            raise InvalidRequest("credits must be an integer ≥ 0")
+        return Rated(feature, {}, credits)
+    quantities = normalize_usage(usage_)
+    return Rated(feature, quantities, price(feature.rule, quantities, model))
+
+
+def _refusal(book: AccountBook, plan: Plan | None, feature: Feature) -> Refusal | None:
+    """Why this account may not use this feature at all now, if it may not."""
+    status = book.row.account.status
+    if status is not AccountStatus.ACTIVE:
+        return AccountSuspended(book.id, status.value)
+    if plan is not None and not plan.allows(feature.key):
+        return FeatureNotInPlan(feature.key, plan.key)
+    return None
+
+
+def _shortage(
+    book: AccountBook, plan: Plan | None, feature: Feature, required: Credits, available: Credits
+) -> InsufficientCredits:
+    return InsufficientCredits(
+        required=required,
+        available=available,
+        allowance=allowance_state(book.grants, book.row.account.period_start, feature.pool),
+        purchased_available=purchased_free(book.grants, feature.pool, book.now),
+    )
+
+
+def _enforce(settings: Settings, refusal: Refusal | None) -> Refused | None:
+    """Raise a refusal when enforcing; report it when observing; ignore it when off."""
+    if refusal is None or settings.enforcement is Enforcement.OFF:
+        return None
+    if settings.enforcement is Enforcement.ENFORCE:
+        raise refusal
+    return Refused(refusal.code, refusal.message)
+
+
+def _headroom(book: AccountBook) -> Credits:
+    return max(book.row.account.overdraft_limit - book.row.debt, 0)
+
+
+def authorize(
+    book: AccountBook,
+    settings: Settings,
+    rated: Rated,
+    *,
+    ttl: timedelta,
+    model: str | None,
+    member: str | None,
+    metadata: Mapping[str, Any],
+) -> Hold:
+    plan = plan_of(book)
+    feature = rated.feature
+    refused = _enforce(settings, _refusal(book, plan, feature))
+    unlimited = plan is not None and plan.is_unlimited(feature.pool)
+    draws: list[Draw] = []
+    if not unlimited:
+        draws, short = plan_draws(
+            consumption_order(book.grants, feature.pool, book.now), rated.credits
+        )
+        if short:
+            available = rated.credits - short
+            shortage = _shortage(book, plan, feature, rated.credits, available)
+            refused = _enforce(settings, shortage) or refused
+    hold = Hold(
+        id=new_id("hold"),
+        account_id=book.id,
+        feature=feature.key,
+        credits=rated.credits,
+        reserved=book.reserve(draws),
+        status=HoldStatus.PENDING,
+        created_at=book.now,
+        expires_at=book.now + ttl,
+        would_refuse=refused,
+    )
+    holds.insert(
+        book.conn,
+        hold,
+        pool=feature.pool,
+        unlimited=unlimited,
+        model=model,
+        member=member,
+        estimate=_plain(rated.quantities),
+        metadata=dict(metadata),
+        allocations=draws,
+    )
+    book.lower_due(hold.expires_at)
+    return hold
+
+
+def pending_hold(book: AccountBook, hold_id: str) -> tuple[Hold, dict[str, Any]]:
+    found = holds.get(book.conn, hold_id)
+    if found is None or found[0].account_id != book.id:
+        raise NotFound("hold", hold_id)
+    hold, details = found
+    if hold.status is not HoldStatus.PENDING:
+        raise HoldNotPending(hold_id, hold.status.value)
+    return hold, details
+
+
+def settle(
+    book: AccountBook,
+    settings: Settings,
+    hold_id: str,
+    usage_: Mapping[str, object] | None,
+    credits: int | None,
+    *,
+    model: str | None,
+    member: str | None,
+    success: bool,
+    metadata: Mapping[str, Any],
+    provider_cost: Decimal | None,
+) -> Charge:
+    """Charge the actual usage: from the held grants first, then any other grant; the
+    part no grant covers becomes debt up to the overdraft limit, the rest uncollected."""
+    hold, details = pending_hold(book, hold_id)
+    model = model or details["model"]
+    member = member or details["member"]
+    if usage_ is None and credits is None:  # the estimate was right
+        usage_ = details["estimate"] or None
+        credits = None if usage_ else hold.credits
+    rated = rate(book.conn, hold.feature, usage_, credits, model)
+    if not success:
+        rated = replace(rated, credits=0)
+    allocations = holds.allocations(book.conn, hold_id)
+    book.unreserve(allocations)
+    charge = _charge(
+        book,
+        settings,
+        rated,
+        preferred=allocations,
+        unlimited=details["unlimited"],
+        model=model,
+        member=member,
+        success=success,
+        metadata={**details["metadata"], **metadata},
+        provider_cost=provider_cost,
+        hold_id=hold_id,
+        would_refuse=None,
+    )
+    holds.finish(book.conn, hold_id, HoldStatus.SETTLED, book.now, charge.usage_id)
+    expire_grants(book)
+    return replace(charge, available_after=book.row.available)
+
+
+def release(book: AccountBook, hold_id: str) -> Hold:
+    hold, _ = pending_hold(book, hold_id)
+    book.unreserve(holds.allocations(book.conn, hold_id))
+    holds.finish(book.conn, hold_id, HoldStatus.RELEASED, book.now)
+    expire_grants(book)
+    return replace(hold, status=HoldStatus.RELEASED)
+
+
+def charge(
+    book: AccountBook,
+    settings: Settings,
+    rated: Rated,
+    *,
+    model: str | None,
+    member: str | None,
+    metadata: Mapping[str, Any],
+    provider_cost: Decimal | None,
+) -> Charge:
+    plan = plan_of(book)
+    feature = rated.feature
+    refused = _enforce(settings, _refusal(book, plan, feature))
+    unlimited = plan is not None and plan.is_unlimited(feature.pool)
+    if not unlimited:
+        available = free_credits(book.grants, feature.pool, book.now) + _headroom(book)
+        if available < rated.credits:
+            shortage = _shortage(book, plan, feature, rated.credits, available)
+            refused = _enforce(settings, shortage) or refused
+    return _charge(
+        book,
+        settings,
+        rated,
+        preferred=(),
+        unlimited=unlimited,
+        model=model,
+        member=member,
+        success=True,
+        metadata=metadata,
+        provider_cost=provider_cost,
+        hold_id=None,
+        would_refuse=refused,
+    )
+
+
+def _charge(
+    book: AccountBook,
+    settings: Settings,
+    rated: Rated,
+    *,
+    preferred: Sequence[Draw],
+    unlimited: bool,
+    model: str | None,
+    member: str | None,
+    success: bool,
+    metadata: Mapping[str, Any],
+    provider_cost: Decimal | None,
+    hold_id: str | None,
+    would_refuse: Refused | None,
+) -> Charge:
+    feature = rated.feature
+    draws: list[Draw] = []
+    short = 0 if unlimited else rated.credits
+    for allocation in preferred:
+        take = min(allocation.credits, short)
+        if take:
+            draws.append(Draw(allocation.grant_id, take))
+            short -= take
+    if short:
+        taken = {d.grant_id: d.credits for d in draws}
+        others = [replace(g, held=g.held + taken.get(g.id, 0)) for g in book.grants]
+        more, short = plan_draws(consumption_order(others, feature.pool, book.now), short)
+        draws += more
+    debited = min(short, _headroom(book))
+    usage_id = new_id("use")
+    txn = book.consume(
+        draws,
+        debited,
+        _describe(rated, model),
+        usage_id=usage_id,
+        hold_id=hold_id,
+        metadata={"feature": feature.key, "model": model, "member": member},
+    )
+    book.row.period_credits += rated.credits
+    record = UsageRecord(
+        id=usage_id,
+        account_id=book.id,
+        feature=feature.key,
+        feature_version=feature.version,
+        model=model,
+        member=member,
+        quantities=_plain(rated.quantities),
+        credits=rated.credits,
+        charged=sum(d.credits for d in draws),
+        debited=debited,
+        uncollected=short - debited,
+        refunded=0,
+        unlimited=unlimited,
+        success=success,
+        hold_id=hold_id,
+        created_at=book.now,
+        metadata=dict(metadata),
+    )
+    usage.insert(
+        book.conn, record, pool=feature.pool, provider_cost=provider_cost, transaction_id=txn.id
+    )
+    allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
+    return Charge(
+        usage_id=usage_id,
+        account_id=book.id,
+        feature=feature.key,
+        credits=rated.credits,
+        charged=record.charged,
+        debited=debited,
+        uncollected=record.uncollected,
+        available_after=book.row.available,
+        transaction_id=txn.id,
+        hold_id=hold_id,
+        warnings=tuple(balance_warnings(settings, book.row.available, allowance)),
+        would_refuse=would_refuse,
+    )
+
+
+def check(book: AccountBook, settings: Settings, rated: Rated) -> CheckResult:
+    """Whether a usage would be allowed now, and what it would cost; changes nothing."""
+    plan = plan_of(book)
+    feature = rated.feature
+    available = free_credits(book.grants, feature.pool, book.now) + _headroom(book)
+    refusal = _refusal(book, plan, feature)
+    unlimited = plan is not None and plan.is_unlimited(feature.pool)
+    if refusal is None and not unlimited and available < rated.credits:
+        refusal = _shortage(book, plan, feature, rated.credits, available)
+    allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
+    enforcing = settings.enforcement is Enforcement.ENFORCE
+    return CheckResult(
+        allowed=refusal is None or not enforcing,
+        cost=rated.credits,
+        available=available,
+        reason=None if refusal is None or settings.enforcement is Enforcement.OFF else refusal.code,
+        warnings=tuple(balance_warnings(settings, book.row.available, allowance)),
+    )
+
+
+def _describe(rated: Rated, model: str | None) -> str:
+    on = f" on {model}" if model else ""
+    return f"{rated.feature.name}{on}: {rated.credits} credits"
+
+
+def _plain(quantities: Mapping[str, Quantity]) -> dict[str, int | str]:
+    """Quantities as JSON: integers as they are, fractions as decimal strings."""
+    return {unit: q if isinstance(q, int) else str(q) for unit, q in quantities.items()}

@@ -1,0 +1,180 @@
+"""Reads: balances, the ledger, usage and its summaries, CSV export."""
+
+from __future__ import annotations
+
+import base64
+import csv
+from collections.abc import Iterator
+from datetime import datetime
+from typing import IO
+
+from sqlalchemy.engine import Connection
+
+from creditmeter.core.errors import InvalidRequest
+from creditmeter.core.grants import allowance_state, free_credits
+from creditmeter.core.records import Balance, Page, PoolBalance, Transaction, UsageRecord
+from creditmeter.core.settings import Settings, balance_warnings
+from creditmeter.core.types import ANY_POOL, PURCHASED_SOURCES, TransactionType
+from creditmeter.service.book import AccountBook
+from creditmeter.service.maintenance import plan_of
+from creditmeter.store import ledger, usage
+from creditmeter.store.usage import GROUPINGS, GroupBy
+
+MAX_PAGE = 1000
+
+
+def balance(book: AccountBook, settings: Settings) -> Balance:
+    plan = plan_of(book)
+    start = book.row.account.period_start
+    grants = book.grants
+    unlimited_all = plan is not None and plan.is_unlimited(ANY_POOL)
+    allowance = allowance_state(
+        grants, start, None, book.row.period_credits if unlimited_all else None
+    )
+    pools = {}
+    for pool in sorted(plan.allowances if plan is not None else ()):
+        unlimited = plan is not None and plan.is_unlimited(pool)
+        pools[pool] = PoolBalance(
+            available=free_credits(grants, pool, book.now),
+            allowance=allowance_state(
+                grants, start, pool, book.row.period_credits if unlimited else None
+            ),
+            unlimited=unlimited,
+        )
+    return Balance(
+        account_id=book.id,
+        available=book.row.available,
+        held=book.row.held,
+        debt=book.row.debt,
+        allowance=allowance,
+        period_start=start,
+        period_end=book.row.account.period_end,
+        purchased_available=sum(
+            g.free for g in grants if g.source in PURCHASED_SOURCES and g.is_active(book.now)
+        ),
+        pools=pools,
+        warnings=tuple(balance_warnings(settings, book.row.available, allowance)),
+        status=book.row.account.status,
+    )
+
+
+def encode_cursor(at: datetime, item_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{item_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    try:
+        at, item_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(at), item_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("invalid cursor") from None
+
+
+def _limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
+    return limit
+
+
+def transactions(
+    conn: Connection,
+    account_id: str,
+    *,
+    types: tuple[str, ...] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[Transaction]:
+    try:
+        kinds = tuple(TransactionType(t) for t in types)
+    except ValueError:
+        known = ", ".join(t.value for t in TransactionType)
+        raise InvalidRequest(f"type must be one of {known}") from None
+    limit = _limit(limit)
+    rows = ledger.page(
+        conn,
+        account_id,
+        types=kinds,
+        since=since,
+        until=until,
+        before=decode_cursor(cursor),
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return Page(tuple(rows), next_cursor)
+
+
+def usage_page(
+    conn: Connection,
+    account_id: str,
+    *,
+    feature: str | None = None,
+    member: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[UsageRecord]:
+    limit = _limit(limit)
+    rows = usage.page(
+        conn,
+        account_id,
+        feature=feature,
+        member=member,
+        since=since,
+        until=until,
+        before=decode_cursor(cursor),
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return Page(tuple(rows), next_cursor)
+
+
+def group_by(value: str) -> GroupBy:
+    for grouping in GROUPINGS:
+        if grouping == value:
+            return grouping
+    raise InvalidRequest(f"group_by must be one of {', '.join(GROUPINGS)}")
+
+
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "type",
+    "amount",
+    "balance_before",
+    "balance_after",
+    "description",
+    "usage_id",
+    "hold_id",
+)
+
+
+def write_transactions_csv(rows: Iterator[Transaction], out: IO[str]) -> int:
+    """Write transactions as CSV, one line each; returns how many were written."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for t in rows:
+        writer.writerow(
+            [
+                t.id,
+                t.created_at.isoformat(),
+                t.type.value,
+                t.amount,
+                t.balance_before,
+                t.balance_after,
+                t.description,
+                t.usage_id or "",
+                t.hold_id or "",
+            ]
+        )
+        count += 1
+    return count

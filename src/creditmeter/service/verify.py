@@ -1,0 +1,277 @@
+"""Checks the invariants I1–I6 of the design over a whole database.
+
+Each check is one aggregate query, so it runs over millions of ledger rows; each finding
+is reported as a :class:`Violation` naming the invariant and what breaks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from creditmeter.core.types import HoldStatus, TransactionType
+from creditmeter.store.tables import (
+    accounts,
+    grants,
+    hold_allocations,
+    holds,
+    idempotency_keys,
+    ledger_transactions,
+    postings,
+    usage_records,
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.invariant} {self.subject}: {self.message}"
+
+
+def _sum(column: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
+    return sa.func.coalesce(sa.func.sum(column), 0)
+
+
+def _wallet() -> sa.ColumnElement[str]:
+    return sa.literal("account:") + accounts.c.id
+
+
+def books_balance(conn: Connection) -> Iterator[Violation]:
+    """I1: all postings sum to zero, and so does every transaction's."""
+    total = conn.execute(sa.select(_sum(postings.c.amount))).scalar_one()
+    if total != 0:
+        yield Violation("I1", "ledger", f"postings sum to {total}, not 0")
+    unbalanced = (
+        sa.select(postings.c.transaction_id, sa.func.sum(postings.c.amount).label("total"))
+        .group_by(postings.c.transaction_id)
+        .having(sa.func.sum(postings.c.amount) != 0)
+    )
+    for row in conn.execute(unbalanced):
+        yield Violation("I1", row.transaction_id, f"postings sum to {row.total}")
+
+
+def grants_match_postings(conn: Connection) -> Iterator[Violation]:
+    """I2: each grant's remaining is what its postings leave, within 0..amount, and its
+    held credits are those its pending holds reserve."""
+    posted = (
+        sa.select(postings.c.grant_id, _sum(postings.c.amount).label("total"))
+        .where(postings.c.grant_id.is_not(None))
+        .group_by(postings.c.grant_id)
+        .subquery()
+    )
+    reserved = (
+        sa.select(hold_allocations.c.grant_id, _sum(hold_allocations.c.credits).label("total"))
+        .select_from(hold_allocations.join(holds, holds.c.id == hold_allocations.c.hold_id))
+        .where(holds.c.status == HoldStatus.PENDING.value)
+        .group_by(hold_allocations.c.grant_id)
+        .subquery()
+    )
+    query = (
+        sa.select(
+            grants.c.id,
+            grants.c.amount,
+            grants.c.remaining,
+            grants.c.held,
+            sa.func.coalesce(posted.c.total, 0).label("posted"),
+            sa.func.coalesce(reserved.c.total, 0).label("reserved"),
+        )
+        .select_from(
+            grants.outerjoin(posted, posted.c.grant_id == grants.c.id).outerjoin(
+                reserved, reserved.c.grant_id == grants.c.id
+            )
+        )
+        .where(
+            sa.or_(
+                grants.c.remaining != sa.func.coalesce(posted.c.total, 0),
+                grants.c.remaining < 0,
+                grants.c.remaining > grants.c.amount,
+                grants.c.held != sa.func.coalesce(reserved.c.total, 0),
+            )
+        )
+    )
+    for r in conn.execute(query):
+        yield Violation(
+            "I2",
+            r.id,
+            f"remaining {r.remaining} of amount {r.amount}, postings leave {r.posted}; "
+            f"held {r.held}, pending holds reserve {r.reserved}",
+        )
+
+
+def accounts_match_postings(conn: Connection) -> Iterator[Violation]:
+    """I3: stored totals are what a replay of the account's postings gives."""
+    wallet = (
+        sa.select(
+            postings.c.ledger_account,
+            _sum(postings.c.amount).label("balance"),
+            _sum(sa.case((postings.c.grant_id.is_(None), -postings.c.amount), else_=0)).label(
+                "debt"
+            ),
+        )
+        .group_by(postings.c.ledger_account)
+        .subquery()
+    )
+    in_grants = (
+        sa.select(grants.c.account_id, _sum(grants.c.remaining).label("remaining"))
+        .group_by(grants.c.account_id)
+        .subquery()
+    )
+    held = (
+        sa.select(holds.c.account_id, _sum(holds.c.reserved).label("held"))
+        .where(holds.c.status == HoldStatus.PENDING.value)
+        .group_by(holds.c.account_id)
+        .subquery()
+    )
+    replayed_balance = sa.func.coalesce(wallet.c.balance, 0)
+    replayed_debt = sa.func.coalesce(wallet.c.debt, 0)
+    in_grants_total = sa.func.coalesce(in_grants.c.remaining, 0)
+    held_total = sa.func.coalesce(held.c.held, 0)
+    query = (
+        sa.select(
+            accounts.c.id,
+            accounts.c.balance,
+            accounts.c.debt,
+            accounts.c.held,
+            replayed_balance.label("replayed_balance"),
+            replayed_debt.label("replayed_debt"),
+            in_grants_total.label("in_grants"),
+            held_total.label("replayed_held"),
+        )
+        .select_from(
+            accounts.outerjoin(wallet, wallet.c.ledger_account == _wallet())
+            .outerjoin(in_grants, in_grants.c.account_id == accounts.c.id)
+            .outerjoin(held, held.c.account_id == accounts.c.id)
+        )
+        .where(
+            sa.or_(
+                accounts.c.balance != replayed_balance,
+                accounts.c.debt != replayed_debt,
+                accounts.c.balance + accounts.c.debt != in_grants_total,
+                accounts.c.held != held_total,
+            )
+        )
+    )
+    for r in conn.execute(query):
+        yield Violation(
+            "I3",
+            r.id,
+            f"stored balance {r.balance}, debt {r.debt}, held {r.held}; replay gives balance "
+            f"{r.replayed_balance}, debt {r.replayed_debt}, held {r.replayed_held}, "
+            f"grants hold {r.in_grants}",
+        )
+    t = ledger_transactions
+    steps = sa.select(t.c.id, t.c.amount, t.c.balance_before, t.c.balance_after).where(
+        t.c.balance_after - t.c.balance_before != t.c.amount
+    )
+    for r in conn.execute(steps):
+        yield Violation(
+            "I3",
+            r.id,
+            f"balance moves {r.balance_before} → {r.balance_after} but amount is {r.amount}",
+        )
+
+
+def holds_within_grants(conn: Connection) -> Iterator[Violation]:
+    """I4: a pending hold reserves exactly its allocations, never more than its credits;
+    no account is below zero beyond its overdraft limit."""
+    allocated = (
+        sa.select(hold_allocations.c.hold_id, _sum(hold_allocations.c.credits).label("total"))
+        .group_by(hold_allocations.c.hold_id)
+        .subquery()
+    )
+    total = sa.func.coalesce(allocated.c.total, 0)
+    query = (
+        sa.select(holds.c.id, holds.c.reserved, holds.c.credits, total.label("allocated"))
+        .select_from(holds.outerjoin(allocated, allocated.c.hold_id == holds.c.id))
+        .where(
+            holds.c.status == HoldStatus.PENDING.value,
+            sa.or_(holds.c.reserved != total, holds.c.reserved > holds.c.credits),
+        )
+    )
+    for r in conn.execute(query):
+        yield Violation(
+            "I4", r.id, f"reserves {r.reserved} of {r.credits}, allocations hold {r.allocated}"
+        )
+    a = accounts.c
+    overdrawn = sa.select(a.id, a.balance, a.held, a.debt, a.overdraft_limit).where(
+        sa.or_(a.balance - a.held < -a.overdraft_limit, a.debt > a.overdraft_limit)
+    )
+    for r in conn.execute(overdrawn):
+        yield Violation(
+            "I4",
+            r.id,
+            f"available {r.balance - r.held}, debt {r.debt}, overdraft limit {r.overdraft_limit}",
+        )
+
+
+def applied_once(conn: Connection) -> Iterator[Violation]:
+    """I5: each idempotency key is stored once and marks one ledger transaction at most;
+    each usage is charged by exactly one usage transaction, for what its record says."""
+    for table, column in (
+        (idempotency_keys, idempotency_keys.c.key),
+        (ledger_transactions, ledger_transactions.c.idempotency_key),
+    ):
+        duplicates = (
+            sa.select(column, sa.func.count().label("n"))
+            .where(column.is_not(None))
+            .group_by(column)
+            .having(sa.func.count() > 1)
+        )
+        for r in conn.execute(duplicates):
+            yield Violation("I5", str(r[0]), f"key applied {r.n} times in {table.name}")
+    t = ledger_transactions
+    charged = (
+        sa.select(
+            t.c.usage_id,
+            sa.func.count(sa.distinct(t.c.id)).label("n"),
+            _sum(-t.c.amount).label("drawn"),
+        )
+        .where(t.c.type == TransactionType.USAGE.value)
+        .group_by(t.c.usage_id)
+        .subquery()
+    )
+    u = usage_records.c
+    query = (
+        sa.select(
+            u.id,
+            u.charged,
+            u.debited,
+            sa.func.coalesce(charged.c.n, 0).label("n"),
+            sa.func.coalesce(charged.c.drawn, 0).label("drawn"),
+        )
+        .select_from(usage_records.outerjoin(charged, charged.c.usage_id == u.id))
+        .where(
+            sa.or_(
+                sa.func.coalesce(charged.c.n, 0) != 1,
+                u.charged + u.debited != sa.func.coalesce(charged.c.drawn, 0),
+            )
+        )
+    )
+    for r in conn.execute(query):
+        yield Violation(
+            "I5",
+            r.id,
+            f"charged by {r.n} usage transactions drawing {r.drawn}, "
+            f"record says {r.charged} + {r.debited} debt",
+        )
+
+
+CHECKS: tuple[Callable[[Connection], Iterator[Violation]], ...] = (
+    books_balance,
+    grants_match_postings,
+    accounts_match_postings,
+    holds_within_grants,
+    applied_once,
+)
+"""I6 (purchases fulfilled exactly once) is checked once purchases exist."""
+
+
+def verify(conn: Connection) -> list[Violation]:
+    return [v for check in CHECKS for v in check(conn)]

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, repositories, migrations and engine set-up."""

@@ -1,0 +1,150 @@
+"""SQL for accounts and members."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from creditmeter.core.records import Account
+from creditmeter.core.types import AccountId, AccountStatus, Credits
+from creditmeter.store.tables import accounts, members
+
+
+@dataclass
+class AccountRow:
+    """An account as stored, with its running totals."""
+
+    account: Account
+    balance: Credits
+    held: Credits
+    debt: Credits
+    period_credits: Credits
+    due_at: datetime
+
+    @property
+    def id(self) -> AccountId:
+        return self.account.id
+
+    @property
+    def available(self) -> Credits:
+        return self.balance - self.held
+
+
+def _row(row: RowMapping) -> AccountRow:
+    return AccountRow(
+        account=Account(
+            id=row["id"],
+            name=row["name"],
+            plan=row["plan_key"],
+            pending_plan=row["pending_plan_key"],
+            status=AccountStatus(row["status"]),
+            created_at=row["created_at"],
+            period_start=row["period_start"],
+            period_end=row["period_end"],
+            overdraft_limit=row["overdraft_limit"],
+            metadata=row["metadata"],
+        ),
+        balance=row["balance"],
+        held=row["held"],
+        debt=row["debt"],
+        period_credits=row["period_credits"],
+        due_at=row["due_at"],
+    )
+
+
+def get(conn: Connection, account_id: AccountId, *, lock: bool = False) -> AccountRow | None:
+    query = sa.select(accounts).where(accounts.c.id == account_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return None if row is None else _row(row)
+
+
+def insert(conn: Connection, row: AccountRow) -> None:
+    a = row.account
+    conn.execute(
+        accounts.insert().values(
+            id=a.id,
+            name=a.name,
+            plan_key=a.plan,
+            pending_plan_key=a.pending_plan,
+            status=a.status.value,
+            created_at=a.created_at,
+            period_start=a.period_start,
+            period_end=a.period_end,
+            overdraft_limit=a.overdraft_limit,
+            metadata=dict(a.metadata),
+            balance=row.balance,
+            held=row.held,
+            debt=row.debt,
+            period_credits=row.period_credits,
+            due_at=row.due_at,
+        )
+    )
+
+
+def save(conn: Connection, row: AccountRow) -> None:
+    """Write back the mutable part of an account: its descriptive fields and totals."""
+    a = row.account
+    conn.execute(
+        accounts.update()
+        .where(accounts.c.id == a.id)
+        .values(
+            name=a.name,
+            plan_key=a.plan,
+            pending_plan_key=a.pending_plan,
+            status=a.status.value,
+            period_start=a.period_start,
+            period_end=a.period_end,
+            overdraft_limit=a.overdraft_limit,
+            metadata=dict(a.metadata),
+            balance=row.balance,
+            held=row.held,
+            debt=row.debt,
+            period_credits=row.period_credits,
+            due_at=row.due_at,
+        )
+    )
+
+
+def list_all(conn: Connection, *, after: AccountId | None, limit: int) -> list[AccountRow]:
+    query = sa.select(accounts).order_by(accounts.c.id).limit(limit)
+    if after is not None:
+        query = query.where(accounts.c.id > after)
+    return [_row(r) for r in conn.execute(query).mappings()]
+
+
+def ids_due(conn: Connection, at: datetime, limit: int) -> list[AccountId]:
+    query = sa.select(accounts.c.id).where(accounts.c.due_at <= at).limit(limit)
+    return list(conn.execute(query).scalars())
+
+
+def upsert_member(
+    conn: Connection, account_id: AccountId, member_id: str, name: str, at: datetime
+) -> None:
+    exists = conn.execute(
+        sa.select(members.c.id).where(members.c.account_id == account_id, members.c.id == member_id)
+    ).first()
+    if exists:
+        conn.execute(
+            members.update()
+            .where(members.c.account_id == account_id, members.c.id == member_id)
+            .values(name=name)
+        )
+    else:
+        conn.execute(
+            members.insert().values(account_id=account_id, id=member_id, name=name, created_at=at)
+        )
+
+
+def list_members(conn: Connection, account_id: AccountId) -> list[dict[str, Any]]:
+    query = (
+        sa.select(members.c.id, members.c.name, members.c.created_at)
+        .where(members.c.account_id == account_id)
+        .order_by(members.c.id)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]

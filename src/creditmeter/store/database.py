@@ -1,0 +1,93 @@
+"""Engine set-up for SQLite and PostgreSQL, and the transactions use cases run in."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+DEFAULT_URL: Final = "sqlite:///creditmeter.db"
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Database:
+    """One engine and the two kinds of transaction a use case runs in.
+
+    On SQLite, a write transaction starts with ``BEGIN IMMEDIATE`` so that it holds the write
+    lock from its first statement (no lock upgrade, no deadlock); reads use a plain
+    ``BEGIN`` and see a snapshot (WAL). On PostgreSQL, use cases lock the account row they
+    change (``SELECT … FOR UPDATE``) and conditional updates guard every balance.
+    """
+
+    def __init__(self, url: str | None = None, *, pool_size: int = 5) -> None:
+        self.url = normalize_url(url or DEFAULT_URL)
+        self.engine = _create_engine(self.url, pool_size)
+        self.dialect: str = self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with (
+            self.engine.connect().execution_options(creditmeter_read_only=True) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _create_engine(url: str, pool_size: int) -> Engine:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2)
+    in_memory = parsed.database in (None, "", ":memory:")
+    options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if in_memory:
+        options["poolclass"] = StaticPool
+    else:
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        options["pool_size"] = pool_size
+    engine = sa.create_engine(url, **options)
+    event.listen(engine, "connect", _configure_sqlite)
+    event.listen(engine, "begin", _begin_sqlite)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    dbapi_connection.isolation_level = None  # transactions are begun explicitly below
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=FULL",
+        "foreign_keys=ON",
+        f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    ):
+        dbapi_connection.execute(f"PRAGMA {pragma}")
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get("creditmeter_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,103 @@
+"""SQL for grants. Every change to a grant is a conditional update: the database refuses
+what would take ``remaining`` below zero or ``held`` above ``remaining``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from creditmeter.core.grants import Grant
+from creditmeter.core.types import AccountId, Credits, GrantId, GrantSource
+from creditmeter.store.tables import grants
+
+
+class ConcurrentUpdate(Exception):
+    """A conditional update matched no row: another writer changed it first."""
+
+
+def _grant(row: RowMapping) -> Grant:
+    return Grant(
+        id=row["id"],
+        account_id=row["account_id"],
+        source=GrantSource(row["source"]),
+        pool=row["pool"],
+        priority=row["priority"],
+        amount=row["amount"],
+        remaining=row["remaining"],
+        held=row["held"],
+        effective_at=row["effective_at"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        period_start=row["period_start"],
+        reference=row["reference"],
+    )
+
+
+def for_account(conn: Connection, account_id: AccountId, period_start: datetime) -> list[Grant]:
+    """The grants that still hold credits, and the current period's allowance grants."""
+    query = sa.select(grants).where(
+        grants.c.account_id == account_id,
+        sa.or_(grants.c.remaining > 0, grants.c.period_start == period_start),
+    )
+    return [_grant(r) for r in conn.execute(query).mappings()]
+
+
+def get_many(conn: Connection, ids: Iterable[GrantId]) -> list[Grant]:
+    query = sa.select(grants).where(grants.c.id.in_(list(ids)))
+    return [_grant(r) for r in conn.execute(query).mappings()]
+
+
+def insert(conn: Connection, grant: Grant) -> None:
+    conn.execute(
+        grants.insert().values(
+            id=grant.id,
+            account_id=grant.account_id,
+            source=grant.source.value,
+            pool=grant.pool,
+            priority=grant.priority,
+            amount=grant.amount,
+            remaining=grant.remaining,
+            held=grant.held,
+            effective_at=grant.effective_at,
+            expires_at=grant.expires_at,
+            created_at=grant.created_at,
+            period_start=grant.period_start,
+            reference=grant.reference,
+        )
+    )
+
+
+def change(
+    conn: Connection,
+    grant_id: GrantId,
+    *,
+    remaining: Credits = 0,
+    held: Credits = 0,
+    amount: Credits = 0,
+) -> None:
+    """Add the deltas to a grant, only if it stays within its bounds."""
+    new_remaining = grants.c.remaining + remaining
+    new_held = grants.c.held + held
+    result = conn.execute(
+        grants.update()
+        .where(
+            grants.c.id == grant_id,
+            new_remaining >= new_held,
+            new_held >= 0,
+            new_remaining <= grants.c.amount + amount,
+        )
+        .values(remaining=new_remaining, held=new_held, amount=grants.c.amount + amount)
+    )
+    if result.rowcount != 1:
+        raise ConcurrentUpdate(f"grant {grant_id} cannot change by {remaining}/{held}")
+
+
+def next_expiry(conn: Connection, account_id: AccountId) -> datetime | None:
+    query = sa.select(sa.func.min(grants.c.expires_at)).where(
+        grants.c.account_id == account_id, grants.c.remaining > 0
+    )
+    value: datetime | None = conn.execute(query).scalar()
+    return value

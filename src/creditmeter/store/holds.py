@@ -1,0 +1,132 @@
+"""SQL for holds and their per-grant allocations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from creditmeter.core.grants import Draw
+from creditmeter.core.records import Hold
+from creditmeter.core.types import AccountId, HoldId, HoldStatus, UsageId
+from creditmeter.store.tables import hold_allocations, holds
+
+
+def _hold(row: RowMapping) -> Hold:
+    return Hold(
+        id=row["id"],
+        account_id=row["account_id"],
+        feature=row["feature_key"],
+        credits=row["credits"],
+        reserved=row["reserved"],
+        status=HoldStatus(row["status"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        usage_id=row["usage_id"],
+    )
+
+
+def account_of(conn: Connection, hold_id: HoldId) -> AccountId | None:
+    value: AccountId | None = conn.execute(
+        sa.select(holds.c.account_id).where(holds.c.id == hold_id)
+    ).scalar()
+    return value
+
+
+def get(conn: Connection, hold_id: HoldId) -> tuple[Hold, dict[str, Any]] | None:
+    """A hold, and what it was authorized for (pool, model, member, estimate, metadata)."""
+    row = conn.execute(sa.select(holds).where(holds.c.id == hold_id)).mappings().first()
+    if row is None:
+        return None
+    details = {k: row[k] for k in ("pool", "unlimited", "model", "member", "estimate", "metadata")}
+    return _hold(row), details
+
+
+def insert(
+    conn: Connection,
+    hold: Hold,
+    *,
+    pool: str,
+    unlimited: bool,
+    model: str | None,
+    member: str | None,
+    estimate: dict[str, Any],
+    metadata: dict[str, Any],
+    allocations: Sequence[Draw],
+) -> None:
+    conn.execute(
+        holds.insert().values(
+            id=hold.id,
+            account_id=hold.account_id,
+            feature_key=hold.feature,
+            pool=pool,
+            credits=hold.credits,
+            reserved=hold.reserved,
+            unlimited=unlimited,
+            status=hold.status.value,
+            model=model,
+            member=member,
+            estimate=estimate,
+            metadata=metadata,
+            created_at=hold.created_at,
+            expires_at=hold.expires_at,
+        )
+    )
+    if allocations:
+        conn.execute(
+            hold_allocations.insert(),
+            [
+                {"hold_id": hold.id, "grant_id": d.grant_id, "position": i, "credits": d.credits}
+                for i, d in enumerate(allocations)
+            ],
+        )
+
+
+def allocations(conn: Connection, hold_id: HoldId) -> list[Draw]:
+    query = (
+        sa.select(hold_allocations.c.grant_id, hold_allocations.c.credits)
+        .where(hold_allocations.c.hold_id == hold_id)
+        .order_by(hold_allocations.c.position)
+    )
+    return [Draw(r.grant_id, r.credits) for r in conn.execute(query)]
+
+
+def finish(
+    conn: Connection,
+    hold_id: HoldId,
+    status: HoldStatus,
+    at: datetime,
+    usage_id: UsageId | None = None,
+) -> None:
+    """Move a pending hold to its final status; only a pending hold can move."""
+    result = conn.execute(
+        holds.update()
+        .where(holds.c.id == hold_id, holds.c.status == HoldStatus.PENDING.value)
+        .values(status=status.value, finished_at=at, usage_id=usage_id)
+    )
+    if result.rowcount != 1:
+        raise RuntimeError(f"hold {hold_id} was not pending")
+
+
+def expired_ids(conn: Connection, account_id: AccountId, at: datetime) -> list[HoldId]:
+    query = (
+        sa.select(holds.c.id)
+        .where(
+            holds.c.account_id == account_id,
+            holds.c.status == HoldStatus.PENDING.value,
+            holds.c.expires_at <= at,
+        )
+        .order_by(holds.c.expires_at)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def next_expiry(conn: Connection, account_id: AccountId) -> datetime | None:
+    query = sa.select(sa.func.min(holds.c.expires_at)).where(
+        holds.c.account_id == account_id, holds.c.status == HoldStatus.PENDING.value
+    )
+    value: datetime | None = conn.execute(query).scalar()
+    return value

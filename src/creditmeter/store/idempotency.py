@@ -1,0 +1,33 @@
+"""SQL for idempotency keys, kept permanently with the first result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from creditmeter.store.tables import idempotency_keys
+
+
+def find(conn: Connection, key: str) -> tuple[str, str, Any] | None:
+    """``(operation, fingerprint, result)`` stored under ``key``, if any."""
+    row = conn.execute(
+        sa.select(
+            idempotency_keys.c.operation,
+            idempotency_keys.c.fingerprint,
+            idempotency_keys.c.result,
+        ).where(idempotency_keys.c.key == key)
+    ).first()
+    return None if row is None else (row.operation, row.fingerprint, row.result)
+
+
+def record(
+    conn: Connection, key: str, operation: str, fingerprint: str, result: Any, at: datetime
+) -> None:
+    conn.execute(
+        idempotency_keys.insert().values(
+            key=key, operation=operation, fingerprint=fingerprint, result=result, created_at=at
+        )
+    )

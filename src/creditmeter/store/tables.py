@@ -1,0 +1,260 @@
+"""The schema. Invariants the database can hold itself are declared here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both engines (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Credits = sa.BigInteger
+Key = sa.String(255)
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _json(name: str, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, JSONDocument, nullable=nullable)
+
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("key", Key, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    _json("allowances"),
+    _json("features"),
+    sa.Column("period", sa.String(32), nullable=False),
+    sa.Column("rollover_cap", Credits, nullable=False, server_default="0"),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("rollover_cap >= 0", name="rollover_cap_non_negative"),
+)
+
+features = sa.Table(
+    "features",
+    metadata,
+    sa.Column("key", Key, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("pool", Key, nullable=False),
+    _json("rule"),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+feature_versions = sa.Table(
+    "feature_versions",
+    metadata,
+    sa.Column("key", Key, sa.ForeignKey("features.key"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("pool", Key, nullable=False),
+    _json("rule"),
+    sa.Column("valid_from", UTCDateTime, nullable=False),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("plan_key", Key, sa.ForeignKey("plans.key"), nullable=True),
+    sa.Column("pending_plan_key", Key, sa.ForeignKey("plans.key"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("period_start", UTCDateTime, nullable=False),
+    sa.Column("period_end", UTCDateTime, nullable=False),
+    sa.Column("balance", Credits, nullable=False),
+    sa.Column("held", Credits, nullable=False),
+    sa.Column("debt", Credits, nullable=False),
+    sa.Column("overdraft_limit", Credits, nullable=False),
+    sa.Column("period_credits", Credits, nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    _json("metadata"),
+    sa.CheckConstraint("status IN ('active', 'suspended', 'blocked')", name="status_known"),
+    sa.CheckConstraint("held >= 0", name="held_non_negative"),
+    sa.CheckConstraint("debt >= 0", name="debt_non_negative"),
+    sa.CheckConstraint("held <= balance + debt", name="held_within_grants"),
+    sa.CheckConstraint("overdraft_limit >= 0", name="overdraft_limit_non_negative"),
+)
+
+members = sa.Table(
+    "members",
+    metadata,
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), nullable=False, index=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("pool", Key, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("amount", Credits, nullable=False),
+    sa.Column("remaining", Credits, nullable=False),
+    sa.Column("held", Credits, nullable=False),
+    sa.Column("effective_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("period_start", UTCDateTime, nullable=True),
+    sa.Column("reference", sa.String(255), nullable=True),
+    sa.CheckConstraint("remaining >= 0", name="remaining_non_negative"),
+    sa.CheckConstraint("held >= 0", name="held_non_negative"),
+    sa.CheckConstraint("held <= remaining", name="held_within_remaining"),
+    sa.CheckConstraint("remaining <= amount", name="remaining_within_amount"),
+    # One allowance (or rollover) grant per account, pool and period.
+    sa.UniqueConstraint("account_id", "source", "pool", "period_start", name="uq_grants_period"),
+)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("feature_key", Key, sa.ForeignKey("features.key"), nullable=False),
+    sa.Column("pool", Key, nullable=False),
+    sa.Column("credits", Credits, nullable=False),
+    sa.Column("reserved", Credits, nullable=False),
+    sa.Column("unlimited", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(255), nullable=True),
+    sa.Column("member", Key, nullable=True),
+    _json("estimate"),
+    _json("metadata"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("usage_id", Key, nullable=True),
+    sa.CheckConstraint("reserved >= 0 AND reserved <= credits", name="reserved_within_credits"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'settled', 'released', 'expired')", name="status_known"
+    ),
+    sa.Index("ix_holds_account_status", "account_id", "status"),
+    sa.Index("ix_holds_status_expires", "status", "expires_at"),
+)
+
+hold_allocations = sa.Table(
+    "hold_allocations",
+    metadata,
+    sa.Column("hold_id", Key, sa.ForeignKey("holds.id"), primary_key=True),
+    sa.Column("grant_id", Key, sa.ForeignKey("grants.id"), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("credits", Credits, nullable=False),
+    sa.CheckConstraint("credits > 0", name="credits_positive"),
+)
+
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("feature_key", Key, sa.ForeignKey("features.key"), nullable=False),
+    sa.Column("feature_version", sa.Integer, nullable=False),
+    sa.Column("pool", Key, nullable=False),
+    sa.Column("model", sa.String(255), nullable=True),
+    sa.Column("member", Key, nullable=True),
+    _json("quantities"),
+    sa.Column("provider_cost", sa.Numeric(20, 10), nullable=True),
+    sa.Column("credits", Credits, nullable=False),
+    sa.Column("charged", Credits, nullable=False),
+    sa.Column("debited", Credits, nullable=False),
+    sa.Column("uncollected", Credits, nullable=False),
+    sa.Column("refunded", Credits, nullable=False),
+    sa.Column("unlimited", sa.Boolean, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("hold_id", Key, sa.ForeignKey("holds.id"), nullable=True),
+    sa.Column("transaction_id", Key, nullable=True),
+    _json("metadata"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("charged + debited + uncollected = credits", name="credits_accounted"),
+    sa.CheckConstraint("refunded >= 0 AND refunded <= charged + debited", name="refund_bounded"),
+    sa.Index("ix_usage_records_account_created", "account_id", "created_at"),
+)
+
+ledger_transactions = sa.Table(
+    "ledger_transactions",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("amount", Credits, nullable=False),
+    sa.Column("balance_before", Credits, nullable=False),
+    sa.Column("balance_after", Credits, nullable=False),
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("usage_id", Key, nullable=True),
+    sa.Column("hold_id", Key, nullable=True),
+    sa.Column("idempotency_key", Key, nullable=True, unique=True),
+    _json("metadata"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_ledger_transactions_account_created", "account_id", "created_at", "id"),
+)
+
+postings = sa.Table(
+    "postings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "transaction_id", Key, sa.ForeignKey("ledger_transactions.id"), nullable=False, index=True
+    ),
+    sa.Column("ledger_account", Key, nullable=False),
+    sa.Column("grant_id", Key, sa.ForeignKey("grants.id"), nullable=True, index=True),
+    sa.Column("amount", Credits, nullable=False),
+    sa.CheckConstraint("amount <> 0", name="amount_non_zero"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", Key, primary_key=True),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    _json("result"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+settings_versions = sa.Table(
+    "settings_versions",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    _json("values"),
+    _json("changes"),
+    sa.Column("changed_by", sa.String(255), nullable=False),
+    sa.Column("changed_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,181 @@
+"""SQL for usage records and their summaries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from creditmeter.core.records import UsageGroup, UsageRecord
+from creditmeter.core.types import AccountId, UsageId
+from creditmeter.store.tables import usage_records
+
+GroupBy = Literal["day", "week", "month", "feature", "model", "member"]
+GROUPINGS: tuple[GroupBy, ...] = ("day", "week", "month", "feature", "model", "member")
+
+
+def insert(
+    conn: Connection,
+    record: UsageRecord,
+    *,
+    pool: str,
+    provider_cost: Decimal | None,
+    transaction_id: str | None,
+) -> None:
+    conn.execute(
+        usage_records.insert().values(
+            id=record.id,
+            account_id=record.account_id,
+            feature_key=record.feature,
+            feature_version=record.feature_version,
+            pool=pool,
+            model=record.model,
+            member=record.member,
+            quantities=dict(record.quantities),
+            provider_cost=provider_cost,
+            credits=record.credits,
+            charged=record.charged,
+            debited=record.debited,
+            uncollected=record.uncollected,
+            refunded=record.refunded,
+            unlimited=record.unlimited,
+            success=record.success,
+            hold_id=record.hold_id,
+            transaction_id=transaction_id,
+            metadata=dict(record.metadata),
+            created_at=record.created_at,
+        )
+    )
+
+
+def _record(row: RowMapping) -> UsageRecord:
+    return UsageRecord(
+        id=row["id"],
+        account_id=row["account_id"],
+        feature=row["feature_key"],
+        feature_version=row["feature_version"],
+        model=row["model"],
+        member=row["member"],
+        quantities=row["quantities"],
+        credits=row["credits"],
+        charged=row["charged"],
+        debited=row["debited"],
+        uncollected=row["uncollected"],
+        refunded=row["refunded"],
+        unlimited=row["unlimited"],
+        success=row["success"],
+        hold_id=row["hold_id"],
+        created_at=row["created_at"],
+        metadata=row["metadata"],
+    )
+
+
+def get(conn: Connection, usage_id: UsageId) -> UsageRecord | None:
+    row = (
+        conn.execute(sa.select(usage_records).where(usage_records.c.id == usage_id))
+        .mappings()
+        .first()
+    )
+    return None if row is None else _record(row)
+
+
+def add_refunded(conn: Connection, usage_id: UsageId, credits: int) -> None:
+    u = usage_records.c
+    result = conn.execute(
+        usage_records.update()
+        .where(u.id == usage_id, u.refunded + credits <= u.charged + u.debited)
+        .values(refunded=u.refunded + credits)
+    )
+    if result.rowcount != 1:
+        raise RuntimeError(f"usage {usage_id} cannot be refunded by {credits}")
+
+
+def _filtered(
+    account_id: AccountId,
+    feature: str | None,
+    member: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[sa.ColumnElement[bool]]:
+    u = usage_records.c
+    where = [u.account_id == account_id]
+    if feature is not None:
+        where.append(u.feature_key == feature)
+    if member is not None:
+        where.append(u.member == member)
+    if since is not None:
+        where.append(u.created_at >= since)
+    if until is not None:
+        where.append(u.created_at < until)
+    return where
+
+
+def page(
+    conn: Connection,
+    account_id: AccountId,
+    *,
+    feature: str | None = None,
+    member: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: tuple[datetime, UsageId] | None = None,
+    limit: int,
+) -> list[UsageRecord]:
+    u = usage_records.c
+    query = sa.select(usage_records).where(*_filtered(account_id, feature, member, since, until))
+    if before is not None:
+        at, usage_id = before
+        query = query.where(sa.or_(u.created_at < at, sa.and_(u.created_at == at, u.id < usage_id)))
+    query = query.order_by(u.created_at.desc(), u.id.desc()).limit(limit)
+    return [_record(r) for r in conn.execute(query).mappings()]
+
+
+def _bucket(dialect: str, group_by: GroupBy) -> sa.ColumnElement[Any]:
+    u = usage_records.c
+    match group_by:
+        case "feature":
+            return u.feature_key
+        case "model":
+            return sa.func.coalesce(u.model, "")
+        case "member":
+            return sa.func.coalesce(u.member, "")
+    if dialect == "sqlite":
+        # UTC datetimes are stored as "YYYY-MM-DD HH:MM:SS[.ffffff]" text.
+        if group_by == "week":  # the Monday on or before the day
+            return sa.func.date(u.created_at, "-6 days", "weekday 1")
+        return sa.func.strftime("%Y-%m-01" if group_by == "month" else "%Y-%m-%d", u.created_at)
+    truncated = sa.func.date_trunc(group_by, sa.func.timezone("UTC", u.created_at))
+    return sa.func.to_char(truncated, "YYYY-MM-DD")
+
+
+def summary(
+    conn: Connection,
+    dialect: str,
+    account_id: AccountId,
+    group_by: GroupBy,
+    *,
+    feature: str | None = None,
+    member: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[UsageGroup]:
+    u = usage_records.c
+    bucket = _bucket(dialect, group_by).label("bucket")
+    query = (
+        sa.select(
+            bucket,
+            sa.func.count().label("count"),
+            sa.func.sum(u.credits).label("credits"),
+            sa.func.sum(u.charged + u.debited - u.refunded).label("charged"),
+        )
+        .where(*_filtered(account_id, feature, member, since, until))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    return [
+        UsageGroup(key=r.bucket, count=r.count, credits=int(r.credits), charged=int(r.charged))
+        for r in conn.execute(query)
+    ]
