@@ -37,7 +37,8 @@ def replay(conn: Connection, key: str, operation: str, print_: str, cls: type[T]
     stored_operation, stored_print, result = found
     if (stored_operation, stored_print) != (operation, print_):
         raise IdempotencyConflict(key)
-    return load(cls, result)
+    loaded: T = load(cls, result)
+    return loaded
 
 
 def remember(
@@ -82,7 +83,7 @@ def load(cls: Any, data: Any) -> Any:
     if dataclasses.is_dataclass(cls):
         hints = get_type_hints(cls)
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: load(hints[k], v) for k, v in data.items() if k in fields})
+        return cast(Any, cls)(**{k: load(hints[k], v) for k, v in data.items() if k in fields})
     if cls is datetime:
         return datetime.fromisoformat(data)
     if isinstance(cls, type) and issubclass(cls, Enum | Decimal):

@@ -170,11 +170,11 @@ def accounts_match_postings(conn: Connection) -> Iterator[Violation]:
     steps = sa.select(t.c.id, t.c.amount, t.c.balance_before, t.c.balance_after).where(
         t.c.balance_after - t.c.balance_before != t.c.amount
     )
-    for r in conn.execute(steps):
+    for s in conn.execute(steps):
         yield Violation(
             "I3",
-            r.id,
-            f"balance moves {r.balance_before} → {r.balance_after} but amount is {r.amount}",
+            s.id,
+            f"balance moves {s.balance_before} → {s.balance_after} but amount is {s.amount}",
         )
 
 
@@ -203,11 +203,11 @@ def holds_within_grants(conn: Connection) -> Iterator[Violation]:
     overdrawn = sa.select(a.id, a.balance, a.held, a.debt, a.overdraft_limit).where(
         sa.or_(a.balance - a.held < -a.overdraft_limit, a.debt > a.overdraft_limit)
     )
-    for r in conn.execute(overdrawn):
+    for o in conn.execute(overdrawn):
         yield Violation(
             "I4",
-            r.id,
-            f"available {r.balance - r.held}, debt {r.debt}, overdraft limit {r.overdraft_limit}",
+            o.id,
+            f"available {o.balance - o.held}, debt {o.debt}, overdraft limit {o.overdraft_limit}",
         )
 
 

@@ -167,7 +167,7 @@ def summary(
     query = (
         sa.select(
             bucket,
-            sa.func.count().label("count"),
+            sa.func.count().label("n"),
             sa.func.sum(u.credits).label("credits"),
             sa.func.sum(u.charged + u.debited - u.refunded).label("charged"),
         )
@@ -176,6 +176,6 @@ def summary(
         .order_by(bucket)
     )
     return [
-        UsageGroup(key=r.bucket, count=r.count, credits=int(r.credits), charged=int(r.charged))
+        UsageGroup(key=r.bucket, count=r.n, credits=int(r.credits), charged=int(r.charged))
         for r in conn.execute(query)
     ]
