@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -12,6 +13,7 @@ from alembic.script import ScriptDirectory
 from creditmeter.store.database import Database
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_LOCK_KEY = 0x6372_6564_6974  # "credit": the advisory lock that serializes migrations
 
 
 def alembic_config() -> Config:
@@ -30,11 +32,20 @@ def current_revision(db: Database) -> str | None:
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; a database already there is left as it is."""
-    if revision == "head" and current_revision(db) == head_revision():
+    """Bring the schema to ``revision``; a database already there is left as it is.
+
+    Processes that start together migrate one at a time: PostgreSQL takes an advisory
+    lock, SQLite's ``BEGIN IMMEDIATE`` holds the write lock; each looks again under it.
+    """
+    head = head_revision()
+    if revision == "head" and current_revision(db) == head:
         return
     config = alembic_config()
     with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        if revision == "head" and MigrationContext.configure(conn).get_current_revision() == head:
+            return
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
