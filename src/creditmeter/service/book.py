@@ -168,7 +168,6 @@ class AccountBook:
         hold_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         created_at: datetime | None = None,
-        idempotency_key: str | None = None,
     ) -> Transaction:
         """Write one balanced ledger transaction and apply it to grants and totals."""
         legs = [leg for leg in legs if leg.amount != 0]
@@ -208,7 +207,7 @@ class AccountBook:
             hold_id=hold_id,
             metadata=dict(metadata or {}),
         )
-        ledger.insert(self.conn, txn, idempotency_key)
+        ledger.insert(self.conn, txn)
         return txn
 
     def _put(self, g: Grant) -> None:

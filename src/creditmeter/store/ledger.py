@@ -14,7 +14,7 @@ from creditmeter.core.types import AccountId, GrantSource, TransactionId, Transa
 from creditmeter.store.tables import grants, ledger_transactions, postings
 
 
-def insert(conn: Connection, txn: Transaction, idempotency_key: str | None = None) -> None:
+def insert(conn: Connection, txn: Transaction) -> None:
     conn.execute(
         ledger_transactions.insert().values(
             id=txn.id,
@@ -26,7 +26,6 @@ def insert(conn: Connection, txn: Transaction, idempotency_key: str | None = Non
             description=txn.description,
             usage_id=txn.usage_id,
             hold_id=txn.hold_id,
-            idempotency_key=idempotency_key,
             metadata=dict(txn.metadata),
             created_at=txn.created_at,
         )

@@ -220,7 +220,6 @@ ledger_transactions = sa.Table(
     sa.Column("description", sa.String(500), nullable=False),
     sa.Column("usage_id", Key, nullable=True),
     sa.Column("hold_id", Key, nullable=True),
-    sa.Column("idempotency_key", Key, nullable=True, unique=True),
     _json("metadata"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_ledger_transactions_account_created", "account_id", "created_at", "id"),
