@@ -44,6 +44,7 @@ class AccountBook:
         self.row = row
         self.now = now
         self._grants: dict[GrantId, Grant] | None = None
+        self._account_as_loaded = row.account
 
     @property
     def id(self) -> str:
@@ -76,7 +77,9 @@ class AccountBook:
             self.row.due_at = at
 
     def save(self) -> None:
-        accounts.save(self.conn, self.row)
+        changed = self.row.account != self._account_as_loaded
+        accounts.save(self.conn, self.row, fields_changed=changed)
+        self._account_as_loaded = self.row.account
 
     # Reservations (holds): no ledger entry, only `held` on grants and the account.
 

@@ -56,59 +56,66 @@ def _row(row: RowMapping) -> AccountRow:
     )
 
 
+_GET = sa.select(accounts).where(accounts.c.id == sa.bindparam("account_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+
+
 def get(conn: Connection, account_id: AccountId, *, lock: bool = False) -> AccountRow | None:
-    query = sa.select(accounts).where(accounts.c.id == account_id)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).mappings().first()
+    query = _GET_FOR_UPDATE if lock else _GET
+    row = conn.execute(query, {"account_id": account_id}).mappings().first()
     return None if row is None else _row(row)
+
+
+def _totals(row: AccountRow) -> dict[str, Any]:
+    return {
+        "balance": row.balance,
+        "held": row.held,
+        "debt": row.debt,
+        "period_credits": row.period_credits,
+        "due_at": row.due_at,
+    }
+
+
+def _fields(a: Account) -> dict[str, Any]:
+    return {
+        "name": a.name,
+        "plan_key": a.plan,
+        "pending_plan_key": a.pending_plan,
+        "status": a.status.value,
+        "period_start": a.period_start,
+        "period_end": a.period_end,
+        "overdraft_limit": a.overdraft_limit,
+        "metadata": dict(a.metadata),
+    }
+
+
+_INSERT = accounts.insert()
 
 
 def insert(conn: Connection, row: AccountRow) -> None:
     a = row.account
-    conn.execute(
-        accounts.insert().values(
-            id=a.id,
-            name=a.name,
-            plan_key=a.plan,
-            pending_plan_key=a.pending_plan,
-            status=a.status.value,
-            created_at=a.created_at,
-            period_start=a.period_start,
-            period_end=a.period_end,
-            overdraft_limit=a.overdraft_limit,
-            metadata=dict(a.metadata),
-            balance=row.balance,
-            held=row.held,
-            debt=row.debt,
-            period_credits=row.period_credits,
-            due_at=row.due_at,
-        )
-    )
+    conn.execute(_INSERT, {"id": a.id, "created_at": a.created_at, **_fields(a), **_totals(row)})
 
 
-def save(conn: Connection, row: AccountRow) -> None:
-    """Write back the mutable part of an account: its descriptive fields and totals."""
-    a = row.account
-    conn.execute(
-        accounts.update()
-        .where(accounts.c.id == a.id)
-        .values(
-            name=a.name,
-            plan_key=a.plan,
-            pending_plan_key=a.pending_plan,
-            status=a.status.value,
-            period_start=a.period_start,
-            period_end=a.period_end,
-            overdraft_limit=a.overdraft_limit,
-            metadata=dict(a.metadata),
-            balance=row.balance,
-            held=row.held,
-            debt=row.debt,
-            period_credits=row.period_credits,
-            due_at=row.due_at,
+_TOTALS = ("balance", "held", "debt", "period_credits", "due_at")
+_SAVE_TOTALS = (
+    accounts.update()
+    .where(accounts.c.id == sa.bindparam("account_id"))
+    .values({name: sa.bindparam(f"new_{name}") for name in _TOTALS})
+)
+
+
+def save(conn: Connection, row: AccountRow, *, fields_changed: bool) -> None:
+    """Write back the account's running totals, and its other fields if they changed."""
+    if fields_changed:
+        conn.execute(
+            accounts.update()
+            .where(accounts.c.id == row.id)
+            .values(**_fields(row.account), **_totals(row))
         )
-    )
+    else:
+        totals = {f"new_{name}": value for name, value in _totals(row).items()}
+        conn.execute(_SAVE_TOTALS, {"account_id": row.id, **totals})
 
 
 def list_all(conn: Connection, *, after: AccountId | None, limit: int) -> list[AccountRow]:

@@ -36,13 +36,16 @@ def _grant(row: RowMapping) -> Grant:
     )
 
 
+_FOR_ACCOUNT = sa.select(grants).where(
+    grants.c.account_id == sa.bindparam("account_id"),
+    sa.or_(grants.c.remaining > 0, grants.c.period_start == sa.bindparam("period_start")),
+)
+
+
 def for_account(conn: Connection, account_id: AccountId, period_start: datetime) -> list[Grant]:
     """The grants that still hold credits, and the current period's allowance grants."""
-    query = sa.select(grants).where(
-        grants.c.account_id == account_id,
-        sa.or_(grants.c.remaining > 0, grants.c.period_start == period_start),
-    )
-    return [_grant(r) for r in conn.execute(query).mappings()]
+    rows = conn.execute(_FOR_ACCOUNT, {"account_id": account_id, "period_start": period_start})
+    return [_grant(r) for r in rows.mappings()]
 
 
 def get_many(conn: Connection, ids: Iterable[GrantId]) -> list[Grant]:
@@ -50,24 +53,43 @@ def get_many(conn: Connection, ids: Iterable[GrantId]) -> list[Grant]:
     return [_grant(r) for r in conn.execute(query).mappings()]
 
 
+_INSERT = grants.insert()
+
+
 def insert(conn: Connection, grant: Grant) -> None:
     conn.execute(
-        grants.insert().values(
-            id=grant.id,
-            account_id=grant.account_id,
-            source=grant.source.value,
-            pool=grant.pool,
-            priority=grant.priority,
-            amount=grant.amount,
-            remaining=grant.remaining,
-            held=grant.held,
-            effective_at=grant.effective_at,
-            expires_at=grant.expires_at,
-            created_at=grant.created_at,
-            period_start=grant.period_start,
-            reference=grant.reference,
-        )
+        _INSERT,
+        {
+            "id": grant.id,
+            "account_id": grant.account_id,
+            "source": grant.source.value,
+            "pool": grant.pool,
+            "priority": grant.priority,
+            "amount": grant.amount,
+            "remaining": grant.remaining,
+            "held": grant.held,
+            "effective_at": grant.effective_at,
+            "expires_at": grant.expires_at,
+            "created_at": grant.created_at,
+            "period_start": grant.period_start,
+            "reference": grant.reference,
+        },
     )
+
+
+_NEW_REMAINING = grants.c.remaining + sa.bindparam("d_remaining")
+_NEW_HELD = grants.c.held + sa.bindparam("d_held")
+_NEW_AMOUNT = grants.c.amount + sa.bindparam("d_amount")
+_CHANGE = (
+    grants.update()
+    .where(
+        grants.c.id == sa.bindparam("grant_id"),
+        _NEW_REMAINING >= _NEW_HELD,
+        _NEW_HELD >= 0,
+        _NEW_REMAINING <= _NEW_AMOUNT,
+    )
+    .values(remaining=_NEW_REMAINING, held=_NEW_HELD, amount=_NEW_AMOUNT)
+)
 
 
 def change(
@@ -79,17 +101,9 @@ def change(
     amount: Credits = 0,
 ) -> None:
     """Add the deltas to a grant, only if it stays within its bounds."""
-    new_remaining = grants.c.remaining + remaining
-    new_held = grants.c.held + held
     result = conn.execute(
-        grants.update()
-        .where(
-            grants.c.id == grant_id,
-            new_remaining >= new_held,
-            new_held >= 0,
-            new_remaining <= grants.c.amount + amount,
-        )
-        .values(remaining=new_remaining, held=new_held, amount=grants.c.amount + amount)
+        _CHANGE,
+        {"grant_id": grant_id, "d_remaining": remaining, "d_held": held, "d_amount": amount},
     )
     if result.rowcount != 1:
         raise ConcurrentUpdate(f"grant {grant_id} cannot change by {remaining}/{held}")
