@@ -1,0 +1,232 @@
+"""Engine set-up, and the constraints the database holds on its own."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from creditmeter import CreditMeter
+from creditmeter.store import grants as grant_store
+from creditmeter.store.database import Database, normalize_url
+from creditmeter.store.grants import ConcurrentUpdate
+from creditmeter.store.tables import grants
+from tests.conftest import POSTGRES_URL
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url: str) -> Iterator[Database]:
+    db = Database(sqlite_url)
+    yield db
+    db.dispose()
+
+
+def pragma(conn: sa.Connection, name: str) -> object:
+    return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+
+def test_sqlite_pragmas_are_in_force_on_every_connection(sqlite_db: Database) -> None:
+    # Two pooled connections at once: each is configured when it is opened.
+    with sqlite_db.read() as first, sqlite_db.read() as second:
+        assert first.connection.dbapi_connection is not second.connection.dbapi_connection
+        for conn in (first, second):
+            assert pragma(conn, "journal_mode") == "wal"
+            assert pragma(conn, "foreign_keys") == 1
+            assert pragma(conn, "synchronous") == 2  # FULL
+            assert pragma(conn, "busy_timeout") == 30_000
+
+
+def test_sqlite_pragmas_hold_inside_read_and_write_transactions(sqlite_db: Database) -> None:
+    with sqlite_db.write() as conn:
+        assert pragma(conn, "foreign_keys") == 1
+        assert pragma(conn, "synchronous") == 2
+    with sqlite_db.read() as conn:
+        assert pragma(conn, "journal_mode") == "wal"
+        assert pragma(conn, "foreign_keys") == 1
+
+
+def test_sqlite_write_transactions_take_the_write_lock_at_once(
+    sqlite_db: Database, sqlite_url: str
+) -> None:
+    path = sa.make_url(sqlite_url).database
+    assert path is not None
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with sqlite_db.write(), pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        with sqlite_db.read():
+            other.execute("BEGIN IMMEDIATE")  # a reader does not block a writer
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+def test_sqlite_foreign_keys_are_enforced(sqlite_db: Database) -> None:
+    with sqlite_db.engine.connect() as conn, conn.begin():
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE child (parent_id INTEGER REFERENCES parent (id))")
+    with pytest.raises(IntegrityError), sqlite_db.write() as conn:
+        conn.exec_driver_sql("INSERT INTO child (parent_id) VALUES (1)")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@db:5432/credits", "postgresql+psycopg://u:p@db:5432/credits"),
+        ("postgres://u@db/credits", "postgresql+psycopg://u@db/credits"),
+        ("postgresql+psycopg://u@db/credits", "postgresql+psycopg://u@db/credits"),
+        ("postgresql+psycopg2://u@db/credits", "postgresql+psycopg2://u@db/credits"),
+        ("sqlite:///creditmeter.db", "sqlite:///creditmeter.db"),
+        ("sqlite://", "sqlite://"),
+    ],
+)
+def test_normalize_url(given: str, expected: str) -> None:
+    assert normalize_url(given) == expected
+
+
+def test_a_plain_postgresql_url_connects_with_psycopg_3() -> None:
+    plain = "postgresql://" + POSTGRES_URL.split("://", 1)[1]
+    db = Database(plain)
+    try:
+        assert db.url.startswith("postgresql+psycopg://")
+        assert db.dialect == "postgresql"
+        assert db.engine.dialect.driver == "psycopg"
+        assert not db.is_sqlite
+        with db.read() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        db.dispose()
+
+
+def test_the_default_url_is_a_sqlite_file_in_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = Database()
+    try:
+        assert db.url == "sqlite:///creditmeter.db"
+        assert db.is_sqlite
+        with db.write() as conn:
+            assert pragma(conn, "journal_mode") == "wal"
+        assert (tmp_path / "creditmeter.db").exists()
+    finally:
+        db.dispose()
+
+
+def test_an_in_memory_sqlite_database_is_one_shared_database() -> None:
+    db = Database("sqlite://")
+    try:
+        with db.write() as conn:
+            assert pragma(conn, "foreign_keys") == 1
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (7)")
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT x FROM t").scalar() == 7
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def grant_id(meter: CreditMeter) -> str:
+    """A grant of 100 credits, 30 of them spent."""
+    meter.put_feature("chat", rates={"calls": 30})
+    meter.create_account("acme")
+    granted = meter.grant("acme", 100, source="purchase")
+    meter.charge("acme", "chat")
+    return granted.grant_id
+
+
+def stored(meter: CreditMeter, grant_id: str) -> tuple[int, int, int]:
+    with meter.db.read() as conn:
+        row = conn.execute(
+            sa.select(grants.c.amount, grants.c.remaining, grants.c.held).where(
+                grants.c.id == grant_id
+            )
+        ).one()
+    return row.amount, row.remaining, row.held
+
+
+def test_the_grant_fixture_is_what_it_says(meter: CreditMeter, grant_id: str) -> None:
+    assert stored(meter, grant_id) == (100, 70, 0)
+
+
+def test_change_refuses_to_take_remaining_below_zero(meter: CreditMeter, grant_id: str) -> None:
+    with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
+        grant_store.change(conn, grant_id, remaining=-71)
+    assert stored(meter, grant_id) == (100, 70, 0)
+
+
+def test_change_may_take_remaining_to_exactly_zero(meter: CreditMeter, grant_id: str) -> None:
+    with meter.db.write() as conn:
+        grant_store.change(conn, grant_id, remaining=-70)
+    assert stored(meter, grant_id) == (100, 0, 0)
+
+
+def test_change_refuses_to_hold_more_than_remains(meter: CreditMeter, grant_id: str) -> None:
+    with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
+        grant_store.change(conn, grant_id, held=71)
+    with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
+        grant_store.change(conn, grant_id, held=-1)
+    with meter.db.write() as conn:
+        grant_store.change(conn, grant_id, held=70)
+    with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
+        grant_store.change(conn, grant_id, remaining=-1)
+    assert stored(meter, grant_id) == (100, 70, 70)
+
+
+def test_change_refuses_remaining_above_amount(meter: CreditMeter, grant_id: str) -> None:
+    with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
+        grant_store.change(conn, grant_id, remaining=31)
+    with meter.db.write() as conn:
+        grant_store.change(conn, grant_id, remaining=31, amount=1)
+    assert stored(meter, grant_id) == (101, 101, 0)
+
+
+def test_change_of_an_unknown_grant_is_refused(meter: CreditMeter, grant_id: str) -> None:
+    with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
+        grant_store.change(conn, "grt_missing", remaining=1, amount=1)
+
+
+GRANT_CONSTRAINTS = [
+    # held (0) ≤ remaining fails as well: either constraint may be the one reported.
+    ("remaining = -1", "remaining_non_negative|held_within_remaining"),
+    ("remaining = -1, amount = -1", "remaining_non_negative|held_within_remaining"),
+    ("held = -1", "held_non_negative"),
+    ("held = remaining + 1", "held_within_remaining"),
+    ("remaining = amount + 1", "remaining_within_amount"),
+]
+
+ACCOUNT_CONSTRAINTS = [
+    ("held = -1", "held_non_negative"),
+    ("debt = -1", "debt_non_negative"),
+    ("held = balance + debt + 1", "held_within_grants"),
+    ("overdraft_limit = -1", "overdraft_limit_non_negative"),
+    ("status = 'frozen'", "status_known"),
+]
+
+
+def test_check_constraints_refuse_a_raw_update_of_a_grant(
+    meter: CreditMeter, grant_id: str
+) -> None:
+    for assignment, constraint in GRANT_CONSTRAINTS:
+        with pytest.raises(IntegrityError, match=constraint), meter.db.engine.begin() as conn:
+            conn.execute(
+                sa.text(f"UPDATE grants SET {assignment} WHERE id = :id"), {"id": grant_id}
+            )
+    assert stored(meter, grant_id) == (100, 70, 0)
+
+
+def test_check_constraints_refuse_a_raw_update_of_an_account(
+    meter: CreditMeter, grant_id: str
+) -> None:
+    for assignment, constraint in ACCOUNT_CONSTRAINTS:
+        with pytest.raises(IntegrityError, match=constraint), meter.db.engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE accounts SET {assignment} WHERE id = 'acme'"))
+    assert meter.balance("acme").available == 70
+    assert meter.verify() == []

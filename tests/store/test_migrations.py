@@ -1,0 +1,139 @@
+"""The Alembic migrations build exactly the schema that ``tables.py`` declares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from creditmeter.store import migrate
+from creditmeter.store.database import Database
+from creditmeter.store.tables import metadata
+
+CREDITMETER_TABLES = frozenset(metadata.tables)
+
+
+def differences(db: Database, target: sa.MetaData = metadata) -> list[Any]:
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, target))
+
+
+def check_constraints(db: Database) -> dict[str, set[str]]:
+    inspector = sa.inspect(db.engine)
+    return {
+        table: {str(c["name"]) for c in inspector.get_check_constraints(table)}
+        for table in sorted(CREDITMETER_TABLES)
+    }
+
+
+def declared_check_constraints() -> dict[str, set[str]]:
+    return {
+        name: {str(c.name) for c in table.constraints if isinstance(c, sa.CheckConstraint)}
+        for name, table in metadata.tables.items()
+    }
+
+
+def snapshot(db: Database) -> dict[str, list[tuple[str, str, bool, object]]]:
+    """Every creditmeter table's columns: name, type, nullability and default."""
+    inspector = sa.inspect(db.engine)
+    return {
+        table: [
+            (c["name"], repr(c["type"]), c["nullable"], c["default"])
+            for c in inspector.get_columns(table)
+        ]
+        for table in sorted(CREDITMETER_TABLES)
+    }
+
+
+def table_names(db: Database) -> set[str]:
+    return set(sa.inspect(db.engine).get_table_names())
+
+
+def alembic_versions(db: Database) -> list[str]:
+    with db.engine.connect() as conn:
+        return list(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def test_upgrading_an_empty_database_yields_the_declared_schema(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        assert table_names(db) == set()
+        migrate.upgrade(db)
+        assert migrate.current_revision(db) == migrate.head_revision()
+        assert table_names(db) == CREDITMETER_TABLES | {"alembic_version"}
+        assert differences(db) == []
+        assert check_constraints(db) == declared_check_constraints()
+    finally:
+        db.dispose()
+
+
+def test_the_comparison_notices_a_schema_that_drifted(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db)
+        drifted = sa.MetaData(naming_convention=metadata.naming_convention)
+        for table in metadata.tables.values():
+            table.to_metadata(drifted)
+        drifted.tables["grants"].append_column(sa.Column("note", sa.Text, nullable=True))
+        found = differences(db, drifted)
+        assert [(d[0], d[2], d[3].name) for d in found] == [("add_column", "grants", "note")]
+    finally:
+        db.dispose()
+
+
+def test_upgrading_twice_is_a_no_op(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db)
+        before = snapshot(db)
+        migrate.upgrade(db)
+        config = migrate.alembic_config()
+        with db.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        assert alembic_versions(db) == [migrate.head_revision()]
+        assert snapshot(db) == before
+        assert differences(db) == []
+    finally:
+        db.dispose()
+
+
+def test_upgrading_keeps_the_data(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db)
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO idempotency_keys (key, operation, fingerprint, result, created_at)"
+                    " VALUES ('k', 'charge', 'f', '{}', '2026-01-01 00:00:00')"
+                )
+            )
+        migrate.upgrade(db)
+        with db.engine.connect() as conn:
+            keys = conn.execute(sa.text("SELECT key FROM idempotency_keys")).scalars().all()
+        assert keys == ["k"]
+    finally:
+        db.dispose()
+
+
+def test_downgrade_to_base_leaves_no_creditmeter_tables(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db)
+        migrate.downgrade(db, "base")
+        assert table_names(db) & CREDITMETER_TABLES == set()
+        assert migrate.current_revision(db) is None
+        if db.dialect == "postgresql":
+            inspector = sa.inspect(db.engine)
+            assert inspector.get_sequence_names() == []
+        migrate.upgrade(db)
+        assert differences(db) == []
+    finally:
+        db.dispose()
