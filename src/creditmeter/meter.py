@@ -607,7 +607,7 @@ class CreditMeter:
         """Bring idle accounts up to date (expired holds, rollover, expiry); returns how
         many were due."""
         with self.db.read() as conn:
-            due = accounts.ids_due(conn, self.clock(), limit)
+            due = accounts.ids_due(conn, self._now(), limit)
         for account_id in due:
             self._on_account(account_id, lambda book, _: None)
         return len(due)
@@ -622,9 +622,16 @@ class CreditMeter:
     def _write(self, use_case: Callable[[Connection, datetime], T]) -> T:
         return _retrying(lambda: self._in_write(use_case))
 
+    def _now(self) -> datetime:
+        """The clock's time in UTC; a naive time is refused rather than guessed at."""
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("the clock must return timezone-aware datetimes")
+        return now.astimezone(UTC)
+
     def _in_write(self, use_case: Callable[[Connection, datetime], T]) -> T:
         with self.db.write() as conn:
-            return use_case(conn, self.clock())
+            return use_case(conn, self._now())
 
     def _on_account(
         self,
@@ -691,7 +698,7 @@ class CreditMeter:
         """Answer from a snapshot; an account with overdue upkeep is brought up to date
         (and so written) first."""
         with self.db.read() as conn:
-            now = self.clock()
+            now = self._now()
             row = accounts.get(conn, account_id)
             if row is None:
                 raise NotFound("account", account_id)

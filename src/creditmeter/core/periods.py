@@ -21,10 +21,14 @@ class Period:
 
 
 def period_containing(kind: PeriodKind, anchor: datetime, at: datetime) -> Period:
-    """The period of ``kind`` that contains ``at`` for an account anchored at ``anchor``."""
+    """The period of ``kind`` that contains ``at`` for an account anchored at ``anchor``.
+
+    Periods are reckoned in UTC, whatever time zone the instants are given in.
+    """
+    at, anchor = at.astimezone(UTC), anchor.astimezone(UTC)
     match kind:
         case PeriodKind.CALENDAR_MONTH:
-            start = at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
             return Period(start, _add_months(start, 1, start.day))
         case PeriodKind.ANNIVERSARY_MONTH:
             months = (at.year - anchor.year) * 12 + at.month - anchor.month
