@@ -1,0 +1,1 @@
+"""The ``creditmeter`` command line: a worked demo, migrations, verification and admin."""

@@ -1,0 +1,215 @@
+"""Admin commands over the library: accounts, grants, balances and the ledger."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from creditmeter.cli import views
+from creditmeter.cli.connection import database_url_option, opened
+from creditmeter.cli.failures import CommandFailed
+from creditmeter.core.errors import NotFound
+from creditmeter.core.types import GrantSource
+from creditmeter.service.queries import write_transactions_csv
+
+HAND_GRANTED = [
+    s.value for s in GrantSource if s not in (GrantSource.ALLOWANCE, GrantSource.ROLLOVER)
+]
+
+
+def credits_argument(_ctx: click.Context, _param: click.Parameter, value: str | int) -> int:
+    """A whole number of credits: ``5000``, ``5,000`` or ``5_000``."""
+    text = str(value).replace(",", "").replace("_", "").strip()
+    if not text.lstrip("-").isdigit():
+        raise CommandFailed(f"amount must be a whole number of credits, not {value!r}")
+    return int(text)
+
+
+def echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+@click.group()
+def accounts() -> None:
+    """List, create and show accounts."""
+
+
+@accounts.command("list")
+@database_url_option
+@click.option("--after", metavar="ID", help="start after this account id (pagination)")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def list_accounts(database_url: str | None, after: str | None, limit: int) -> None:
+    """Accounts in id order, with their plan, status and available credits."""
+    with opened(database_url) as meter:
+        found = meter.list_accounts(after=after, limit=limit)
+        rows = [
+            [
+                a.id,
+                a.name,
+                a.plan or "-",
+                a.status.value,
+                views.figure(meter.balance(a.id).available),
+            ]
+            for a in found
+        ]
+    if not rows:
+        click.echo("no accounts")
+        return
+    echo_lines(
+        views.table([["id", "name", "plan", "status", "available"], *rows], indent=0, right=[4])
+    )
+
+
+@accounts.command("create")
+@database_url_option
+@click.argument("account_id")
+@click.option("--name", help="display name (default: the id)")
+@click.option("--plan", help="plan key; its allowance is granted now")
+@click.option(
+    "--overdraft-limit", callback=credits_argument, default="0", help="debt allowed, in credits"
+)
+def create_account(
+    database_url: str | None,
+    account_id: str,
+    name: str | None,
+    plan: str | None,
+    overdraft_limit: int,
+) -> None:
+    """Create an account (an existing id is left as it is)."""
+    with opened(database_url) as meter:
+        try:
+            meter.account(account_id)
+            existed = True
+        except NotFound:
+            existed = False
+        account = meter.create_account(
+            account_id, name=name, plan=plan, overdraft_limit=overdraft_limit
+        )
+        balance = meter.balance(account_id)
+    click.echo(
+        f"account {account_id} exists already; nothing changed"
+        if existed
+        else f"created account {account_id}"
+    )
+    echo_lines(views.account(account))
+    click.echo("balance")
+    echo_lines(views.balance(balance))
+
+
+@accounts.command("show")
+@database_url_option
+@click.argument("account_id")
+@click.option(
+    "--transactions",
+    "count",
+    type=click.IntRange(0, 1000),
+    default=10,
+    show_default=True,
+    help="how many recent transactions to show",
+)
+def show_account(database_url: str | None, account_id: str, count: int) -> None:
+    """An account, its balance and its most recent transactions."""
+    with opened(database_url) as meter:
+        account = meter.account(account_id)
+        balance = meter.balance(account_id)
+        recent = meter.transactions(account_id, limit=count).data if count else ()
+    click.echo("account")
+    echo_lines(views.account(account))
+    click.echo("balance")
+    echo_lines(views.balance(balance))
+    if count:
+        click.echo("latest transactions, newest first")
+        echo_lines(views.ledger(recent))
+
+
+@click.command()
+@database_url_option
+@click.argument("account_id")
+@click.argument("amount", callback=credits_argument)
+@click.option("--source", type=click.Choice(HAND_GRANTED), default="admin", show_default=True)
+@click.option("--reason", help="why, kept in the ledger")
+@click.option("--pool", help="limit the credits to one pool (default: every feature)")
+@click.option("--idempotency-key", help="a retry with the same key changes nothing")
+def grant(
+    database_url: str | None,
+    account_id: str,
+    amount: int,
+    source: str,
+    reason: str | None,
+    pool: str | None,
+    idempotency_key: str | None,
+) -> None:
+    """Grant AMOUNT credits to an account."""
+    with opened(database_url) as meter:
+        result = meter.grant(
+            account_id,
+            amount,
+            source=source,
+            reason=reason,
+            pool=pool,
+            idempotency_key=idempotency_key,
+        )
+    click.echo(
+        f"granted {views.figure(result.amount)} {source} credits to {account_id}; "
+        f"available {views.figure(result.available_after)} "
+        f"(grant {result.grant_id}, transaction {result.transaction_id})"
+    )
+
+
+@click.command()
+@database_url_option
+@click.argument("account_id")
+def balance(database_url: str | None, account_id: str) -> None:
+    """An account's balance: available, held, debt, purchased and allowance."""
+    with opened(database_url) as meter:
+        found = meter.balance(account_id)
+    click.echo(f"balance of {account_id}")
+    echo_lines(views.balance(found))
+
+
+@click.group()
+def transactions() -> None:
+    """Read and export an account's ledger."""
+
+
+@transactions.command("list")
+@database_url_option
+@click.argument("account_id")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def list_transactions(database_url: str | None, account_id: str, limit: int) -> None:
+    """The newest transactions of an account, each with its postings."""
+    with opened(database_url) as meter:
+        page = meter.transactions(account_id, limit=limit)
+    echo_lines(views.ledger(page.data))
+    if page.next_cursor is not None:
+        click.echo(f"(newest {limit} shown; export the ledger for all of it)")
+
+
+@transactions.command("export")
+@database_url_option
+@click.argument("account_id")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="CSV file to write (default: standard output)",
+)
+def export_transactions(database_url: str | None, account_id: str, output: Path | None) -> None:
+    """An account's whole ledger as CSV, newest first."""
+    with opened(database_url) as meter:
+        if output is None:
+            meter.export_transactions_csv(account_id, sys.stdout)
+            return
+        meter.account(account_id)
+        with (
+            output.open("w", newline="", encoding="utf-8") as out,
+            click.progressbar(
+                meter.iter_transactions(account_id),
+                label=f"exporting {account_id}",
+                file=sys.stderr,
+            ) as bar,
+        ):
+            count = write_transactions_csv(iter(bar), out)
+    click.echo(f"wrote {views.counted(count, 'transaction')} to {output}")

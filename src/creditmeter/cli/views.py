@@ -1,0 +1,237 @@
+"""Text views of the library's records: figures, balances, refusals and the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+
+from creditmeter.core.errors import AllowanceState, InsufficientCredits
+from creditmeter.core.plans import Plan
+from creditmeter.core.pricing import Feature, PricingRule
+from creditmeter.core.records import Account, Balance, Posting, Transaction
+from creditmeter.core.types import PeriodKind, wallet
+
+Rows = Sequence[Sequence[str]]
+
+
+def figure(credits: int) -> str:
+    """``2250`` as ``2,250``."""
+    return f"{credits:,}"
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 transaction``, ``2,000 transactions``."""
+    return f"{figure(n)} {noun}{'' if n == 1 else 's'}"
+
+
+def signed(credits: int) -> str:
+    return f"{credits:+,}"
+
+
+def rate(value: Decimal) -> str:
+    """A rate as written: ``0.5``, ``2``, ``0.03`` (no exponent, no trailing zeros)."""
+    return format(value.normalize(), "f")
+
+
+def widths(rows: Rows) -> list[int]:
+    return [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+
+
+def table(rows: Rows, *, indent: int = 2, right: Iterable[int] = ()) -> list[str]:
+    """Rows of equal length as aligned columns; columns in ``right`` are right-aligned."""
+    sizes = widths(rows)
+    aligned = set(right)
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(sizes[i]) if i in aligned else cell.ljust(sizes[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append((" " * indent + "  ".join(cells)).rstrip())
+    return lines
+
+
+def allowance(state: AllowanceState) -> str:
+    if state.limit is None:
+        return f"unlimited ({figure(state.used)} used this period)"
+    if state.limit == 0:
+        return "none"
+    percent = "" if state.percentage is None else f" ({state.percentage} %)"
+    return f"{figure(state.used)} of {figure(state.limit)} used{percent}"
+
+
+def labelled(rows: Sequence[tuple[str, int | str]], *, indent: int = 2) -> list[str]:
+    """``label  value`` lines; figures right-aligned in one column, text from its start."""
+    label_width = max(len(label) for label, _ in rows)
+    figure_width = max((len(figure(v)) for _, v in rows if isinstance(v, int)), default=0)
+    return [
+        f"{' ' * indent}{label:<{label_width}}  "
+        + (figure(value).rjust(figure_width) if isinstance(value, int) else value)
+        for label, value in rows
+    ]
+
+
+def balance(b: Balance, *, indent: int = 2) -> list[str]:
+    """A balance by the names of its fields."""
+    period = f"period {b.period_start:%Y-%m-%d} to {b.period_end:%Y-%m-%d}"
+    rows: list[tuple[str, int | str]] = [
+        ("available", b.available),
+        ("held", b.held),
+        ("debt", b.debt),
+        ("purchased_available", b.purchased_available),
+        ("allowance", f"{allowance(b.allowance)}, {period}"),
+    ]
+    for pool, p in b.pools.items():
+        if pool != "*":
+            state = "unlimited" if p.unlimited else allowance(p.allowance)
+            rows.append((f"pools[{pool}]", f"{figure(p.available)} available, allowance {state}"))
+    rows.append(("status", b.status.value))
+    rows += [("warning", w.message) for w in b.warnings]
+    return labelled(rows, indent=indent)
+
+
+def refusal(error: InsufficientCredits, *, indent: int = 2) -> list[str]:
+    """The fields of a refusal, by their names."""
+    return labelled(
+        [
+            ("required", error.required),
+            ("available", error.available),
+            ("allowance", allowance(error.allowance)),
+            ("purchased_available", error.purchased_available),
+        ],
+        indent=indent,
+    )
+
+
+def account(a: Account, *, indent: int = 2) -> list[str]:
+    plan = a.plan or "none"
+    if a.pending_plan:
+        plan += f" (changes to {a.pending_plan} at the next period)"
+    rows = [
+        ["id", a.id],
+        ["name", a.name],
+        ["plan", plan],
+        ["status", a.status.value],
+        ["created", f"{a.created_at:%Y-%m-%d %H:%M:%S} UTC"],
+        ["overdraft limit", figure(a.overdraft_limit)],
+    ]
+    return table(rows, indent=indent)
+
+
+def _wallet_leg(leg: Posting, direction: str) -> str:
+    credits = figure(abs(leg.amount))
+    if leg.grant_id is None:
+        return f"{credits} as debt" if leg.amount < 0 else f"{credits} of debt repaid"
+    source = leg.grant_source.value if leg.grant_source is not None else "grant"
+    return f"{credits} {direction} {source}"
+
+
+def drawn(txn: Transaction) -> str:
+    """Where a transaction's credits came from or went to in the account's grants:
+    ``2,000 from allowance + 3,000 from purchase``."""
+    own = wallet(txn.account_id)
+    legs = [leg for leg in txn.postings if leg.ledger_account == own]
+    return " + ".join(_wallet_leg(leg, "from" if leg.amount < 0 else "into") for leg in legs)
+
+
+def postings(txn: Transaction) -> str:
+    """A transaction's postings on one line, from where the credits left to where they
+    went: ``2,000 from allowance + 500 from purchase → consumption``."""
+    if not txn.postings:
+        return "no postings: nothing drawn"
+    own = wallet(txn.account_id)
+
+    def side(sign: int) -> str:
+        parts = []
+        for leg in txn.postings:
+            if leg.amount * sign <= 0:
+                continue
+            if leg.ledger_account == own:
+                parts.append(_wallet_leg(leg, "from" if leg.amount < 0 else "into"))
+            else:
+                parts.append(leg.ledger_account)
+        return " + ".join(parts)
+
+    return f"{side(-1)} → {side(1)}"
+
+
+def ledger(txns_in: Iterable[Transaction], *, indent: int = 2, times: bool = True) -> list[str]:
+    """Transactions as a table under a header, each followed by its postings."""
+    txns = list(txns_in)
+    if not txns:
+        return [" " * indent + "no transactions"]
+    rows = [[*(["at (UTC)"] if times else []), "type", "amount", "before", "", "after", "what"]]
+    for t in txns:
+        when = [f"{t.created_at:%Y-%m-%d %H:%M:%S}"] if times else []
+        rows.append(
+            [
+                *when,
+                t.type.value,
+                signed(t.amount),
+                figure(t.balance_before),
+                "→",
+                figure(t.balance_after),
+                t.description,
+            ]
+        )
+    amount = 2 if times else 1
+    header, *lines = table(rows, indent=indent, right=[amount, amount + 1, amount + 3])
+    under = indent + sum(size + 2 for size in widths(rows)[:amount])
+    out = [header]
+    for line, t in zip(lines, txns, strict=True):
+        out.append(line)
+        out.append(" " * under + postings(t))
+    return out
+
+
+def rule(r: PricingRule) -> list[str]:
+    """A pricing rule: its rates, and per-model overrides on lines of their own."""
+
+    def rates(values: Mapping[str, Decimal]) -> str:
+        return ", ".join(f"{unit} {rate(value)}" for unit, value in values.items())
+
+    multiplier = "" if r.multiplier == 1 else f", × {rate(r.multiplier)} multiplier"
+    lines = [rates(r.rates) + multiplier]
+    width = max((len(m) for m in r.models), default=0)
+    lines += [f"  {model:<{width}}  {rates(values)}" for model, values in r.models.items()]
+    return lines
+
+
+def price_book(features: Iterable[Feature], *, indent: int = 2) -> list[str]:
+    items = list(features)
+    width = max((len(f.key) for f in items), default=0)
+    lines = []
+    for f in items:
+        first, *more = rule(f.rule)
+        lines.append(f"{' ' * indent}{f.key:<{width}}  {first}")
+        lines += [f"{' ' * (indent + width + 2)}{line}" for line in more]
+    return lines
+
+
+def plans(items: Iterable[Plan], *, indent: int = 2) -> list[str]:
+    rows = []
+    for p in items:
+        every = "every 30 days" if p.period is PeriodKind.EVERY_30_DAYS else "a month"
+        limits = [
+            ("unlimited" if n is None else f"{figure(n)} {every}")
+            + ("" if pool == "*" else f" for {pool}")
+            for pool, n in p.allowances.items()
+        ]
+        allowed = "all features" if p.features == "*" else ", ".join(sorted(p.features))
+        rows.append([p.key, "; ".join(limits) or "no allowance", allowed])
+    return table(rows, indent=indent)
+
+
+def quantities(usage: Mapping[str, int]) -> str:
+    """``{"input_tokens": 1000, "output_tokens": 500}`` as ``1,000 input_tokens + 500
+    output_tokens``."""
+    return " + ".join(f"{figure(n)} {unit}" for unit, n in usage.items())
+
+
+def pricing(r: PricingRule, usage: Mapping[str, int], model: str | None) -> str:
+    """How a usage is priced: ``ceil(1.5 × (1,000 × 0.5 + 500 × 2))``."""
+    rates = r.rates_for(model)
+    terms = " + ".join(f"{figure(n)} × {rate(rates[unit])}" for unit, n in usage.items())
+    if r.multiplier == 1:
+        return f"ceil({terms})"
+    return f"ceil({rate(r.multiplier)} × ({terms}))"

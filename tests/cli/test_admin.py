@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from creditmeter import CreditMeter
+from tests.cli.conftest import assert_one_line_error, run
+
+
+def test_accounts_create_list_and_show(
+    runner: CliRunner, library: CreditMeter, database_url: str
+) -> None:
+    library.put_plan("pro", allowances={"*": 20_000})
+    created = run(
+        runner,
+        "accounts",
+        "create",
+        "acme",
+        "--name",
+        "Acme Inc.",
+        "--plan",
+        "pro",
+        "--database-url",
+        database_url,
+    )
+    assert created.exit_code == 0, created.output
+    assert created.output.startswith("created account acme\n")
+    again = run(runner, "accounts", "create", "acme", "--database-url", database_url)
+    assert again.output.startswith("account acme exists already; nothing changed\n")
+    run(runner, "accounts", "create", "zeta", "--database-url", database_url)
+
+    listed = run(runner, "accounts", "list", "--database-url", database_url)
+    assert [line.split()[0] for line in listed.output.splitlines()] == ["id", "acme", "zeta"]
+    assert "20,000" in listed.output.splitlines()[1]
+
+    shown = run(runner, "accounts", "show", "acme", "--database-url", database_url)
+    assert shown.exit_code == 0
+    assert "Acme Inc." in shown.output
+    assert "0 of 20,000 used (0 %)" in shown.output
+    assert "allocation" in shown.output
+
+
+def test_grant_then_balance(runner: CliRunner, library: CreditMeter, database_url: str) -> None:
+    library.create_account("acme")
+    granted = run(
+        runner,
+        "grant",
+        "acme",
+        "5,000",
+        "--source",
+        "purchase",
+        "--reason",
+        "pack",
+        "--database-url",
+        database_url,
+    )
+    assert granted.exit_code == 0, granted.output
+    assert granted.output.startswith("granted 5,000 purchase credits to acme; available 5,000")
+    balance = run(runner, "balance", "acme", "--database-url", database_url)
+    lines = {line.split()[0]: line.split()[1:] for line in balance.output.splitlines()[1:]}
+    assert lines["available"] == ["5,000"]
+    assert lines["purchased_available"] == ["5,000"]
+    assert library.balance("acme").available == 5_000
+
+
+def test_grant_with_an_idempotency_key_applies_once(
+    runner: CliRunner, library: CreditMeter, database_url: str
+) -> None:
+    library.create_account("acme")
+    for _ in range(2):
+        result = run(
+            runner,
+            "grant",
+            "acme",
+            "300",
+            "--idempotency-key",
+            "k1",
+            "--database-url",
+            database_url,
+        )
+        assert result.exit_code == 0
+    assert library.balance("acme").available == 300
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("abc", "amount must be a whole number of credits, not 'abc'"),
+        ("1.5", "amount must be a whole number of credits"),
+        ("0", "amount must be an integer > 0"),
+    ],
+)
+def test_a_bad_amount_is_a_one_line_error(
+    runner: CliRunner, library: CreditMeter, database_url: str, amount: str, message: str
+) -> None:
+    library.create_account("acme")
+    result = run(runner, "grant", "acme", amount, "--database-url", database_url)
+    assert_one_line_error(result, containing=message)
+    assert library.balance("acme").available == 0
+
+
+def test_an_unknown_account_is_a_one_line_error(
+    runner: CliRunner, library: CreditMeter, database_url: str
+) -> None:
+    for args in (["grant", "nobody", "5"], ["balance", "nobody"], ["accounts", "show", "nobody"]):
+        result = run(runner, *args, "--database-url", database_url)
+        assert_one_line_error(result, containing="account 'nobody' not found")
+
+
+def charged_account(library: CreditMeter) -> list[str]:
+    """An account with a grant, two charges and a refund; its transaction ids, newest first."""
+    library.put_feature("csv_export", rates={"calls": 5})
+    library.create_account("acme")
+    library.grant("acme", 1_000, source="purchase")
+    library.charge("acme", "csv_export")
+    usage = library.charge("acme", "csv_export", usage={"calls": 3})
+    library.refund("acme", usage_id=usage.usage_id)
+    return [t.id for t in library.iter_transactions("acme")]
+
+
+def test_export_writes_the_ledger_as_csv_to_stdout(
+    runner: CliRunner, library: CreditMeter, database_url: str
+) -> None:
+    ids = charged_account(library)
+    result = run(runner, "transactions", "export", "acme", "--database-url", database_url)
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["id"] for r in rows] == ids
+    assert [(r["type"], r["amount"], r["balance_after"]) for r in rows] == [
+        ("refund", "15", "995"),
+        ("usage", "-15", "980"),
+        ("usage", "-5", "995"),
+        ("grant", "1000", "1000"),
+    ]
+
+
+def test_export_to_a_file(
+    runner: CliRunner, library: CreditMeter, database_url: str, tmp_path: Path
+) -> None:
+    ids = charged_account(library)
+    target = tmp_path / "ledger.csv"
+    result = run(
+        runner,
+        "transactions",
+        "export",
+        "acme",
+        "--output",
+        str(target),
+        "--database-url",
+        database_url,
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote 4 transactions to {target}\n"
+    with target.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == ids
+    assert rows[-1]["description"] == "1000 purchase credits granted"
+
+
+def test_export_of_an_unknown_account_writes_no_file(
+    runner: CliRunner, library: CreditMeter, database_url: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "ledger.csv"
+    result = run(
+        runner,
+        "transactions",
+        "export",
+        "nobody",
+        "--output",
+        str(target),
+        "--database-url",
+        database_url,
+    )
+    assert_one_line_error(result, containing="account 'nobody' not found")
+    assert not target.exists()
+
+
+def test_transactions_list_shows_postings(
+    runner: CliRunner, library: CreditMeter, database_url: str
+) -> None:
+    charged_account(library)
+    result = run(
+        runner, "transactions", "list", "acme", "--limit", "2", "--database-url", database_url
+    )
+    assert result.exit_code == 0
+    assert "refund → 15 into purchase" in result.output
+    assert "15 from purchase → consumption" in result.output
+    assert "grant" not in result.output.split("\n", 1)[1].replace("granted", "")
+    assert result.output.endswith("(newest 2 shown; export the ledger for all of it)\n")

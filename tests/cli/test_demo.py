@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.cli.conftest import assert_one_line_error, run
+
+
+def test_demo_tells_the_whole_story_with_the_library_figures(
+    runner: CliRunner, database_url: str
+) -> None:
+    result = run(runner, "demo", "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "4,500 credits held" in out
+    assert "ceil(1.5 × (1,000 × 0.5 + 500 × 2)) = 2,250 charged" in out
+    assert "= 2,000 from allowance + 500 from bonus + 2,500 from purchase" in out
+    assert "raised InsufficientCredits" in out
+    for field, value in (("required", "9,000"), ("available", "7,500")):
+        assert any(line.split() == [field, value] for line in out.splitlines())
+    assert "20,000 of 20,000 used (100 %)" in out
+    assert "FeatureNotInPlan" in out
+    assert "= 2,000 into allowance + 500 into bonus + 2,500 into purchase" in out
+    assert "ok: no violations" in out
+    assert run(runner, "verify", database_url).exit_code == 0
+
+
+def test_demo_ledger_lists_each_transaction_with_its_postings(
+    runner: CliRunner, database_url: str
+) -> None:
+    out = run(runner, "demo", "--database-url", database_url).output
+    ledger = out[out.index("Ledger of acme") : out.index("Verify the books")]
+    kinds = [line.split()[0] for line in ledger.splitlines()[2::2] if line.strip()]
+    # The allowance and the welcome bonus are granted in the same instant, in either order.
+    assert sorted(kinds[:2]) == ["allocation", "grant"]
+    assert kinds[2:] == ["grant", "usage", "usage", "usage", "usage", "refund"]
+    assert "issuance:allowance → 20,000 into allowance" in ledger
+
+
+def test_demo_refuses_a_database_that_has_data(runner: CliRunner, database_url: str) -> None:
+    assert run(runner, "demo", "--database-url", database_url).exit_code == 0
+    again = run(runner, "demo", "--database-url", database_url)
+    assert_one_line_error(again, containing="the demo needs an empty database")
+
+
+def test_demo_by_default_uses_a_new_sqlite_file_in_a_temporary_directory(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work, temporary = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    temporary.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    monkeypatch.setenv("CREDITMETER_DATABASE_URL", f"sqlite:///{work / 'mine.db'}")
+    result = run(runner, "demo")
+    assert result.exit_code == 0, result.output
+    assert list(work.iterdir()) == []
+    (demo_dir,) = temporary.iterdir()
+    assert (demo_dir / "demo.db").exists()
+    assert f"creditmeter verify sqlite:///{demo_dir / 'demo.db'}" in result.output

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from creditmeter import InsufficientCredits
+from creditmeter.cli import views
+from creditmeter.core.errors import AllowanceState
+from creditmeter.core.pricing import PricingRule
+from creditmeter.core.records import Posting, Transaction
+from creditmeter.core.types import GrantSource, TransactionType
+
+AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def usage(*legs: Posting) -> Transaction:
+    amount = sum(leg.amount for leg in legs if leg.ledger_account == "account:acme")
+    return Transaction(
+        id="txn_1",
+        account_id="acme",
+        type=TransactionType.USAGE,
+        amount=amount,
+        balance_before=5_000,
+        balance_after=5_000 + amount,
+        description="Image generation: 5000 credits",
+        created_at=AT,
+        postings=legs,
+    )
+
+
+SPLIT = usage(
+    Posting("account:acme", -2_000, "grt_a", GrantSource.ALLOWANCE),
+    Posting("account:acme", -3_000, "grt_p", GrantSource.PURCHASE),
+    Posting("consumption", 5_000),
+)
+
+
+def test_figures_have_thousands_separators() -> None:
+    assert views.figure(2250) == "2,250"
+    assert views.signed(-5000) == "-5,000"
+    assert views.signed(20_000) == "+20,000"
+    assert views.counted(1, "violation") == "1 violation"
+    assert views.counted(1200, "transaction") == "1,200 transactions"
+
+
+def test_a_split_charge_names_the_grants_it_drew() -> None:
+    assert views.drawn(SPLIT) == "2,000 from allowance + 3,000 from purchase"
+    assert views.postings(SPLIT) == "2,000 from allowance + 3,000 from purchase → consumption"
+
+
+def test_debt_and_empty_postings_read_plainly() -> None:
+    owed = usage(Posting("account:acme", -40), Posting("consumption", 40))
+    assert views.postings(owed) == "40 as debt → consumption"
+    assert views.postings(usage()) == "no postings: nothing drawn"
+
+
+def test_ledger_puts_postings_under_the_amount_column() -> None:
+    header, line, postings = views.ledger([SPLIT], indent=0, times=False)
+    assert header.split() == ["type", "amount", "before", "after", "what"]
+    assert line.startswith("usage  -5,000   5,000  →      0  Image generation")
+    assert postings == " " * len("usage  ") + views.postings(SPLIT)
+
+
+def test_refusal_lists_its_fields_by_name() -> None:
+    refused = InsufficientCredits(
+        required=9_000,
+        available=7_500,
+        allowance=AllowanceState(used=20_000, limit=20_000, percentage=100),
+        purchased_available=7_500,
+    )
+    assert views.refusal(refused, indent=0) == [
+        "required             9,000",
+        "available            7,500",
+        "allowance            20,000 of 20,000 used (100 %)",
+        "purchased_available  7,500",
+    ]
+
+
+def test_allowance_states() -> None:
+    assert views.allowance(AllowanceState(used=250, limit=None, percentage=None)) == (
+        "unlimited (250 used this period)"
+    )
+    assert views.allowance(AllowanceState(used=0, limit=0, percentage=None)) == "none"
+
+
+def test_pricing_shows_the_arithmetic() -> None:
+    rule = PricingRule(
+        rates={"input_tokens": Decimal("0.25"), "output_tokens": Decimal(1)},
+        models={"gpt-4o": {"input_tokens": Decimal("0.5"), "output_tokens": Decimal(2)}},
+        multiplier=Decimal("1.5"),
+    )
+    usage = {"input_tokens": 1_000, "output_tokens": 500}
+    assert views.pricing(rule, usage, "gpt-4o") == "ceil(1.5 × (1,000 × 0.5 + 500 × 2))"
+    assert views.pricing(rule, usage, None) == "ceil(1.5 × (1,000 × 0.25 + 500 × 1))"
+    assert views.rule(rule) == [
+        "input_tokens 0.25, output_tokens 1, × 1.5 multiplier",
+        "  gpt-4o  input_tokens 0.5, output_tokens 2",
+    ]
