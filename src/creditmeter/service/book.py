@@ -86,8 +86,8 @@ class AccountBook:
     def reserve(self, draws: Iterable[Draw], sign: int = 1) -> Credits:
         total = 0
         for d in draws:
+            g = self.grant(d.grant_id)  # as it was before this change
             grants.change(self.conn, d.grant_id, held=sign * d.credits)
-            g = self.grant(d.grant_id)
             self._put(replace(g, held=g.held + sign * d.credits))
             total += d.credits
         self.row.held += sign * total
@@ -181,8 +181,8 @@ class AccountBook:
             leg.amount for leg in legs if leg.ledger_account == self.wallet and leg.grant_id is None
         )
         for grant_id, change in changes.items():
+            g = self.grant(grant_id)  # as it was before this change
             grants.change(self.conn, grant_id, remaining=change.remaining, amount=change.amount)
-            g = self.grant(grant_id)
             self._put(
                 replace(
                     g, remaining=g.remaining + change.remaining, amount=g.amount + change.amount

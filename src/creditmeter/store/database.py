@@ -31,7 +31,8 @@ class Database:
     On SQLite, a write transaction starts with ``BEGIN IMMEDIATE`` so that it holds the write
     lock from its first statement (no lock upgrade, no deadlock); reads use a plain
     ``BEGIN`` and see a snapshot (WAL). On PostgreSQL, use cases lock the account row they
-    change (``SELECT … FOR UPDATE``) and conditional updates guard every balance.
+    change (``SELECT … FOR UPDATE``) and conditional updates guard every balance; reads
+    run at REPEATABLE READ so that an account and its grants come from one snapshot.
     """
 
     def __init__(self, url: str | None = None, *, pool_size: int = 5) -> None:
@@ -50,10 +51,11 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with (
-            self.engine.connect().execution_options(creditmeter_read_only=True) as conn,
-            conn.begin(),
-        ):
+        """A transaction that sees one snapshot from its first to its last statement."""
+        options: dict[str, Any] = {"creditmeter_read_only": True}
+        if not self.is_sqlite:
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
             yield conn
 
     def dispose(self) -> None:

@@ -203,7 +203,11 @@ usage_records = sa.Table(
     sa.Column("transaction_id", Key, nullable=True),
     _json("metadata"),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.CheckConstraint("charged + debited + uncollected = credits", name="credits_accounted"),
+    # An unlimited allowance records the credits and draws none of them.
+    sa.CheckConstraint(
+        "charged + debited + uncollected = CASE WHEN unlimited THEN 0 ELSE credits END",
+        name="credits_accounted",
+    ),
     sa.CheckConstraint("refunded >= 0 AND refunded <= charged + debited", name="refund_bounded"),
     sa.Index("ix_usage_records_account_created", "account_id", "created_at"),
 )

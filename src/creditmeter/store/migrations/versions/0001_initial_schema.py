@@ -359,7 +359,7 @@ def upgrade() -> None:
             "created_at", creditmeter.store.tables.UTCDateTime(timezone=True), nullable=False
         ),
         sa.CheckConstraint(
-            "charged + debited + uncollected = credits",
+            "charged + debited + uncollected = CASE WHEN unlimited THEN 0 ELSE credits END",
             name=op.f("ck_usage_records_credits_accounted"),
         ),
         sa.CheckConstraint(
