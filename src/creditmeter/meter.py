@@ -33,6 +33,7 @@ from creditmeter.core.records import (
     UsageRecord,
 )
 from creditmeter.core.settings import Settings
+from creditmeter.core.types import HoldStatus
 from creditmeter.service import accounts as accounts_service
 from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
@@ -155,11 +156,26 @@ class CreditMeter:
         plan: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         overdraft_limit: int = 0,
+        idempotency_key: str | None = None,
     ) -> Account:
         """Create an account, or return it as it is if the id exists (the welcome bonus
         and the first allowance are granted once, at creation)."""
+        params = {
+            "account": account_id,
+            "name": name,
+            "plan": plan,
+            "metadata": metadata,
+            "overdraft_limit": overdraft_limit,
+        }
+        fingerprint = idempotency.fingerprint("create_account", params)
 
         def create(conn: Connection, now: datetime) -> Account:
+            if idempotency_key is not None:
+                first = idempotency.replay(
+                    conn, idempotency_key, "create_account", fingerprint, Account
+                )
+                if first is not None:
+                    return first
             settings = settings_service.current(conn)
             account, _ = accounts_service.create(
                 conn,
@@ -171,6 +187,10 @@ class CreditMeter:
                 metadata=metadata or {},
                 overdraft_limit=overdraft_limit,
             )
+            if idempotency_key is not None:
+                idempotency.remember(
+                    conn, idempotency_key, "create_account", fingerprint, account, now
+                )
             return account
 
         return self._write(create)
@@ -322,11 +342,16 @@ class CreditMeter:
         )
 
     def hold(self, hold_id: str) -> Hold:
+        """A hold as it is now: one past its expiry is released (and reported expired)."""
         with self.db.read() as conn:
             found = holds.get(conn, hold_id)
         if found is None:
             raise NotFound("hold", hold_id)
-        return found[0]
+        hold = found[0]
+        if hold.status is HoldStatus.PENDING and hold.expires_at <= self._now():
+            self._on_account(hold.account_id, lambda book, _: None)
+            return self.hold(hold_id)
+        return hold
 
     @contextmanager
     def holding(
@@ -681,13 +706,20 @@ class CreditMeter:
         row = accounts.get(conn, account_id, lock=True)
         if row is None:
             raise NotFound("account", account_id)
+        if now >= row.due_at:
+            # Upkeep is committed by itself: a refusal of the use case must not undo it.
+            upkeep = AccountBook(conn, row, now)
+            bring_up_to_date(upkeep)
+            upkeep.save()
+            conn.commit()
+            row = accounts.get(conn, account_id, lock=True)
+            assert row is not None
         fingerprint = idempotency.fingerprint(operation, params)
         if key is not None and result is not None:
             first = idempotency.replay(conn, key, operation, fingerprint, result)
             if first is not None:
                 return first
         book = AccountBook(conn, row, now)
-        bring_up_to_date(book)
         outcome = use_case(book, settings_service.current(conn))
         book.save()
         if key is not None:

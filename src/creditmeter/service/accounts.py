@@ -74,7 +74,6 @@ def create(
         balance=0,
         held=0,
         debt=0,
-        period_credits=0,
         due_at=period.end,
     )
     accounts.insert(conn, row)

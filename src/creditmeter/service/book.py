@@ -72,6 +72,13 @@ class AccountBook:
             self._grants = {g.id: g for g in found}
         return self._grants
 
+    @property
+    def available(self) -> Credits:
+        """What the account can spend now: its balance less holds and less grants that
+        take effect later (the ledger counts those from their issuance)."""
+        later = sum(g.free for g in self.grants if g.effective_at > self.now)
+        return self.row.available - later
+
     def lower_due(self, at: datetime | None) -> None:
         if at is not None and at < self.row.due_at:
             self.row.due_at = at

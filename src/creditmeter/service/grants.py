@@ -60,7 +60,7 @@ def grant(
         metadata={"reason": reason} if reason else None,
     )
     repay_debt(book, [g.id])
-    return GrantResult(g.id, txn.id, amount, book.row.available)
+    return GrantResult(g.id, txn.id, amount, book.available)
 
 
 def refund_usage(book: AccountBook, usage_id: str, reason: str | None) -> Transaction:

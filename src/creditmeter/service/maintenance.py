@@ -85,7 +85,6 @@ def roll_period(book: AccountBook) -> None:
         account = replace(account, plan=account.pending_plan, pending_plan=None)
     period = current_period(new_plan, account.created_at, book.now)
     book.row.account = replace(account, period_start=period.start, period_end=period.end)
-    book.row.period_credits = 0
     if new_plan is not None:
         issue_allowance(book, new_plan, period)
 

@@ -202,7 +202,7 @@ def settle(
     )
     holds.finish(book.conn, hold_id, HoldStatus.SETTLED, book.now, charge.usage_id)
     expire_grants(book)
-    return replace(charge, available_after=book.row.available)
+    return replace(charge, available_after=book.available)
 
 
 def release(book: AccountBook, hold_id: str) -> Hold:
@@ -286,7 +286,10 @@ def _charge(
         hold_id=hold_id,
         metadata={"feature": feature.key, "model": model, "member": member},
     )
-    book.row.period_credits += rated.credits
+    if unlimited and rated.credits:
+        usage.add_unlimited(
+            book.conn, book.id, feature.pool, book.row.account.period_start, rated.credits
+        )
     record = UsageRecord(
         id=usage_id,
         account_id=book.id,
@@ -318,10 +321,10 @@ def _charge(
         charged=record.charged,
         debited=debited,
         uncollected=record.uncollected,
-        available_after=book.row.available,
+        available_after=book.available,
         transaction_id=txn.id,
         hold_id=hold_id,
-        warnings=tuple(balance_warnings(settings, book.row.available, allowance)),
+        warnings=tuple(balance_warnings(settings, book.available, allowance)),
         would_refuse=would_refuse,
     )
 
@@ -342,7 +345,7 @@ def check(book: AccountBook, settings: Settings, rated: Rated) -> CheckResult:
         cost=rated.credits,
         available=available,
         reason=None if refusal is None or settings.enforcement is Enforcement.OFF else refusal.code,
-        warnings=tuple(balance_warnings(settings, book.row.available, allowance)),
+        warnings=tuple(balance_warnings(settings, book.available, allowance)),
     )
 
 

@@ -27,23 +27,30 @@ def balance(book: AccountBook, settings: Settings) -> Balance:
     plan = plan_of(book)
     start = book.row.account.period_start
     grants = book.grants
-    unlimited_all = plan is not None and plan.is_unlimited(ANY_POOL)
-    allowance = allowance_state(
-        grants, start, None, book.row.period_credits if unlimited_all else None
-    )
-    pools = {}
-    for pool in sorted(plan.allowances if plan is not None else ()):
-        unlimited = plan is not None and plan.is_unlimited(pool)
-        pools[pool] = PoolBalance(
+    unlimited_pools = [
+        p for p in (plan.allowances if plan else {}) if plan and plan.is_unlimited(p)
+    ]
+    used_by_pool = usage.unlimited_used(book.conn, book.id, start) if unlimited_pools else {}
+
+    def unlimited_used(pool: str) -> int | None:
+        """Credits used on the unlimited allowance of ``pool`` (``*``: of every pool)."""
+        if pool not in unlimited_pools:
+            return None
+        return sum(used_by_pool.values()) if pool == ANY_POOL else used_by_pool.get(pool, 0)
+
+    allowance = allowance_state(grants, start, None, unlimited_used(ANY_POOL))
+    pools = {
+        pool: PoolBalance(
             available=free_credits(grants, pool, book.now),
-            allowance=allowance_state(
-                grants, start, pool, book.row.period_credits if unlimited else None
-            ),
-            unlimited=unlimited,
+            allowance=allowance_state(grants, start, pool, unlimited_used(pool)),
+            unlimited=pool in unlimited_pools,
         )
+        for pool in sorted(plan.allowances if plan is not None else ())
+    }
+    available = book.available
     return Balance(
         account_id=book.id,
-        available=book.row.available,
+        available=available,
         held=book.row.held,
         debt=book.row.debt,
         allowance=allowance,
@@ -53,7 +60,7 @@ def balance(book: AccountBook, settings: Settings) -> Balance:
             g.free for g in grants if g.source in PURCHASED_SOURCES and g.is_active(book.now)
         ),
         pools=pools,
-        warnings=tuple(balance_warnings(settings, book.row.available, allowance)),
+        warnings=tuple(balance_warnings(settings, available, allowance)),
         status=book.row.account.status,
     )
 

@@ -22,7 +22,6 @@ class AccountRow:
     balance: Credits
     held: Credits
     debt: Credits
-    period_credits: Credits
     due_at: datetime
 
     @property
@@ -51,7 +50,6 @@ def _row(row: RowMapping) -> AccountRow:
         balance=row["balance"],
         held=row["held"],
         debt=row["debt"],
-        period_credits=row["period_credits"],
         due_at=row["due_at"],
     )
 
@@ -71,7 +69,6 @@ def _totals(row: AccountRow) -> dict[str, Any]:
         "balance": row.balance,
         "held": row.held,
         "debt": row.debt,
-        "period_credits": row.period_credits,
         "due_at": row.due_at,
     }
 
@@ -97,7 +94,7 @@ def insert(conn: Connection, row: AccountRow) -> None:
     conn.execute(_INSERT, {"id": a.id, "created_at": a.created_at, **_fields(a), **_totals(row)})
 
 
-_TOTALS = ("balance", "held", "debt", "period_credits", "due_at")
+_TOTALS = ("balance", "held", "debt", "due_at")
 _SAVE_TOTALS = (
     accounts.update()
     .where(accounts.c.id == sa.bindparam("account_id"))

@@ -46,8 +46,19 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A connection whose work is committed at the end, or rolled back on an error.
+
+        A use case may also ``commit()`` part of its work on the way (a new transaction
+        begins with the next statement).
+        """
+        with self.engine.connect() as conn:
+            conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -100,7 +100,6 @@ accounts = sa.Table(
     sa.Column("held", Credits, nullable=False),
     sa.Column("debt", Credits, nullable=False),
     sa.Column("overdraft_limit", Credits, nullable=False),
-    sa.Column("period_credits", Credits, nullable=False),
     sa.Column("due_at", UTCDateTime, nullable=False),
     _json("metadata"),
     sa.CheckConstraint("status IN ('active', 'suspended', 'blocked')", name="status_known"),
@@ -210,6 +209,17 @@ usage_records = sa.Table(
     ),
     sa.CheckConstraint("refunded >= 0 AND refunded <= charged + debited", name="refund_bounded"),
     sa.Index("ix_usage_records_account_created", "account_id", "created_at"),
+)
+
+# What usage drew on unlimited allowances, per pool and period: no grant shows it.
+unlimited_usage = sa.Table(
+    "unlimited_usage",
+    metadata,
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("pool", Key, primary_key=True),
+    sa.Column("period_start", UTCDateTime, primary_key=True),
+    sa.Column("credits", Credits, nullable=False),
+    sa.CheckConstraint("credits >= 0", name="credits_non_negative"),
 )
 
 ledger_transactions = sa.Table(

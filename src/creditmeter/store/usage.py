@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.records import UsageGroup, UsageRecord
 from creditmeter.core.types import AccountId, UsageId
-from creditmeter.store.tables import usage_records
+from creditmeter.store.tables import unlimited_usage, usage_records
 
 GroupBy = Literal["day", "week", "month", "feature", "model", "member"]
 GROUPINGS: tuple[GroupBy, ...] = ("day", "week", "month", "feature", "model", "member")
@@ -179,3 +179,43 @@ def summary(
         UsageGroup(key=r.bucket, count=r.n, credits=int(r.credits), charged=int(r.charged))
         for r in conn.execute(query)
     ]
+
+
+_ADD_UNLIMITED = (
+    unlimited_usage.update()
+    .where(
+        unlimited_usage.c.account_id == sa.bindparam("the_account_id"),
+        unlimited_usage.c.pool == sa.bindparam("the_pool"),
+        unlimited_usage.c.period_start == sa.bindparam("the_period_start"),
+    )
+    .values(credits=unlimited_usage.c.credits + sa.bindparam("more"))
+)
+
+
+def add_unlimited(
+    conn: Connection, account_id: AccountId, pool: str, period_start: datetime, credits: int
+) -> None:
+    """Count credits used on an unlimited allowance (the caller holds the account lock)."""
+    params = {
+        "the_account_id": account_id,
+        "the_pool": pool,
+        "the_period_start": period_start,
+        "more": credits,
+    }
+    if conn.execute(_ADD_UNLIMITED, params).rowcount == 0:
+        conn.execute(
+            unlimited_usage.insert().values(
+                account_id=account_id, pool=pool, period_start=period_start, credits=credits
+            )
+        )
+
+
+def unlimited_used(
+    conn: Connection, account_id: AccountId, period_start: datetime
+) -> dict[str, int]:
+    """Credits used on unlimited allowances in the period, by the feature's pool."""
+    query = sa.select(unlimited_usage.c.pool, unlimited_usage.c.credits).where(
+        unlimited_usage.c.account_id == account_id,
+        unlimited_usage.c.period_start == period_start,
+    )
+    return {r.pool: r.credits for r in conn.execute(query)}

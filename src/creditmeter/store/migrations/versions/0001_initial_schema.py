@@ -113,7 +113,6 @@ def upgrade() -> None:
         sa.Column("held", sa.BigInteger(), nullable=False),
         sa.Column("debt", sa.BigInteger(), nullable=False),
         sa.Column("overdraft_limit", sa.BigInteger(), nullable=False),
-        sa.Column("period_credits", sa.BigInteger(), nullable=False),
         sa.Column("due_at", creditmeter.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "metadata",
@@ -288,6 +287,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id", "id", name=op.f("pk_members")),
     )
     op.create_table(
+        "unlimited_usage",
+        sa.Column("account_id", sa.String(length=255), nullable=False),
+        sa.Column("pool", sa.String(length=255), nullable=False),
+        sa.Column(
+            "period_start", creditmeter.store.tables.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("credits", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("credits >= 0", name=op.f("ck_unlimited_usage_credits_non_negative")),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_unlimited_usage_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint(
+            "account_id", "pool", "period_start", name=op.f("pk_unlimited_usage")
+        ),
+    )
+    op.create_table(
         "hold_allocations",
         sa.Column("hold_id", sa.String(length=255), nullable=False),
         sa.Column("grant_id", sa.String(length=255), nullable=False),
@@ -395,6 +410,7 @@ def downgrade() -> None:
 
     op.drop_table("postings")
     op.drop_table("hold_allocations")
+    op.drop_table("unlimited_usage")
     op.drop_table("members")
     with op.batch_alter_table("ledger_transactions", schema=None) as batch_op:
         batch_op.drop_index("ix_ledger_transactions_account_created")
