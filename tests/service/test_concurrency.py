@@ -1,0 +1,339 @@
+"""Many writers on one account at once, in threads and in processes, on both engines.
+
+Every writer has its own ``CreditMeter`` (its own engine and connections), as separate API
+workers would. Whatever the interleaving, the account never goes below zero, everything
+acknowledged is in the ledger exactly once, and the books verify.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier as ProcessBarrier
+from typing import TypeVar
+
+from creditmeter import CreditMeter, HoldNotPending, InsufficientCredits
+from creditmeter.core.records import Charge, UsageRecord
+
+T = TypeVar("T")
+
+ACCOUNT = "hot"
+FEATURE = "chat"
+ALLOWANCE = 150
+PURCHASED = 150
+INITIAL = ALLOWANCE + PURCHASED
+THREADS = 8
+OPERATIONS = 30
+PROCESSES = 4
+THREADS_PER_PROCESS = 2
+WAIT_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """A charge the meter returned: what the ledger must now contain."""
+
+    usage_id: str
+    transaction_id: str
+    charged: int
+
+
+@dataclass
+class Tally:
+    attempted: int = 0
+    refused: int = 0
+    released: int = 0
+    charges: list[Acknowledged] = field(default_factory=list)
+
+    def add(self, other: Tally) -> None:
+        self.attempted += other.attempted
+        self.refused += other.refused
+        self.released += other.released
+        self.charges += other.charges
+
+    @property
+    def acknowledged(self) -> int:
+        return len(self.charges) + self.released
+
+    @property
+    def charged(self) -> int:
+        return sum(c.charged for c in self.charges)
+
+
+def prepare(url: str) -> None:
+    """Schema, price book, plan and the hot account with an allowance and a purchase."""
+    with CreditMeter(url) as meter:
+        meter.put_feature(FEATURE, rates={"tokens": 1})
+        meter.put_plan("team", allowances={FEATURE: ALLOWANCE})
+        meter.create_account(ACCOUNT, plan="team")
+        meter.grant(ACCOUNT, PURCHASED, source="purchase")
+        assert meter.balance(ACCOUNT).available == INITIAL
+
+
+def run_operations(meter: CreditMeter, seed: int, count: int) -> Tally:
+    """A random mix of one-shot charges and holds that are settled (for less or more than
+    the estimate) or released; refusals are counted, any other error is raised."""
+    rng = random.Random(seed)
+    tally = Tally()
+    for _ in range(count):
+        kind = rng.choice(("charge", "charge_usage", "settle", "settle_more", "release"))
+        credits = rng.randint(1, 12)
+        tally.attempted += 1
+        try:
+            charge = _operate(meter, rng, kind, credits)
+        except InsufficientCredits:
+            tally.refused += 1
+            continue
+        if charge is None:
+            tally.released += 1
+            continue
+        assert charge.available_after >= 0
+        assert charge.transaction_id is not None
+        tally.charges.append(Acknowledged(charge.usage_id, charge.transaction_id, charge.charged))
+    return tally
+
+
+def _operate(meter: CreditMeter, rng: random.Random, kind: str, credits: int) -> Charge | None:
+    if kind == "charge":
+        charge = meter.charge(ACCOUNT, FEATURE, credits=credits)
+        assert charge.charged == credits
+        return charge
+    if kind == "charge_usage":
+        charge = meter.charge(ACCOUNT, FEATURE, usage={"tokens": credits})
+        assert charge.charged == credits
+        return charge
+    hold = meter.authorize(ACCOUNT, FEATURE, credits=credits)
+    assert hold.reserved == credits
+    if kind == "release":
+        meter.release(hold.id)
+        return None
+    if kind == "settle":
+        actual = rng.randint(0, credits)
+        charge = meter.settle(hold.id, credits=actual)
+        assert charge.charged == actual
+        return charge
+    actual = credits + rng.randint(1, 5)
+    charge = meter.settle(hold.id, credits=actual)
+    assert credits <= charge.charged <= actual
+    assert charge.charged + charge.uncollected == actual
+    return charge
+
+
+def _all_usage(meter: CreditMeter) -> list[UsageRecord]:
+    records: list[UsageRecord] = []
+    cursor = None
+    while True:
+        page = meter.usage(ACCOUNT, limit=500, cursor=cursor)
+        records += page.data
+        if page.next_cursor is None:
+            return records
+        cursor = page.next_cursor
+
+
+def assert_books_agree(url: str, tally: Tally) -> None:
+    with CreditMeter(url, migrate=False) as meter:
+        balance = meter.balance(ACCOUNT)
+        assert balance.held == 0
+        assert balance.debt == 0
+        assert balance.available >= 0
+        assert balance.available == INITIAL - tally.charged
+        assert meter.verify() == []
+        usage_transactions = list(meter.iter_transactions(ACCOUNT, types=("usage",)))
+        records = _all_usage(meter)
+    assert tally.acknowledged + tally.refused == tally.attempted
+    assert tally.refused > 0, "the writers asked for more than the account had"
+    assert len(usage_transactions) == len(tally.charges)
+    assert len(records) == len(tally.charges)
+    assert {t.id for t in usage_transactions} == {c.transaction_id for c in tally.charges}
+    assert {r.id for r in records} == {c.usage_id for c in tally.charges}
+    assert sum(-t.amount for t in usage_transactions) == tally.charged
+    assert sum(r.charged for r in records) == tally.charged
+
+
+@contextmanager
+def watching_balance(url: str) -> Iterator[list[int]]:
+    """Read the balance over and over while the block runs; yields what was seen."""
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with CreditMeter(url, migrate=False) as meter:
+            while not stop.is_set():
+                balance = meter.balance(ACCOUNT)
+                seen.append(balance.available)
+                assert balance.held >= 0
+
+    with ThreadPoolExecutor(1) as pool:
+        watcher = pool.submit(watch)
+        try:
+            yield seen
+        finally:
+            stop.set()
+        watcher.result()
+
+
+def in_threads(url: str, count: int, work: Callable[[CreditMeter, int], T]) -> list[T]:
+    """``work(meter, index)`` in ``count`` threads started together, each with its own
+    meter."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> T:
+        with CreditMeter(url, migrate=False) as meter:
+            barrier.wait(timeout=WAIT_SECONDS)
+            return work(meter, index)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_threads_never_overdraw_one_account(database_url: str) -> None:
+    prepare(database_url)
+    with watching_balance(database_url) as seen:
+        tallies = in_threads(
+            database_url, THREADS, lambda meter, i: run_operations(meter, i, OPERATIONS)
+        )
+    tally = Tally()
+    for t in tallies:
+        tally.add(t)
+    assert tally.attempted == THREADS * OPERATIONS
+    assert seen
+    assert min(seen) >= 0
+    assert_books_agree(database_url, tally)
+
+
+def _process_worker(
+    url: str, seed: int, barrier: ProcessBarrier, results: Queue[tuple[str, object]]
+) -> None:
+    """Runs in a spawned process: a few threads of operations on the hot account."""
+    try:
+        barrier.wait(timeout=WAIT_SECONDS)
+        tallies = in_threads(
+            url,
+            THREADS_PER_PROCESS,
+            lambda meter, i: run_operations(meter, seed * 100 + i, OPERATIONS),
+        )
+        tally = Tally()
+        for t in tallies:
+            tally.add(t)
+        results.put(("ok", tally))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+def test_processes_never_overdraw_one_account(database_url: str) -> None:
+    prepare(database_url)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(PROCESSES)
+    results: Queue[tuple[str, object]] = context.Queue()
+    processes = [
+        context.Process(target=_process_worker, args=(database_url, seed, barrier, results))
+        for seed in range(PROCESSES)
+    ]
+    for p in processes:
+        p.start()
+    try:
+        with watching_balance(database_url) as seen:
+            outcomes = [results.get(timeout=WAIT_SECONDS) for _ in processes]
+    finally:
+        for p in processes:
+            p.join(timeout=WAIT_SECONDS)
+    assert [p.exitcode for p in processes] == [0] * PROCESSES
+    tally = Tally()
+    for status, outcome in outcomes:
+        assert status == "ok", outcome
+        assert isinstance(outcome, Tally)
+        tally.add(outcome)
+    assert tally.attempted == PROCESSES * THREADS_PER_PROCESS * OPERATIONS
+    assert min(seen) >= 0
+    assert_books_agree(database_url, tally)
+
+
+def test_concurrent_creation_makes_one_account_with_one_welcome_bonus(
+    database_url: str,
+) -> None:
+    with CreditMeter(database_url) as meter:
+        meter.change_settings({"welcome_bonus": 50}, changed_by="test")
+        meter.put_plan("starter", allowances={"*": 100})
+    accounts = in_threads(
+        database_url,
+        THREADS,
+        lambda meter, _: meter.create_account("new", name="New", plan="starter"),
+    )
+    assert {a.id for a in accounts} == {"new"}
+    assert len({a.created_at for a in accounts}) == 1
+    with CreditMeter(database_url, migrate=False) as meter:
+        assert [a.id for a in meter.list_accounts()] == ["new"]
+        assert meter.balance("new").available == 150
+        ledger = list(meter.iter_transactions("new"))
+        assert sorted(t.type.value for t in ledger) == ["allocation", "grant"]
+        assert meter.verify() == []
+
+
+def _settle_or_refuse(meter: CreditMeter, hold_id: str, release: bool) -> str:
+    try:
+        if release:
+            meter.release(hold_id)
+            return "released"
+        meter.settle(hold_id, credits=7)
+    except HoldNotPending:
+        return "not pending"
+    return "settled"
+
+
+def test_concurrent_settles_of_one_hold_charge_it_once(database_url: str) -> None:
+    prepare(database_url)
+    with CreditMeter(database_url, migrate=False) as meter:
+        hold = meter.authorize(ACCOUNT, FEATURE, credits=10)
+    outcomes = in_threads(
+        database_url, THREADS, lambda meter, _: _settle_or_refuse(meter, hold.id, release=False)
+    )
+    assert sorted(outcomes) == ["not pending"] * (THREADS - 1) + ["settled"]
+    with CreditMeter(database_url, migrate=False) as meter:
+        assert meter.hold(hold.id).status.value == "settled"
+        balance = meter.balance(ACCOUNT)
+        assert (balance.available, balance.held) == (INITIAL - 7, 0)
+        assert len(list(meter.iter_transactions(ACCOUNT, types=("usage",)))) == 1
+        assert meter.verify() == []
+
+
+def test_concurrent_settle_and_release_of_one_hold_finish_it_once(database_url: str) -> None:
+    prepare(database_url)
+    with CreditMeter(database_url, migrate=False) as meter:
+        hold = meter.authorize(ACCOUNT, FEATURE, credits=10)
+    outcomes = in_threads(
+        database_url,
+        THREADS,
+        lambda meter, i: _settle_or_refuse(meter, hold.id, release=i % 2 == 1),
+    )
+    assert sorted(outcomes)[: THREADS - 1] == ["not pending"] * (THREADS - 1)
+    winner = sorted(outcomes)[-1]
+    with CreditMeter(database_url, migrate=False) as meter:
+        assert meter.hold(hold.id).status.value == winner
+        balance = meter.balance(ACCOUNT)
+        expected = INITIAL - 7 if winner == "settled" else INITIAL
+        assert (balance.available, balance.held) == (expected, 0)
+        usage_count = len(list(meter.iter_transactions(ACCOUNT, types=("usage",))))
+        assert usage_count == (1 if winner == "settled" else 0)
+        assert meter.verify() == []
+
+
+def test_concurrent_retries_of_one_idempotency_key_charge_once(database_url: str) -> None:
+    prepare(database_url)
+    charges = in_threads(
+        database_url,
+        THREADS,
+        lambda meter, _: meter.charge(ACCOUNT, FEATURE, credits=9, idempotency_key="once"),
+    )
+    assert len({c.usage_id for c in charges}) == 1
+    assert len({c.transaction_id for c in charges}) == 1
+    with CreditMeter(database_url, migrate=False) as meter:
+        assert meter.balance(ACCOUNT).available == INITIAL - 9
+        assert len(list(meter.iter_transactions(ACCOUNT, types=("usage",)))) == 1
+        assert meter.verify() == []
