@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import IO
+from typing import IO, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -79,10 +79,29 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         raise InvalidRequest("invalid cursor") from None
 
 
-def _limit(limit: int) -> int:
+class _Listed(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+L = TypeVar("L", bound=_Listed)
+
+
+def _page(
+    fetch: Callable[[tuple[datetime, str] | None, int], list[L]], limit: int, cursor: str | None
+) -> Page[L]:
+    """One page, newest first, of what ``fetch(before, limit)`` lists; the cursor is the
+    position of the page's last item."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
-    return limit
+    rows = fetch(decode_cursor(cursor), limit + 1)
+    if len(rows) <= limit:
+        return Page(tuple(rows), None)
+    rows = rows[:limit]
+    return Page(tuple(rows), encode_cursor(rows[-1].created_at, rows[-1].id))
 
 
 def transactions(
@@ -100,20 +119,13 @@ def transactions(
     except ValueError:
         known = ", ".join(t.value for t in TransactionType)
         raise InvalidRequest(f"type must be one of {known}") from None
-    limit = _limit(limit)
-    rows = ledger.page(
-        conn,
-        account_id,
-        types=kinds,
-        since=since,
-        until=until,
-        before=decode_cursor(cursor),
-        limit=limit + 1,
+    return _page(
+        lambda before, n: ledger.page(
+            conn, account_id, types=kinds, since=since, until=until, before=before, limit=n
+        ),
+        limit,
+        cursor,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
-    return Page(tuple(rows), next_cursor)
 
 
 def usage_page(
@@ -127,21 +139,20 @@ def usage_page(
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page[UsageRecord]:
-    limit = _limit(limit)
-    rows = usage.page(
-        conn,
-        account_id,
-        feature=feature,
-        member=member,
-        since=since,
-        until=until,
-        before=decode_cursor(cursor),
-        limit=limit + 1,
+    return _page(
+        lambda before, n: usage.page(
+            conn,
+            account_id,
+            feature=feature,
+            member=member,
+            since=since,
+            until=until,
+            before=before,
+            limit=n,
+        ),
+        limit,
+        cursor,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
-    return Page(tuple(rows), next_cursor)
 
 
 def group_by(value: str) -> GroupBy:
