@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from creditmeter import AccountSuspended, CreditMeter, InvalidRequest, NotFound
-from creditmeter.core.records import Transaction
 from creditmeter.core.types import GrantSource
 from tests.conftest import Clock
 
@@ -21,14 +20,6 @@ def assert_books_balance(meter: CreditMeter) -> None:
 
 def transaction_count(meter: CreditMeter, account_id: str) -> int:
     return len(list(meter.iter_transactions(account_id)))
-
-
-def wallet_legs(txn: Transaction) -> dict[GrantSource | None, int]:
-    legs: dict[GrantSource | None, int] = {}
-    for p in txn.postings:
-        if p.ledger_account.startswith("account:"):
-            legs[p.grant_source] = legs.get(p.grant_source, 0) + p.amount
-    return legs
 
 
 @pytest.fixture
@@ -247,7 +238,7 @@ def test_refund_of_a_usage_whose_grant_expired_makes_a_refund_grant(
     refund = meter.refund("acme", usage_id=charge.usage_id)
 
     assert refund.amount == 300
-    assert wallet_legs(refund) == {GrantSource.REFUND: 300}
+    assert refund.by_grant_source() == {GrantSource.REFUND: 300}
     assert meter.balance("acme").available == 1_300
     assert_books_balance(meter)
 
@@ -275,7 +266,7 @@ def test_refund_of_an_amount_is_a_new_refund_grant(meter: CreditMeter, catalog: 
     assert refund.amount == 250
     assert (refund.balance_before, refund.balance_after) == (1_000, 1_250)
     assert refund.description == "outage credit"
-    assert wallet_legs(refund) == {GrantSource.REFUND: 250}
+    assert refund.by_grant_source() == {GrantSource.REFUND: 250}
     assert [p.amount for p in refund.postings if p.ledger_account == "refund"] == [-250]
     assert meter.balance("acme").available == 1_250
     assert_books_balance(meter)

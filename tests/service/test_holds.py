@@ -23,14 +23,6 @@ def usage_transaction(meter: CreditMeter, account_id: str, txn_id: str | None) -
     return txn
 
 
-def wallet_legs(txn: Transaction) -> dict[GrantSource | None, int]:
-    legs: dict[GrantSource | None, int] = {}
-    for p in txn.postings:
-        if p.ledger_account.startswith("account:"):
-            legs[p.grant_source] = legs.get(p.grant_source, 0) + p.amount
-    return legs
-
-
 @pytest.fixture
 def acme(meter: CreditMeter) -> str:
     meter.put_feature("chat", rates={"tokens": 1})
@@ -117,7 +109,7 @@ def test_settle_for_more_draws_the_overage_from_other_grants(meter: CreditMeter)
     assert charge.charged == 450
     assert charge.available_after == 1_300 - 50 - 450
     txn = usage_transaction(meter, "acme", charge.transaction_id)
-    assert wallet_legs(txn) == {GrantSource.BONUS: -250, GrantSource.PURCHASE: -200}
+    assert txn.by_grant_source() == {GrantSource.BONUS: -250, GrantSource.PURCHASE: -200}
     by_grant = {p.grant_id: p.amount for p in txn.postings if p.grant_id is not None}
     assert by_grant == {bonus.grant_id: -250, purchase.grant_id: -200}
     balance = meter.balance("acme")
@@ -157,7 +149,7 @@ def test_settle_beyond_everything_with_overdraft_becomes_debt(meter: CreditMeter
     balance = meter.balance("acme")
     assert (balance.available, balance.debt, balance.held) == (-300, 300, 0)
     txn = usage_transaction(meter, "acme", charge.transaction_id)
-    assert wallet_legs(txn) == {GrantSource.PURCHASE: -300, None: -300}
+    assert txn.by_grant_source() == {GrantSource.PURCHASE: -300, None: -300}
     assert_books_balance(meter)
 
 
@@ -189,7 +181,7 @@ def test_a_later_grant_repays_the_debt_first(meter: CreditMeter) -> None:
     balance = meter.balance("acme")
     assert (balance.available, balance.debt, balance.purchased_available) == (700, 0, 700)
     [repayment] = list(meter.iter_transactions("acme", types=("debt_repayment",)))
-    assert wallet_legs(repayment) == {GrantSource.PURCHASE: -300, None: 300}
+    assert repayment.by_grant_source() == {GrantSource.PURCHASE: -300, None: 300}
     assert repayment.amount == 0
     assert_books_balance(meter)
 
@@ -212,7 +204,7 @@ def test_one_shot_charge_beyond_the_balance_uses_the_overdraft(meter: CreditMete
     balance = meter.balance("acme")
     assert (balance.available, balance.debt) == (600, 0)
     [repayment] = list(meter.iter_transactions("acme", types=("debt_repayment",)))
-    assert wallet_legs(repayment) == {GrantSource.PURCHASE: -400, None: 400}
+    assert repayment.by_grant_source() == {GrantSource.PURCHASE: -400, None: 400}
     assert_books_balance(meter)
 
 
@@ -419,7 +411,7 @@ def test_credits_held_across_a_period_end_are_honoured(meter: CreditMeter, clock
 
     assert charge.charged == 300
     txn = usage_transaction(meter, "acme", charge.transaction_id)
-    assert wallet_legs(txn) == {GrantSource.ALLOWANCE: -300}
+    assert txn.by_grant_source() == {GrantSource.ALLOWANCE: -300}
     balance = meter.balance("acme")
     assert (balance.available, balance.held) == (1_000, 0)
     assert balance.allowance.used == 0

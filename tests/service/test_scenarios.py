@@ -25,15 +25,6 @@ def transactions_of(meter: CreditMeter, account_id: str, kind: str) -> list[Tran
     return list(meter.iter_transactions(account_id, types=(kind,)))
 
 
-def wallet_legs(txn: Transaction) -> dict[GrantSource | None, int]:
-    """The wallet postings of a transaction, by the source of the grant each touches."""
-    legs: dict[GrantSource | None, int] = {}
-    for p in txn.postings:
-        if p.ledger_account.startswith("account:"):
-            legs[p.grant_source] = legs.get(p.grant_source, 0) + p.amount
-    return legs
-
-
 @pytest.fixture
 def pro(meter: CreditMeter) -> str:
     """An account on a plan with a monthly allowance of 20,000 credits for every feature."""
@@ -111,7 +102,7 @@ def test_charge_splits_across_the_allowance_and_purchased_credits(
     wallet = [p for p in txn.postings if p.ledger_account == f"account:{pro}"]
     assert len(wallet) == 2
     assert len({p.grant_id for p in wallet}) == 2
-    assert wallet_legs(txn) == {GrantSource.ALLOWANCE: -2_000, GrantSource.PURCHASE: -3_000}
+    assert txn.by_grant_source() == {GrantSource.ALLOWANCE: -2_000, GrantSource.PURCHASE: -3_000}
     assert [p.grant_id for p in wallet if p.grant_source is GrantSource.PURCHASE] == [
         purchase.grant_id
     ]
@@ -308,7 +299,7 @@ def test_welcome_bonus_is_granted_once(meter: CreditMeter) -> None:
     assert meter.balance("acme").available == 10_000
     grants = transactions_of(meter, "acme", "grant")
     assert [t.amount for t in grants] == [10_000]
-    assert wallet_legs(grants[0]) == {GrantSource.BONUS: 10_000}
+    assert grants[0].by_grant_source() == {GrantSource.BONUS: 10_000}
     assert_books_balance(meter)
 
 
@@ -430,14 +421,14 @@ def test_rollover_cap_carries_unused_allowance_into_a_rollover_grant(
     assert balance.available == 1_300
     [rollover] = transactions_of(meter, "acme", "rollover")
     assert rollover.amount == 0
-    assert wallet_legs(rollover) == {GrantSource.ALLOWANCE: -300, GrantSource.ROLLOVER: 300}
+    assert rollover.by_grant_source() == {GrantSource.ALLOWANCE: -300, GrantSource.ROLLOVER: 300}
     assert [t.amount for t in transactions_of(meter, "acme", "expiry")] == [-300]
 
     # By default the new allowance (priority 10) goes before the carried credits (15);
     # both expire at the end of the period.
     charge = meter.charge("acme", "chat", credits=100)
     [usage] = [t for t in transactions_of(meter, "acme", "usage") if t.id == charge.transaction_id]
-    assert wallet_legs(usage) == {GrantSource.ALLOWANCE: -100}
+    assert usage.by_grant_source() == {GrantSource.ALLOWANCE: -100}
     clock.now = datetime(2026, 5, 1, 8, tzinfo=UTC)
     balance = meter.balance("acme")
     # 300 of April's 900 unused allowance roll over (capped); the other 600 and the 300
@@ -529,7 +520,7 @@ def test_consumption_order_by_priority_then_expiry(meter: CreditMeter, clock: Cl
         [txn] = [
             t for t in transactions_of(meter, "acme", "usage") if t.id == charge.transaction_id
         ]
-        drawn.append(wallet_legs(txn))
+        drawn.append(txn.by_grant_source())
 
     assert drawn == [
         {GrantSource.ALLOWANCE: -100},
@@ -551,7 +542,7 @@ def test_an_operator_priority_changes_the_order(meter: CreditMeter) -> None:
     charge = meter.charge("acme", "chat", credits=600)
 
     [txn] = [t for t in transactions_of(meter, "acme", "usage") if t.id == charge.transaction_id]
-    assert wallet_legs(txn) == {GrantSource.PURCHASE: -500, GrantSource.ALLOWANCE: -100}
+    assert txn.by_grant_source() == {GrantSource.PURCHASE: -500, GrantSource.ALLOWANCE: -100}
     assert purchase.grant_id in {p.grant_id for p in txn.postings}
     assert meter.balance("acme").allowance.used == 100
     assert_books_balance(meter)

@@ -129,9 +129,9 @@ def _wallet_leg(leg: Posting, direction: str) -> str:
 def drawn(txn: Transaction) -> str:
     """Where a transaction's credits came from or went to in the account's grants:
     ``2,000 from allowance + 3,000 from purchase``."""
-    own = wallet(txn.account_id)
-    legs = [leg for leg in txn.postings if leg.ledger_account == own]
-    return " + ".join(_wallet_leg(leg, "from" if leg.amount < 0 else "into") for leg in legs)
+    return " + ".join(
+        _wallet_leg(leg, "from" if leg.amount < 0 else "into") for leg in txn.wallet_postings
+    )
 
 
 def postings(txn: Transaction) -> str:

@@ -23,6 +23,7 @@ from creditmeter.core.types import (
     TransactionId,
     TransactionType,
     UsageId,
+    wallet,
 )
 
 T = TypeVar("T")
@@ -106,6 +107,21 @@ class Transaction:
     usage_id: UsageId | None = None
     hold_id: HoldId | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def wallet_postings(self) -> tuple[Posting, ...]:
+        """The postings on the account's own credits, one per grant touched (and one for
+        debt taken on or repaid)."""
+        own = wallet(self.account_id)
+        return tuple(p for p in self.postings if p.ledger_account == own)
+
+    def by_grant_source(self) -> dict[GrantSource | None, Credits]:
+        """The account's side of the transaction by the source of the grants it touched
+        (``None``: debt): a split charge gives ``{ALLOWANCE: -2000, PURCHASE: -3000}``."""
+        split: dict[GrantSource | None, Credits] = {}
+        for p in self.wallet_postings:
+            split[p.grant_source] = split.get(p.grant_source, 0) + p.amount
+        return split
 
 
 @dataclass(frozen=True)
