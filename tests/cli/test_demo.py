@@ -17,6 +17,7 @@ def test_demo_tells_the_whole_story_with_the_library_figures(
     out = result.output
     assert "4,500 credits held" in out
     assert "ceil(1.5 × (1,000 × 0.5 + 500 × 2)) = 2,250 charged" in out
+    assert "9,000 credits recorded, 0 drawn from grants; 9,000 used this period" in out
     assert "= 2,000 from allowance + 500 from bonus + 2,500 from purchase" in out
     assert "raised InsufficientCredits" in out
     for field, value in (("required", "9,000"), ("available", "7,500")):

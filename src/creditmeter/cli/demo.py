@@ -89,6 +89,7 @@ class Story:
         self.account()
         split = self.usage(features)
         self.refusals()
+        self.unlimited()
         self.refund(split)
         self.section(f"Balance of {ACCOUNT} (meter.balance)")
         self.say(*views.balance(self.meter.balance(ACCOUNT), indent=0))
@@ -227,6 +228,20 @@ class Story:
             )
         else:
             raise CommandFailed("the demo expected FeatureNotInPlan")
+
+    def unlimited(self) -> None:
+        m = self.meter
+        usage = {"input_tokens": 4_000, "output_tokens": 2_000}
+        m.create_account("bigco", name="BigCo", plan="enterprise")
+        charge = m.charge("bigco", "llm.chat", usage=usage, model=MODEL)
+        allowance = m.balance("bigco").allowance
+        self.section("An unlimited allowance: recorded, never refused, nothing drawn")
+        self.say(
+            f"bigco, on enterprise, uses {views.quantities(usage)} on {MODEL}:",
+            f"  {views.figure(charge.credits)} credits recorded, "
+            f"{views.figure(charge.charged)} drawn from grants; "
+            f"{views.figure(allowance.used)} used this period, no limit",
+        )
 
     def refund(self, split: Charge) -> None:
         refund = self.meter.refund(

@@ -351,7 +351,7 @@ def check(book: AccountBook, settings: Settings, rated: Rated) -> CheckResult:
 
 def _describe(rated: Rated, model: str | None) -> str:
     on = f" on {model}" if model else ""
-    return f"{rated.feature.name}{on}: {rated.credits} credits"
+    return f"{rated.feature.name}{on}: {rated.credits:,} credits"
 
 
 def _plain(quantities: Mapping[str, Quantity]) -> dict[str, int | str]:
