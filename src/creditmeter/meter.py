@@ -18,6 +18,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.grants import Grant
+from creditmeter.core.keys import ApiKey
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature
 from creditmeter.core.records import (
@@ -35,6 +37,7 @@ from creditmeter.core.records import (
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import HoldStatus
 from creditmeter.service import accounts as accounts_service
+from creditmeter.service import api_keys as api_keys_service
 from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
 from creditmeter.service import idempotency, metering, queries
@@ -43,6 +46,8 @@ from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import bring_up_to_date
 from creditmeter.service.verify import Violation, verify
 from creditmeter.store import accounts, catalog, holds, usage
+from creditmeter.store import api_keys as api_keys_store
+from creditmeter.store import grants as grants_store
 from creditmeter.store.database import Database
 from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.migrate import upgrade as upgrade_schema
@@ -625,6 +630,35 @@ class CreditMeter:
     def export_transactions_csv(self, account_id: str, out: IO[str], **filters: Any) -> int:
         """Write the account's ledger as CSV; returns the number of transactions written."""
         return queries.write_transactions_csv(self.iter_transactions(account_id, **filters), out)
+
+    def grants(self, account_id: str, *, include_spent: bool = False) -> list[Grant]:
+        """The account's grants in consumption order of priority and age; by default only
+        those that still hold credits."""
+        self.account(account_id)
+        with self.db.read() as conn:
+            return grants_store.list_for_account(conn, account_id, include_spent=include_spent)
+
+    # API keys.
+
+    def create_api_key(
+        self, role: str, *, account_id: str | None = None, name: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new API key and its secret, which is not stored and cannot be shown again."""
+        return self._write(
+            lambda conn, now: api_keys_service.create(conn, now, role, account_id, name)
+        )
+
+    def revoke_api_key(self, key_id: str) -> None:
+        self._write(lambda conn, now: api_keys_service.revoke(conn, now, key_id))
+
+    def api_keys(self) -> list[ApiKey]:
+        with self.db.read() as conn:
+            return api_keys_store.list_all(conn)
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The active key whose secret this is, if any."""
+        with self.db.read() as conn:
+            return api_keys_store.active_by_digest(conn, api_keys_service.digest(secret))
 
     # Maintenance and verification.
 

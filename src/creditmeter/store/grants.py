@@ -115,3 +115,13 @@ def next_expiry(conn: Connection, account_id: AccountId) -> datetime | None:
     )
     value: datetime | None = conn.execute(query).scalar()
     return value
+
+
+def list_for_account(
+    conn: Connection, account_id: AccountId, *, include_spent: bool
+) -> list[Grant]:
+    query = sa.select(grants).where(grants.c.account_id == account_id)
+    if not include_spent:
+        query = query.where(grants.c.remaining > 0)
+    query = query.order_by(grants.c.priority, grants.c.created_at, grants.c.id)
+    return [_grant(r) for r in conn.execute(query).mappings()]

@@ -262,6 +262,23 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), nullable=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("role IN ('service', 'admin', 'superadmin', 'account')", name="role_known"),
+    sa.CheckConstraint(
+        "(role = 'account') = (account_id IS NOT NULL)", name="account_role_names_account"
+    ),
+)
+
 settings_versions = sa.Table(
     "settings_versions",
     metadata,

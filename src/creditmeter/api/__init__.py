@@ -1,0 +1,1 @@
+"""The HTTP service: a FastAPI application over the library."""

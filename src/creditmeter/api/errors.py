@@ -1,0 +1,115 @@
+"""One table from the core's typed errors to status codes and the contract's error body:
+``{"error": {"type": ..., "message": ...}}`` (402 adds what the refusal carries)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
+
+from creditmeter.core.errors import (
+    AccountSuspended,
+    CreditMeterError,
+    FeatureNotInPlan,
+    HoldNotPending,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+)
+from creditmeter.meter import CreditMeter
+
+
+class Unauthenticated(CreditMeterError):
+    code = "unauthenticated"
+
+
+class Forbidden(CreditMeterError):
+    code = "forbidden"
+
+
+STATUS: dict[type[CreditMeterError], int] = {
+    InvalidRequest: 422,
+    Unauthenticated: 401,
+    InsufficientCredits: 402,
+    Forbidden: 403,
+    FeatureNotInPlan: 403,
+    AccountSuspended: 403,
+    NotFound: 404,
+    IdempotencyConflict: 409,
+    HoldNotPending: 409,
+}
+
+
+def status_of(error: CreditMeterError) -> int:
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 400
+
+
+def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message, **extra}}
+
+
+def insufficient_body(error: InsufficientCredits, upgrade_url: str | None) -> dict[str, Any]:
+    return error_body(
+        error.code,
+        error.message,
+        required=error.required,
+        available=error.available,
+        allowance={
+            "used": error.allowance.used,
+            "limit": error.allowance.limit,
+            "percentage": error.allowance.percentage,
+        },
+        purchased_available=error.purchased_available,
+        upgrade_url=upgrade_url,
+    )
+
+
+def body_of(error: CreditMeterError, meter: CreditMeter) -> dict[str, Any]:
+    if isinstance(error, InsufficientCredits):
+        return insufficient_body(error, meter.settings().upgrade_url)
+    return error_body(error.code, error.message)
+
+
+def install(app: FastAPI) -> None:
+    async def domain(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, CreditMeterError)
+        meter: CreditMeter = request.app.state.meter
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else None
+        return JSONResponse(body_of(error, meter), status_of(error), headers=headers)
+
+    async def invalid(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        problems = error.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return JSONResponse(error_body("malformed_json", "the body is not valid JSON"), 400)
+        details = [
+            {"location": ".".join(str(part) for part in p["loc"]), "problem": p["msg"]}
+            for p in problems
+        ]
+        message = "; ".join(f"{d['location']}: {d['problem']}" for d in details)
+        return JSONResponse(error_body("invalid_request", message, details=details), 422)
+
+    async def http(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HTTPException)
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return JSONResponse(error_body(kind, str(error.detail)), error.status_code)
+
+    async def database(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(
+            error_body("unavailable", "the database is unavailable; retry shortly"),
+            503,
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(CreditMeterError, domain)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http)
+    app.add_exception_handler(DBAPIError, database)

@@ -1,0 +1,1 @@
+"""Thin endpoints: authenticate, call the library, shape the response."""

@@ -1,0 +1,65 @@
+"""SQL for API keys, found by the digest of the secret."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from creditmeter.core.keys import ApiKey, Role
+from creditmeter.store.tables import api_keys
+
+
+def _key(row: RowMapping) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        role=Role(row["role"]),
+        account_id=row["account_id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def insert(conn: Connection, key: ApiKey, digest: str) -> None:
+    conn.execute(
+        api_keys.insert().values(
+            id=key.id,
+            digest=digest,
+            prefix=key.prefix,
+            role=key.role.value,
+            account_id=key.account_id,
+            name=key.name,
+            created_at=key.created_at,
+        )
+    )
+
+
+_BY_DIGEST = sa.select(api_keys).where(
+    api_keys.c.digest == sa.bindparam("the_digest"), api_keys.c.revoked_at.is_(None)
+)
+
+
+def active_by_digest(conn: Connection, digest: str) -> ApiKey | None:
+    row = conn.execute(_BY_DIGEST, {"the_digest": digest}).mappings().first()
+    return None if row is None else _key(row)
+
+
+def list_all(conn: Connection) -> list[ApiKey]:
+    query = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+    return [_key(r) for r in conn.execute(query).mappings()]
+
+
+def revoke(conn: Connection, key_id: str, at: datetime) -> bool:
+    result = conn.execute(
+        api_keys.update()
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=at)
+    )
+    return result.rowcount == 1
+
+
+def exists(conn: Connection, key_id: str) -> bool:
+    return conn.execute(sa.select(api_keys.c.id).where(api_keys.c.id == key_id)).first() is not None
