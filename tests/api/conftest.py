@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from creditmeter import CreditMeter
 from creditmeter.api.app import create_app
@@ -32,7 +33,7 @@ class Keys:
 
 @pytest.fixture
 def client(meter: CreditMeter) -> Iterator[TestClient]:
-    app = create_app(ServerSettings(admin_key=ADMIN_KEY), meter=meter)
+    app = create_app(ServerSettings(admin_key=SecretStr(ADMIN_KEY)), meter=meter)
     with TestClient(app) as test_client:
         yield test_client
 
