@@ -9,10 +9,17 @@ from fastapi import FastAPI
 
 from creditmeter.api import errors
 from creditmeter.api.config import ServerSettings
-from creditmeter.api.routers import accounts, health
+from creditmeter.api.routers import accounts, admin, catalog, health, ledger, metering
 from creditmeter.meter import CreditMeter
 
-ROUTERS = (health.router, accounts.router)
+ROUTERS = (
+    health.router,
+    accounts.router,
+    metering.router,
+    ledger.router,
+    catalog.router,
+    admin.router,
+)
 
 DESCRIPTION = """\
 Credits, allowances, holds and a double-entry ledger for AI usage.
