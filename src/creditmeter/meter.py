@@ -79,6 +79,9 @@ class CreditMeter:
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size)
         self.clock = clock
+        self.charge_observers: list[Callable[[Charge], None]] = []
+        """Called with every charge (one-shot or settle) once it is committed; a retry
+        that replays an idempotency key is not a new charge."""
         if migrate:
             upgrade_schema(self.db)
 
@@ -345,6 +348,11 @@ class CreditMeter:
             params={"hold": hold_id},
             result=Hold,
         )
+
+    def pending_holds(self) -> int:
+        """How many holds are pending in the whole database."""
+        with self.db.read() as conn:
+            return holds.count_pending(conn)
 
     def hold(self, hold_id: str) -> Hold:
         """A hold as it is now: one past its expiry is released (and reported expired)."""
@@ -702,11 +710,12 @@ class CreditMeter:
         params: Mapping[str, Any] | None = None,
         result: type[T] | None = None,
     ) -> T:
-        return self._write(
+        outcome, fresh = self._write(
             lambda conn, now: self._locked(
                 conn, now, account_id, use_case, key, operation, params or {}, result
             )
         )
+        return self._observed(outcome, fresh)
 
     def _on_hold(
         self,
@@ -718,13 +727,20 @@ class CreditMeter:
         params: Mapping[str, Any],
         result: type[T],
     ) -> T:
-        def locked(conn: Connection, now: datetime) -> T:
+        def locked(conn: Connection, now: datetime) -> tuple[T, bool]:
             account_id = holds.account_of(conn, hold_id)
             if account_id is None:
                 raise NotFound("hold", hold_id)
             return self._locked(conn, now, account_id, use_case, key, operation, params, result)
 
-        return self._write(locked)
+        return self._observed(*self._write(locked))
+
+    def _observed(self, outcome: T, fresh: bool) -> T:
+        """Tell the charge observers of a charge just committed (not of a replay)."""
+        if fresh and isinstance(outcome, Charge):
+            for observer in self.charge_observers:
+                observer(outcome)
+        return outcome
 
     def _locked(
         self,
@@ -736,7 +752,8 @@ class CreditMeter:
         operation: str,
         params: Mapping[str, Any],
         result: type[T] | None,
-    ) -> T:
+    ) -> tuple[T, bool]:
+        """The use case's outcome, and whether it is new (not the replay of a key)."""
         row = accounts.get(conn, account_id, lock=True)
         if row is None:
             raise NotFound("account", account_id)
@@ -752,13 +769,13 @@ class CreditMeter:
         if key is not None and result is not None:
             first = idempotency.replay(conn, key, operation, fingerprint, result)
             if first is not None:
-                return first
+                return first, False
         book = AccountBook(conn, row, now)
         outcome = use_case(book, settings_service.current(conn))
         book.save()
         if key is not None:
             idempotency.remember(conn, key, operation, fingerprint, outcome, now)
-        return outcome
+        return outcome, True
 
     def _read_account(self, account_id: str, query: Callable[[AccountBook, Settings], T]) -> T:
         """Answer from a snapshot; an account with overdue upkeep is brought up to date

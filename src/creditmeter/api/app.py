@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from creditmeter.api import errors
+from creditmeter.api import errors, observability
 from creditmeter.api.config import ServerSettings
 from creditmeter.api.routers import accounts, admin, catalog, health, ledger, metering
 from creditmeter.meter import CreditMeter
@@ -51,6 +51,8 @@ def create_app(
     admin_key = settings.admin_key
     app.state.admin_key = None if admin_key is None else admin_key.get_secret_value()
     errors.install(app)
+    observability.install(app)
+    meter.charge_observers.append(observability.count_charge)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
+from creditmeter.api.observability import count_refusal
 from creditmeter.core.errors import (
     AccountSuspended,
     CreditMeterError,
@@ -20,6 +21,7 @@ from creditmeter.core.errors import (
     InsufficientCredits,
     InvalidRequest,
     NotFound,
+    Refusal,
 )
 from creditmeter.meter import CreditMeter
 
@@ -82,6 +84,8 @@ def install(app: FastAPI) -> None:
     async def domain(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, CreditMeterError)
         meter: CreditMeter = request.app.state.meter
+        if isinstance(error, Refusal):
+            count_refusal(error.code)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else None
         return JSONResponse(body_of(error, meter), status_of(error), headers=headers)
 

@@ -130,3 +130,8 @@ def next_expiry(conn: Connection, account_id: AccountId) -> datetime | None:
     )
     value: datetime | None = conn.execute(query).scalar()
     return value
+
+
+def count_pending(conn: Connection) -> int:
+    query = sa.select(sa.func.count()).where(holds.c.status == HoldStatus.PENDING.value)
+    return int(conn.execute(query).scalar_one())

@@ -1,0 +1,162 @@
+"""Prometheus metrics and structured JSON logs, each request with its id.
+
+With several server processes, set ``PROMETHEUS_MULTIPROC_DIR`` to a directory they
+share (``creditmeter serve`` does) and every scrape reports the sum of all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from creditmeter.core.records import Charge
+from creditmeter.meter import CreditMeter
+
+REQUEST_ID = "X-Request-ID"
+log = logging.getLogger("creditmeter.api")
+
+REQUESTS = Counter(
+    "creditmeter_http_requests_total",
+    "HTTP requests answered, by method, route and status code.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "creditmeter_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+CREDITS_CHARGED = Counter(
+    "creditmeter_credits_charged_total",
+    "Credits charged by usage (drawn from grants or taken on as debt), by feature.",
+    ["feature"],
+)
+REFUSALS = Counter(
+    "creditmeter_refusals_total",
+    "Operations refused, by reason (insufficient_credits, feature_not_in_plan, …).",
+    ["reason"],
+)
+
+
+def count_charge(charge: Charge) -> None:
+    CREDITS_CHARGED.labels(charge.feature).inc(charge.charged + charge.debited)
+
+
+def count_refusal(reason: str) -> None:
+    REFUSALS.labels(reason).inc()
+
+
+class PendingHolds(Collector):
+    """Holds pending right now, read from the database at scrape time."""
+
+    def __init__(self, meter: CreditMeter) -> None:
+        self.meter = meter
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "creditmeter_holds_pending", "Holds authorized and not yet settled or released."
+        )
+        gauge.add_metric([], self.meter.pending_holds())
+        yield gauge
+
+
+def exposition(meter: CreditMeter) -> bytes:
+    """The metrics in Prometheus text format, of every server process when several run."""
+    registry = CollectorRegistry()
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        for collector in (REQUESTS, LATENCY, CREDITS_CHARGED, REFUSALS):
+            registry.register(collector)
+    registry.register(PendingHolds(meter))
+    return generate_latest(registry)
+
+
+def metrics_response(meter: CreditMeter) -> Response:
+    return Response(exposition(meter), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_of(request: Request) -> str:
+    """The template of the route that answered (``/v1/holds/{hold_id}``), so that ids do
+    not become label values; ``unmatched`` for paths no route has."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
+
+
+def install(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        route = _route_of(request)
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        LATENCY.labels(request.method, route).observe(elapsed)
+        response.headers[REQUEST_ID] = request_id
+        key = getattr(request.state, "api_key", None)
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.url.path,
+                "route": route,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 3),
+                "api_key": getattr(key, "id", None),
+            },
+        )
+        return response
+
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "info") -> None:
+    """JSON lines on standard error for creditmeter's and the server's loggers."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("creditmeter", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+    logging.getLogger("uvicorn.access").disabled = True  # each request is logged above
