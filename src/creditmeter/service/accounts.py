@@ -11,16 +11,20 @@ from sqlalchemy.engine import Connection
 
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
+from creditmeter.core.identifiers import identifier
 from creditmeter.core.plans import Plan
 from creditmeter.core.records import Account
 from creditmeter.core.settings import Settings
-from creditmeter.core.types import AccountStatus, Credits, GrantSource, TransactionType
+from creditmeter.core.types import (
+    AccountStatus,
+    Credits,
+    GrantSource,
+    TransactionType,
+)
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import current_period, issue_allowance, plan_of
 from creditmeter.store import accounts, catalog
 from creditmeter.store.accounts import AccountRow
-
-MAX_ID_LENGTH = 255
 
 
 def get_plan(conn: Connection, key: str) -> Plan:
@@ -28,14 +32,6 @@ def get_plan(conn: Connection, key: str) -> Plan:
     if plan is None:
         raise NotFound("plan", key)
     return plan
-
-
-def validate_id(account_id: object) -> str:
-    if not isinstance(account_id, str) or not account_id.strip():
-        raise InvalidRequest("an account id is a non-empty string")
-    if len(account_id) > MAX_ID_LENGTH or not account_id.isprintable():
-        raise InvalidRequest(f"an account id has at most {MAX_ID_LENGTH} printable characters")
-    return account_id
 
 
 def create(
@@ -51,7 +47,7 @@ def create(
 ) -> tuple[Account, bool]:
     """The account with this id, created with its allowance and welcome bonus if new;
     ``True`` when it was created now."""
-    existing = accounts.get(conn, validate_id(account_id))
+    existing = accounts.get(conn, identifier(account_id, "an account id"))
     if existing is not None:
         return existing.account, False
     plan = None if plan_key is None else get_plan(conn, plan_key)
@@ -169,6 +165,5 @@ def _top_up_allowance(book: AccountBook, plan: Plan) -> None:
 def add_member(conn: Connection, now: datetime, account_id: str, member_id: str, name: str) -> None:
     if accounts.get(conn, account_id) is None:
         raise NotFound("account", account_id)
-    if not member_id or len(member_id) > MAX_ID_LENGTH:
-        raise InvalidRequest("a member id is a non-empty string of at most 255 characters")
+    identifier(member_id, "a member id")
     accounts.upsert_member(conn, account_id, member_id, name, now)

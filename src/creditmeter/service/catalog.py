@@ -8,17 +8,15 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from creditmeter.core.errors import InvalidRequest
+from creditmeter.core.identifiers import identifier
 from creditmeter.core.plans import Plan, plan_from_json
 from creditmeter.core.pricing import Feature, rule_from_json
+from creditmeter.core.types import ANY_POOL
 from creditmeter.store import catalog
 
-MAX_KEY_LENGTH = 255
 
-
-def _key(key: object, what: str) -> str:
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise InvalidRequest(f"a {what} key is a non-empty string of at most 255 characters")
-    return key
+def _pool(pool: str) -> str:
+    return pool if pool == ANY_POOL else identifier(pool, "a pool")
 
 
 def put_feature(
@@ -31,9 +29,9 @@ def put_feature(
     rule: Mapping[str, object],
 ) -> Feature:
     feature = Feature(
-        key=_key(key, "feature"),
+        key=identifier(key, "a feature key"),
         name=name or key,
-        pool=_key(pool or key, "pool"),
+        pool=_pool(pool or key),
         rule=rule_from_json(rule),
     )
     return catalog.put_feature(conn, feature, now)
@@ -43,6 +41,6 @@ def put_plan(conn: Connection, now: datetime, key: str, data: Mapping[str, objec
     unknown = set(data) - {"name", "allowances", "features", "period", "rollover_cap"}
     if unknown:
         raise InvalidRequest(f"unknown plan fields: {', '.join(sorted(unknown))}")
-    plan = plan_from_json(_key(key, "plan"), data)
+    plan = plan_from_json(identifier(key, "a plan key"), data)
     catalog.put_plan(conn, plan, now)
     return plan
