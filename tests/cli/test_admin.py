@@ -191,3 +191,61 @@ def test_transactions_list_shows_postings(
     assert "15 from purchase → consumption" in result.output
     assert "grant" not in result.output.split("\n", 1)[1].replace("granted", "")
     assert result.output.endswith("(newest 2 shown; export the ledger for all of it)\n")
+
+
+def test_api_keys_create_list_and_revoke(
+    runner: CliRunner, library: CreditMeter, database_url: str
+) -> None:
+    library.create_account("acme")
+    created = run(
+        runner,
+        "api-keys",
+        "create",
+        "--role",
+        "account",
+        "--account",
+        "acme",
+        "--name",
+        "acme dashboard",
+        "--database-url",
+        database_url,
+    )
+    assert created.exit_code == 0, created.output
+    first, secret_line, warning = created.output.splitlines()
+    key_id = first.split()[3]
+    assert first == f"created account key {key_id} of account acme (acme dashboard)"
+    secret = secret_line.removeprefix("secret: ")
+    assert warning.startswith("Keep it now")
+    found = library.authenticate(secret)
+    assert found is not None
+    assert (found.id, found.account_id) == (key_id, "acme")
+
+    run(runner, "api-keys", "create", "--role", "service", "--database-url", database_url)
+    listed = run(runner, "api-keys", "list", "--database-url", database_url)
+    header, *rows = listed.output.splitlines()
+    assert header.split()[:4] == ["id", "role", "account", "name"]
+    assert [row.split()[1] for row in rows] == ["account", "service"]
+    assert secret not in listed.output
+    assert secret[:9] in listed.output
+
+    revoked = run(runner, "api-keys", "revoke", key_id, "--database-url", database_url)
+    assert revoked.output == f"revoked API key {key_id}\n"
+    assert library.authenticate(secret) is None
+    active = run(runner, "api-keys", "list", "--database-url", database_url)
+    assert key_id not in active.output
+    everything = run(runner, "api-keys", "list", "--all", "--database-url", database_url)
+    assert key_id in everything.output
+
+
+def test_api_keys_refusals_are_one_line(
+    runner: CliRunner, library: CreditMeter, database_url: str
+) -> None:
+    no_account = run(
+        runner, "api-keys", "create", "--role", "account", "--database-url", database_url
+    )
+    assert_one_line_error(no_account, containing="an account key names its account")
+    unknown = run(runner, "api-keys", "revoke", "key_nothing", "--database-url", database_url)
+    assert_one_line_error(unknown, containing="api key 'key_nothing' not found")
+    assert run(runner, "api-keys", "list", "--database-url", database_url).output == (
+        "no API keys\n"
+    )

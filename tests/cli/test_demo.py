@@ -1,18 +1,25 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from creditmeter import NotFound
+from creditmeter.client import CreditMeterClient
 from tests.cli.conftest import assert_one_line_error, run
+from tests.client.conftest import Server, free_port, wait_until_healthy
 
 
 def test_demo_tells_the_whole_story_with_the_library_figures(
     runner: CliRunner, database_url: str
 ) -> None:
-    result = run(runner, "demo", "--database-url", database_url)
+    result = run(runner, "demo", "--tour", "--database-url", database_url)
     assert result.exit_code == 0, result.output
     out = result.output
     assert "4,500 credits held" in out
@@ -32,7 +39,7 @@ def test_demo_tells_the_whole_story_with_the_library_figures(
 def test_demo_ledger_lists_each_transaction_with_its_postings(
     runner: CliRunner, database_url: str
 ) -> None:
-    out = run(runner, "demo", "--database-url", database_url).output
+    out = run(runner, "demo", "--tour", "--database-url", database_url).output
     ledger = out[out.index("Ledger of acme") : out.index("Verify the books")]
     kinds = [line.split()[0] for line in ledger.splitlines()[2::2] if line.strip()]
     # The allowance and the welcome bonus are granted in the same instant, in either order.
@@ -42,8 +49,8 @@ def test_demo_ledger_lists_each_transaction_with_its_postings(
 
 
 def test_demo_refuses_a_database_that_has_data(runner: CliRunner, database_url: str) -> None:
-    assert run(runner, "demo", "--database-url", database_url).exit_code == 0
-    again = run(runner, "demo", "--database-url", database_url)
+    assert run(runner, "demo", "--tour", "--database-url", database_url).exit_code == 0
+    again = run(runner, "demo", "--tour", "--database-url", database_url)
     assert_one_line_error(again, containing="the demo needs an empty database")
 
 
@@ -56,9 +63,61 @@ def test_demo_by_default_uses_a_new_sqlite_file_in_a_temporary_directory(
     monkeypatch.chdir(work)
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     monkeypatch.setenv("CREDITMETER_DATABASE_URL", f"sqlite:///{work / 'mine.db'}")
-    result = run(runner, "demo")
+    result = run(runner, "demo", "--tour")
     assert result.exit_code == 0, result.output
     assert list(work.iterdir()) == []
     (demo_dir,) = temporary.iterdir()
     assert (demo_dir / "demo.db").exists()
     assert f"creditmeter verify sqlite:///{demo_dir / 'demo.db'}" in result.output
+
+
+def test_demo_serves_sample_data_with_keys_to_try(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "demo.log"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    env.pop("CREDITMETER_ADMIN_KEY", None)
+    command = [sys.executable, "-m", "creditmeter.cli.main", "demo", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        server = Server(url, "", log, process)
+        wait_until_healthy(server)
+        printed = server.output()
+        keys = {
+            line.split()[0]: line.split()[1]
+            for line in printed.splitlines()
+            if line.startswith(("  superadmin ", "  service ", "  account "))
+        }
+        assert set(keys) == {"superadmin", "service", "account"}
+        for path in ("/docs", "/healthz", "/metrics"):
+            assert f"{url}{path}" in printed
+        assert f'curl -H "Authorization: Bearer {keys["service"]}" {url}/v1/accounts' in printed
+
+        with CreditMeterClient(url, keys["service"]) as service:
+            balance = service.balance("acme")
+            assert balance.purchased_available > 0
+            assert len(service.usage_summary("acme", group_by="day")) > 5
+            service.charge("acme", "csv_export", idempotency_key="from-the-test")
+        with CreditMeterClient(url, keys["account"]) as own:
+            assert own.balance("acme").available == balance.available - 5
+            with pytest.raises(NotFound):
+                own.balance("globex")
+        with CreditMeterClient(url, keys["superadmin"]) as admin:
+            assert len(admin.api_keys()) == 3
+            assert {p.key for p in admin.plans()} == {"starter", "pro", "enterprise"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=15)
+    assert status == 0
+    assert "Stopped. The demo database stays in sqlite:///" in log.read_text()
+    (demo_dir,) = (p for p in tmp_path.iterdir() if p.name.startswith("creditmeter-demo-"))
+    assert (demo_dir / "demo.db").exists()
+
+
+def test_the_serving_demo_refuses_a_database_that_has_data(
+    runner: CliRunner, database_url: str
+) -> None:
+    assert run(runner, "demo", "--tour", "--database-url", database_url).exit_code == 0
+    again = run(runner, "demo", "--database-url", database_url)
+    assert_one_line_error(again, containing="the demo needs an empty database")

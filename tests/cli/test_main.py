@@ -15,7 +15,8 @@ from tests.cli.conftest import assert_one_line_error, run
 def test_help_lists_every_command(runner: CliRunner) -> None:
     result = run(runner, "--help")
     assert result.exit_code == 0
-    for command in ("demo", "verify", "migrate", "accounts", "grant", "balance", "transactions"):
+    commands = ("demo", "serve", "api-keys", "verify", "migrate", "accounts", "grant", "balance")
+    for command in (*commands, "transactions"):
         assert command in result.output
 
 

@@ -11,6 +11,7 @@ from creditmeter.cli import views
 from creditmeter.cli.connection import database_url_option, opened
 from creditmeter.cli.failures import CommandFailed
 from creditmeter.core.errors import NotFound
+from creditmeter.core.keys import Role
 from creditmeter.core.types import GrantSource
 from creditmeter.service.queries import write_transactions_csv
 
@@ -213,3 +214,54 @@ def export_transactions(database_url: str | None, account_id: str, output: Path 
         ):
             count = write_transactions_csv(iter(bar), out)
     click.echo(f"wrote {views.counted(count, 'transaction')} to {output}")
+
+
+@click.group("api-keys")
+def api_keys() -> None:
+    """Create, list and revoke the API keys of the HTTP service."""
+
+
+@api_keys.command("create")
+@database_url_option
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    required=True,
+    help="service: the host app's backend; admin: read all; superadmin: everything; "
+    "account: one account's own key",
+)
+@click.option("--account", "account_id", metavar="ID", help="the account of an account key")
+@click.option("--name", help="what the key is for (default: '<role> key')")
+def create_api_key(
+    database_url: str | None, role: str, account_id: str | None, name: str | None
+) -> None:
+    """Create a key and print its secret, which is shown this once and never again."""
+    with opened(database_url) as meter:
+        key, secret = meter.create_api_key(role, account_id=account_id, name=name)
+    scope = f" of account {key.account_id}" if key.account_id else ""
+    click.echo(f"created {key.role.value} key {key.id}{scope} ({key.name})")
+    click.echo(f"secret: {secret}")
+    click.echo("Keep it now: only its digest is stored, it cannot be shown again.")
+
+
+@api_keys.command("list")
+@database_url_option
+@click.option("--all", "everything", is_flag=True, help="include revoked keys")
+def list_api_keys(database_url: str | None, everything: bool) -> None:
+    """Keys by creation time: id, role, account, name, the secret's first characters."""
+    with opened(database_url) as meter:
+        found = [k for k in meter.api_keys() if everything or k.revoked_at is None]
+    if not found:
+        click.echo("no API keys")
+        return
+    echo_lines(views.api_keys(found))
+
+
+@api_keys.command("revoke")
+@database_url_option
+@click.argument("key_id")
+def revoke_api_key(database_url: str | None, key_id: str) -> None:
+    """Revoke a key: requests made with it are refused from now on (401)."""
+    with opened(database_url) as meter:
+        meter.revoke_api_key(key_id)
+    click.echo(f"revoked API key {key_id}")

@@ -1,255 +1,114 @@
-"""``creditmeter demo``: a worked example of the library on a database of its own.
+"""``creditmeter demo``: the HTTP service on a database of sample data, with keys to try.
 
-Every figure it prints comes from the library as it runs; nothing is hard-coded but the
-story: a price book, three plans, an account that buys credits, holds and settles an LLM
-call, runs through its allowance, is refused, and gets a refund.
+``creditmeter demo --tour`` instead prints a worked example of the library and exits.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from creditmeter.cli import views
+from creditmeter.api.app import create_app
+from creditmeter.cli import sample, serve, tour, views
 from creditmeter.cli.connection import shown
 from creditmeter.cli.failures import CommandFailed
-from creditmeter.core.errors import FeatureNotInPlan, InsufficientCredits
-from creditmeter.core.pricing import Feature
-from creditmeter.core.records import Charge, Transaction
 from creditmeter.meter import CreditMeter
 
-ACCOUNT = "acme"
-MODEL = "gpt-4o"
-WELCOME_BONUS = 500
-PACK = 10_000
-
-Echo = Callable[[str], None]
+ACCOUNT_KEY_OF = "acme"
 
 
 @click.command()
 @click.option(
     "--database-url",
     metavar="URL",
-    help="an empty database to run on (default: a new SQLite file in a temporary directory)",
+    help="an empty database to use (default: a new SQLite file in a temporary directory)",
 )
-def demo(database_url: str | None) -> None:
-    """Walk through creditmeter on a fresh database: prices, plans, a hold, a split
-    charge, a refusal, a refund, the balance, the ledger and its verification."""
+@click.option(
+    "--tour", "show_tour", is_flag=True, help="print a worked example of the library and exit"
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> None:
+    """Serve the HTTP API on sample data until Ctrl-C: plans, a price book, accounts with
+    three weeks of usage, and a key of each kind to try it with.
+
+    With --tour, walk through the library instead and exit: prices, plans, a hold, a split
+    charge, a refusal, a refund, the balance, the ledger and its verification.
+    """
     if database_url is None:
         directory = Path(tempfile.mkdtemp(prefix="creditmeter-demo-"))
         database_url = f"sqlite:///{directory / 'demo.db'}"
-    with CreditMeter(database_url) as meter:
-        if meter.features() or meter.list_accounts(limit=1):
-            raise CommandFailed(
-                f"the demo needs an empty database; {shown(database_url)} has data already"
-            )
-        Story(meter, click.echo).tell(shown(database_url))
-    click.echo()
-    click.echo("Explore the demo's database:")
-    for command in ("balance acme", "transactions list acme", "verify"):
-        option = "" if command == "verify" else " --database-url"
-        click.echo(f"  creditmeter {command}{option} {shown(database_url)}")
+    if show_tour:
+        with CreditMeter(database_url) as meter:
+            refuse_data(meter, database_url)
+            tour.tell(meter, shown(database_url))
+        return
+    clock = sample.WalkingClock()
+    with CreditMeter(database_url, clock=clock) as meter:
+        refuse_data(meter, database_url)
+        click.echo(f"creditmeter demo: making sample data in {shown(database_url)} …")
+        data = sample.seed(meter, clock)
+        keys = {
+            "superadmin": meter.create_api_key("superadmin", name="demo superadmin")[1],
+            "service": meter.create_api_key("service", name="demo backend")[1],
+            "account": meter.create_api_key(
+                "account", account_id=ACCOUNT_KEY_OF, name=f"{ACCOUNT_KEY_OF} dashboard"
+            )[1],
+        }
+        paths = create_app(meter=meter).openapi()["paths"]
+    settings = serve.server_settings(database_url=database_url, host=host, port=port, workers=1)
+    url = serve.base_url(settings.host, settings.port)
+    for line in introduction(data, keys, url, has_metrics="/metrics" in paths):
+        click.echo(line)
+    serve.run(settings, log_format="text")
+    click.echo(f"Stopped. The demo database stays in {shown(database_url)}; serve it again with:")
+    click.echo(f"  creditmeter serve --database-url {shown(database_url)}")
 
 
-class Story:
-    def __init__(self, meter: CreditMeter, echo: Echo) -> None:
-        self.meter = meter
-        self.echo = echo
-        self.step = 0
-
-    def section(self, title: str) -> None:
-        self.step += 1
-        self.echo("")
-        self.echo(f"{self.step}. {title}")
-
-    def say(self, *lines: str) -> None:
-        for line in lines:
-            self.echo(f"    {line}" if line else "")
-
-    def available(self) -> str:
-        b = self.meter.balance(ACCOUNT)
-        held = f" ({views.figure(b.held)} held)" if b.held else ""
-        return f"available {views.figure(b.available)}{held}"
-
-    def transaction(self, transaction_id: str | None) -> Transaction:
-        for t in self.meter.transactions(ACCOUNT, limit=20).data:
-            if t.id == transaction_id:
-                return t
-        raise CommandFailed(f"transaction {transaction_id} is not in the ledger of {ACCOUNT}")
-
-    def tell(self, database: str) -> None:
-        self.echo("creditmeter demo")
-        self.echo(f"A worked example on a new database: {database}")
-        self.echo("Every figure below is what the library (creditmeter.CreditMeter) returned.")
-        features = self.price_book()
-        self.plans()
-        self.account()
-        split = self.usage(features)
-        self.refusals()
-        self.unlimited()
-        self.refund(split)
-        self.section(f"Balance of {ACCOUNT} (meter.balance)")
-        self.say(*views.balance(self.meter.balance(ACCOUNT), indent=0))
-        self.section(f"Ledger of {ACCOUNT}, oldest first: each transaction and its postings")
-        ledger = reversed(list(self.meter.iter_transactions(ACCOUNT)))
-        self.say(*views.ledger(ledger, indent=0, times=False))
-        self.section("Verify the books (meter.verify): invariants I1–I5 over the whole database")
-        violations = self.meter.verify()
-        self.say(*(str(v) for v in violations))
-        self.say(views.counted(len(violations), "violation") if violations else "ok: no violations")
-
-    def price_book(self) -> dict[str, Feature]:
-        m = self.meter
-        features = [
-            m.put_feature("lead_collection", name="Lead collection", rates={"calls": 20}),
-            m.put_feature("csv_export", name="CSV export", rates={"calls": 5}),
-            m.put_feature(
-                "llm.chat",
-                name="LLM chat",
-                rates={"input_tokens": "0.25", "output_tokens": 1},
-                models={
-                    "gpt-4o": {"input_tokens": "0.5", "output_tokens": 2},
-                    "gpt-4o-mini": {"input_tokens": "0.03", "output_tokens": "0.12"},
-                },
-                multiplier="1.5",
-            ),
-            m.put_feature(
-                "image.generate",
-                name="Image generation",
-                rates={"images_512": 40, "images_1024": 100},
-            ),
-        ]
-        self.section("The price book (meter.put_feature): credits per unit of usage")
-        self.say(*views.price_book(features, indent=0))
-        return {f.key: f for f in features}
-
-    def plans(self) -> None:
-        m = self.meter
-        plans = [
-            m.put_plan(
-                "starter",
-                name="Starter",
-                allowances={"*": 1_000},
-                features=["lead_collection", "csv_export"],
-            ),
-            m.put_plan("pro", name="Pro", allowances={"*": 20_000}),
-            m.put_plan("enterprise", name="Enterprise", allowances={"*": None}),
-        ]
-        self.section("Plans (meter.put_plan): a monthly allowance and the features allowed")
-        self.say(*views.plans(plans, indent=0))
-
-    def account(self) -> None:
-        m = self.meter
-        m.change_settings({"welcome_bonus": WELCOME_BONUS}, changed_by="demo")
-        m.create_account(ACCOUNT, name="Acme Inc.", plan="pro")
-        b = m.balance(ACCOUNT)
-        self.section("An account on pro (meter.create_account), with a welcome bonus")
-        self.say(
-            f"{ACCOUNT}: {views.figure(b.available)} available = "
-            f"{views.figure(b.allowance.limit or 0)} monthly allowance + "
-            f"{views.figure(b.available - (b.allowance.limit or 0))} welcome bonus"
-        )
-        granted = m.grant(
-            ACCOUNT, PACK, source="purchase", reason=f"credit pack of {views.figure(PACK)}"
-        )
-        self.section("A credit pack bought (meter.grant, source='purchase')")
-        self.say(
-            f"+{views.figure(granted.amount)} purchased credits; "
-            f"available {views.figure(granted.available_after)}"
+def refuse_data(meter: CreditMeter, database_url: str) -> None:
+    if meter.features() or meter.list_accounts(limit=1):
+        raise CommandFailed(
+            f"the demo needs an empty database; {shown(database_url)} has data already"
         )
 
-    def usage(self, features: dict[str, Feature]) -> Charge:
-        m = self.meter
-        estimate = {"input_tokens": 2_000, "output_tokens": 1_000}
-        actual = {"input_tokens": 1_000, "output_tokens": 500}
-        self.section(f"An LLM call on {MODEL}: authorize → settle (meter.holding)")
-        with m.holding(ACCOUNT, "llm.chat", estimate=estimate, model=MODEL) as call:
-            self.say(
-                f"authorize  estimate {views.quantities(estimate)}: "
-                f"{views.figure(call.hold.reserved)} credits held",
-                f"           while the call runs: {self.available()}",
-            )
-            charge = call.settle(usage=actual)
-        rule = features["llm.chat"].rule
-        self.say(
-            f"settle     actual {views.quantities(actual)}:",
-            f"           {views.pricing(rule, actual, MODEL)} = "
-            f"{views.figure(charge.credits)} charged, the other "
-            f"{views.figure(call.hold.reserved - charge.charged)} released",
-            f"           {self.available()}",
-        )
 
-        self.section("The rest of the month, each charged in one step (meter.charge)")
-        rows = []
-        for feature, calls in (("lead_collection", 750), ("csv_export", 150)):
-            c = m.charge(ACCOUNT, feature, usage={"calls": calls})
-            drawn = views.drawn(self.transaction(c.transaction_id))
-            rows.append([feature, f"{calls} calls", "=", drawn])
-        self.say(*views.table(rows, indent=0, right=[1]))
-        b = m.balance(ACCOUNT)
-        self.say(f"allowance {views.allowance(b.allowance)}; {self.available()}")
-        self.say(*(f"warning: {w.message}" for w in b.warnings))
-
-        images = {"images_1024": 50}
-        self.section("A charge split across grants: allowance first, then bonus, then purchased")
-        split = m.charge(ACCOUNT, "image.generate", usage=images)
-        self.say(
-            f"image.generate {views.quantities(images)}: {views.figure(split.credits)} credits",
-            f"  = {views.drawn(self.transaction(split.transaction_id))}",
-            self.available(),
-        )
-        return split
-
-    def refusals(self) -> None:
-        m = self.meter
-        estimate = {"input_tokens": 4_000, "output_tokens": 2_000}
-        self.section("Refusals: too few credits, or a feature the plan does not include")
-        try:
-            m.authorize(ACCOUNT, "llm.chat", estimate=estimate, model=MODEL)
-        except InsufficientCredits as refused:
-            self.say(
-                f"authorize {views.quantities(estimate)} on {MODEL} raised InsufficientCredits;",
-                "nothing was held or charged. Its fields:",
-            )
-            self.say(*views.refusal(refused, indent=2))
-            self.say("")
-        else:
-            raise CommandFailed("the demo expected InsufficientCredits")
-        m.create_account("solo", name="Solo", plan="starter")
-        try:
-            m.charge("solo", "llm.chat", usage=estimate, model=MODEL)
-        except FeatureNotInPlan as refused:
-            self.say(
-                "solo, an account on starter, asks for llm.chat: FeatureNotInPlan",
-                f"  {refused.message}",
-            )
-        else:
-            raise CommandFailed("the demo expected FeatureNotInPlan")
-
-    def unlimited(self) -> None:
-        m = self.meter
-        usage = {"input_tokens": 4_000, "output_tokens": 2_000}
-        m.create_account("bigco", name="BigCo", plan="enterprise")
-        charge = m.charge("bigco", "llm.chat", usage=usage, model=MODEL)
-        allowance = m.balance("bigco").allowance
-        self.section("An unlimited allowance: recorded, never refused, nothing drawn")
-        self.say(
-            f"bigco, on enterprise, uses {views.quantities(usage)} on {MODEL}:",
-            f"  {views.figure(charge.credits)} credits recorded, "
-            f"{views.figure(charge.charged)} drawn from grants; "
-            f"{views.figure(allowance.used)} used this period, no limit",
-        )
-
-    def refund(self, split: Charge) -> None:
-        refund = self.meter.refund(
-            ACCOUNT, usage_id=split.usage_id, reason="image batch failed: refunded"
-        )
-        self.section("A refund (meter.refund): the image batch failed")
-        self.say(
-            f"{views.signed(refund.amount)} credits, back to the grants they came from:",
-            f"  = {views.drawn(refund)}",
-            self.available(),
-        )
+def introduction(
+    data: sample.SampleData, keys: dict[str, str], url: str, *, has_metrics: bool
+) -> list[str]:
+    """What the demo made, where to look, and the keys to look with."""
+    days = sample.DAYS
+    lines = [
+        f"  plans {', '.join(data.plans)}; features {', '.join(data.features)}",
+        f"  accounts {', '.join(data.accounts)}, with "
+        f"{views.counted(data.operations, 'operation')} over the last {days} days "
+        f"({views.figure(data.refused)} refused for lack of credits)",
+        "",
+        "Open",
+        f"  {url}/docs      the API reference; Authorize with one of the keys below",
+        f"  {url}/healthz   liveness",
+    ]
+    if has_metrics:
+        lines.append(f"  {url}/metrics   Prometheus metrics")
+    lines += [
+        "",
+        "Keys (only their digests are stored: this is the one time they are shown)",
+        f"  superadmin  {keys['superadmin']}   everything: prices, plans, grants, settings, keys",
+        f"  service     {keys['service']}   the host app's backend: accounts and metering",
+        f"  account     {keys['account']}   {ACCOUNT_KEY_OF}'s own balance, ledger and usage",
+        "",
+        "Try",
+        f'  curl -H "Authorization: Bearer {keys["service"]}" {url}/v1/accounts/acme/balance',
+        f'  curl -X POST {url}/v1/usage -H "Authorization: Bearer {keys["service"]}" \\',
+        '       -H "Content-Type: application/json" -H "Idempotency-Key: try-1" \\',
+        '       -d \'{"account": "acme", "feature": "llm.chat", "model": "gpt-4o", '
+        '"usage": {"input_tokens": 1000, "output_tokens": 500}}\'',
+        "",
+        "  from creditmeter.client import CreditMeterClient",
+        f'  meter = CreditMeterClient("{url}", "{keys["service"]}")',
+        '  meter.balance("acme")',
+        "",
+        f"Serving {url} until Ctrl-C.",
+    ]
+    return lines

@@ -8,6 +8,7 @@ from creditmeter.cli import admin, views
 from creditmeter.cli.connection import DATABASE_URL_ENV, opened, shown
 from creditmeter.cli.demo import demo
 from creditmeter.cli.failures import ReportingGroup
+from creditmeter.cli.serve import serve
 from creditmeter.store.database import Database
 from creditmeter.store.migrate import current_revision, upgrade
 
@@ -60,7 +61,13 @@ def verify(ctx: click.Context, database_url: str | None) -> None:
 
 
 main.add_command(demo)
+main.add_command(serve)
 main.add_command(admin.accounts)
 main.add_command(admin.grant)
 main.add_command(admin.balance)
 main.add_command(admin.transactions)
+main.add_command(admin.api_keys)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from creditmeter.core.errors import AllowanceState, InsufficientCredits
+from creditmeter.core.keys import ApiKey
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature, PricingRule
 from creditmeter.core.records import Account, Balance, Posting, Transaction
@@ -235,3 +236,21 @@ def pricing(r: PricingRule, usage: Mapping[str, int], model: str | None) -> str:
     if r.multiplier == 1:
         return f"ceil({terms})"
     return f"ceil({rate(r.multiplier)} × ({terms}))"
+
+
+def api_keys(keys: Iterable[ApiKey], *, indent: int = 0) -> list[str]:
+    """Keys as a table; a revoked key says when it was revoked."""
+    rows = [["id", "role", "account", "name", "secret", "created (UTC)", "revoked"]]
+    for k in keys:
+        rows.append(
+            [
+                k.id,
+                k.role.value,
+                k.account_id or "-",
+                k.name,
+                f"{k.prefix}…",
+                f"{k.created_at:%Y-%m-%d %H:%M}",
+                "-" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
+            ]
+        )
+    return table(rows, indent=indent)

@@ -1,0 +1,184 @@
+"""Sample data for ``creditmeter demo``: a price book, three plans, a few accounts and
+some weeks of their usage, made through the library on a clock that walks through the
+past days, so that the ledger, the usage charts and the summaries have a history.
+
+The usage is drawn from a seeded random generator: every run tells the same story.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from creditmeter.core.errors import InsufficientCredits
+from creditmeter.meter import CreditMeter
+
+DAYS: Final = 21
+SEED: Final = 2026
+WELCOME_BONUS: Final = 500
+UPGRADE_URL: Final = "https://example.com/billing/upgrade"
+
+MODELS: Final = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4")
+IMAGE_SIZES: Final = ("images_512", "images_1024", "images_1792")
+
+
+@dataclass(frozen=True)
+class SampleAccount:
+    id: str
+    name: str
+    plan: str
+    members: tuple[str, ...]
+    activity: int
+    """Operations on a busy day."""
+    purchased: int = 0
+    """Credits bought on the first day."""
+
+
+ACCOUNTS: Final = (
+    SampleAccount("acme", "Acme Inc.", "pro", ("ann", "bob", "chen"), 4, purchased=10_000),
+    SampleAccount("globex", "Globex", "starter", ("dana",), 3),
+    SampleAccount("initech", "Initech", "enterprise", ("erin", "frank"), 6),
+    SampleAccount("umbrella", "Umbrella Labs", "pro", ("gus", "hana"), 4),
+)
+
+
+class WalkingClock:
+    """A clock that :func:`seed` sets in the past and moves forward towards now."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def move_to(self, at: datetime) -> None:
+        self.now = max(self.now, at)
+
+
+@dataclass
+class SampleData:
+    accounts: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    plans: tuple[str, ...] = ()
+    operations: int = 0
+    refused: int = 0
+    first_day: datetime | None = None
+    by_account: dict[str, int] = field(default_factory=dict)
+
+
+def price_book(meter: CreditMeter) -> tuple[str, ...]:
+    """Fixed-cost operations, LLM chat per token with per-model rates and a 1.5×
+    multiplier, and image generation per image size."""
+    meter.put_feature("lead_collection", name="Lead collection", rates={"calls": 20})
+    meter.put_feature("csv_export", name="CSV export", rates={"calls": 5})
+    meter.put_feature("generate_goal", name="Generate a goal", rates={"calls": 50})
+    meter.put_feature(
+        "llm.chat",
+        name="LLM chat",
+        rates={"input_tokens": "0.25", "output_tokens": 1},
+        models={
+            "gpt-4o": {"input_tokens": "0.5", "output_tokens": 2},
+            "gpt-4o-mini": {"input_tokens": "0.03", "output_tokens": "0.12"},
+            "claude-sonnet-4": {"input_tokens": "0.6", "output_tokens": 3},
+        },
+        multiplier="1.5",
+    )
+    meter.put_feature(
+        "image.generate",
+        name="Image generation",
+        rates={"images_512": 40, "images_1024": 100, "images_1792": 180},
+    )
+    return ("lead_collection", "csv_export", "generate_goal", "llm.chat", "image.generate")
+
+
+def plans(meter: CreditMeter) -> tuple[str, ...]:
+    meter.put_plan(
+        "starter",
+        name="Starter",
+        allowances={"*": 1_000},
+        features=["lead_collection", "csv_export", "generate_goal"],
+    )
+    meter.put_plan("pro", name="Pro", allowances={"*": 20_000}, rollover_cap=5_000)
+    meter.put_plan("enterprise", name="Enterprise", allowances={"*": None})
+    return ("starter", "pro", "enterprise")
+
+
+def seed(meter: CreditMeter, clock: WalkingClock, *, days: int = DAYS) -> SampleData:
+    """Everything the demo serves, made on ``meter`` whose clock is ``clock``; the clock
+    is set ``days`` days back and ends a minute before now."""
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    start = (end - timedelta(days=days)).replace(hour=8, minute=0, second=0, microsecond=0)
+    clock.now = start
+    data = SampleData(first_day=start)
+    meter.change_settings(
+        {"welcome_bonus": WELCOME_BONUS, "upgrade_url": UPGRADE_URL}, changed_by="demo"
+    )
+    data.features = price_book(meter)
+    data.plans = plans(meter)
+    for sample in ACCOUNTS:
+        meter.create_account(sample.id, name=sample.name, plan=sample.plan)
+        if sample.purchased:
+            meter.grant(
+                sample.id,
+                sample.purchased,
+                source="purchase",
+                reason="credit pack",
+                idempotency_key=f"demo-pack-{sample.id}",
+            )
+        data.by_account[sample.id] = 0
+    data.accounts = tuple(a.id for a in ACCOUNTS)
+    rng = random.Random(SEED)
+    for day in range(days + 1):
+        morning = start + timedelta(days=day)
+        weekend = morning.weekday() >= 5
+        for sample in ACCOUNTS:
+            count = rng.randint(0, 2 if weekend else sample.activity)
+            for at in sorted(
+                morning + timedelta(minutes=rng.randint(0, 600)) for _ in range(count)
+            ):
+                if at >= end:
+                    continue
+                clock.move_to(at)
+                operation = pick_operation(rng, sample)
+                try:
+                    operation(meter)
+                except InsufficientCredits:
+                    data.refused += 1
+                else:
+                    data.operations += 1
+                    data.by_account[sample.id] += 1
+    clock.move_to(end)
+    return data
+
+
+def pick_operation(rng: random.Random, sample: SampleAccount) -> Callable[[CreditMeter], object]:
+    """One operation of the account's kind: an LLM call held then settled, images, or a
+    fixed-cost operation (the only kind a starter plan allows)."""
+    member = rng.choice(sample.members)
+    kind = rng.random()
+    if sample.plan == "starter" or kind < 0.25:
+        feature = rng.choice(("lead_collection", "csv_export", "generate_goal"))
+        calls = rng.randint(1, 3)
+        return lambda m: m.charge(sample.id, feature, usage={"calls": calls}, member=member)
+    if kind < 0.4:
+        size = rng.choice(IMAGE_SIZES)
+        images = rng.randint(1, 4)
+        return lambda m: m.charge(sample.id, "image.generate", usage={size: images}, member=member)
+    model = rng.choices(MODELS, weights=(2, 6, 1))[0]
+    estimate = {"input_tokens": rng.randint(200, 1_200), "output_tokens": 500}
+    actual = {
+        "input_tokens": estimate["input_tokens"],
+        "output_tokens": rng.randint(50, 600),
+    }
+    failed = rng.random() < 0.05
+
+    def llm_call(m: CreditMeter) -> object:
+        with m.holding(
+            sample.id, "llm.chat", estimate=estimate, model=model, member=member
+        ) as call:
+            return call.settle(usage=actual, success=not failed)
+
+    return llm_call

@@ -1,0 +1,765 @@
+"""``CreditMeterClient``: the library's verbs over the HTTP API.
+
+Each verb has the signature of the ``CreditMeter`` verb of the same name and returns the
+same records (:mod:`creditmeter.core.records`) or raises the same errors
+(:mod:`creditmeter.core.errors`), so an app moves from the embedded library to a
+creditmeter service by changing the line that makes its meter::
+
+    meter = CreditMeter()                                   # embedded
+    meter = CreditMeterClient("https://credits.internal", api_key)  # remote
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from decimal import Decimal
+from importlib.metadata import PackageNotFoundError, version
+from typing import IO, Any, Final, TypeVar
+from urllib.parse import quote
+
+import httpx2
+
+from creditmeter.client import wire
+from creditmeter.client.errors import RemoteError, ServiceUnavailable, error_of
+from creditmeter.core.errors import CreditMeterError, InvalidRequest
+from creditmeter.core.grants import Grant
+from creditmeter.core.keys import ApiKey
+from creditmeter.core.plans import Plan
+from creditmeter.core.pricing import Feature
+from creditmeter.core.records import (
+    Account,
+    Balance,
+    Charge,
+    CheckResult,
+    GrantResult,
+    Hold,
+    Page,
+    Transaction,
+    UsageGroup,
+    UsageRecord,
+)
+from creditmeter.core.settings import Settings
+
+T = TypeVar("T")
+Quantities = Mapping[str, int | str | Decimal]
+Params = Mapping[str, str | int | bool | Sequence[str] | None]
+
+DEFAULT_TIMEOUT: Final = 10.0
+PAGE_SIZE: Final = 500
+
+
+def _user_agent() -> str:
+    try:
+        return f"creditmeter-client/{version('creditmeter')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "creditmeter-client"
+
+
+def _segment(value: str) -> str:
+    """One path segment: the host's own ids may hold any character."""
+    return quote(value, safe="")
+
+
+def _seconds(ttl: timedelta | None) -> int | None:
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds()
+    if seconds != int(seconds):
+        raise InvalidRequest("ttl must be a whole number of seconds over HTTP")
+    return int(seconds)
+
+
+class CreditMeterClient:
+    """The creditmeter HTTP API at ``base_url``, called with ``api_key``.
+
+    Calls are synchronous and share one connection pool; close the client (or use it as
+    a context manager) when done. ``timeout`` is in seconds. ``transport`` replaces the
+    network, for tests (``httpx2.MockTransport``, ``httpx2.ASGITransport``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx2.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx2.Client(
+            base_url=self.base_url,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "User-Agent": _user_agent(),
+            },
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CreditMeterClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CreditMeterClient({self.base_url!r})"
+
+    # Catalog and settings.
+
+    def put_feature(
+        self,
+        key: str,
+        *,
+        rates: Mapping[str, int | str | Decimal],
+        models: Mapping[str, Mapping[str, int | str | Decimal]] | None = None,
+        multiplier: int | str | Decimal = 1,
+        pool: str | None = None,
+        name: str | None = None,
+    ) -> Feature:
+        """Create or change a priced feature; a change is a new version of its rule."""
+        body = wire.without_none(
+            {
+                "name": name,
+                "pool": pool,
+                "rates": rates,
+                "models": models or {},
+                "multiplier": multiplier,
+            }
+        )
+        return wire.feature(self._call("PUT", f"/v1/features/{_segment(key)}", body=body))
+
+    def features(self) -> list[Feature]:
+        return list(self._list("/v1/features", wire.feature))
+
+    def put_plan(
+        self,
+        key: str,
+        *,
+        allowances: Mapping[str, int | None],
+        features: list[str] | str = "*",
+        period: str = "calendar_month",
+        rollover_cap: int = 0,
+        name: str | None = None,
+    ) -> Plan:
+        body = wire.without_none(
+            {
+                "name": name,
+                "allowances": dict(allowances),
+                "features": features,
+                "period": period,
+                "rollover": rollover_cap,
+            }
+        )
+        return wire.plan(self._call("PUT", f"/v1/plans/{_segment(key)}", body=body))
+
+    def plans(self) -> list[Plan]:
+        return list(self._list("/v1/plans", wire.plan))
+
+    def settings(self) -> Settings:
+        return wire.settings(self._call("GET", "/v1/settings"))
+
+    def change_settings(
+        self, changes: Mapping[str, object], *, changed_by: str | None = None
+    ) -> Settings:
+        """Change system settings; the service records the key that made the change
+        (``changed_by``, which the library needs, is not sent: the key speaks for it)."""
+        return wire.settings(self._call("PUT", "/v1/settings", body=dict(changes)))
+
+    def settings_history(self) -> list[dict[str, Any]]:
+        """Every version of the settings, newest first: ``version``, ``values``,
+        ``changes``, ``changed_by`` (the key that made it) and ``changed_at``."""
+        data = self._call("GET", "/v1/settings/history")
+        return [wire.settings_version(v) for v in data["data"]]
+
+    # Accounts.
+
+    def create_account(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        plan: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        overdraft_limit: int = 0,
+        idempotency_key: str | None = None,
+    ) -> Account:
+        """Create an account, or return it as it is if the id exists (the welcome bonus
+        and the first allowance are granted once, at creation)."""
+        body = {
+            "id": account_id,
+            "name": name,
+            "plan": plan,
+            "metadata": dict(metadata or {}),
+            "overdraft_limit": overdraft_limit,
+        }
+        return wire.account(
+            self._call("POST", "/v1/accounts", body=body, idempotency_key=idempotency_key)
+        )
+
+    def account(self, account_id: str) -> Account:
+        return wire.account(self._call("GET", f"/v1/accounts/{_segment(account_id)}"))
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        overdraft_limit: int | None = None,
+    ) -> Account:
+        body = wire.without_none(
+            {
+                "name": name,
+                "status": None if status is None else str(status),
+                "metadata": None if metadata is None else dict(metadata),
+                "overdraft_limit": overdraft_limit,
+            }
+        )
+        return self._patch_account(account_id, body)
+
+    def change_plan(self, account_id: str, plan: str, *, immediately: bool = False) -> Account:
+        """Upgrade now (the allowance is topped up), or downgrade at the next period."""
+        return self._patch_account(account_id, {"plan": plan, "plan_immediately": immediately})
+
+    def list_accounts(self, *, after: str | None = None, limit: int = 100) -> list[Account]:
+        data = self._call("GET", "/v1/accounts", params={"cursor": after, "limit": limit})
+        return list(wire.page(data, wire.account).data)
+
+    def _patch_account(self, account_id: str, body: Mapping[str, object]) -> Account:
+        path = f"/v1/accounts/{_segment(account_id)}"
+        return wire.account(self._call("PATCH", path, body=body))
+
+    # Metering.
+
+    def authorize(
+        self,
+        account_id: str,
+        feature: str,
+        *,
+        estimate: Quantities | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+        member: str | None = None,
+        ttl: timedelta | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Hold:
+        """Reserve the estimate's credits; raises ``InsufficientCredits`` if short."""
+        body = wire.without_none(
+            {
+                "account": account_id,
+                "feature": feature,
+                "estimate": estimate,
+                "credits": credits,
+                "model": model,
+                "member": member,
+                "ttl_seconds": _seconds(ttl),
+                "metadata": None if metadata is None else dict(metadata),
+            }
+        )
+        return wire.hold(
+            self._call("POST", "/v1/holds", body=body, idempotency_key=idempotency_key)
+        )
+
+    def settle(
+        self,
+        hold_id: str,
+        *,
+        usage: Quantities | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+        member: str | None = None,
+        success: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+        provider_cost: Decimal | None = None,
+        idempotency_key: str | None = None,
+    ) -> Charge:
+        """Charge a hold's actual usage (its estimate if none is given) and release the
+        rest; ``success=False`` releases it all and records the usage at no cost."""
+        body = wire.without_none(
+            {
+                "usage": usage,
+                "credits": credits,
+                "model": model,
+                "member": member,
+                "success": success,
+                "metadata": None if metadata is None else dict(metadata),
+                "provider_cost": provider_cost,
+            }
+        )
+        path = f"/v1/holds/{_segment(hold_id)}/settle"
+        return wire.settled(self._call("POST", path, body=body, idempotency_key=idempotency_key))
+
+    def release(self, hold_id: str, *, idempotency_key: str | None = None) -> Hold:
+        """Return all of a hold's credits: the operation did not happen."""
+        path = f"/v1/holds/{_segment(hold_id)}/release"
+        return wire.hold(self._call("POST", path, idempotency_key=idempotency_key))
+
+    def hold(self, hold_id: str) -> Hold:
+        """A hold as it is now: one past its expiry is released (and reported expired)."""
+        return wire.hold(self._call("GET", f"/v1/holds/{_segment(hold_id)}"))
+
+    @contextmanager
+    def holding(
+        self,
+        account_id: str,
+        feature: str,
+        *,
+        estimate: Quantities | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+        member: str | None = None,
+        ttl: timedelta | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Iterator[HeldOperation]:
+        """Authorize, run the block, settle. An exception in the block releases the hold;
+        a block that ends without calling ``settle`` settles the estimate."""
+        held = HeldOperation(
+            self,
+            self.authorize(
+                account_id,
+                feature,
+                estimate=estimate,
+                credits=credits,
+                model=model,
+                member=member,
+                ttl=ttl,
+                metadata=metadata,
+            ),
+        )
+        try:
+            yield held
+        except BaseException:
+            if held.charge is None:
+                self.release(held.hold.id)
+            raise
+        if held.charge is None:
+            held.settle()
+
+    def charge(
+        self,
+        account_id: str,
+        feature: str,
+        *,
+        usage: Quantities | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+        member: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        provider_cost: Decimal | None = None,
+        idempotency_key: str | None = None,
+    ) -> Charge:
+        """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short."""
+        body = self._usage_body(
+            account_id, feature, usage, credits, model, member, metadata, provider_cost
+        )
+        return wire.charged(
+            self._call("POST", "/v1/usage", body=body, idempotency_key=idempotency_key)
+        )
+
+    def charge_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Charge | CreditMeterError]:
+        """Charge up to 1,000 usages in one request. Each event has the keyword arguments
+        of :meth:`charge`, ``account_id`` and ``feature`` among them, and its own
+        ``idempotency_key`` (required: a batch is retried as a whole). Each result is the
+        charge, or the error that ``charge`` would have raised for that event alone."""
+        body = {"events": [self._batch_event(event) for event in events]}
+        results = self._call("POST", "/v1/usage/batch", body=body)["results"]
+        outcome: list[Charge | CreditMeterError] = []
+        for result in sorted(results, key=lambda r: r["index"]):
+            if "error" in result:
+                outcome.append(error_of(result["status"], {"error": result["error"]}))
+            else:
+                outcome.append(wire.charged(result))
+        return outcome
+
+    def check(
+        self,
+        account_id: str,
+        feature: str,
+        *,
+        usage: Quantities | None = None,
+        credits: int | None = None,
+        model: str | None = None,
+    ) -> CheckResult:
+        """Would this usage be allowed now, and what would it cost? Changes nothing."""
+        body = wire.without_none(
+            {"feature": feature, "usage": usage, "credits": credits, "model": model}
+        )
+        path = f"/v1/accounts/{_segment(account_id)}/check"
+        return wire.check(self._call("POST", path, body=body))
+
+    @staticmethod
+    def _usage_body(
+        account_id: str,
+        feature: str,
+        usage: Quantities | None,
+        credits: int | None,
+        model: str | None,
+        member: str | None,
+        metadata: Mapping[str, Any] | None,
+        provider_cost: Decimal | None,
+    ) -> wire.Json:
+        return wire.without_none(
+            {
+                "account": account_id,
+                "feature": feature,
+                "usage": usage,
+                "credits": credits,
+                "model": model,
+                "member": member,
+                "metadata": None if metadata is None else dict(metadata),
+                "provider_cost": provider_cost,
+            }
+        )
+
+    def _batch_event(self, event: Mapping[str, Any]) -> wire.Json:
+        known = {
+            "account_id",
+            "feature",
+            "usage",
+            "credits",
+            "model",
+            "member",
+            "metadata",
+            "provider_cost",
+            "idempotency_key",
+        }
+        unknown = set(event) - known
+        if unknown:
+            raise InvalidRequest(f"unknown fields in a batch event: {', '.join(sorted(unknown))}")
+        body = self._usage_body(
+            event["account_id"],
+            event["feature"],
+            event.get("usage"),
+            event.get("credits"),
+            event.get("model"),
+            event.get("member"),
+            event.get("metadata"),
+            event.get("provider_cost"),
+        )
+        body["idempotency_key"] = event["idempotency_key"]
+        return body
+
+    # Grants and refunds.
+
+    def grant(
+        self,
+        account_id: str,
+        amount: int,
+        *,
+        source: str = "admin",
+        pool: str | None = None,
+        priority: int | None = None,
+        expires_at: datetime | None = None,
+        effective_at: datetime | None = None,
+        reason: str | None = None,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> GrantResult:
+        body = wire.without_none(
+            {
+                "amount": amount,
+                "source": str(source),
+                "pool": pool,
+                "priority": priority,
+                "expires_at": expires_at,
+                "effective_at": effective_at,
+                "reason": reason,
+                "reference": reference,
+            }
+        )
+        path = f"/v1/accounts/{_segment(account_id)}/grants"
+        return wire.grant_result(
+            self._call("POST", path, body=body, idempotency_key=idempotency_key)
+        )
+
+    def refund(
+        self,
+        account_id: str,
+        *,
+        usage_id: str | None = None,
+        amount: int | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Transaction:
+        """Give a usage's credits back to the grants they came from, or ``amount`` credits
+        as a new refund grant."""
+        if (usage_id is None) == (amount is None):
+            raise InvalidRequest("refund either a usage_id or an amount")
+        body = wire.without_none({"usage_id": usage_id, "amount": amount, "reason": reason})
+        path = f"/v1/accounts/{_segment(account_id)}/refunds"
+        return wire.transaction(
+            self._call("POST", path, body=body, idempotency_key=idempotency_key)
+        )
+
+    # Queries.
+
+    def balance(self, account_id: str) -> Balance:
+        return wire.balance(self._call("GET", f"/v1/accounts/{_segment(account_id)}/balance"))
+
+    def transactions(
+        self,
+        account_id: str,
+        *,
+        types: tuple[str, ...] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Transaction]:
+        """The account's ledger, newest first; pass ``next_cursor`` back for the next page."""
+        params = self._transaction_filters(types, since, until)
+        data = self._call(
+            "GET",
+            f"/v1/accounts/{_segment(account_id)}/transactions",
+            params={**params, "limit": limit, "cursor": cursor},
+        )
+        return wire.page(data, wire.transaction)
+
+    def iter_transactions(self, account_id: str, **filters: Any) -> Iterator[Transaction]:
+        """Every transaction matching the filters, newest first, a page at a time."""
+        cursor = None
+        while True:
+            page = self.transactions(account_id, limit=PAGE_SIZE, cursor=cursor, **filters)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def export_transactions_csv(self, account_id: str, out: IO[str], **filters: Any) -> int:
+        """Write the account's ledger as CSV, as the service streams it; returns the
+        number of transactions written. The filters are those of :meth:`transactions`."""
+        params = {**self._transaction_filters(**filters), "format": "csv"}
+        path = f"/v1/accounts/{_segment(account_id)}/transactions"
+        return self._stream_csv(path, params, out)
+
+    def usage(
+        self,
+        account_id: str,
+        *,
+        feature: str | None = None,
+        member: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[UsageRecord]:
+        params = {
+            **self._usage_filters(feature, member, since, until),
+            "limit": limit,
+            "cursor": cursor,
+        }
+        data = self._call("GET", f"/v1/accounts/{_segment(account_id)}/usage", params=params)
+        return wire.page(data, wire.usage_record)
+
+    def iter_usage(self, account_id: str, **filters: Any) -> Iterator[UsageRecord]:
+        """Every usage record matching the filters, newest first, a page at a time."""
+        cursor = None
+        while True:
+            page = self.usage(account_id, limit=PAGE_SIZE, cursor=cursor, **filters)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def export_usage_csv(
+        self,
+        account_id: str,
+        out: IO[str],
+        *,
+        feature: str | None = None,
+        member: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Write the account's usage records as CSV; returns the number of records."""
+        params = {**self._usage_filters(feature, member, since, until), "format": "csv"}
+        path = f"/v1/accounts/{_segment(account_id)}/usage"
+        return self._stream_csv(path, params, out)
+
+    def usage_summary(
+        self,
+        account_id: str,
+        *,
+        group_by: str = "day",
+        feature: str | None = None,
+        member: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageGroup]:
+        params = {**self._usage_filters(feature, member, since, until), "group_by": group_by}
+        path = f"/v1/accounts/{_segment(account_id)}/usage/summary"
+        return [wire.usage_group(g) for g in self._call("GET", path, params=params)["data"]]
+
+    def grants(self, account_id: str, *, include_spent: bool = False) -> list[Grant]:
+        """The account's grants in consumption order of priority and age; by default only
+        those that still hold credits."""
+        path = f"/v1/accounts/{_segment(account_id)}/grants"
+        data = self._call("GET", path, params={"include_spent": include_spent})
+        return list(wire.page(data, wire.grant).data)
+
+    @staticmethod
+    def _transaction_filters(
+        types: tuple[str, ...] = (), since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, str | list[str] | None]:
+        return {
+            "type": [str(t) for t in types],
+            "from": wire.query_time(since),
+            "to": wire.query_time(until),
+        }
+
+    @staticmethod
+    def _usage_filters(
+        feature: str | None, member: str | None, since: datetime | None, until: datetime | None
+    ) -> dict[str, str | None]:
+        return {
+            "feature": feature,
+            "member": member,
+            "from": wire.query_time(since),
+            "to": wire.query_time(until),
+        }
+
+    # API keys.
+
+    def create_api_key(
+        self, role: str, *, account_id: str | None = None, name: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new API key and its secret, which is not stored and cannot be shown again."""
+        body = wire.without_none({"role": str(role), "account": account_id, "name": name})
+        data = self._call("POST", "/v1/api-keys", body=body)
+        return wire.api_key(data), data["key"]
+
+    def revoke_api_key(self, key_id: str) -> None:
+        self._call("DELETE", f"/v1/api-keys/{_segment(key_id)}")
+
+    def api_keys(self) -> list[ApiKey]:
+        return list(self._list("/v1/api-keys", wire.api_key))
+
+    # HTTP.
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, object] | None = None,
+        params: Params | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """The decoded body of a successful answer; an error answer raised as the
+        library's error."""
+        response = self._send(method, path, body=body, params=params, key=idempotency_key)
+        try:
+            if response.status_code >= 400:
+                raise self._error(response)
+            if response.status_code == 204 or not response.content:
+                return None
+            return wire.loads(response.content)
+        finally:
+            response.close()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, object] | None = None,
+        params: Params | None = None,
+        key: str | None = None,
+        stream: bool = False,
+    ) -> httpx2.Response:
+        headers = {}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        content = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            content = wire.dumps(body)
+        query = {name: value for name, value in (params or {}).items() if value is not None}
+        request = self._http.build_request(
+            method, path, content=content, params=query, headers=headers
+        )
+        try:
+            return self._http.send(request, stream=stream)
+        except httpx2.TimeoutException as error:
+            raise ServiceUnavailable(
+                f"{method} {path}: no answer in time ({error})", status=None
+            ) from error
+        except httpx2.TransportError as error:
+            raise ServiceUnavailable(
+                f"{method} {path}: cannot reach {self.base_url} ({error})", status=None
+            ) from error
+
+    @staticmethod
+    def _error(response: httpx2.Response) -> CreditMeterError:
+        response.read()
+        try:
+            body = wire.loads(response.content) if response.content else None
+        except ValueError:
+            body = None
+        return error_of(
+            response.status_code,
+            body,
+            retry_after=response.headers.get("Retry-After"),
+            reason=response.reason_phrase,
+        )
+
+    def _list(self, path: str, item: Callable[[wire.Json], T]) -> Iterator[T]:
+        """Every item of a list endpoint, following ``next_cursor``."""
+        cursor = None
+        while True:
+            data = self._call("GET", path, params={"cursor": cursor})
+            yield from (item(d) for d in data["data"])
+            cursor = data.get("next_cursor")
+            if cursor is None:
+                return
+
+    def _stream_csv(self, path: str, params: Params, out: IO[str]) -> int:
+        """Write the CSV the service streams to ``out``; returns its number of rows."""
+        response = self._send("GET", path, params=params, stream=True)
+        try:
+            if response.status_code >= 400:
+                raise self._error(response)
+
+            def lines() -> Iterator[str]:
+                pending = ""
+                for text in response.iter_text():
+                    out.write(text)
+                    *complete, pending = (pending + text).split("\n")
+                    yield from (line + "\n" for line in complete)
+                if pending:
+                    yield pending
+
+            return max(sum(1 for _ in csv.reader(lines())) - 1, 0)
+        except httpx2.TransportError as error:
+            raise ServiceUnavailable(
+                f"GET {path}: the export was cut off ({error})", status=None
+            ) from error
+        finally:
+            response.close()
+
+
+class HeldOperation:
+    """The hold of a ``with client.holding(…)`` block; call :meth:`settle` with the actual
+    usage."""
+
+    def __init__(self, meter: CreditMeterClient, hold: Hold) -> None:
+        self.meter = meter
+        self.hold = hold
+        self.charge: Charge | None = None
+
+    def settle(self, **actual: Any) -> Charge:
+        self.charge = self.meter.settle(self.hold.id, **actual)
+        return self.charge
+
+
+__all__ = ["CreditMeterClient", "HeldOperation", "RemoteError"]

@@ -1,0 +1,329 @@
+"""JSON on the wire, and the library's records made from it.
+
+Bodies are written with decimals as strings and read with every JSON fraction as a
+``Decimal``: no credit, rate or cost is ever a ``float`` on either side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from creditmeter.core.errors import AllowanceState
+from creditmeter.core.grants import Grant
+from creditmeter.core.keys import ApiKey, Role
+from creditmeter.core.plans import ALL_FEATURES, Plan
+from creditmeter.core.pricing import Feature, PricingRule
+from creditmeter.core.records import (
+    Account,
+    Balance,
+    Charge,
+    CheckResult,
+    GrantResult,
+    Hold,
+    Page,
+    PoolBalance,
+    Posting,
+    Refused,
+    Transaction,
+    UsageGroup,
+    UsageRecord,
+)
+from creditmeter.core.settings import BalanceWarning, Settings, settings_from_json
+from creditmeter.core.types import (
+    AccountStatus,
+    GrantSource,
+    HoldStatus,
+    PeriodKind,
+    TransactionType,
+)
+
+Json = dict[str, Any]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(body: object) -> bytes:
+    """A request body: decimals as strings (``"0.5"``), times in ISO 8601."""
+    return json.dumps(body, default=_plain, separators=(",", ":")).encode()
+
+
+def loads(content: bytes) -> Any:
+    """A response body, with fractions as ``Decimal``."""
+    return json.loads(content, parse_float=Decimal)
+
+
+def query_time(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def without_none(fields: Mapping[str, object]) -> Json:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def optional_time(text: str | None) -> datetime | None:
+    return None if text is None else time(text)
+
+
+def decimals(values: Mapping[str, object]) -> dict[str, Decimal]:
+    return {unit: Decimal(str(rate)) for unit, rate in values.items()}
+
+
+def page(data: Json, item: Any) -> Page[Any]:
+    return Page(data=tuple(item(d) for d in data["data"]), next_cursor=data.get("next_cursor"))
+
+
+def allowance(data: Json) -> AllowanceState:
+    return AllowanceState(used=data["used"], limit=data["limit"], percentage=data["percentage"])
+
+
+def warnings(data: list[Json]) -> tuple[BalanceWarning, ...]:
+    return tuple(BalanceWarning(code=w["code"], message=w["message"]) for w in data)
+
+
+def refused(data: Json | None) -> Refused | None:
+    return None if data is None else Refused(code=data["code"], message=data["message"])
+
+
+def account(data: Json) -> Account:
+    return Account(
+        id=data["id"],
+        name=data["name"],
+        plan=data["plan"],
+        pending_plan=data["pending_plan"],
+        status=AccountStatus(data["status"]),
+        created_at=time(data["created_at"]),
+        period_start=time(data["period_start"]),
+        period_end=time(data["period_end"]),
+        overdraft_limit=data["overdraft_limit"],
+        metadata=data["metadata"],
+    )
+
+
+def balance(data: Json) -> Balance:
+    return Balance(
+        account_id=data["account"],
+        available=data["available"],
+        held=data["held"],
+        debt=data["debt"],
+        allowance=allowance(data["allowance"]),
+        period_start=time(data["allowance"]["period_start"]),
+        period_end=time(data["allowance"]["period_end"]),
+        purchased_available=data["purchased"]["available"],
+        pools={
+            pool: PoolBalance(
+                available=p["available"],
+                allowance=allowance(p["allowance"]),
+                unlimited=p["unlimited"],
+            )
+            for pool, p in data["pools"].items()
+        },
+        warnings=warnings(data["warnings"]),
+        status=AccountStatus(data["status"]),
+    )
+
+
+def hold(data: Json) -> Hold:
+    return Hold(
+        id=data["id"],
+        account_id=data["account"],
+        feature=data["feature"],
+        credits=data["credits"],
+        reserved=data["reserved"],
+        status=HoldStatus(data["status"]),
+        created_at=time(data["created_at"]),
+        expires_at=time(data["expires_at"]),
+        usage_id=data.get("usage_id"),
+        would_refuse=refused(data.get("would_refuse")),
+    )
+
+
+def settled(data: Json) -> Charge:
+    """The charge of ``POST /v1/holds/{id}/settle``: ``{hold, usage_id, credits, …}``."""
+    held = data["hold"]
+    return Charge(
+        usage_id=data["usage_id"],
+        account_id=held["account"],
+        feature=held["feature"],
+        credits=data["credits"],
+        charged=data["charged"],
+        debited=data["debited"],
+        uncollected=data["uncollected"],
+        available_after=data["available_after"],
+        transaction_id=data["transaction_id"],
+        hold_id=held["id"],
+        warnings=warnings(data["warnings"]),
+    )
+
+
+def charged(data: Json) -> Charge:
+    """The charge of ``POST /v1/usage``: ``{id, account, feature, credits, …}``."""
+    return Charge(
+        usage_id=data["id"],
+        account_id=data["account"],
+        feature=data["feature"],
+        credits=data["credits"],
+        charged=data["charged"],
+        debited=data["debited"],
+        uncollected=data["uncollected"],
+        available_after=data["available_after"],
+        transaction_id=data["transaction_id"],
+        hold_id=None,
+        warnings=warnings(data["warnings"]),
+        would_refuse=refused(data.get("would_refuse")),
+    )
+
+
+def check(data: Json) -> CheckResult:
+    return CheckResult(
+        allowed=data["allowed"],
+        cost=data["cost"],
+        available=data["available"],
+        reason=data["reason"],
+        warnings=warnings(data["warnings"]),
+    )
+
+
+def posting(data: Json) -> Posting:
+    source = data.get("grant_source")
+    return Posting(
+        ledger_account=data["ledger_account"],
+        amount=data["amount"],
+        grant_id=data.get("grant_id"),
+        grant_source=None if source is None else GrantSource(source),
+    )
+
+
+def transaction(data: Json) -> Transaction:
+    return Transaction(
+        id=data["id"],
+        account_id=data["account"],
+        type=TransactionType(data["type"]),
+        amount=data["amount"],
+        balance_before=data["balance_before"],
+        balance_after=data["balance_after"],
+        description=data["description"],
+        created_at=time(data["created_at"]),
+        postings=tuple(posting(p) for p in data["postings"]),
+        usage_id=data.get("usage_id"),
+        hold_id=data.get("hold_id"),
+        metadata=data["metadata"],
+    )
+
+
+def usage_record(data: Json) -> UsageRecord:
+    return UsageRecord(
+        id=data["id"],
+        account_id=data["account"],
+        feature=data["feature"],
+        feature_version=data["feature_version"],
+        model=data["model"],
+        member=data["member"],
+        quantities=dict(data["quantities"]),  # as the library keeps them: "2.5" for a fraction
+        credits=data["credits"],
+        charged=data["charged"],
+        debited=data["debited"],
+        uncollected=data["uncollected"],
+        refunded=data["refunded"],
+        unlimited=data["unlimited"],
+        success=data["success"],
+        hold_id=data["hold_id"],
+        created_at=time(data["created_at"]),
+        metadata=data["metadata"],
+    )
+
+
+def usage_group(data: Json) -> UsageGroup:
+    return UsageGroup(
+        key=data["key"], count=data["count"], credits=data["credits"], charged=data["charged"]
+    )
+
+
+def grant(data: Json) -> Grant:
+    return Grant(
+        id=data["id"],
+        account_id=data["account"],
+        source=GrantSource(data["source"]),
+        pool=data["pool"],
+        priority=data["priority"],
+        amount=data["amount"],
+        remaining=data["remaining"],
+        held=data["held"],
+        effective_at=time(data["effective_at"]),
+        expires_at=optional_time(data["expires_at"]),
+        created_at=time(data["created_at"]),
+        period_start=optional_time(data.get("period_start")),
+        reference=data.get("reference"),
+    )
+
+
+def grant_result(data: Json) -> GrantResult:
+    return GrantResult(
+        grant_id=data["grant_id"],
+        transaction_id=data["transaction_id"],
+        amount=data["amount"],
+        available_after=data["available_after"],
+    )
+
+
+def feature(data: Json) -> Feature:
+    return Feature(
+        key=data["key"],
+        name=data["name"],
+        pool=data["pool"],
+        rule=PricingRule(
+            rates=decimals(data["rates"]),
+            models={model: decimals(rates) for model, rates in data["models"].items()},
+            multiplier=Decimal(str(data["multiplier"])),
+        ),
+        version=data["version"],
+    )
+
+
+def plan(data: Json) -> Plan:
+    features = data["features"]
+    return Plan(
+        key=data["key"],
+        name=data["name"],
+        allowances=dict(data["allowances"]),
+        features=ALL_FEATURES if features == ALL_FEATURES else frozenset(features),
+        period=PeriodKind(data["period"]),
+        rollover_cap=data["rollover"],
+    )
+
+
+def settings(data: Json) -> Settings:
+    return settings_from_json(data)
+
+
+def settings_version(data: Json) -> dict[str, Any]:
+    return {**data, "changed_at": time(data["changed_at"])}
+
+
+def api_key(data: Json) -> ApiKey:
+    return ApiKey(
+        id=data["id"],
+        role=Role(data["role"]),
+        account_id=data.get("account"),
+        name=data["name"],
+        prefix=data["prefix"],
+        created_at=time(data["created_at"]),
+        revoked_at=optional_time(data.get("revoked_at")),
+    )

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import httpx2
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from creditmeter.cli.failures import CommandFailed
+from creditmeter.cli.serve import base_url, server_settings
+from creditmeter.store.database import Database, normalize_url
+from creditmeter.store.migrate import current_revision, head_revision
+from tests.cli.conftest import assert_one_line_error, run
+from tests.client.conftest import ADMIN_KEY, start_server
+
+
+def test_serve_migrates_an_empty_database_and_answers(database_url: str, tmp_path: Path) -> None:
+    server = start_server(database_url, tmp_path / "serve.log")
+    try:
+        assert httpx2.get(f"{server.url}/healthz").json() == {"status": "ok"}
+        accounts = httpx2.get(
+            f"{server.url}/v1/accounts", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        assert accounts.json() == {"data": [], "next_cursor": None}
+        assert httpx2.get(f"{server.url}/v1/accounts").status_code == 401
+    finally:
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(timeout=15) == 0
+    out = server.output()
+    assert f"creditmeter serving {server.url} (1 worker)" in out
+    assert "schema migrated from empty to revision" in out
+    requests = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert any(r.get("path") == "/v1/accounts" and r.get("status") == 401 for r in requests)
+    db = Database(database_url)
+    try:
+        assert current_revision(db) == head_revision()
+    finally:
+        db.dispose()
+
+
+def test_serve_with_two_workers(sqlite_url: str, tmp_path: Path) -> None:
+    server = start_server(sqlite_url, tmp_path / "serve.log", "--workers", "2")
+    try:
+        for _ in range(4):
+            assert httpx2.get(f"{server.url}/healthz").status_code == 200
+    finally:
+        server.stop()
+    assert "(2 workers)" in server.output()
+
+
+def test_no_migrate_refuses_a_database_that_is_not_current(
+    runner: CliRunner, database_url: str
+) -> None:
+    engine = sa.create_engine(normalize_url(database_url))
+    engine.connect().close()
+    engine.dispose()
+    result = run(runner, "serve", "--no-migrate", "--database-url", database_url)
+    assert_one_line_error(result, containing="is at revision none, this creditmeter needs")
+    assert "run creditmeter migrate" in result.stderr
+
+
+def test_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITMETER_PORT", "9000")
+    monkeypatch.setenv("CREDITMETER_WORKERS", "4")
+    monkeypatch.setenv("CREDITMETER_DATABASE_URL", "sqlite:///from-env.db")
+    settings = server_settings(port=9100, workers=None, database_url=None, host="0.0.0.0")
+    assert (settings.port, settings.workers) == (9100, 4)
+    assert settings.database_url == "sqlite:///from-env.db"
+    assert base_url(settings.host, settings.port) == "http://127.0.0.1:9100"
+    assert base_url("::1", 80) == "http://[::1]:80"
+
+
+def test_a_bad_variable_is_one_line(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITMETER_PORT", "eighty")
+    with pytest.raises(CommandFailed, match="CREDITMETER_PORT: "):
+        server_settings()
+    assert_one_line_error(run(runner, "serve"), containing="CREDITMETER_PORT")
