@@ -48,7 +48,7 @@ def test_a_hold_request_carries_the_key_the_idempotency_key_and_exact_decimals()
         hold = meter.authorize(
             "acme",
             "llm.chat",
-            estimate={"input_tokens": 2000, "seconds": Decimal("2.50")},
+            estimate={"input_tokens": 2000, "seconds": Decimal("2.50"), "gb": Decimal("1E-8")},
             ttl=timedelta(minutes=5),
             idempotency_key="req-1",
         )
@@ -60,7 +60,7 @@ def test_a_hold_request_carries_the_key_the_idempotency_key_and_exact_decimals()
     assert json.loads(request.content) == {
         "account": "acme",
         "feature": "llm.chat",
-        "estimate": {"input_tokens": 2000, "seconds": "2.50"},
+        "estimate": {"input_tokens": 2000, "seconds": "2.50", "gb": "0.00000001"},
         "ttl_seconds": 300,
     }
     assert hold.created_at == datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

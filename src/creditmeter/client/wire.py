@@ -46,7 +46,7 @@ Json = dict[str, Any]
 
 def _plain(value: object) -> object:
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")  # never an exponent: 1E-8 is "0.00000001"
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, timedelta):
