@@ -1,0 +1,184 @@
+"""The price book (features) and the plans."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
+
+from creditmeter.api.schemas.common import EXACT_FLOAT_LIMIT, Body, Identifier, integer
+from creditmeter.api.schemas.ledger import MAX_AMOUNT, NO_NUL, POOL_PATTERN, Pool
+from creditmeter.core.identifiers import IDENTIFIER_PATTERN
+from creditmeter.core.plans import ALL_FEATURES, Plan
+from creditmeter.core.pricing import Feature, rule_to_json
+
+DECIMAL = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
+MAX_INTEGER_RATE = 10**15
+
+
+def _rate(value: object) -> object:
+    """An integer ≥ 0 or a decimal string; a float is refused, not rounded, unless it is
+    a whole number (``2.0``), which JSON Schema counts as an integer."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_LIMIT:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError('a rate is a decimal string such as "0.002" or an integer, not a float')
+    if isinstance(value, str) and not DECIMAL.fullmatch(value):
+        raise ValueError(f'{value!r} is not a decimal number ≥ 0 such as "0.002"')
+    if isinstance(value, int) and not 0 <= value <= MAX_INTEGER_RATE:
+        raise ValueError(f"an integer rate is from 0 to {MAX_INTEGER_RATE}")
+    return value
+
+
+Rate = Annotated[
+    StrictInt | StrictStr,
+    BeforeValidator(_rate),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": f"^{DECIMAL.pattern}$"},
+                {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER_RATE},
+            ],
+            "description": 'A decimal string (`"0.002"`) or an integer ≥ 0; never a float.',
+            "examples": ["0.002", 50],
+        }
+    ),
+]
+"""A rate or a multiplier in a request: exact, so never a float."""
+
+Name = Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL)]
+Unit = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+ModelName = Annotated[str, Field(pattern=r"^[^\x00]{1,255}$")]
+Rates = Annotated[
+    dict[Unit, Rate],
+    Field(json_schema_extra={"additionalProperties": False}),
+]
+Allowance = Annotated[str, Field(pattern=POOL_PATTERN)]
+
+if TYPE_CHECKING:
+    AllowanceCredits = int
+else:
+    AllowanceCredits = integer(le=MAX_AMOUNT, description="Credits per period")
+
+
+def _closed(**schema: Any) -> Any:
+    """A mapping whose keys all match its ``patternProperties``: no other key is allowed."""
+    return Field(json_schema_extra={"additionalProperties": False}, **schema)
+
+
+Period = Literal["calendar_month", "anniversary_month", "30_days"]
+"""The values of ``PeriodKind``: a strict body takes a literal, not an enum."""
+
+
+class FeaturePut(Body):
+    name: Name | None = Field(default=None, description="Default: the key.")
+    pool: Pool | None = Field(
+        default=None, description="The allowance pool it draws from. Default: the key."
+    )
+    rates: Rates = Field(min_length=1, description="Credits per unit (`calls` for a fixed price).")
+    models: dict[ModelName, Rates] = _closed(
+        default_factory=dict, description="Per-model rates that override `rates`."
+    )
+    multiplier: Rate = 1
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Chat",
+                    "pool": "chat",
+                    "rates": {"input_tokens": "0.002", "output_tokens": "0.008"},
+                    "models": {"gpt-4o": {"input_tokens": "0.005", "output_tokens": "0.02"}},
+                    "multiplier": "1.2",
+                },
+                {"name": "Generate a goal", "rates": {"calls": 50}},
+            ]
+        }
+    )
+
+
+class FeatureOut(BaseModel):
+    key: str
+    name: str
+    pool: str
+    rates: dict[str, str] = Field(description="Decimal strings, never floats.")
+    models: dict[str, dict[str, str]]
+    multiplier: str
+    version: int = Field(description="Goes up by one with every change of the feature.")
+
+    @classmethod
+    def of(cls, f: Feature) -> FeatureOut:
+        rule = rule_to_json(f.rule)
+        rates = rule["rates"]
+        models = rule["models"]
+        assert isinstance(rates, dict)
+        assert isinstance(models, dict)
+        return cls(
+            key=f.key,
+            name=f.name,
+            pool=f.pool,
+            rates=rates,
+            models=models,
+            multiplier=str(rule["multiplier"]),
+            version=f.version,
+        )
+
+
+class PlanPut(Body):
+    name: Name | None = Field(default=None, description="Default: the key.")
+    allowances: dict[Allowance, AllowanceCredits | None] = _closed(
+        default_factory=dict,
+        description="Credits per period by pool (`*`: every pool); null: unlimited; a pool "
+        "that is absent has no allowance.",
+    )
+    features: list[Identifier] | Literal["*"] = Field(
+        default="*", description='The features the plan allows, or `"*"` for all of them.'
+    )
+    period: Period = "calendar_month"
+    rollover: AllowanceCredits = Field(
+        default=0,
+        description="How much unused allowance carries into the next period (a cap); 0: none.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Pro",
+                    "allowances": {"chat": 20000, "images": None},
+                    "features": ["llm.chat", "image.generate"],
+                    "period": "calendar_month",
+                    "rollover": 5000,
+                }
+            ]
+        }
+    )
+
+
+class PlanOut(BaseModel):
+    key: str
+    name: str
+    allowances: dict[str, int | None]
+    features: list[str] | Literal["*"]
+    period: str
+    rollover: int
+
+    @classmethod
+    def of(cls, p: Plan) -> PlanOut:
+        return cls(
+            key=p.key,
+            name=p.name,
+            allowances=dict(p.allowances),
+            features=ALL_FEATURES if p.features == ALL_FEATURES else sorted(p.features),
+            period=p.period.value,
+            rollover=p.rollover_cap,
+        )

@@ -1,0 +1,208 @@
+"""The price book and the plans over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from fastapi.testclient import TestClient
+
+from creditmeter import CreditMeter
+from creditmeter.api.schemas.catalog import Period
+from creditmeter.core.types import PeriodKind
+from tests.api.conftest import Keys
+from tests.conftest import Clock
+
+Json = dict[str, Any]
+
+
+def put(client: TestClient, path: str, body: Json, keys: Keys, role: str = "admin") -> Json:
+    response = client.put(path, json=body, headers=keys.header(role))
+    assert response.status_code == 200, response.text
+    result: Json = response.json()
+    return result
+
+
+# Features.
+
+
+def test_a_feature_is_created_at_version_1_with_its_rates_as_decimal_strings(
+    client: TestClient, keys: Keys
+) -> None:
+    body = {
+        "name": "Chat",
+        "pool": "ai",
+        "rates": {"input_tokens": "0.002", "output_tokens": 1},
+        "models": {"openai/gpt-4o": {"input_tokens": "0.005"}},
+        "multiplier": "1.25",
+    }
+
+    created = put(client, "/v1/features/llm.chat", body, keys)
+    listed = client.get("/v1/features", headers=keys.header("account"))
+
+    assert created == {
+        "key": "llm.chat",
+        "name": "Chat",
+        "pool": "ai",
+        "rates": {"input_tokens": "0.002", "output_tokens": "1"},
+        "models": {"openai/gpt-4o": {"input_tokens": "0.005"}},
+        "multiplier": "1.25",
+        "version": 1,
+    }
+    assert listed.status_code == 200
+    assert listed.json() == {"data": [created], "next_cursor": None}
+
+
+def test_a_changed_price_is_a_new_version_and_usage_keeps_the_one_it_was_rated_with(
+    client: TestClient, meter: CreditMeter, keys: Keys, clock: Clock
+) -> None:
+    meter.grant("acme", 10_000)
+    first = put(client, "/v1/features/chat", {"rates": {"tokens": "0.5"}}, keys)
+    meter.charge("acme", "chat", usage={"tokens": 1_001})
+    clock.advance(minutes=1)
+
+    same = put(client, "/v1/features/chat", {"rates": {"tokens": "0.5"}}, keys)
+    changed = put(client, "/v1/features/chat", {"rates": {"tokens": 2}, "multiplier": "1.5"}, keys)
+    meter.charge("acme", "chat", usage={"tokens": 1_001})
+
+    assert (first["version"], same["version"], changed["version"]) == (1, 1, 2)
+    assert (changed["name"], changed["pool"]) == ("chat", "chat")
+    assert (changed["rates"], changed["multiplier"]) == ({"tokens": "2"}, "1.5")
+    usage = client.get("/v1/accounts/acme/usage", headers=keys.header("service")).json()["data"]
+    assert [(u["feature_version"], u["credits"]) for u in usage] == [(2, 3_003), (1, 501)]
+    assert meter.balance("acme").available == 10_000 - 3_003 - 501
+    assert meter.verify() == []
+
+
+def test_only_admins_change_prices_and_any_key_reads_them(client: TestClient, keys: Keys) -> None:
+    body = {"rates": {"calls": 50}}
+    for role in ("service", "account"):
+        refused = client.put("/v1/features/goal", json=body, headers=keys.header(role))
+        assert refused.status_code == 403
+        assert refused.json()["error"]["type"] == "forbidden"
+    assert client.put("/v1/features/goal", json=body).status_code == 401
+    assert client.get("/v1/features").status_code == 401
+    for role in ("service", "admin", "superadmin", "account", "other"):
+        listed = client.get("/v1/features", headers=keys.header(role))
+        assert listed.json() == {"data": [], "next_cursor": None}
+    assert put(client, "/v1/features/goal", body, keys, role="superadmin")["version"] == 1
+
+
+BAD_FEATURES: list[Json] = [
+    {"rates": {"tokens": 0.002}},
+    {"rates": {"tokens": 1.5}},
+    {"rates": {"tokens": -1}},
+    {"rates": {"tokens": "-1"}},
+    {"rates": {"tokens": "1e-3"}},
+    {"rates": {"tokens": "abc"}},
+    {"rates": {"tokens": True}},
+    {"rates": {"tokens": None}},
+    {"rates": {"tokens": 1}, "multiplier": 1.2},
+    {"rates": {"tokens": 1}, "multiplier": "NaN"},
+    {"rates": {"tokens": 1}, "models": {"m": {"tokens": 0.5}}},
+    {"rates": {}},
+    {"models": {"m": {"tokens": 1}}},
+    {"rates": {"bad unit": 1}},
+    {"rates": {"tokens": 1}, "pool": "two words"},
+    {"rates": {"tokens": 1}, "name": ""},
+    {"rates": {"tokens": 1}, "name": "nul\u0000"},
+    {"rates": {"tokens": 1}, "colour": "red"},
+]
+
+
+def test_bad_prices_are_422_and_change_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    put(client, "/v1/features/chat", {"rates": {"tokens": "0.5"}}, keys)
+    for body in BAD_FEATURES:
+        response = client.put("/v1/features/chat", json=body, headers=keys.header("admin"))
+        assert response.status_code == 422, body
+        assert response.json()["error"]["type"] == "invalid_request"
+    bad_key = client.put(
+        "/v1/features/two%20words", json={"rates": {"tokens": 1}}, headers=keys.header("admin")
+    )
+    assert bad_key.status_code == 422
+    [feature] = meter.features()
+    assert (feature.key, feature.version, str(feature.rule.rates["tokens"])) == ("chat", 1, "0.5")
+
+
+# Plans.
+
+
+def test_a_plan_is_created_and_replaced(client: TestClient, meter: CreditMeter, keys: Keys) -> None:
+    body = {
+        "name": "Pro",
+        "allowances": {"chat": 20_000, "images": None},
+        "features": ["llm.chat", "image.generate"],
+        "period": "anniversary_month",
+        "rollover": 5_000,
+    }
+
+    created = put(client, "/v1/plans/pro", body, keys)
+    replaced = put(client, "/v1/plans/pro", {"allowances": {"*": 50_000}}, keys, "superadmin")
+    put(client, "/v1/plans/free", {"name": "Free", "allowances": {"*": 100}}, keys)
+    listed = client.get("/v1/plans", headers=keys.header("other"))
+
+    assert created == {
+        "key": "pro",
+        "name": "Pro",
+        "allowances": {"chat": 20_000, "images": None},
+        "features": ["image.generate", "llm.chat"],
+        "period": "anniversary_month",
+        "rollover": 5_000,
+    }
+    assert replaced == {
+        "key": "pro",
+        "name": "pro",
+        "allowances": {"*": 50_000},
+        "features": "*",
+        "period": "calendar_month",
+        "rollover": 0,
+    }
+    assert listed.status_code == 200
+    assert [(p["key"], p["name"]) for p in listed.json()["data"]] == [
+        ("free", "Free"),
+        ("pro", "pro"),
+    ]
+    [pro] = [p for p in meter.plans() if p.key == "pro"]
+    assert (pro.allowances, pro.rollover_cap) == ({"*": 50_000}, 0)
+
+
+def test_a_plan_put_over_http_is_what_new_accounts_get(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    put(client, "/v1/plans/team", {"allowances": {"*": 30_000}, "features": ["chat"]}, keys)
+    meter.create_account("initech", plan="team")
+    assert meter.balance("initech").available == 30_000
+    assert meter.verify() == []
+
+
+BAD_PLANS: list[Json] = [
+    {"allowances": {"*": 1.5}},
+    {"allowances": {"*": -1}},
+    {"allowances": {"*": "100"}},
+    {"allowances": {"two words": 100}},
+    {"features": "all"},
+    {"features": ["chat", 7]},
+    {"period": "fortnight"},
+    {"rollover": -5},
+    {"rollover": 2.5},
+    {"rollover_cap": 5},
+    {"name": "nul\u0000"},
+]
+
+
+def test_bad_plans_are_422_and_change_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    for body in BAD_PLANS:
+        response = client.put("/v1/plans/pro", json=body, headers=keys.header("admin"))
+        assert response.status_code == 422, body
+        assert response.json()["error"]["type"] == "invalid_request"
+    for role in ("service", "account"):
+        response = client.put("/v1/plans/pro", json={}, headers=keys.header(role))
+        assert response.status_code == 403
+    assert meter.plans() == []
+
+
+def test_the_period_kinds_of_the_schema_are_those_of_the_core() -> None:
+    assert set(get_args(Period)) == {kind.value for kind in PeriodKind}
