@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import IO, Any, TypeVar
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
@@ -621,8 +621,8 @@ class CreditMeter:
                 grouping,
                 feature=feature,
                 member=member,
-                since=since,
-                until=until,
+                since=queries.bound(since, "since"),
+                until=queries.bound(until, "until"),
             )
 
     def iter_transactions(self, account_id: str, **filters: Any) -> Iterator[Transaction]:
@@ -810,6 +810,9 @@ def _retrying(attempt: Callable[[], T]) -> T:
     for remaining in reversed(range(ATTEMPTS)):
         try:
             return attempt()
+        except DataError as error:
+            # A value the database cannot store (a NUL character in PostgreSQL text, …).
+            raise InvalidRequest(f"the database refused a value: {error.orig}") from None
         except (IntegrityError, ConcurrentUpdate, OperationalError) as error:
             if remaining == 0 or not _retryable(error):
                 raise

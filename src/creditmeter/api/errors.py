@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from creditmeter.api.observability import count_refusal
@@ -116,4 +116,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(CreditMeterError, domain)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http)
-    app.add_exception_handler(DBAPIError, database)
+    app.add_exception_handler(OperationalError, database)
+    app.add_exception_handler(InterfaceError, database)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import csv
+import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -69,14 +70,37 @@ def encode_cursor(at: datetime, item_id: str) -> str:
     return base64.urlsafe_b64encode(f"{at.isoformat()}|{item_id}".encode()).decode()
 
 
+_ITEM_ID = re.compile(r"[a-z]+_[0-9A-Z]{26}")
+
+
 def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """The position a cursor made by :func:`encode_cursor` names; anything else is refused."""
     if cursor is None:
         return None
     try:
         at, item_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at), item_id
-    except (ValueError, UnicodeDecodeError):
+        position = instant(datetime.fromisoformat(at), "cursor")
+    except (ValueError, UnicodeDecodeError, InvalidRequest):
         raise InvalidRequest("invalid cursor") from None
+    if not _ITEM_ID.fullmatch(item_id):
+        raise InvalidRequest("invalid cursor")
+    return position, item_id
+
+
+def instant(value: datetime, what: str) -> datetime:
+    """``value`` in UTC; a time without a time zone, or outside what UTC can hold, is
+    refused."""
+    if value.tzinfo is None:
+        raise InvalidRequest(f"{what} needs a time zone")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest(f"{what} is out of range") from None
+
+
+def bound(value: datetime | None, what: str) -> datetime | None:
+    """An optional ``since``/``until`` bound, as :func:`instant` makes it."""
+    return None if value is None else instant(value, what)
 
 
 class _Listed(Protocol):
@@ -121,7 +145,13 @@ def transactions(
         raise InvalidRequest(f"type must be one of {known}") from None
     return _page(
         lambda before, n: ledger.page(
-            conn, account_id, types=kinds, since=since, until=until, before=before, limit=n
+            conn,
+            account_id,
+            types=kinds,
+            since=bound(since, "since"),
+            until=bound(until, "until"),
+            before=before,
+            limit=n,
         ),
         limit,
         cursor,
@@ -145,8 +175,8 @@ def usage_page(
             account_id,
             feature=feature,
             member=member,
-            since=since,
-            until=until,
+            since=bound(since, "since"),
+            until=bound(until, "until"),
             before=before,
             limit=n,
         ),
