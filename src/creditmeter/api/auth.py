@@ -61,7 +61,7 @@ def at_least(role: Role) -> Callable[[ApiKey], ApiKey]:
 
     def admit(key: Caller) -> ApiKey:
         if not key.at_least(role):
-            raise Forbidden(f"this needs a {role.value} key or above")
+            raise Forbidden(f"this needs the {role.value} role or above")
         return key
 
     return admit

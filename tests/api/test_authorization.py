@@ -1,0 +1,169 @@
+"""Every endpoint × every role × own or other account.
+
+The policy below is the contract (DESIGN §9). The list of endpoints comes from the app's OpenAPI document, so
+an endpoint added without a policy here fails this test. An allowed caller is never
+refused for who it is (no 401, no 403, no 404 for the account); a refused caller gets 401,
+403 or — for another account's key on an account's path — a 404 that does not reveal the
+account exists, and the refusal changes nothing in the database.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from creditmeter import CreditMeter
+from tests.api.conftest import Keys
+
+
+class Who(Enum):
+    PUBLIC = "no key needed"
+    ANY_KEY = "any valid key"
+    READER = "the account's own key, or service and above"
+    SERVICE = "service and above"
+    ADMIN = "admin and above"
+    SUPERADMIN = "superadmin"
+
+
+POLICY: dict[tuple[str, str], Who] = {
+    ("GET", "/healthz"): Who.PUBLIC,
+    ("GET", "/metrics"): Who.PUBLIC,
+    ("GET", "/v1/features"): Who.ANY_KEY,
+    ("GET", "/v1/plans"): Who.ANY_KEY,
+    ("POST", "/v1/accounts"): Who.SERVICE,
+    ("GET", "/v1/accounts/{account_id}"): Who.READER,
+    ("GET", "/v1/accounts/{account_id}/balance"): Who.READER,
+    ("GET", "/v1/accounts/{account_id}/transactions"): Who.READER,
+    ("GET", "/v1/accounts/{account_id}/usage"): Who.READER,
+    ("GET", "/v1/accounts/{account_id}/usage/summary"): Who.READER,
+    ("POST", "/v1/accounts/{account_id}/check"): Who.SERVICE,
+    ("POST", "/v1/holds"): Who.SERVICE,
+    ("GET", "/v1/holds/{hold_id}"): Who.SERVICE,
+    ("POST", "/v1/holds/{hold_id}/settle"): Who.SERVICE,
+    ("POST", "/v1/holds/{hold_id}/release"): Who.SERVICE,
+    ("POST", "/v1/usage"): Who.SERVICE,
+    ("POST", "/v1/usage/batch"): Who.SERVICE,
+    ("GET", "/v1/accounts"): Who.ADMIN,
+    ("PATCH", "/v1/accounts/{account_id}"): Who.ADMIN,
+    ("GET", "/v1/accounts/{account_id}/grants"): Who.ADMIN,
+    ("PUT", "/v1/features/{key}"): Who.ADMIN,
+    ("PUT", "/v1/plans/{key}"): Who.ADMIN,
+    ("GET", "/v1/settings"): Who.ADMIN,
+    ("GET", "/v1/settings/history"): Who.ADMIN,
+    ("POST", "/v1/accounts/{account_id}/grants"): Who.SUPERADMIN,
+    ("POST", "/v1/accounts/{account_id}/refunds"): Who.SUPERADMIN,
+    ("PUT", "/v1/settings"): Who.SUPERADMIN,
+    ("GET", "/v1/api-keys"): Who.SUPERADMIN,
+    ("POST", "/v1/api-keys"): Who.SUPERADMIN,
+    ("DELETE", "/v1/api-keys/{key_id}"): Who.SUPERADMIN,
+}
+
+CALLERS = ("nobody", "account", "other", "service", "admin", "superadmin")
+STAFF = {"service": 1, "admin": 2, "superadmin": 3}
+NEEDS = {Who.SERVICE: 1, Who.ADMIN: 2, Who.SUPERADMIN: 3}
+
+
+def allowed(who: Who, caller: str) -> bool:
+    if who is Who.PUBLIC:
+        return True
+    if caller == "nobody":
+        return False
+    if who is Who.ANY_KEY:
+        return True
+    if who is Who.READER and caller == "account":
+        return True
+    return STAFF.get(caller, 0) >= NEEDS.get(who, 1)
+
+
+def endpoints(client: TestClient) -> list[tuple[str, str]]:
+    """Every operation the app publishes in its OpenAPI document."""
+    paths = client.get("/openapi.json").json()["paths"]
+    return sorted((method.upper(), path) for path, ops in paths.items() for method in ops)
+
+
+def test_every_endpoint_has_a_policy(client: TestClient) -> None:
+    assert set(endpoints(client)) == set(POLICY)
+
+
+def snapshot(meter: CreditMeter) -> dict[str, Any]:
+    """What a refused request must not change."""
+    with meter.db.engine.connect() as conn:
+        return {
+            table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in (
+                "accounts",
+                "grants",
+                "ledger_transactions",
+                "usage_records",
+                "idempotency_keys",
+                "settings_versions",
+                "features",
+                "plans",
+            )
+        } | {
+            "pending holds": conn.execute(
+                sa.text("SELECT count(*) FROM holds WHERE status = 'pending'")
+            ).scalar_one(),
+            "active keys": conn.execute(
+                sa.text("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+            ).scalar_one(),
+            "acme": tuple(
+                conn.execute(
+                    sa.text("SELECT name, status, balance, held FROM accounts WHERE id = 'acme'")
+                ).one()
+            ),
+        }
+
+
+@pytest.fixture
+def world(meter: CreditMeter, keys: Keys) -> dict[str, str]:
+    """acme with credits, a usage and a pending hold; a key that may be revoked."""
+    meter.put_feature("chat", rates={"tokens": 1})
+    meter.put_plan("pro", allowances={"*": 1_000})
+    meter.change_plan("acme", "pro")
+    usage = meter.charge("acme", "chat", usage={"tokens": 5})
+    hold = meter.authorize("acme", "chat", credits=10)
+    spare, _ = meter.create_api_key("service", name="spare")
+    return {
+        "account_id": "acme",
+        "hold_id": hold.id,
+        "key_id": spare.id,
+        "key": "chat",
+        "usage_id": usage.usage_id,
+    }
+
+
+def test_each_role_gets_exactly_what_the_contract_gives_it(
+    client: TestClient, keys: Keys, meter: CreditMeter, world: dict[str, str]
+) -> None:
+    checked = 0
+    for method, path in endpoints(client):
+        who = POLICY[(method, path)]
+        url = path.format(**world)
+        for caller in CALLERS:
+            headers = {} if caller == "nobody" else keys.header(caller)
+            before = snapshot(meter)
+            body = None if method in ("GET", "DELETE") else {}
+            response = client.request(method, url, headers=headers, json=body)
+            status = response.status_code
+            context = f"{method} {path} as {caller}: {status} {response.text[:200]}"
+            if allowed(who, caller):
+                assert status not in (401, 403), context
+                assert status != 404 or "{account_id}" not in path, context
+            else:
+                expected = {401} if caller == "nobody" else {403}
+                if caller == "other" and "{account_id}" in path:
+                    expected = {403, 404}
+                assert status in expected, context
+                assert response.json()["error"]["type"] in {
+                    "unauthenticated",
+                    "forbidden",
+                    "not_found",
+                }, context
+                assert snapshot(meter) == before, context
+            checked += 1
+    assert checked == len(POLICY) * len(CALLERS)
