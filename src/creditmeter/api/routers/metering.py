@@ -1,7 +1,147 @@
-"""(being written)"""
+"""Metering: holds (authorize → settle / release), one-shot usage, batches of usage and
+price checks. Each endpoint is one call of the library (a settle also reads its hold back;
+a batch makes one call per event)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-router = APIRouter()
+from creditmeter.api.auth import AccountService, Meter, Service
+from creditmeter.api.errors import body_of, status_of
+from creditmeter.api.observability import count_refusal
+from creditmeter.api.schemas.common import ErrorDetail, IdempotencyKey, errors
+from creditmeter.api.schemas.metering import (
+    BatchErrorOut,
+    BatchOut,
+    BatchUsageOut,
+    CheckOut,
+    CheckRequest,
+    HoldCreate,
+    HoldOut,
+    HoldSettle,
+    SettleOut,
+    UsageBatch,
+    UsageCreate,
+    UsageEvent,
+    UsageOut,
+    decimal_or_none,
+)
+from creditmeter.core.errors import CreditMeterError, Refusal
+from creditmeter.core.records import Charge
+from creditmeter.meter import CreditMeter
+
+router = APIRouter(tags=["metering"])
+
+
+@router.post("/v1/holds", responses=errors(401, 402, 403, 404, 409, 422))
+def authorize(
+    body: HoldCreate, meter: Meter, _: Service, idempotency_key: IdempotencyKey = None
+) -> HoldOut:
+    """Reserve the price of an estimate against the account's grants, in consumption
+    order, until it is settled or released or its ttl runs out; 402 if the account cannot
+    pay for it."""
+    hold = meter.authorize(
+        body.account,
+        body.feature,
+        estimate=body.estimate,
+        credits=body.credits,
+        model=body.model,
+        member=body.member,
+        ttl=body.ttl,
+        metadata=body.metadata,
+        idempotency_key=idempotency_key,
+    )
+    return HoldOut.of(hold)
+
+
+@router.get("/v1/holds/{hold_id}", responses=errors(401, 403, 404))
+def get_hold(hold_id: str, meter: Meter, _: Service) -> HoldOut:
+    """A hold as it is now; one past its expiry is released and reported `expired`."""
+    return HoldOut.of(meter.hold(hold_id))
+
+
+@router.post("/v1/holds/{hold_id}/settle", responses=errors(401, 403, 404, 409, 422))
+def settle(
+    hold_id: str,
+    body: HoldSettle,
+    meter: Meter,
+    _: Service,
+    idempotency_key: IdempotencyKey = None,
+) -> SettleOut:
+    """Charge the actual usage: from the held credits first, then from any other credits
+    if it cost more than the estimate; the rest of the hold is released. A hold that is
+    no longer pending is 409 `hold_not_pending`."""
+    charge = meter.settle(
+        hold_id,
+        usage=body.usage,
+        credits=body.credits,
+        model=body.model,
+        member=body.member,
+        success=body.success,
+        metadata=body.metadata,
+        provider_cost=decimal_or_none(body.provider_cost),
+        idempotency_key=idempotency_key,
+    )
+    return SettleOut.of(charge, meter.hold(hold_id))
+
+
+@router.post("/v1/holds/{hold_id}/release", responses=errors(401, 403, 404, 409))
+def release(
+    hold_id: str, meter: Meter, _: Service, idempotency_key: IdempotencyKey = None
+) -> HoldOut:
+    """Return all of a hold's credits: the operation did not happen and costs nothing."""
+    return HoldOut.of(meter.release(hold_id, idempotency_key=idempotency_key))
+
+
+@router.post("/v1/usage", responses=errors(401, 402, 403, 404, 409, 422))
+def record_usage(
+    body: UsageCreate, meter: Meter, _: Service, idempotency_key: IdempotencyKey = None
+) -> UsageOut:
+    """Record a usage and charge it in one step; 402 if the account cannot pay for it."""
+    return UsageOut.of(_charge(meter, body, idempotency_key))
+
+
+@router.post("/v1/usage/batch", responses=errors(401, 403, 422))
+def record_usage_batch(body: UsageBatch, meter: Meter, _: Service) -> BatchOut:
+    """Up to 1,000 one-shot usages, each charged by itself under its own idempotency key
+    (so the batch takes no `Idempotency-Key` header and is retried safely as a whole).
+    Each result has the status and the body that `POST /v1/usage` would have answered the
+    event with: a refused event does not stop the others. A batch that is not valid as a
+    whole (no events or more than 1,000, a malformed event) is 422 and changes nothing."""
+    return BatchOut(results=[_batch_result(meter, i, e) for i, e in enumerate(body.events)])
+
+
+@router.post("/v1/accounts/{account_id}/check", responses=errors(401, 403, 404, 422))
+def check(account_id: str, body: CheckRequest, meter: Meter, _: AccountService) -> CheckOut:
+    """Would this usage be allowed now, and what would it cost? Changes nothing."""
+    result = meter.check(
+        account_id, body.feature, usage=body.usage, credits=body.credits, model=body.model
+    )
+    return CheckOut.of(result)
+
+
+def _charge(meter: CreditMeter, body: UsageCreate, idempotency_key: str | None) -> Charge:
+    return meter.charge(
+        body.account,
+        body.feature,
+        usage=body.usage,
+        credits=body.credits,
+        model=body.model,
+        member=body.member,
+        metadata=body.metadata,
+        provider_cost=decimal_or_none(body.provider_cost),
+        idempotency_key=idempotency_key,
+    )
+
+
+def _batch_result(
+    meter: CreditMeter, index: int, event: UsageEvent
+) -> BatchUsageOut | BatchErrorOut:
+    try:
+        charge = _charge(meter, event, event.idempotency_key)
+    except CreditMeterError as error:
+        if isinstance(error, Refusal):
+            count_refusal(error.code)
+        detail = ErrorDetail(**body_of(error, meter)["error"])
+        return BatchErrorOut(index=index, status=status_of(error), error=detail)
+    return BatchUsageOut(index=index, status=200, **UsageOut.of(charge).model_dump())

@@ -1,0 +1,439 @@
+"""Holds, usage, batches of usage and price checks."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    StrictBool,
+    WithJsonSchema,
+)
+from pydantic.config import JsonDict
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
+
+from creditmeter.api.schemas.accounts import WarningOut, warnings_out
+from creditmeter.api.schemas.common import (
+    EXACT_FLOAT_LIMIT,
+    Body,
+    ErrorDetail,
+    Identifier,
+    integer,
+)
+from creditmeter.core import records
+
+MAX_BATCH = 1000
+MAX_CREDITS = 10**15
+"""The most credits a request may name. Not ``2**62``: the OpenAPI document renders bounds
+as floats, and ``4.611686018427388e+18`` reads as a larger integer than the one refused."""
+
+if TYPE_CHECKING:
+    CreditAmount = int
+    TtlSeconds = int
+else:
+    CreditAmount = integer(le=MAX_CREDITS, description="Credits: an integer")
+    TtlSeconds = integer(ge=1, le=86_400, description="Seconds")
+
+MAX_QUANTITY = 10**18
+DECIMAL = r"^[0-9]{1,18}(\.[0-9]{1,12})?$"
+ProviderCost = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{1,10}(\.[0-9]{1,10})?$",
+        description="What the provider charged for the operation, in USD, as a decimal "
+        'string such as `"0.0125"` (up to 10 digits either side of the point), for margin '
+        "reports.",
+    ),
+]
+
+
+def _quantity(value: object) -> int | str:
+    """An integer ≥ 0 (a JSON number without a fraction, ``2.0`` too, as for credits) or a
+    decimal string; anything else is refused with one message."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_LIMIT:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_QUANTITY:
+        return value
+    if isinstance(value, str) and re.fullmatch(DECIMAL, value):
+        return value
+    raise ValueError('a quantity is an integer from 0 to 10^18 or a decimal string such as "2.5"')
+
+
+Quantity = Annotated[
+    int | str,
+    PlainValidator(_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_QUANTITY},
+                {"type": "string", "pattern": DECIMAL},
+            ],
+            "description": 'An integer ≥ 0 or a decimal string such as `"2.5"` (up to 18 '
+            "digits before the point and 12 after, no exponent); never a fraction as a JSON "
+            "number.",
+        }
+    ),
+]
+Unit = Annotated[str, Field(min_length=1, max_length=64)]
+Quantities = Annotated[
+    dict[Unit, Quantity],
+    Field(
+        max_length=64,
+        description='Quantities by unit, each an integer or a decimal string: `{"input_tokens": '
+        '1000, "output_tokens": 500}`. Units the feature does not price are refused (422).',
+    ),
+]
+Text = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
+MetadataKey = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+
+
+class _NoOtherKeys:
+    """In the JSON Schema of a mapping whose keys have a pattern, refuse other keys rather
+    than leave them unconstrained (``patternProperties`` alone does)."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler.resolve_ref_schema(handler(schema))
+        json_schema["additionalProperties"] = False
+        return json_schema
+
+
+if TYPE_CHECKING:
+    MetadataValue = Any
+else:  # recursive, for the JSON Schema only: ``_metadata`` validates
+    MetadataValue = TypeAliasType(
+        "MetadataValue",
+        bool
+        | int
+        | float
+        | MetadataKey
+        | list["MetadataValue"]
+        | Annotated[dict[MetadataKey, "MetadataValue"], _NoOtherKeys()]
+        | None,
+    )
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    """Any JSON object that both engines can store: PostgreSQL takes no NUL character in a
+    text, and no engine takes NaN or infinity."""
+    if not isinstance(value, dict):
+        raise ValueError("metadata is a JSON object")
+    _storable(value)
+    return value
+
+
+def _storable(value: object) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("metadata may not contain a NUL character")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("metadata numbers must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
+
+
+Metadata = Annotated[
+    dict[str, Any],
+    PlainValidator(
+        _metadata,
+        json_schema_input_type=Annotated[dict[MetadataKey, MetadataValue], _NoOtherKeys()],
+    ),
+    Field(description="Free-form JSON kept with the record."),
+]
+
+FEATURE = "The priced feature, such as `llm.chat`."
+CREDITS = "Credits as they are, instead of pricing quantities."
+MODEL = "The model used; selects the feature's per-model rates."
+MEMBER = "The member of the account who used it, for attribution."
+
+LLM_USAGE: JsonDict = {"input_tokens": 1000, "output_tokens": 500}
+
+
+class HoldCreate(Body):
+    """Reserve the price of an estimate (or ``credits``) for one operation; with neither,
+    one call."""
+
+    account: Identifier
+    feature: Identifier = Field(description=FEATURE)
+    estimate: Quantities | None = Field(default=None, description="The quantities expected.")
+    credits: CreditAmount | None = Field(default=None, description=CREDITS)
+    model: Text | None = Field(default=None, description=MODEL)
+    member: Identifier | None = Field(default=None, description=MEMBER)
+    ttl_seconds: TtlSeconds | None = Field(
+        default=None,
+        description="Release the hold unless it is settled within this many seconds "
+        "(by default the `default_hold_ttl_seconds` setting).",
+    )
+    metadata: Metadata = Field(default_factory=dict)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account": "acme",
+                    "feature": "llm.chat",
+                    "estimate": LLM_USAGE,
+                    "model": "gpt-4o",
+                    "member": "ann",
+                    "ttl_seconds": 300,
+                }
+            ]
+        }
+    )
+
+    @property
+    def ttl(self) -> timedelta | None:
+        return None if self.ttl_seconds is None else timedelta(seconds=self.ttl_seconds)
+
+
+class HoldSettle(Body):
+    """The actual usage (or ``credits``); with neither, the estimate was right."""
+
+    usage: Quantities | None = Field(default=None, description="The quantities consumed.")
+    credits: CreditAmount | None = Field(default=None, description=CREDITS)
+    model: Text | None = Field(default=None, description=MODEL)
+    member: Identifier | None = Field(default=None, description=MEMBER)
+    success: StrictBool = Field(
+        default=True,
+        description="false: the operation failed; the usage is recorded at no cost.",
+    )
+    metadata: Metadata = Field(default_factory=dict)
+    provider_cost: ProviderCost | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"usage": {"input_tokens": 1200, "output_tokens": 350}, "success": True}]
+        }
+    )
+
+
+class UsageCreate(Body):
+    """A usage charged in one step: ``usage`` quantities priced by the feature's rule, or
+    ``credits`` as they are; with neither, one call."""
+
+    account: Identifier
+    feature: Identifier = Field(description=FEATURE)
+    usage: Quantities | None = Field(default=None, description="The quantities consumed.")
+    credits: CreditAmount | None = Field(default=None, description=CREDITS)
+    model: Text | None = Field(default=None, description=MODEL)
+    member: Identifier | None = Field(default=None, description=MEMBER)
+    metadata: Metadata = Field(default_factory=dict)
+    provider_cost: ProviderCost | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account": "acme",
+                    "feature": "llm.chat",
+                    "usage": LLM_USAGE,
+                    "model": "gpt-4o",
+                    "member": "ann",
+                    "metadata": {"conversation": "c_42"},
+                }
+            ]
+        }
+    )
+
+
+class UsageEvent(UsageCreate):
+    """One event of a batch: a one-shot usage with its own idempotency key."""
+
+    idempotency_key: Text = Field(
+        description="The event's own key: a replayed event returns its first result and "
+        "changes nothing; the same key with another event is a 409 for that event."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account": "acme",
+                    "feature": "image.generate",
+                    "usage": {"images_1024x1024": 2},
+                    "idempotency_key": "evt_1",
+                }
+            ]
+        }
+    )
+
+
+class UsageBatch(Body):
+    events: list[UsageEvent] = Field(min_length=1, max_length=MAX_BATCH)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "account": "acme",
+                            "feature": "llm.chat",
+                            "usage": LLM_USAGE,
+                            "model": "gpt-4o",
+                            "idempotency_key": "evt_1",
+                        },
+                        {"account": "globex", "feature": "csv_export", "idempotency_key": "evt_2"},
+                    ]
+                }
+            ]
+        }
+    )
+
+
+class CheckRequest(Body):
+    """A usage to price and check against the account now; ``credits`` as they are."""
+
+    feature: Identifier = Field(description=FEATURE)
+    usage: Quantities | None = Field(default=None, description="The quantities to price.")
+    credits: CreditAmount | None = Field(default=None, description=CREDITS)
+    model: Text | None = Field(default=None, description=MODEL)
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"feature": "llm.chat", "usage": LLM_USAGE}]}
+    )
+
+
+class RefusedOut(BaseModel):
+    """What enforcement would have refused, when enforcement is `observe`."""
+
+    code: str
+    message: str
+
+
+def refused_out(refused: records.Refused | None) -> RefusedOut | None:
+    return None if refused is None else RefusedOut(code=refused.code, message=refused.message)
+
+
+class HoldOut(BaseModel):
+    id: str
+    account: str
+    feature: str
+    credits: int = Field(description="The price of the estimate.")
+    reserved: int = Field(description="Credits reserved against grants (0 when unlimited).")
+    status: str = Field(description="`pending`, `settled`, `released` or `expired`.")
+    created_at: datetime
+    expires_at: datetime
+    usage_id: str | None = Field(description="The usage it was settled with.")
+    would_refuse: RefusedOut | None
+
+    @classmethod
+    def of(cls, h: records.Hold) -> HoldOut:
+        return cls(
+            id=h.id,
+            account=h.account_id,
+            feature=h.feature,
+            credits=h.credits,
+            reserved=h.reserved,
+            status=h.status.value,
+            created_at=h.created_at,
+            expires_at=h.expires_at,
+            usage_id=h.usage_id,
+            would_refuse=refused_out(h.would_refuse),
+        )
+
+
+class ChargedOut(BaseModel):
+    credits: int = Field(description="The price of the usage.")
+    charged: int = Field(description="Credits drawn from grants.")
+    debited: int = Field(description="Credits taken on as debt, within the overdraft limit.")
+    uncollected: int = Field(description="Credits neither drawn nor taken on as debt.")
+    available_after: int
+    transaction_id: str | None = Field(description="The ledger transaction of the usage.")
+    warnings: list[WarningOut]
+
+
+class SettleOut(ChargedOut):
+    hold: HoldOut
+    usage_id: str
+
+    @classmethod
+    def of(cls, c: records.Charge, hold: records.Hold) -> SettleOut:
+        return cls(hold=HoldOut.of(hold), usage_id=c.usage_id, **_charged(c))
+
+
+class UsageOut(ChargedOut):
+    id: str = Field(description="The usage record's id.")
+    account: str
+    feature: str
+    would_refuse: RefusedOut | None
+
+    @classmethod
+    def of(cls, c: records.Charge) -> UsageOut:
+        return cls(
+            id=c.usage_id,
+            account=c.account_id,
+            feature=c.feature,
+            would_refuse=refused_out(c.would_refuse),
+            **_charged(c),
+        )
+
+
+def _charged(c: records.Charge) -> dict[str, Any]:
+    return {
+        "credits": c.credits,
+        "charged": c.charged,
+        "debited": c.debited,
+        "uncollected": c.uncollected,
+        "available_after": c.available_after,
+        "transaction_id": c.transaction_id,
+        "warnings": warnings_out(c.warnings),
+    }
+
+
+class BatchUsageOut(UsageOut):
+    """An event charged: the response `POST /v1/usage` would have given."""
+
+    index: int
+    status: int = Field(description="The HTTP status the event would have had alone: 200.")
+
+
+class BatchErrorOut(BaseModel):
+    """An event refused or invalid: the error `POST /v1/usage` would have answered with."""
+
+    index: int
+    status: int = Field(description="The HTTP status the event would have had alone.")
+    error: ErrorDetail
+
+
+class BatchOut(BaseModel):
+    results: list[BatchUsageOut | BatchErrorOut] = Field(
+        description="One result per event, in the order of the events."
+    )
+
+
+class CheckOut(BaseModel):
+    allowed: bool
+    cost: int
+    available: int
+    reason: str | None = Field(description="Why it would be refused: `insufficient_credits` …")
+    warnings: list[WarningOut]
+
+    @classmethod
+    def of(cls, r: records.CheckResult) -> CheckOut:
+        return cls(
+            allowed=r.allowed,
+            cost=r.cost,
+            available=r.available,
+            reason=r.reason,
+            warnings=warnings_out(r.warnings),
+        )
+
+
+def decimal_or_none(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
