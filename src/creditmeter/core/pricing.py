@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Context, Decimal, InvalidOperation
 from typing import Final
 
 from creditmeter.core.errors import InvalidRequest
-from creditmeter.core.types import ANY_POOL, Credits, FeatureKey, PoolName
+from creditmeter.core.types import ANY_POOL, MAX_CREDITS, Credits, FeatureKey, PoolName
 
 Quantity = int | Decimal
 Usage = Mapping[str, Quantity]
@@ -96,16 +96,33 @@ def normalize_usage(usage: Mapping[str, object] | None) -> dict[str, Quantity]:
     return result
 
 
+PRICING_CONTEXT = Context(prec=80, rounding=ROUND_CEILING, traps=[InvalidOperation])
+"""Exact for any quantity and rate a request can carry: nothing is rounded before the
+one rounding up to whole credits."""
+
+
 def price(rule: PricingRule, usage: Usage, model: str | None = None) -> Credits:
-    """The credits a usage costs under a rule, rounded up once."""
+    """The credits a usage costs under a rule, rounded up once; at most MAX_CREDITS."""
     rates = rule.rates_for(model)
     total = Decimal(0)
     for unit, quantity in usage.items():
         if unit not in rates:
             known = ", ".join(sorted(rates)) or "none"
             raise InvalidRequest(f"unit {unit!r} is not priced (priced units: {known})")
-        total += Decimal(quantity) * rates[unit]
-    return math.ceil(total * rule.multiplier)
+        total = PRICING_CONTEXT.add(total, PRICING_CONTEXT.multiply(Decimal(quantity), rates[unit]))
+    credits = math.ceil(PRICING_CONTEXT.multiply(total, rule.multiplier))
+    if credits > MAX_CREDITS:
+        raise InvalidRequest(f"this usage prices at {credits} credits, over {MAX_CREDITS}")
+    return credits
+
+
+def credit_amount(value: object, what: str, *, minimum: int = 0) -> Credits:
+    """An integer number of credits from ``minimum`` to MAX_CREDITS; never a bool or float."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{what} must be an integer")
+    if not minimum <= value <= MAX_CREDITS:
+        raise InvalidRequest(f"{what} must be from {minimum} to {MAX_CREDITS}")
+    return value
 
 
 def pool_matches(grant_pool: PoolName, feature_pool: PoolName) -> bool:

@@ -17,6 +17,10 @@ TransactionId = str
 
 ANY_POOL: Final[PoolName] = "*"
 
+MAX_CREDITS: Final[Credits] = 10**15
+"""The most credits one amount (a grant, a usage, a limit) may be: far above any real
+balance, far below what a 64-bit column holds, and exact as a JSON number."""
+
 
 class AccountStatus(StrEnum):
     ACTIVE = "active"

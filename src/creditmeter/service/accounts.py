@@ -13,6 +13,7 @@ from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import identifier
 from creditmeter.core.plans import Plan
+from creditmeter.core.pricing import credit_amount
 from creditmeter.core.records import Account
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import (
@@ -51,8 +52,7 @@ def create(
     if existing is not None:
         return existing.account, False
     plan = None if plan_key is None else get_plan(conn, plan_key)
-    if isinstance(overdraft_limit, bool) or overdraft_limit < 0:
-        raise InvalidRequest("overdraft_limit must be an integer ≥ 0")
+    credit_amount(overdraft_limit, "overdraft_limit")
     period = current_period(plan, now, now)
     row = AccountRow(
         account=Account(
@@ -108,8 +108,7 @@ def update(
     if metadata is not None:
         account = replace(account, metadata=dict(metadata))
     if overdraft_limit is not None:
-        if isinstance(overdraft_limit, bool) or overdraft_limit < 0:
-            raise InvalidRequest("overdraft_limit must be an integer ≥ 0")
+        credit_amount(overdraft_limit, "overdraft_limit")
         if overdraft_limit < book.row.debt:
             raise InvalidRequest(f"the account owes {book.row.debt}; the limit cannot be lower")
         account = replace(account, overdraft_limit=overdraft_limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.pricing import credit_amount
 from creditmeter.core.records import GrantResult, Posting, Transaction
 from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
 from creditmeter.service.book import AccountBook, GrantChange
@@ -12,12 +13,6 @@ from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import ledger, usage
 
 PLAN_SOURCES = frozenset({GrantSource.ALLOWANCE, GrantSource.ROLLOVER})
-
-
-def _positive(amount: object) -> int:
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise InvalidRequest("amount must be an integer > 0")
-    return amount
 
 
 def grant(
@@ -32,7 +27,7 @@ def grant(
     reason: str | None,
     reference: str | None,
 ) -> GrantResult:
-    amount = _positive(amount)
+    amount = credit_amount(amount, "amount", minimum=1)
     try:
         kind = GrantSource(source)
     except ValueError:
@@ -105,7 +100,7 @@ def refund_usage(book: AccountBook, usage_id: str, reason: str | None) -> Transa
 
 def refund_credits(book: AccountBook, amount: int, reason: str | None) -> Transaction:
     """Credits given back outside any usage, as a new refund grant."""
-    amount = _positive(amount)
+    amount = credit_amount(amount, "amount", minimum=1)
     g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL)
     txn = book.issue(
         {g.id: amount},

@@ -28,7 +28,13 @@ from creditmeter.core.grants import (
     purchased_free,
 )
 from creditmeter.core.plans import Plan
-from creditmeter.core.pricing import Feature, Quantity, normalize_usage, price
+from creditmeter.core.pricing import (
+    Feature,
+    Quantity,
+    credit_amount,
+    normalize_usage,
+    price,
+)
 from creditmeter.core.records import Charge, CheckResult, Hold, Refused, UsageRecord
 from creditmeter.core.settings import Settings, balance_warnings
 from creditmeter.core.types import AccountStatus, Credits, Enforcement, HoldStatus
@@ -60,9 +66,7 @@ def rate(
     if credits is not None:
         if usage_:
             raise InvalidRequest("give usage or credits, not both")
-        if isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
-            raise InvalidRequest("credits must be an integer ≥ 0")
-        return Rated(feature, {}, credits)
+        return Rated(feature, {}, credit_amount(credits, "credits"))
     quantities = normalize_usage(usage_)
     return Rated(feature, quantities, price(feature.rule, quantities, model))
 
