@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from creditmeter.api.schemas.common import Body, Credits, Identifier
+from creditmeter.api.schemas.common import Body, Credits, Identifier, Metadata, Text
 from creditmeter.core import records
 from creditmeter.core.errors import AllowanceState
 from creditmeter.core.settings import BalanceWarning
@@ -15,9 +15,9 @@ from creditmeter.core.settings import BalanceWarning
 
 class AccountCreate(Body):
     id: Identifier = Field(description="The host app's own id for the account.")
-    name: str | None = Field(default=None, max_length=255)
+    name: Text | None = None
     plan: Identifier | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     overdraft_limit: Credits = 0
 
     model_config = ConfigDict(
@@ -26,7 +26,7 @@ class AccountCreate(Body):
 
 
 class AccountChange(Body):
-    name: str | None = Field(default=None, max_length=255)
+    name: Text | None = None
     status: Literal["active", "suspended", "blocked"] | None = None
     plan: Identifier | None = Field(
         default=None, description="Upgrades take effect now; downgrades at the next period."
@@ -34,7 +34,7 @@ class AccountChange(Body):
     plan_immediately: bool = Field(
         default=False, description="Apply a plan change now even if it is a downgrade."
     )
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     overdraft_limit: Credits | None = None
 
 

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from creditmeter.api.schemas.catalog import Name, Rate
-from creditmeter.api.schemas.common import Body, Identifier, integer
-from creditmeter.api.schemas.ledger import MAX_AMOUNT, NO_NUL
+from creditmeter.api.schemas.catalog import Rate
+from creditmeter.api.schemas.common import NO_NUL, Body, Credits, Identifier, Text, Whole
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.settings import Settings, settings_to_json
 
-if TYPE_CHECKING:
-    Amount = int
-    Seconds = int
-    Percentage = int
-else:
-    Amount = integer(le=MAX_AMOUNT, description="Credits")
-    Seconds = integer(ge=1, le=10**9, description="Seconds")
-    Percentage = integer(ge=1, le=100, description="A percentage")
+Seconds = Annotated[StrictInt, Field(ge=1, le=10**9, description="Seconds"), Whole]
+Percentage = Annotated[StrictInt, Field(ge=1, le=100, description="A percentage"), Whole]
 Url = Annotated[str, Field(min_length=1, max_length=2000, pattern=NO_NUL)]
 Unset = SkipJsonSchema[None]
 """Not in the schema: a setting left out is not changed, and only ``upgrade_url`` may be
@@ -55,11 +48,11 @@ class SettingsChange(Body):
 
     credits_per_usd: Rate | Unset = None
     default_multiplier: Rate | Unset = None
-    welcome_bonus: Amount | Unset = None
-    low_balance_threshold: Amount | Unset = None
-    critical_balance_threshold: Amount | Unset = None
+    welcome_bonus: Credits | Unset = None
+    low_balance_threshold: Credits | Unset = None
+    critical_balance_threshold: Credits | Unset = None
     allowance_alerts: list[Percentage] | Unset = None
-    minimum_purchase: Amount | Unset = None
+    minimum_purchase: Credits | Unset = None
     enforcement: EnforcementMode | Unset = None
     default_hold_ttl_seconds: Seconds | Unset = None
     max_hold_ttl_seconds: Seconds | Unset = None
@@ -112,7 +105,7 @@ class AccountKeyCreate(Body):
 
     role: Literal["account"]
     account: Identifier
-    name: Name | None = Field(default=None, description="What it is for; default: the role.")
+    name: Text | None = Field(default=None, description="What it is for; default: the role.")
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"role": "account", "account": "acme", "name": "Acme"}]}
@@ -124,7 +117,7 @@ class StaffKeyCreate(Body):
 
     role: Literal["service", "admin", "superadmin"]
     account: None = Field(default=None, description="Staff keys have no account.")
-    name: Name | None = Field(default=None, description="What it is for; default: the role.")
+    name: Text | None = Field(default=None, description="What it is for; default: the role.")
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"role": "service", "name": "production backend"}]}

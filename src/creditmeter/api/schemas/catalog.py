@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,8 +15,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from creditmeter.api.schemas.common import EXACT_FLOAT_LIMIT, Body, Identifier, integer
-from creditmeter.api.schemas.ledger import MAX_AMOUNT, NO_NUL, POOL_PATTERN, Pool
+from creditmeter.api.schemas.common import Body, Credits, Identifier, Text, whole_number
+from creditmeter.api.schemas.ledger import POOL_PATTERN, Pool
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 from creditmeter.core.plans import ALL_FEATURES, Plan
 from creditmeter.core.pricing import Feature, rule_to_json
@@ -28,8 +28,7 @@ MAX_INTEGER_RATE = 10**15
 def _rate(value: object) -> object:
     """An integer ≥ 0 or a decimal string; a float is refused, not rounded, unless it is
     a whole number (``2.0``), which JSON Schema counts as an integer."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_LIMIT:
-        value = int(value)
+    value = whole_number(value)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError('a rate is a decimal string such as "0.002" or an integer, not a float')
     if isinstance(value, str) and not DECIMAL.fullmatch(value):
@@ -55,7 +54,6 @@ Rate = Annotated[
 ]
 """A rate or a multiplier in a request: exact, so never a float."""
 
-Name = Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL)]
 Unit = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 ModelName = Annotated[str, Field(pattern=r"^[^\x00]{1,255}$")]
 Rates = Annotated[
@@ -63,11 +61,6 @@ Rates = Annotated[
     Field(json_schema_extra={"additionalProperties": False}),
 ]
 Allowance = Annotated[str, Field(pattern=POOL_PATTERN)]
-
-if TYPE_CHECKING:
-    AllowanceCredits = int
-else:
-    AllowanceCredits = integer(le=MAX_AMOUNT, description="Credits per period")
 
 
 def _closed(**schema: Any) -> Any:
@@ -80,7 +73,7 @@ Period = Literal["calendar_month", "anniversary_month", "30_days"]
 
 
 class FeaturePut(Body):
-    name: Name | None = Field(default=None, description="Default: the key.")
+    name: Text | None = Field(default=None, description="Default: the key.")
     pool: Pool | None = Field(
         default=None, description="The allowance pool it draws from. Default: the key."
     )
@@ -134,8 +127,8 @@ class FeatureOut(BaseModel):
 
 
 class PlanPut(Body):
-    name: Name | None = Field(default=None, description="Default: the key.")
-    allowances: dict[Allowance, AllowanceCredits | None] = _closed(
+    name: Text | None = Field(default=None, description="Default: the key.")
+    allowances: dict[Allowance, Credits | None] = _closed(
         default_factory=dict,
         description="Credits per period by pool (`*`: every pool); null: unlimited; a pool "
         "that is absent has no allowance.",
@@ -144,7 +137,7 @@ class PlanPut(Body):
         default="*", description='The features the plan allows, or `"*"` for all of them.'
     )
     period: Period = "calendar_month"
-    rollover: AllowanceCredits = Field(
+    rollover: Credits = Field(
         default=0,
         description="How much unused allowance carries into the next period (a cap); 0: none.",
     )

@@ -1,20 +1,34 @@
-"""Shapes every router uses: strict integers for credits, pages, errors, idempotency."""
+"""Shapes every router uses: strict integers for credits, text and metadata PostgreSQL can
+store, pages, errors, idempotency."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+import math
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from fastapi import Header
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    StrictInt,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
 
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
+from creditmeter.core.types import MAX_CREDITS
 
 T = TypeVar("T")
 
 EXACT_FLOAT_LIMIT = 2**53
 
 
-def _whole_number(value: object) -> object:
+def whole_number(value: object) -> object:
     """A JSON number without a fractional part (``2000.0``) is the integer it equals, as
     JSON Schema says; a fraction, a string or a boolean stays refused."""
     if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_LIMIT:
@@ -22,15 +36,17 @@ def _whole_number(value: object) -> object:
     return value
 
 
-def integer(*, ge: int = 0, le: int = 2**62, description: str | None = None) -> Any:
-    """An integer from ``ge`` to ``le``: a JSON number with no fractional part (``2000.0``
-    counts, as JSON Schema says), never a string, a fraction or a boolean."""
-    return Annotated[
-        StrictInt, Field(ge=ge, le=le, description=description), BeforeValidator(_whole_number)
-    ]
+Whole = BeforeValidator(whole_number)
+"""Takes a whole JSON number (``2000.0``) as the integer it equals. It goes after the
+``Field`` with the bounds, ``Annotated[StrictInt, Field(ge=…, le=…), Whole]``: before it,
+pydantic renders them as unknown ``ge``/``le`` keywords, not ``minimum``/``maximum``."""
 
-
-Credits = integer(description="Credits: an integer")
+Credits = Annotated[
+    StrictInt, Field(ge=0, le=MAX_CREDITS, description="Credits: an integer"), Whole
+]
+PositiveCredits = Annotated[
+    StrictInt, Field(ge=1, le=MAX_CREDITS, description="Credits: an integer > 0"), Whole
+]
 
 Identifier = Annotated[
     str,
@@ -39,6 +55,71 @@ Identifier = Annotated[
         description="1 to 255 letters, digits and . _ : @ + = -",
         examples=["acme"],
     ),
+]
+
+NO_NUL = r"^[^\x00]+$"
+"""Text PostgreSQL can store: anything but NUL."""
+Text = Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL)]
+MetadataKey = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+
+
+class _NoOtherKeys:
+    """In the JSON Schema of a mapping whose keys have a pattern, refuse other keys rather
+    than leave them unconstrained (``patternProperties`` alone does)."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler.resolve_ref_schema(handler(schema))
+        json_schema["additionalProperties"] = False
+        return json_schema
+
+
+if TYPE_CHECKING:  # mypy cannot resolve the recursive alias
+    MetadataValue = Any
+else:  # recursive, for the JSON Schema only: ``_metadata`` validates
+    MetadataValue = TypeAliasType(
+        "MetadataValue",
+        bool
+        | int
+        | float
+        | MetadataKey
+        | list["MetadataValue"]
+        | Annotated[dict[MetadataKey, "MetadataValue"], _NoOtherKeys()]
+        | None,
+    )
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    """Any JSON object that both engines can store: PostgreSQL takes no NUL character in a
+    text, and no engine takes NaN or infinity."""
+    if not isinstance(value, dict):
+        raise ValueError("metadata is a JSON object")
+    _storable(value)
+    return value
+
+
+def _storable(value: object) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("metadata may not contain a NUL character")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("metadata numbers must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
+
+
+Metadata = Annotated[
+    dict[str, Any],
+    PlainValidator(
+        _metadata,
+        json_schema_input_type=Annotated[dict[MetadataKey, MetadataValue], _NoOtherKeys()],
+    ),
+    Field(description="Free-form JSON kept with the record."),
 ]
 
 IdempotencyKey = Annotated[

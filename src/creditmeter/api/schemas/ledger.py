@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -12,32 +12,31 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
 )
 
-from creditmeter.api.schemas.common import Body, Identifier, integer
+from creditmeter.api.schemas.common import (
+    NO_NUL,
+    Body,
+    Identifier,
+    PositiveCredits,
+    Text,
+    Whole,
+)
 from creditmeter.core import records
 from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 
-NO_NUL = r"^[^\x00]+$"
-"""Text PostgreSQL can store: anything but NUL."""
 POOL_PATTERN = rf"^(\*|{IDENTIFIER_PATTERN[1:-1]})$"
-MAX_AMOUNT = 10**15
-
 
 Reason = Annotated[str, Field(min_length=1, max_length=1000, pattern=NO_NUL)]
-Reference = Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL)]
 Pool = Annotated[
     str,
     Field(pattern=POOL_PATTERN, description="A pool name, or `*` for every pool.", examples=["*"]),
 ]
-
-if TYPE_CHECKING:
-    Amount = int
-    Priority = int
-else:
-    Amount = integer(ge=1, le=MAX_AMOUNT, description="Credits: an integer > 0")
-    Priority = integer(ge=0, le=2**31 - 1, description="Lower is drawn first.")
+Priority = Annotated[
+    StrictInt, Field(ge=0, le=2**31 - 1, description="Lower is drawn first."), Whole
+]
 
 
 def _text_only(value: object) -> object:
@@ -264,7 +263,7 @@ class GrantOut(BaseModel):
 
 
 class GrantCreate(Body):
-    amount: Amount
+    amount: PositiveCredits
     source: ManualSource = Field(
         default="admin", description="Allowances come from the plan, never by hand."
     )
@@ -277,7 +276,7 @@ class GrantCreate(Body):
     )
     effective_at: Timestamp | None = Field(default=None, description="Default: now.")
     reason: Reason | None = Field(default=None, description="Becomes the ledger description.")
-    reference: Reference | None = None
+    reference: Text | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -323,7 +322,7 @@ class RefundOfUsage(Body):
 class RefundOfCredits(Body):
     """An amount of credits comes back as a new refund grant."""
 
-    amount: Amount
+    amount: PositiveCredits
     reason: Reason | None = None
 
     model_config = ConfigDict(

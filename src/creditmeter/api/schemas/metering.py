@@ -2,47 +2,37 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetJsonSchemaHandler,
     PlainValidator,
     StrictBool,
+    StrictInt,
     WithJsonSchema,
 )
 from pydantic.config import JsonDict
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
-from typing_extensions import TypeAliasType
 
 from creditmeter.api.schemas.accounts import WarningOut, warnings_out
 from creditmeter.api.schemas.common import (
-    EXACT_FLOAT_LIMIT,
     Body,
+    Credits,
     ErrorDetail,
     Identifier,
-    integer,
+    Metadata,
+    Text,
+    Whole,
+    whole_number,
 )
 from creditmeter.core import records
 
 MAX_BATCH = 1000
-MAX_CREDITS = 10**15
-"""The most credits a request may name. Not ``2**62``: the OpenAPI document renders bounds
-as floats, and ``4.611686018427388e+18`` reads as a larger integer than the one refused."""
-
-if TYPE_CHECKING:
-    CreditAmount = int
-    TtlSeconds = int
-else:
-    CreditAmount = integer(le=MAX_CREDITS, description="Credits: an integer")
-    TtlSeconds = integer(ge=1, le=86_400, description="Seconds")
+TtlSeconds = Annotated[StrictInt, Field(ge=1, le=86_400, description="Seconds"), Whole]
 
 MAX_QUANTITY = 10**18
 DECIMAL = r"^[0-9]{1,18}(\.[0-9]{1,12})?$"
@@ -60,8 +50,7 @@ ProviderCost = Annotated[
 def _quantity(value: object) -> int | str:
     """An integer ≥ 0 (a JSON number without a fraction, ``2.0`` too, as for credits) or a
     decimal string; anything else is refused with one message."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_LIMIT:
-        value = int(value)
+    value = whole_number(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_QUANTITY:
         return value
     if isinstance(value, str) and re.fullmatch(DECIMAL, value):
@@ -93,68 +82,6 @@ Quantities = Annotated[
         '1000, "output_tokens": 500}`. Units the feature does not price are refused (422).',
     ),
 ]
-Text = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
-MetadataKey = Annotated[str, Field(pattern=r"^[^\x00]*$")]
-
-
-class _NoOtherKeys:
-    """In the JSON Schema of a mapping whose keys have a pattern, refuse other keys rather
-    than leave them unconstrained (``patternProperties`` alone does)."""
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler.resolve_ref_schema(handler(schema))
-        json_schema["additionalProperties"] = False
-        return json_schema
-
-
-if TYPE_CHECKING:
-    MetadataValue = Any
-else:  # recursive, for the JSON Schema only: ``_metadata`` validates
-    MetadataValue = TypeAliasType(
-        "MetadataValue",
-        bool
-        | int
-        | float
-        | MetadataKey
-        | list["MetadataValue"]
-        | Annotated[dict[MetadataKey, "MetadataValue"], _NoOtherKeys()]
-        | None,
-    )
-
-
-def _metadata(value: object) -> dict[str, Any]:
-    """Any JSON object that both engines can store: PostgreSQL takes no NUL character in a
-    text, and no engine takes NaN or infinity."""
-    if not isinstance(value, dict):
-        raise ValueError("metadata is a JSON object")
-    _storable(value)
-    return value
-
-
-def _storable(value: object) -> None:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("metadata may not contain a NUL character")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("metadata numbers must be finite")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key)
-            _storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            _storable(item)
-
-
-Metadata = Annotated[
-    dict[str, Any],
-    PlainValidator(
-        _metadata,
-        json_schema_input_type=Annotated[dict[MetadataKey, MetadataValue], _NoOtherKeys()],
-    ),
-    Field(description="Free-form JSON kept with the record."),
-]
 
 FEATURE = "The priced feature, such as `llm.chat`."
 CREDITS = "Credits as they are, instead of pricing quantities."
@@ -171,7 +98,7 @@ class HoldCreate(Body):
     account: Identifier
     feature: Identifier = Field(description=FEATURE)
     estimate: Quantities | None = Field(default=None, description="The quantities expected.")
-    credits: CreditAmount | None = Field(default=None, description=CREDITS)
+    credits: Credits | None = Field(default=None, description=CREDITS)
     model: Text | None = Field(default=None, description=MODEL)
     member: Identifier | None = Field(default=None, description=MEMBER)
     ttl_seconds: TtlSeconds | None = Field(
@@ -205,7 +132,7 @@ class HoldSettle(Body):
     """The actual usage (or ``credits``); with neither, the estimate was right."""
 
     usage: Quantities | None = Field(default=None, description="The quantities consumed.")
-    credits: CreditAmount | None = Field(default=None, description=CREDITS)
+    credits: Credits | None = Field(default=None, description=CREDITS)
     model: Text | None = Field(default=None, description=MODEL)
     member: Identifier | None = Field(default=None, description=MEMBER)
     success: StrictBool = Field(
@@ -229,7 +156,7 @@ class UsageCreate(Body):
     account: Identifier
     feature: Identifier = Field(description=FEATURE)
     usage: Quantities | None = Field(default=None, description="The quantities consumed.")
-    credits: CreditAmount | None = Field(default=None, description=CREDITS)
+    credits: Credits | None = Field(default=None, description=CREDITS)
     model: Text | None = Field(default=None, description=MODEL)
     member: Identifier | None = Field(default=None, description=MEMBER)
     metadata: Metadata = Field(default_factory=dict)
@@ -301,7 +228,7 @@ class CheckRequest(Body):
 
     feature: Identifier = Field(description=FEATURE)
     usage: Quantities | None = Field(default=None, description="The quantities to price.")
-    credits: CreditAmount | None = Field(default=None, description=CREDITS)
+    credits: Credits | None = Field(default=None, description=CREDITS)
     model: Text | None = Field(default=None, description=MODEL)
 
     model_config = ConfigDict(
