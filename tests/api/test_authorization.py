@@ -1,10 +1,10 @@
 """Every endpoint × every role × own or other account.
 
-The policy below is the contract (DESIGN §9). The list of endpoints comes from the app's OpenAPI document, so
-an endpoint added without a policy here fails this test. An allowed caller is never
-refused for who it is (no 401, no 403, no 404 for the account); a refused caller gets 401,
-403 or — for another account's key on an account's path — a 404 that does not reveal the
-account exists, and the refusal changes nothing in the database.
+The policy below is the contract (DESIGN §9). The list of endpoints comes from the app's
+OpenAPI document, so an endpoint added without a policy here fails this test. An allowed
+caller is never refused for who it is (no 401, no 403, no 404 for the account); a refused
+caller gets 401, 403 or — for another account's key on an account's path — a 404 that does
+not reveal the account exists, and the refusal changes nothing in the database.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def test_each_role_gets_exactly_what_the_contract_gives_it(
         for caller in CALLERS:
             headers = {} if caller == "nobody" else keys.header(caller)
             before = snapshot(meter)
-            body = None if method in ("GET", "DELETE") else {}
+            body: dict[str, object] | None = None if method in ("GET", "DELETE") else {}
             response = client.request(method, url, headers=headers, json=body)
             status = response.status_code
             context = f"{method} {path} as {caller}: {status} {response.text[:200]}"
