@@ -36,11 +36,12 @@ def test_402_is_insufficient_credits_with_its_figures() -> None:
             available=2750,
             allowance={"used": 3000, "limit": 3000, "percentage": 100},
             purchased_available=2750,
-            upgrade_url=None,
+            upgrade_url="https://example.com/upgrade",
         ),
     )
     assert isinstance(error, InsufficientCredits)
     assert (error.required, error.available, error.purchased_available) == (6000, 2750, 2750)
+    assert error.upgrade_url == "https://example.com/upgrade"
     assert error.allowance == AllowanceState(used=3000, limit=3000, percentage=100)
     assert str(error) == error.message == "6000 credits required, 2750 available"
 

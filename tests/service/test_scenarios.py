@@ -251,7 +251,19 @@ def test_unlimited_plan_records_credits_without_drawing(meter: CreditMeter) -> N
     assert balance.allowance.used == 5_000
     assert balance.allowance.limit is None
     assert balance.allowance.percentage is None
+    # 100 credits is "critical" by the default threshold, but nothing here draws credits.
+    assert balance.warnings == ()
+    assert charge.warnings == ()
     assert_books_balance(meter)
+
+
+def test_a_refusal_carries_the_upgrade_url(meter: CreditMeter) -> None:
+    meter.change_settings({"upgrade_url": "https://example.com/upgrade"}, changed_by="test")
+    meter.put_feature("chat", rates={"tokens": 1})
+    meter.create_account("acme")
+    with pytest.raises(InsufficientCredits) as refused:
+        meter.charge("acme", "chat", usage={"tokens": 1})
+    assert refused.value.upgrade_url == "https://example.com/upgrade"
 
 
 # Pricing.

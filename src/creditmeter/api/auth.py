@@ -45,8 +45,9 @@ def caller(
     secret = credentials.credentials
     admin_key: str | None = request.app.state.admin_key
     if admin_key is not None and hmac.compare_digest(secret.encode(), admin_key.encode()):
-        return ADMIN_KEY
-    key = meter_of(request).authenticate(secret)
+        key: ApiKey | None = ADMIN_KEY
+    else:
+        key = meter_of(request).authenticate(secret)
     if key is None:
         raise Unauthenticated("the API key is not valid or was revoked")
     request.state.api_key = key

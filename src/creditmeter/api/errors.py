@@ -23,7 +23,6 @@ from creditmeter.core.errors import (
     NotFound,
     Refusal,
 )
-from creditmeter.meter import CreditMeter
 
 
 class Unauthenticated(CreditMeterError):
@@ -58,7 +57,7 @@ def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message, **extra}}
 
 
-def insufficient_body(error: InsufficientCredits, upgrade_url: str | None) -> dict[str, Any]:
+def insufficient_body(error: InsufficientCredits) -> dict[str, Any]:
     return error_body(
         error.code,
         error.message,
@@ -70,24 +69,23 @@ def insufficient_body(error: InsufficientCredits, upgrade_url: str | None) -> di
             "percentage": error.allowance.percentage,
         },
         purchased_available=error.purchased_available,
-        upgrade_url=upgrade_url,
+        upgrade_url=error.upgrade_url,
     )
 
 
-def body_of(error: CreditMeterError, meter: CreditMeter) -> dict[str, Any]:
+def body_of(error: CreditMeterError) -> dict[str, Any]:
     if isinstance(error, InsufficientCredits):
-        return insufficient_body(error, meter.settings().upgrade_url)
+        return insufficient_body(error)
     return error_body(error.code, error.message)
 
 
 def install(app: FastAPI) -> None:
     async def domain(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, CreditMeterError)
-        meter: CreditMeter = request.app.state.meter
         if isinstance(error, Refusal):
             count_refusal(error.code)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else None
-        return JSONResponse(body_of(error, meter), status_of(error), headers=headers)
+        return JSONResponse(body_of(error), status_of(error), headers=headers)
 
     async def invalid(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)

@@ -131,7 +131,9 @@ def install(app: FastAPI) -> None:
         return response
 
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
+"""A record's own attributes (and uvicorn's coloured copy of the message), which are not
+extras to log."""
 
 
 class JsonFormatter(logging.Formatter):

@@ -112,6 +112,7 @@ def insufficient(detail: Mapping[str, Any]) -> InsufficientCredits:
             percentage=_optional_int(allowance.get("percentage")),
         ),
         purchased_available=_credits(detail.get("purchased_available", 0)),
+        upgrade_url=detail.get("upgrade_url"),
     )
     _with_message(error, str(detail.get("message") or error.message))
     return error

@@ -99,9 +99,12 @@ class InsufficientCredits(Refusal):
         available: Credits,
         allowance: AllowanceState,
         purchased_available: Credits,
+        upgrade_url: str | None = None,
     ) -> None:
         super().__init__(f"{required} credits required, {available} available")
         self.required = required
         self.available = available
         self.allowance = allowance
         self.purchased_available = purchased_available
+        self.upgrade_url = upgrade_url
+        """Where the account can get more credits (the ``upgrade_url`` setting)."""

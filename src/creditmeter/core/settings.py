@@ -98,9 +98,10 @@ class BalanceWarning:
 
 
 def balance_warnings(
-    settings: Settings, available: Credits, allowance: AllowanceState
+    settings: Settings, available: Credits, allowance: AllowanceState, *, unlimited: bool = False
 ) -> list[BalanceWarning]:
-    """What an account should be told about its balance now."""
+    """What an account should be told about its balance now; nothing about a low balance
+    when its usage is ``unlimited`` and draws no credits."""
     warnings: list[BalanceWarning] = []
     if allowance.percentage is not None:
         crossed = [p for p in settings.allowance_alerts if allowance.percentage >= p]
@@ -109,6 +110,8 @@ def balance_warnings(
             warnings.append(
                 BalanceWarning(f"allowance_{top}", f"{top} % of monthly allowance used")
             )
+    if unlimited:
+        return warnings
     if available <= settings.critical_balance_threshold:
         warnings.append(
             BalanceWarning("balance_critical", f"balance is critical: {available} credits left")

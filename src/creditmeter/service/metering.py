@@ -82,13 +82,14 @@ def _refusal(book: AccountBook, plan: Plan | None, feature: Feature) -> Refusal 
 
 
 def _shortage(
-    book: AccountBook, plan: Plan | None, feature: Feature, required: Credits, available: Credits
+    book: AccountBook, settings: Settings, feature: Feature, required: Credits, available: Credits
 ) -> InsufficientCredits:
     return InsufficientCredits(
         required=required,
         available=available,
         allowance=allowance_state(book.grants, book.row.account.period_start, feature.pool),
         purchased_available=purchased_free(book.grants, feature.pool, book.now),
+        upgrade_url=settings.upgrade_url,
     )
 
 
@@ -126,7 +127,7 @@ def authorize(
         )
         if short:
             available = rated.credits - short
-            shortage = _shortage(book, plan, feature, rated.credits, available)
+            shortage = _shortage(book, settings, feature, rated.credits, available)
             refused = _enforce(settings, shortage) or refused
     hold = Hold(
         id=new_id("hold"),
@@ -234,7 +235,7 @@ def charge(
     if not unlimited:
         available = free_credits(book.grants, feature.pool, book.now) + _headroom(book)
         if available < rated.credits:
-            shortage = _shortage(book, plan, feature, rated.credits, available)
+            shortage = _shortage(book, settings, feature, rated.credits, available)
             refused = _enforce(settings, shortage) or refused
     return _charge(
         book,
@@ -328,7 +329,7 @@ def _charge(
         available_after=book.available,
         transaction_id=txn.id,
         hold_id=hold_id,
-        warnings=tuple(balance_warnings(settings, book.available, allowance)),
+        warnings=tuple(balance_warnings(settings, book.available, allowance, unlimited=unlimited)),
         would_refuse=would_refuse,
     )
 
@@ -341,7 +342,7 @@ def check(book: AccountBook, settings: Settings, rated: Rated) -> CheckResult:
     refusal = _refusal(book, plan, feature)
     unlimited = plan is not None and plan.is_unlimited(feature.pool)
     if refusal is None and not unlimited and available < rated.credits:
-        refusal = _shortage(book, plan, feature, rated.credits, available)
+        refusal = _shortage(book, settings, feature, rated.credits, available)
     allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
     enforcing = settings.enforcement is Enforcement.ENFORCE
     return CheckResult(
@@ -349,7 +350,7 @@ def check(book: AccountBook, settings: Settings, rated: Rated) -> CheckResult:
         cost=rated.credits,
         available=available,
         reason=None if refusal is None or settings.enforcement is Enforcement.OFF else refusal.code,
-        warnings=tuple(balance_warnings(settings, book.available, allowance)),
+        warnings=tuple(balance_warnings(settings, book.available, allowance, unlimited=unlimited)),
     )
 
 

@@ -61,7 +61,9 @@ def balance(book: AccountBook, settings: Settings) -> Balance:
             g.free for g in grants if g.source in PURCHASED_SOURCES and g.is_active(book.now)
         ),
         pools=pools,
-        warnings=tuple(balance_warnings(settings, available, allowance)),
+        warnings=tuple(
+            balance_warnings(settings, available, allowance, unlimited=ANY_POOL in unlimited_pools)
+        ),
         status=book.row.account.status,
     )
 

@@ -142,6 +142,6 @@ def _batch_result(
     except CreditMeterError as error:
         if isinstance(error, Refusal):
             count_refusal(error.code)
-        detail = ErrorDetail(**body_of(error, meter)["error"])
+        detail = ErrorDetail(**body_of(error)["error"])
         return BatchErrorOut(index=index, status=status_of(error), error=detail)
     return BatchUsageOut(index=index, status=200, **UsageOut.of(charge).model_dump())
