@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from tests.cli.conftest import assert_one_line_error, run
 def test_help_lists_every_command(runner: CliRunner) -> None:
     result = run(runner, "--help")
     assert result.exit_code == 0
-    commands = ("demo", "serve", "api-keys", "verify", "migrate", "accounts", "grant", "balance")
+    commands = ("demo", "serve", "api-keys", "verify", "migrate", "sweep", "accounts", "grant")
     for command in (*commands, "transactions"):
         assert command in result.output
 
@@ -87,3 +89,23 @@ def test_an_unreachable_database_is_one_line(runner: CliRunner) -> None:
     url = "postgresql://nobody@127.0.0.1:1/nothing"
     assert_one_line_error(run(runner, "verify", url), containing="database error: ")
     assert_one_line_error(run(runner, "verify", "nonsense://"), containing="database error: ")
+
+
+def test_sweep_brings_idle_accounts_up_to_date(
+    runner: CliRunner, library: CreditMeter, database_url: str
+) -> None:
+    library.put_feature("chat", rates={"tokens": 1})
+    library.create_account("acme")
+    library.grant("acme", 100)
+    hold = library.authorize("acme", "chat", credits=40, ttl=timedelta(milliseconds=100))
+    time.sleep(0.2)
+
+    swept = run(runner, "sweep", database_url)
+    assert swept.exit_code == 0, swept.output
+    assert swept.output == "ok: 1 account brought up to date\n"
+    with library.db.engine.connect() as conn:
+        status = conn.execute(
+            sa.text("SELECT status FROM holds WHERE id = :id"), {"id": hold.id}
+        ).scalar_one()
+    assert status == "expired"
+    assert run(runner, "sweep", database_url).output == "ok: 0 accounts brought up to date\n"

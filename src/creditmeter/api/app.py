@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from creditmeter.api import errors, observability
 from creditmeter.api.config import ServerSettings
 from creditmeter.api.routers import accounts, admin, catalog, health, ledger, metering
+from creditmeter.events.sweeper import Sweeper
 from creditmeter.meter import CreditMeter
 
 ROUTERS = (
@@ -42,7 +43,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeper = None
+        if settings.sweep_interval > 0:
+            sweeper = Sweeper(meter, settings.sweep_interval)
+            sweeper.start()
         yield
+        if sweeper is not None:
+            sweeper.stop()
         if own_meter:
             meter.close()
 

@@ -20,3 +20,5 @@ class ServerSettings(BaseSettings):
     workers: int = 1
     log_level: str = "info"
     pool_size: int = 10
+    sweep_interval: float = 30.0
+    """Seconds between sweeps of idle accounts (expired holds, period ends); 0: none."""

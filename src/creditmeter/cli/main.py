@@ -9,6 +9,7 @@ from creditmeter.cli.connection import DATABASE_URL_ENV, opened, shown
 from creditmeter.cli.demo import demo
 from creditmeter.cli.failures import ReportingGroup
 from creditmeter.cli.serve import serve
+from creditmeter.events.sweeper import sweep_all
 from creditmeter.store.database import Database
 from creditmeter.store.migrate import current_revision, upgrade
 
@@ -58,6 +59,16 @@ def verify(ctx: click.Context, database_url: str | None) -> None:
         click.echo(views.counted(len(violations), "violation"))
         ctx.exit(EXIT_VIOLATIONS)
     click.echo("ok: no violations")
+
+
+@main.command()
+@click.argument("database_url", required=False, envvar=DATABASE_URL_ENV)
+def sweep(database_url: str | None) -> None:
+    """Bring every idle account of DATABASE_URL up to date now: release expired holds,
+    roll ended periods, expire credits. `serve` does this every 30 s by itself."""
+    with opened(database_url) as meter:
+        swept = sweep_all(meter)
+    click.echo(f"ok: {views.counted(swept, 'account')} brought up to date")
 
 
 main.add_command(demo)
