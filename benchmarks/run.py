@@ -1,0 +1,82 @@
+"""Run every benchmark and print figures and baselines side by side.
+
+    python -m benchmarks.run [--quick] [--only NAME] [--profile]
+
+A benchmark is a module with ``def run(quick: bool) -> list[Result]`` and, optionally,
+``def profile(quick: bool) -> str`` (printed with ``--profile``); add it to ``MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import cast
+
+from benchmarks import Result, table
+
+MODULES: dict[str, str] = {
+    "embedded": "benchmarks.embedded",
+    "balance": "benchmarks.balance",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rows and repetitions")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(MODULES),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(MODULES)}",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also print the profiles benchmarks offer"
+    )
+    args = parser.parse_args(argv)
+    names = args.only or list(MODULES)
+    results: list[Result] = []
+    profiles: list[tuple[str, str]] = []
+    failed: list[str] = []
+    started = time.perf_counter()
+    print(f"load average at start: {_load()}", file=sys.stderr, flush=True)
+    for name in names:
+        module = importlib.import_module(MODULES[name])
+        print(f"running {name}…", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        try:
+            run = cast(Callable[[bool], list[Result]], module.run)
+            results += run(args.quick)
+            offered = getattr(module, "profile", None)
+            if args.profile and offered is not None:
+                profiles.append((name, cast(Callable[[bool], str], offered)(args.quick)))
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+        print(f"  {name}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    for name, text in profiles:
+        print(f"== profile: {name} ==\n{text}\n")
+    print(table(results))
+    checked = [r for r in results if r.met is not None]
+    met = sum(1 for r in checked if r.met)
+    mode = "quick" if args.quick else "full"
+    print(
+        f"\n{met}/{len(checked)} targets met; {mode} run; load average {_load()}; "
+        f"{time.perf_counter() - started:.0f} s"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _load() -> str:
+    """The 1-, 5- and 15-minute load averages: how much else the machine was doing."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
