@@ -158,39 +158,39 @@ def test_the_grant_fixture_is_what_it_says(meter: CreditMeter, grant_id: str) ->
 
 def test_change_refuses_to_take_remaining_below_zero(meter: CreditMeter, grant_id: str) -> None:
     with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
-        grant_store.change(conn, grant_id, remaining=-71)
+        grant_store.change_many(conn, {grant_id: grant_store.Change(remaining=-71)})
     assert stored(meter, grant_id) == (100, 70, 0)
 
 
 def test_change_may_take_remaining_to_exactly_zero(meter: CreditMeter, grant_id: str) -> None:
     with meter.db.write() as conn:
-        grant_store.change(conn, grant_id, remaining=-70)
+        grant_store.change_many(conn, {grant_id: grant_store.Change(remaining=-70)})
     assert stored(meter, grant_id) == (100, 0, 0)
 
 
 def test_change_refuses_to_hold_more_than_remains(meter: CreditMeter, grant_id: str) -> None:
     with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
-        grant_store.change(conn, grant_id, held=71)
+        grant_store.change_many(conn, {grant_id: grant_store.Change(held=71)})
     with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
-        grant_store.change(conn, grant_id, held=-1)
+        grant_store.change_many(conn, {grant_id: grant_store.Change(held=-1)})
     with meter.db.write() as conn:
-        grant_store.change(conn, grant_id, held=70)
+        grant_store.change_many(conn, {grant_id: grant_store.Change(held=70)})
     with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
-        grant_store.change(conn, grant_id, remaining=-1)
+        grant_store.change_many(conn, {grant_id: grant_store.Change(remaining=-1)})
     assert stored(meter, grant_id) == (100, 70, 70)
 
 
 def test_change_refuses_remaining_above_amount(meter: CreditMeter, grant_id: str) -> None:
     with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
-        grant_store.change(conn, grant_id, remaining=31)
+        grant_store.change_many(conn, {grant_id: grant_store.Change(remaining=31)})
     with meter.db.write() as conn:
-        grant_store.change(conn, grant_id, remaining=31, amount=1)
+        grant_store.change_many(conn, {grant_id: grant_store.Change(remaining=31, amount=1)})
     assert stored(meter, grant_id) == (101, 101, 0)
 
 
 def test_change_of_an_unknown_grant_is_refused(meter: CreditMeter, grant_id: str) -> None:
     with pytest.raises(ConcurrentUpdate), meter.db.write() as conn:
-        grant_store.change(conn, "grt_missing", remaining=1, amount=1)
+        grant_store.change_many(conn, {"grt_missing": grant_store.Change(remaining=1, amount=1)})
 
 
 GRANT_CONSTRAINTS = [

@@ -1,14 +1,17 @@
 """One account, locked for one use case: its totals, its grants and the ledger writes.
 
-Every change of credits goes through :meth:`AccountBook.post`, which writes one ledger
-transaction whose postings sum to zero, applies the postings to the grants with
-conditional updates, and moves the account's running totals with them.
+Every change of credits goes through :meth:`AccountBook.post`, which makes one ledger
+transaction whose postings sum to zero, applies the postings to the grants and moves the
+account's running totals with them. The book keeps the grants it has read up to date in
+memory and writes in bulk when it is saved: the changes of each grant as one conditional
+update, the transactions, postings and usage records as one insert each, however many
+operations the use case did (a batch of usage is one save).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -28,14 +31,11 @@ from creditmeter.core.types import (
     wallet,
 )
 from creditmeter.service.ids import new_id
-from creditmeter.store import accounts, grants, ledger
+from creditmeter.store import accounts, grants, ledger, usage
 from creditmeter.store.accounts import AccountRow
-
-
-@dataclass(frozen=True)
-class GrantChange:
-    remaining: Credits = 0
-    amount: Credits = 0
+from creditmeter.store.grants import Change as GrantChange
+from creditmeter.store.grants import ConcurrentUpdate
+from creditmeter.store.usage import NewUsage
 
 
 class AccountBook:
@@ -45,6 +45,9 @@ class AccountBook:
         self.now = now
         self._grants: dict[GrantId, Grant] | None = None
         self._account_as_loaded = row.account
+        self._changes: dict[GrantId, GrantChange] = {}
+        self._transactions: list[Transaction] = []
+        self._usage: list[NewUsage] = []
 
     @property
     def id(self) -> str:
@@ -84,17 +87,35 @@ class AccountBook:
             self.row.due_at = at
 
     def save(self) -> None:
+        """Write everything this use case changed."""
+        grants.change_many(self.conn, self._changes)
+        ledger.insert_many(self.conn, self._transactions)
+        usage.insert_many(self.conn, self._usage)
+        self._changes, self._transactions, self._usage = {}, [], []
         changed = self.row.account != self._account_as_loaded
         accounts.save(self.conn, self.row, fields_changed=changed)
         self._account_as_loaded = self.row.account
+
+    def record_usage(self, new: NewUsage) -> None:
+        self._usage.append(new)
+
+    def next_grant_expiry(self) -> datetime | None:
+        """When the first grant that still holds credits expires."""
+        ends = [g.expires_at for g in self.grants if g.remaining > 0 and g.expires_at]
+        return min(ends, default=None)
+
+    def _change(self, grant_id: GrantId, change: GrantChange) -> None:
+        self._changes[grant_id] = self._changes.get(grant_id, GrantChange()) + change
 
     # Reservations (holds): no ledger entry, only `held` on grants and the account.
 
     def reserve(self, draws: Iterable[Draw], sign: int = 1) -> Credits:
         total = 0
         for d in draws:
-            g = self.grant(d.grant_id)  # as it was before this change
-            grants.change(self.conn, d.grant_id, held=sign * d.credits)
+            g = self.grant(d.grant_id)
+            if not 0 <= g.held + sign * d.credits <= g.remaining:
+                raise ConcurrentUpdate(f"grant {g.id} cannot hold {sign * d.credits} more")
+            self._change(d.grant_id, GrantChange(held=sign * d.credits))
             self._put(replace(g, held=g.held + sign * d.credits))
             total += d.credits
         self.row.held += sign * total
@@ -188,13 +209,14 @@ class AccountBook:
             leg.amount for leg in legs if leg.ledger_account == self.wallet and leg.grant_id is None
         )
         for grant_id, change in changes.items():
-            g = self.grant(grant_id)  # as it was before this change
-            grants.change(self.conn, grant_id, remaining=change.remaining, amount=change.amount)
-            self._put(
-                replace(
-                    g, remaining=g.remaining + change.remaining, amount=g.amount + change.amount
-                )
+            g = self.grant(grant_id)
+            g = replace(
+                g, remaining=g.remaining + change.remaining, amount=g.amount + change.amount
             )
+            if not 0 <= g.held <= g.remaining <= g.amount:
+                raise ConcurrentUpdate(f"grant {grant_id} cannot change by {change}")
+            self._change(grant_id, change)
+            self._put(g)
         before = self.row.available
         self.row.balance += wallet_delta
         self.row.debt += debt_delta
@@ -217,7 +239,7 @@ class AccountBook:
             hold_id=hold_id,
             metadata=dict(metadata or {}),
         )
-        ledger.insert(self.conn, txn)
+        self._transactions.append(txn)
         return txn
 
     def _put(self, g: Grant) -> None:

@@ -8,9 +8,10 @@ from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.pricing import credit_amount
 from creditmeter.core.records import GrantResult, Posting, Transaction
 from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
-from creditmeter.service.book import AccountBook, GrantChange
+from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import ledger, usage
+from creditmeter.store.grants import Change as GrantChange
 
 PLAN_SOURCES = frozenset({GrantSource.ALLOWANCE, GrantSource.ROLLOVER})
 

@@ -23,8 +23,9 @@ from creditmeter.core.types import (
     SystemAccount,
     TransactionType,
 )
-from creditmeter.service.book import AccountBook, GrantChange
-from creditmeter.store import catalog, grants, holds
+from creditmeter.service.book import AccountBook
+from creditmeter.store import catalog, holds
+from creditmeter.store.grants import Change as GrantChange
 
 
 def bring_up_to_date(book: AccountBook) -> None:
@@ -38,7 +39,7 @@ def bring_up_to_date(book: AccountBook) -> None:
     expire_grants(book)
     candidates = [
         book.row.account.period_end,
-        grants.next_expiry(book.conn, book.id),
+        book.next_grant_expiry(),
         holds.next_expiry(book.conn, book.id),
     ]
     book.row.due_at = min(c for c in candidates if c is not None)

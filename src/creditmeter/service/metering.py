@@ -42,6 +42,7 @@ from creditmeter.service.book import AccountBook
 from creditmeter.service.ids import new_id
 from creditmeter.service.maintenance import expire_grants, plan_of
 from creditmeter.store import catalog, holds, usage
+from creditmeter.store.usage import NewUsage
 
 
 @dataclass(frozen=True)
@@ -314,9 +315,7 @@ def _charge(
         created_at=book.now,
         metadata=dict(metadata),
     )
-    usage.insert(
-        book.conn, record, pool=feature.pool, provider_cost=provider_cost, transaction_id=txn.id
-    )
+    book.record_usage(NewUsage(record, feature.pool, provider_cost, txn.id))
     allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
     return Charge(
         usage_id=usage_id,

@@ -3,7 +3,8 @@ what would take ``remaining`` below zero or ``held`` above ``remaining``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -92,29 +93,28 @@ _CHANGE = (
 )
 
 
-def change(
-    conn: Connection,
-    grant_id: GrantId,
-    *,
-    remaining: Credits = 0,
-    held: Credits = 0,
-    amount: Credits = 0,
-) -> None:
-    """Add the deltas to a grant, only if it stays within its bounds."""
-    result = conn.execute(
-        _CHANGE,
-        {"grant_id": grant_id, "d_remaining": remaining, "d_held": held, "d_amount": amount},
-    )
-    if result.rowcount != 1:
-        raise ConcurrentUpdate(f"grant {grant_id} cannot change by {remaining}/{held}")
+@dataclass(frozen=True)
+class Change:
+    """What to add to a grant's remaining, held and amount."""
+
+    remaining: Credits = 0
+    held: Credits = 0
+    amount: Credits = 0
+
+    def __add__(self, other: Change) -> Change:
+        return Change(
+            self.remaining + other.remaining, self.held + other.held, self.amount + other.amount
+        )
 
 
-def next_expiry(conn: Connection, account_id: AccountId) -> datetime | None:
-    query = sa.select(sa.func.min(grants.c.expires_at)).where(
-        grants.c.account_id == account_id, grants.c.remaining > 0
-    )
-    value: datetime | None = conn.execute(query).scalar()
-    return value
+def change_many(conn: Connection, changes: Mapping[GrantId, Change]) -> None:
+    """Add the changes to their grants, each only if the grant stays within its bounds; a
+    grant that would not is a concurrent writer's doing, never a negative balance."""
+    for grant_id, c in changes.items():
+        params = {"grant_id": grant_id, "d_remaining": c.remaining, "d_held": c.held}
+        result = conn.execute(_CHANGE, {**params, "d_amount": c.amount})
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(f"grant {grant_id} cannot change by {c}")
 
 
 def list_for_account(

@@ -13,37 +13,45 @@ from creditmeter.core.records import Posting, Transaction
 from creditmeter.core.types import AccountId, GrantSource, TransactionId, TransactionType
 from creditmeter.store.tables import grants, ledger_transactions, postings
 
+_INSERT_TRANSACTION = ledger_transactions.insert()
+_INSERT_POSTING = postings.insert()
 
-def insert(conn: Connection, txn: Transaction) -> None:
-    conn.execute(
-        ledger_transactions.insert().values(
-            id=txn.id,
-            account_id=txn.account_id,
-            type=txn.type.value,
-            amount=txn.amount,
-            balance_before=txn.balance_before,
-            balance_after=txn.balance_after,
-            description=txn.description,
-            usage_id=txn.usage_id,
-            hold_id=txn.hold_id,
-            metadata=dict(txn.metadata),
-            created_at=txn.created_at,
-        )
-    )
-    if not txn.postings:
+
+def insert_many(conn: Connection, txns: Sequence[Transaction]) -> None:
+    """Append transactions and their postings, in two statements however many there are."""
+    if not txns:
         return
     conn.execute(
-        postings.insert(),
+        _INSERT_TRANSACTION,
         [
             {
-                "transaction_id": txn.id,
-                "ledger_account": p.ledger_account,
-                "grant_id": p.grant_id,
-                "amount": p.amount,
+                "id": t.id,
+                "account_id": t.account_id,
+                "type": t.type.value,
+                "amount": t.amount,
+                "balance_before": t.balance_before,
+                "balance_after": t.balance_after,
+                "description": t.description,
+                "usage_id": t.usage_id,
+                "hold_id": t.hold_id,
+                "metadata": dict(t.metadata),
+                "created_at": t.created_at,
             }
-            for p in txn.postings
+            for t in txns
         ],
     )
+    legs = [
+        {
+            "transaction_id": t.id,
+            "ledger_account": p.ledger_account,
+            "grant_id": p.grant_id,
+            "amount": p.amount,
+        }
+        for t in txns
+        for p in t.postings
+    ]
+    if legs:
+        conn.execute(_INSERT_POSTING, legs)
 
 
 def _transaction(row: RowMapping, legs: Sequence[Posting]) -> Transaction:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -17,37 +19,49 @@ GroupBy = Literal["day", "week", "month", "feature", "model", "member"]
 GROUPINGS: tuple[GroupBy, ...] = ("day", "week", "month", "feature", "model", "member")
 
 
-def insert(
-    conn: Connection,
-    record: UsageRecord,
-    *,
-    pool: str,
-    provider_cost: Decimal | None,
-    transaction_id: str | None,
-) -> None:
+@dataclass(frozen=True)
+class NewUsage:
+    """A usage record to store, with what the record itself does not carry."""
+
+    record: UsageRecord
+    pool: str
+    provider_cost: Decimal | None
+    transaction_id: str | None
+
+
+_INSERT = usage_records.insert()
+
+
+def insert_many(conn: Connection, new: Sequence[NewUsage]) -> None:
+    if not new:
+        return
     conn.execute(
-        usage_records.insert().values(
-            id=record.id,
-            account_id=record.account_id,
-            feature_key=record.feature,
-            feature_version=record.feature_version,
-            pool=pool,
-            model=record.model,
-            member=record.member,
-            quantities=dict(record.quantities),
-            provider_cost=provider_cost,
-            credits=record.credits,
-            charged=record.charged,
-            debited=record.debited,
-            uncollected=record.uncollected,
-            refunded=record.refunded,
-            unlimited=record.unlimited,
-            success=record.success,
-            hold_id=record.hold_id,
-            transaction_id=transaction_id,
-            metadata=dict(record.metadata),
-            created_at=record.created_at,
-        )
+        _INSERT,
+        [
+            {
+                "id": n.record.id,
+                "account_id": n.record.account_id,
+                "feature_key": n.record.feature,
+                "feature_version": n.record.feature_version,
+                "pool": n.pool,
+                "model": n.record.model,
+                "member": n.record.member,
+                "quantities": dict(n.record.quantities),
+                "provider_cost": n.provider_cost,
+                "credits": n.record.credits,
+                "charged": n.record.charged,
+                "debited": n.record.debited,
+                "uncollected": n.record.uncollected,
+                "refunded": n.record.refunded,
+                "unlimited": n.record.unlimited,
+                "success": n.record.success,
+                "hold_id": n.record.hold_id,
+                "transaction_id": n.transaction_id,
+                "metadata": dict(n.record.metadata),
+                "created_at": n.record.created_at,
+            }
+            for n in new
+        ],
     )
 
 
