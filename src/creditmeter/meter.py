@@ -8,16 +8,18 @@ idempotency key, if one is given, in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import IO, Any, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
-from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.errors import CreditMeterError, InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.plans import Plan
@@ -48,6 +50,8 @@ from creditmeter.service.verify import Violation, verify
 from creditmeter.store import accounts, catalog, holds, usage
 from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
+from creditmeter.store import idempotency as idempotency_store
+from creditmeter.store.accounts import AccountRow
 from creditmeter.store.database import Database
 from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.migrate import upgrade as upgrade_schema
@@ -263,7 +267,7 @@ class CreditMeter:
                 raise InvalidRequest(
                     f"ttl must be more than 0 and at most {settings.max_hold_ttl_seconds} s"
                 )
-            rated = metering.rate(book.conn, feature, estimate, credits, model)
+            rated = metering.rate(book, feature, estimate, credits, model)
             return metering.authorize(
                 book,
                 settings,
@@ -419,7 +423,7 @@ class CreditMeter:
         """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short."""
 
         def charge(book: AccountBook, settings: Settings) -> Charge:
-            rated = metering.rate(book.conn, feature, usage, credits, model)
+            rated = metering.rate(book, feature, usage, credits, model)
             return metering.charge(
                 book,
                 settings,
@@ -430,24 +434,37 @@ class CreditMeter:
                 provider_cost=provider_cost,
             )
 
-        params = {
-            "account": account_id,
-            "feature": feature,
-            "usage": usage,
-            "credits": credits,
-            "model": model,
-            "member": member,
-            "metadata": metadata,
-            "provider_cost": provider_cost,
-        }
+        event = UsageEvent(
+            account_id, feature, usage, credits, model, member, metadata, provider_cost
+        )
         return self._on_account(
             account_id,
             charge,
             key=idempotency_key,
             operation="charge",
-            params=params,
+            params=event.params(),
             result=Charge,
         )
+
+    def charge_many(self, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
+        """Charge many usage events at once, each as ``charge`` would (its own idempotency
+        key, its own refusal), in one database transaction per account: the result for each
+        event, in order, is its charge or the error that refused it."""
+        results: list[Charge | CreditMeterError | None] = [None] * len(events)
+        by_account: dict[str, list[int]] = {}
+        for index, event in enumerate(events):
+            by_account.setdefault(event.account_id, []).append(index)
+        for account_id, indexes in by_account.items():
+            group = [events[i] for i in indexes]
+            try:
+                outcomes = self._write(
+                    partial(self._charge_group, account_id=account_id, events=group)
+                )
+            except CreditMeterError as error:  # the account itself: unknown, or a bad id
+                outcomes = [(error, False)] * len(indexes)
+            for index, (outcome, fresh) in zip(indexes, outcomes, strict=True):
+                results[index] = self._observed(outcome, fresh)
+        return [r for r in results if r is not None]
 
     def check(
         self,
@@ -462,7 +479,7 @@ class CreditMeter:
         return self._read_account(
             account_id,
             lambda book, settings: metering.check(
-                book, settings, metering.rate(book.conn, feature, usage, credits, model)
+                book, settings, metering.rate(book, feature, usage, credits, model)
             ),
         )
 
@@ -754,17 +771,7 @@ class CreditMeter:
         result: type[T] | None,
     ) -> tuple[T, bool]:
         """The use case's outcome, and whether it is new (not the replay of a key)."""
-        row = accounts.get(conn, account_id, lock=True)
-        if row is None:
-            raise NotFound("account", account_id)
-        if now >= row.due_at:
-            # Upkeep is committed by itself: a refusal of the use case must not undo it.
-            upkeep = AccountBook(conn, row, now)
-            bring_up_to_date(upkeep)
-            upkeep.save()
-            conn.commit()
-            row = accounts.get(conn, account_id, lock=True)
-            assert row is not None
+        row = self._lock_current(conn, now, account_id)
         fingerprint = idempotency.fingerprint(operation, params)
         if key is not None and result is not None:
             first = idempotency.replay(conn, key, operation, fingerprint, result)
@@ -777,6 +784,68 @@ class CreditMeter:
             idempotency.remember(conn, key, operation, fingerprint, outcome, now)
         return outcome, True
 
+    def _lock_current(self, conn: Connection, now: datetime, account_id: str) -> AccountRow:
+        """Lock the account, brought up to date: its upkeep (expired holds, an ended period,
+        expired grants) is committed by itself, so a refusal that follows cannot undo it."""
+        row = accounts.get(conn, account_id, lock=True)
+        if row is None:
+            raise NotFound("account", account_id)
+        if now < row.due_at:
+            return row
+        upkeep = AccountBook(conn, row, now)
+        bring_up_to_date(upkeep)
+        upkeep.save()
+        conn.commit()
+        row = accounts.get(conn, account_id, lock=True)
+        assert row is not None
+        return row
+
+    def _charge_group(
+        self, conn: Connection, now: datetime, account_id: str, events: Sequence[UsageEvent]
+    ) -> list[tuple[Charge | CreditMeterError, bool]]:
+        """One account's events in one transaction: each is charged or refused on its own,
+        with its own idempotency key; everything is written in one save."""
+        row = self._lock_current(conn, now, account_id)
+        keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
+        stored = idempotency_store.find_many(conn, keys)
+        book = AccountBook(conn, row, now)
+        settings = settings_service.current(conn)
+        outcomes: list[tuple[Charge | CreditMeterError, bool]] = []
+        new_keys: list[tuple[str, str, str, Any]] = []
+        for event in events:
+            key = event.idempotency_key
+            fingerprint = idempotency.fingerprint("charge", event.params())
+            try:
+                first = None
+                if key is not None:
+                    first = idempotency.first_result(
+                        key, stored.get(key), "charge", fingerprint, Charge
+                    )
+                if first is not None:
+                    outcomes.append((first, False))
+                    continue
+                rated = metering.rate(book, event.feature, event.usage, event.credits, event.model)
+                charge = metering.charge(
+                    book,
+                    settings,
+                    rated,
+                    model=event.model,
+                    member=event.member,
+                    metadata=event.metadata or {},
+                    provider_cost=event.provider_cost,
+                )
+            except CreditMeterError as refused:
+                outcomes.append((refused, False))
+                continue
+            outcomes.append((charge, True))
+            if key is not None:
+                result = idempotency.dump(charge)
+                stored[key] = ("charge", fingerprint, result)
+                new_keys.append((key, "charge", fingerprint, result))
+        book.save()
+        idempotency_store.record_many(conn, new_keys, now)
+        return outcomes
+
     def _read_account(self, account_id: str, query: Callable[[AccountBook, Settings], T]) -> T:
         """Answer from a snapshot; an account with overdue upkeep is brought up to date
         (and so written) first."""
@@ -788,6 +857,34 @@ class CreditMeter:
             if now < row.due_at:
                 return query(AccountBook(conn, row, now), settings_service.current(conn))
         return self._on_account(account_id, query)
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """One usage to charge with :meth:`CreditMeter.charge_many`."""
+
+    account_id: str
+    feature: str
+    usage: Mapping[str, int | str | Decimal] | None = None
+    credits: int | None = None
+    model: str | None = None
+    member: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    provider_cost: Decimal | None = None
+    idempotency_key: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        """What makes two charges the same, for their idempotency key."""
+        return {
+            "account": self.account_id,
+            "feature": self.feature,
+            "usage": self.usage,
+            "credits": self.credits,
+            "model": self.model,
+            "member": self.member,
+            "metadata": self.metadata,
+            "provider_cost": self.provider_cost,
+        }
 
 
 class HeldOperation:

@@ -10,10 +10,10 @@ operations the use case did (a batch of usage is one save).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.engine import Connection
 
@@ -37,6 +37,8 @@ from creditmeter.store.grants import Change as GrantChange
 from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.usage import NewUsage
 
+T = TypeVar("T")
+
 
 class AccountBook:
     def __init__(self, conn: Connection, row: AccountRow, now: datetime) -> None:
@@ -48,6 +50,7 @@ class AccountBook:
         self._changes: dict[GrantId, GrantChange] = {}
         self._transactions: list[Transaction] = []
         self._usage: list[NewUsage] = []
+        self._memo: dict[tuple[str, str], object] = {}
 
     @property
     def id(self) -> str:
@@ -95,6 +98,12 @@ class AccountBook:
         changed = self.row.account != self._account_as_loaded
         accounts.save(self.conn, self.row, fields_changed=changed)
         self._account_as_loaded = self.row.account
+
+    def memo(self, key: tuple[str, str], load: Callable[[], T]) -> T:
+        """``load()``, once per use case: prices and plans do not change under it."""
+        if key not in self._memo:
+            self._memo[key] = load()
+        return cast(T, self._memo[key])
 
     def record_usage(self, new: NewUsage) -> None:
         self._usage.append(new)

@@ -31,7 +31,14 @@ def fingerprint(operation: str, params: Mapping[str, Any]) -> str:
 
 def replay(conn: Connection, key: str, operation: str, print_: str, cls: type[T]) -> T | None:
     """The first result stored under ``key``, or ``None`` if the key is new."""
-    found = idempotency.find(conn, key)
+    return first_result(key, idempotency.find(conn, key), operation, print_, cls)
+
+
+def first_result(
+    key: str, found: tuple[str, str, Any] | None, operation: str, print_: str, cls: type[T]
+) -> T | None:
+    """The result ``found`` under ``key`` if it was stored for this operation and these
+    parameters; a conflict if for others; ``None`` if nothing was found."""
     if found is None:
         return None
     stored_operation, stored_print, result = found

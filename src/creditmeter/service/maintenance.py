@@ -67,7 +67,9 @@ def expire_grants(book: AccountBook) -> None:
 
 def plan_of(book: AccountBook) -> Plan | None:
     key = book.row.account.plan
-    return None if key is None else catalog.get_plan(book.conn, key)
+    if key is None:
+        return None
+    return book.memo(("plan", key), lambda: catalog.get_plan(book.conn, key))
 
 
 def current_period(plan: Plan | None, anchor: datetime, at: datetime) -> Period:

@@ -8,8 +8,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from creditmeter.core.errors import (
     AccountSuspended,
     FeatureNotInPlan,
@@ -55,13 +53,15 @@ class Rated:
 
 
 def rate(
-    conn: Connection,
+    book: AccountBook,
     feature_key: str,
     usage_: Mapping[str, object] | None,
     credits: object,
     model: str | None,
 ) -> Rated:
-    feature = catalog.get_feature(conn, feature_key)
+    feature = book.memo(
+        ("feature", feature_key), lambda: catalog.get_feature(book.conn, feature_key)
+    )
     if feature is None:
         raise NotFound("feature", feature_key)
     if credits is not None:
@@ -187,7 +187,7 @@ def settle(
     if usage_ is None and credits is None:  # the estimate was right
         usage_ = details["estimate"] or None
         credits = None if usage_ else hold.credits
-    rated = rate(book.conn, hold.feature, usage_, credits, model)
+    rated = rate(book, hold.feature, usage_, credits, model)
     if not success:
         rated = replace(rated, credits=0)
     allocations = holds.allocations(book.conn, hold_id)

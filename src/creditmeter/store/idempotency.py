@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,3 +32,30 @@ def record(
             key=key, operation=operation, fingerprint=fingerprint, result=result, created_at=at
         )
     )
+
+
+def find_many(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[str, str, Any]]:
+    """``find`` for many keys in one statement."""
+    if not keys:
+        return {}
+    query = sa.select(
+        idempotency_keys.c.key,
+        idempotency_keys.c.operation,
+        idempotency_keys.c.fingerprint,
+        idempotency_keys.c.result,
+    ).where(idempotency_keys.c.key.in_(list(keys)))
+    return {r.key: (r.operation, r.fingerprint, r.result) for r in conn.execute(query)}
+
+
+def record_many(
+    conn: Connection, entries: Sequence[tuple[str, str, str, Any]], at: datetime
+) -> None:
+    """``record`` for many ``(key, operation, fingerprint, result)`` in one statement."""
+    if entries:
+        conn.execute(
+            idempotency_keys.insert(),
+            [
+                {"key": k, "operation": o, "fingerprint": f, "result": r, "created_at": at}
+                for k, o, f, r in entries
+            ],
+        )

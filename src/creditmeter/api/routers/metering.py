@@ -29,6 +29,7 @@ from creditmeter.api.schemas.metering import (
 from creditmeter.core.errors import CreditMeterError, Refusal
 from creditmeter.core.records import Charge
 from creditmeter.meter import CreditMeter
+from creditmeter.meter import UsageEvent as ChargeEvent
 
 router = APIRouter(tags=["metering"])
 
@@ -103,12 +104,14 @@ def record_usage(
 
 @router.post("/v1/usage/batch", responses=errors(401, 403, 422))
 def record_usage_batch(body: UsageBatch, meter: Meter, _: Service) -> BatchOut:
-    """Up to 1,000 one-shot usages, each charged by itself under its own idempotency key
-    (so the batch takes no `Idempotency-Key` header and is retried safely as a whole).
-    Each result has the status and the body that `POST /v1/usage` would have answered the
-    event with: a refused event does not stop the others. A batch that is not valid as a
-    whole (no events or more than 1,000, a malformed event) is 422 and changes nothing."""
-    return BatchOut(results=[_batch_result(meter, i, e) for i, e in enumerate(body.events)])
+    """Up to 1,000 one-shot usages, each charged as by itself under its own idempotency
+    key (so the batch takes no `Idempotency-Key` header and is retried safely as a whole),
+    written in one database transaction per account. Each result has the status and the
+    body that `POST /v1/usage` would have answered the event with: a refused event does
+    not stop the others. A batch that is not valid as a whole (no events or more than
+    1,000, a malformed event) is 422 and changes nothing."""
+    outcomes = meter.charge_many([_event(e) for e in body.events])
+    return BatchOut(results=[_batch_result(i, o) for i, o in enumerate(outcomes)])
 
 
 @router.post("/v1/accounts/{account_id}/check", responses=errors(401, 403, 404, 422))
@@ -134,14 +137,24 @@ def _charge(meter: CreditMeter, body: UsageCreate, idempotency_key: str | None) 
     )
 
 
-def _batch_result(
-    meter: CreditMeter, index: int, event: UsageEvent
-) -> BatchUsageOut | BatchErrorOut:
-    try:
-        charge = _charge(meter, event, event.idempotency_key)
-    except CreditMeterError as error:
-        if isinstance(error, Refusal):
-            count_refusal(error.code)
-        detail = ErrorDetail(**body_of(error)["error"])
-        return BatchErrorOut(index=index, status=status_of(error), error=detail)
-    return BatchUsageOut(index=index, status=200, **UsageOut.of(charge).model_dump())
+def _event(event: UsageEvent) -> ChargeEvent:
+    return ChargeEvent(
+        event.account,
+        event.feature,
+        usage=event.usage,
+        credits=event.credits,
+        model=event.model,
+        member=event.member,
+        metadata=event.metadata,
+        provider_cost=decimal_or_none(event.provider_cost),
+        idempotency_key=event.idempotency_key,
+    )
+
+
+def _batch_result(index: int, outcome: Charge | CreditMeterError) -> BatchUsageOut | BatchErrorOut:
+    if isinstance(outcome, CreditMeterError):
+        if isinstance(outcome, Refusal):
+            count_refusal(outcome.code)
+        detail = ErrorDetail(**body_of(outcome)["error"])
+        return BatchErrorOut(index=index, status=status_of(outcome), error=detail)
+    return BatchUsageOut(index=index, status=200, **UsageOut.of(outcome).model_dump())
