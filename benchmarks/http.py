@@ -1,0 +1,589 @@
+"""The HTTP service on PostgreSQL under load, each figure against a baseline of the same run.
+
+2. authorize + settle pairs, ``creditmeter serve --workers 2``, 32 clients on 32 accounts:
+   pairs/s, p50 and p99 of a pair, against ``pgbench`` TPC-B-like (8 clients) tps.
+3. the same on ONE account: pairs/s against ``pgbench`` updating one row at 32 clients;
+   then the books: no overdraft when 32 clients race for the last credits, ``verify`` empty.
+4. ``POST /v1/usage/batch`` of 1,000 events over 50 accounts, 4 senders: events/s (target
+   20,000), with the TPC-B-like tps beside it (one transaction per event is the server's way).
+6. scale-out: ``--workers 1`` against ``--workers 2`` at 32 clients; two separate servers in
+   network namespaces of their own; 8 and 64 clients; the CPU of servers, PostgreSQL and
+   load generator in each case.
+
+Every server gets a fresh schema, the sweeper off and its JSON logs in a file. The load
+generator is asyncio with one keep-alive connection per client (``benchmarks.load``); its
+loops are bounded in time and count, and it targets 127.0.0.1 or namespaces it made. All of
+it runs on the same two cores: servers, PostgreSQL, pgbench and the load generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks import Result, absolute, compared, percentile
+from benchmarks import pgbench as pgb
+from benchmarks.load import Client, CpuMeter, CpuShares, HttpError, connect, shares
+from benchmarks.netns import available, namespaces
+from benchmarks.server import FEATURE, Seeded, fresh_schema, schema_url, seed, serving
+from creditmeter import CreditMeter
+
+CLIENTS = 32
+BATCH = 1_000
+BATCH_ACCOUNTS = 50
+SENDERS = 4
+ESTIMATE = {"tokens": 1_000}
+USAGE = {"tokens": 800}
+MAX_PAIRS_PER_CLIENT = 1_000_000
+"""A bound on every client loop besides its deadline."""
+EXHAUST_CREDITS = 100_000
+EXHAUST_ATTEMPTS = 10
+CLIENT_KIND = os.environ.get("CREDITMETER_BENCH_CLIENT", "raw")
+"""``raw`` (benchmarks.load.Connection) or ``httpx2`` (httpx2.AsyncClient)."""
+NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, HttpError)
+
+
+@dataclass(frozen=True)
+class Durations:
+    warmup: float
+    measure: float
+    """Benchmark 2's measuring time."""
+    other: float
+    """The measuring time of benchmarks 3, 4 and 6."""
+    short: float
+    """The measuring time of the extra points (other client counts)."""
+    pgbench: int
+
+
+def durations(quick: bool) -> Durations:
+    if quick:
+        return Durations(warmup=1.0, measure=3.0, other=3.0, short=2.0, pgbench=3)
+    return Durations(warmup=3.0, measure=15.0, other=10.0, short=5.0, pgbench=10)
+
+
+def say(text: str) -> None:
+    print(f"[http] {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Load:
+    """What a timed run did: operations completed inside the measuring window, their
+    latencies, errors by kind, and the CPU used meanwhile."""
+
+    label: str
+    seconds: float
+    done: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    refused: int = 0
+    cpu: CpuShares | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds
+
+    def ms(self, p: float) -> float:
+        return percentile(self.latencies, p) * 1000 if self.latencies else float("nan")
+
+    def describe(self, unit: str = "pairs/s") -> str:
+        text = f"{self.label}: {self.rate:,.0f} {unit}"
+        if self.latencies:
+            text += f", p50 {self.ms(50):.1f} ms, p99 {self.ms(99):.1f} ms"
+        if self.errors:
+            text += f", errors {dict(self.errors)}"
+        if self.cpu is not None:
+            text += f"\n        cores used (of {os.cpu_count()}): {self.cpu.text()}"
+            server = self.cpu.cores.get("server", 0.0)
+            postgres = self.cpu.cores.get("postgres", 0.0)
+            if self.done:
+                per = 1000 / self.rate
+                text += (
+                    f"\n        CPU ms per operation: server {server * per:.2f}, "
+                    f"postgres {postgres * per:.2f}, "
+                    f"client {self.cpu.cores.get('client', 0.0) * per:.2f}"
+                )
+        return text
+
+
+Target = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The measuring window: an operation counts if it completes inside it."""
+
+    begin: float
+    end: float
+
+    def counts(self, finished: float) -> bool:
+        return self.begin <= finished <= self.end
+
+
+Act = Callable[[Client, int], Awaitable[None]]
+Step = Callable[[Load, Window, int], Act]
+
+
+async def timed(
+    label: str,
+    targets: list[Target],
+    key: str,
+    clients: int,
+    warmup: float,
+    measure: float,
+    cpu: CpuMeter,
+    step: Step,
+) -> Load:
+    """``clients`` loops, each on its own keep-alive connection to a target (round robin),
+    running ``step`` until the end of warm-up + measure, at most MAX_PAIRS_PER_CLIENT times."""
+    load = Load(label, measure)
+    begin = time.monotonic() + warmup
+    window = Window(begin, begin + measure)
+    sampled: list[CpuShares] = []
+
+    async def one(i: int) -> None:
+        host, port = targets[i % len(targets)]
+        conn = connect(CLIENT_KIND, host, port, {"Authorization": f"Bearer {key}"})
+        act = step(load, window, i)
+        try:
+            for n in range(MAX_PAIRS_PER_CLIENT):
+                if time.monotonic() >= window.end:
+                    break
+                try:
+                    await act(conn, n)
+                except NETWORK_ERRORS as error:
+                    load.errors[type(error).__name__] += 1
+                    await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
+
+    async def sample() -> None:
+        await asyncio.sleep(max(window.begin - time.monotonic(), 0.0))
+        before = cpu.snapshot()
+        await asyncio.sleep(max(window.end - time.monotonic(), 0.0))
+        sampled.append(shares(before, cpu.snapshot()))
+
+    await asyncio.gather(sample(), *(one(i) for i in range(clients)))
+    load.cpu = sampled[0] if sampled else None
+    return load
+
+
+def pair_step(accounts: list[str]) -> Step:
+    """Authorize then settle, client ``i`` on ``accounts[i % len]``, each POST with its own
+    Idempotency-Key; a pair's latency runs from sending the authorize to the settle's answer."""
+    run = uuid.uuid4().hex[:8]
+
+    def step(load: Load, window: Window, i: int) -> Act:
+        hold_body: dict[str, Any] = {
+            "account": accounts[i % len(accounts)],
+            "feature": FEATURE,
+            "estimate": ESTIMATE,
+            "ttl_seconds": 300,
+        }
+        settle_body = {"usage": USAGE}
+
+        async def act(conn: Client, n: int) -> None:
+            started = time.monotonic()
+            status, hold = await conn.post(
+                "/v1/holds", hold_body, {"Idempotency-Key": f"{run}-h-{i}-{n}"}
+            )
+            if status != 200:
+                load.errors[f"authorize {status}"] += 1
+                return
+            status, _ = await conn.post(
+                f"/v1/holds/{hold['id']}/settle",
+                settle_body,
+                {"Idempotency-Key": f"{run}-s-{i}-{n}"},
+            )
+            if status != 200:
+                load.errors[f"settle {status}"] += 1
+                return
+            finished = time.monotonic()
+            if window.counts(finished):
+                load.done += 1
+                load.latencies.append(finished - started)
+
+        return act
+
+    return step
+
+
+def run_pairs(
+    label: str,
+    targets: list[Target],
+    seeded: Seeded,
+    clients: int,
+    warmup: float,
+    measure: float,
+    cpu: CpuMeter,
+) -> Load:
+    step = pair_step(seeded.accounts)
+    load = asyncio.run(
+        timed(label, targets, seeded.service_key, clients, warmup, measure, cpu, step)
+    )
+    say(load.describe())
+    return load
+
+
+@dataclass
+class Exhaustion:
+    settled: int = 0
+    refused: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def exhaust(target: Target, key: str, account: str, clients: int, attempts: int) -> Exhaustion:
+    """``clients`` racing to authorize and settle ESTIMATE ``attempts`` times each on an
+    account that can pay for fewer pairs than that."""
+    outcome = Exhaustion()
+    run = uuid.uuid4().hex[:8]
+    body = {"account": account, "feature": FEATURE, "estimate": ESTIMATE}
+
+    async def one(i: int) -> None:
+        conn = connect(CLIENT_KIND, *target, {"Authorization": f"Bearer {key}"})
+        try:
+            for n in range(attempts):
+                try:
+                    status, hold = await conn.post(
+                        "/v1/holds", body, {"Idempotency-Key": f"{run}-h-{i}-{n}"}
+                    )
+                    if status == 402:
+                        outcome.refused += 1
+                        continue
+                    if status != 200:
+                        outcome.errors[f"authorize {status}"] += 1
+                        continue
+                    status, _ = await conn.post(
+                        f"/v1/holds/{hold['id']}/settle",
+                        {"usage": ESTIMATE},
+                        {"Idempotency-Key": f"{run}-s-{i}-{n}"},
+                    )
+                    if status == 200:
+                        outcome.settled += 1
+                    else:
+                        outcome.errors[f"settle {status}"] += 1
+                except NETWORK_ERRORS as error:
+                    outcome.errors[type(error).__name__] += 1
+        finally:
+            await conn.close()
+
+    async def go() -> None:
+        await asyncio.gather(*(one(i) for i in range(clients)))
+
+    asyncio.run(go())
+    return outcome
+
+
+def run_batches(
+    label: str,
+    target: Target,
+    seeded: Seeded,
+    senders: int,
+    size: int,
+    measure: float,
+    cpu: CpuMeter,
+) -> Load:
+    """``senders`` loops posting batches of ``size`` one-shot usages over the accounts
+    (after one small warm-up batch each), starting new batches until ``measure`` seconds
+    have passed; events/s over the time until the last batch is answered."""
+    load = Load(label, measure)
+    run = uuid.uuid4().hex[:8]
+    accounts = seeded.accounts
+    headers = {"Authorization": f"Bearer {seeded.service_key}"}
+
+    def events(sender: int, n: int, count: int) -> dict[str, Any]:
+        return {
+            "events": [
+                {
+                    "account": accounts[(sender * size + k) % len(accounts)],
+                    "feature": FEATURE,
+                    "usage": {"tokens": 10},
+                    "idempotency_key": f"{run}-{sender}-{n}-{k}",
+                }
+                for k in range(count)
+            ]
+        }
+
+    async def send(conn: Client, body: dict[str, Any]) -> int:
+        status, answer = await conn.post("/v1/usage/batch", body, {})
+        if status != 200:
+            load.errors[f"batch {status}"] += 1
+            return 0
+        statuses = Counter(r["status"] for r in answer["results"])
+        for code, count in statuses.items():
+            if code != 200:
+                load.errors[f"event {code}"] += count
+        return statuses[200]
+
+    async def go() -> None:
+        conns = [connect(CLIENT_KIND, *target, headers) for _ in range(senders)]
+        try:
+            await asyncio.gather(*(send(c, events(s, -1, 50)) for s, c in enumerate(conns)))
+            before = cpu.snapshot()
+            end = before.at + measure
+            finished: list[float] = []
+
+            async def sender(s: int) -> None:
+                for n in range(MAX_PAIRS_PER_CLIENT):
+                    if time.monotonic() >= end:
+                        break
+                    body = events(s, n, size)
+                    started = time.monotonic()
+                    try:
+                        load.done += await send(conns[s], body)
+                    except NETWORK_ERRORS as error:
+                        load.errors[type(error).__name__] += 1
+                        await asyncio.sleep(0.01)
+                    load.latencies.append(time.monotonic() - started)
+                finished.append(time.monotonic())
+
+            await asyncio.gather(*(sender(s) for s in range(senders)))
+            after = cpu.snapshot()
+            load.seconds = max(finished) - before.at
+            load.cpu = shares(before, after)
+        finally:
+            for conn in conns:
+                await conn.close()
+
+    asyncio.run(go())
+    say(load.describe("events/s").replace("p50", "batch p50").replace(", p99", ", batch p99"))
+    return load
+
+
+# The benchmarks.
+
+
+def bench_pairs(d: Durations, tpcb_tps: float) -> tuple[list[Result], Load]:
+    """2: 32 clients on 32 accounts, --workers 2; then 8 and 64 clients on the same server
+    (points of benchmark 6)."""
+    accounts = [f"acct-{i:02d}" for i in range(CLIENTS)]
+    with fresh_schema() as schema:
+        url = schema_url(schema)
+        seeded = seed(url, accounts)
+        with serving(url, workers=2) as server:
+            cpu = CpuMeter({"server": [server.process.pid]})
+            target = [(server.host, server.port)]
+            main = run_pairs(
+                "2 workers, 32 clients", target, seeded, CLIENTS, d.warmup, d.measure, cpu
+            )
+            extra = [
+                run_pairs(f"2 workers, {n} clients", target, seeded, n, 1.0, d.short, cpu)
+                for n in (8, 64)
+            ]
+    results = [
+        compared(
+            "2 HTTP authorize+settle, --workers 2, 32 clients",
+            main.rate,
+            "pairs/s",
+            tpcb_tps,
+            "tps pgbench TPC-B-like -c 8",
+            target="ratio >= 0.4",
+            meets=lambda r: r >= 0.4 and not main.errors,
+        ),
+        absolute(
+            "2 HTTP pair latency p99",
+            main.ms(99),
+            "ms",
+            target="<= 25 ms",
+            meets=lambda ms: ms <= 25,
+        ),
+        Result("2 HTTP pair latency p50", main.ms(50), "ms"),
+    ]
+    for load in extra:
+        results.append(Result(f"6 clients: {load.label}", load.rate, "pairs/s"))
+    return results, main
+
+
+def bench_hot(d: Durations, hot_tps: float) -> list[Result]:
+    """3: 32 clients on ONE account; then the race for the last credits, and the books."""
+    exhausted = "acct-exhaust"
+    with fresh_schema() as schema:
+        url = schema_url(schema)
+        seeded = seed(url, ["acct-hot"])
+        with CreditMeter(url, migrate=False) as meter:
+            meter.create_account(exhausted)
+            meter.grant(exhausted, EXHAUST_CREDITS, source="purchase")
+        with serving(url, workers=2) as server:
+            cpu = CpuMeter({"server": [server.process.pid]})
+            target = (server.host, server.port)
+            hot = run_pairs(
+                "hot account, 2 workers, 32 clients",
+                [target],
+                seeded,
+                CLIENTS,
+                d.warmup,
+                d.other,
+                cpu,
+            )
+            race = exhaust(target, seeded.service_key, exhausted, CLIENTS, EXHAUST_ATTEMPTS)
+        with CreditMeter(url, migrate=False) as meter:
+            started = time.monotonic()
+            violations = meter.verify()
+            verify_seconds = time.monotonic() - started
+            balances = [meter.balance(a) for a in ("acct-hot", exhausted)]
+    affordable = EXHAUST_CREDITS // ESTIMATE["tokens"]
+    problems: list[str] = [f"verify: {v}" for v in violations]
+    problems += [
+        f"{b.account_id}: available {b.available}, held {b.held}, debt {b.debt}"
+        for b in balances
+        if b.available < 0 or b.held != 0 or b.debt != 0
+    ]
+    if balances[1].available != 0 or race.settled != affordable:
+        problems.append(
+            f"race: {race.settled} pairs settled for {affordable} affordable, "
+            f"available after {balances[1].available}"
+        )
+    if race.errors:
+        problems.append(f"race errors {dict(race.errors)}")
+    say(
+        f"race for the last credits: {race.settled} settled (affordable {affordable}), "
+        f"{race.refused} refused 402, errors {dict(race.errors)}; verify took "
+        f"{verify_seconds:.1f} s, {len(violations)} violations"
+    )
+    for problem in problems:
+        say(f"PROBLEM {problem}")
+    return [
+        compared(
+            "3 hot account authorize+settle, 32 clients",
+            hot.rate,
+            "pairs/s",
+            hot_tps,
+            "tps pgbench 1-row UPDATE -c 32",
+            target="ratio >= 0.5",
+            meets=lambda r: r >= 0.5 and not hot.errors,
+        ),
+        Result("3 hot account pair latency p99", hot.ms(99), "ms"),
+        absolute(
+            "3 hot account overdrafts and violations",
+            len(problems),
+            "found",
+            target="0 (available >= 0, verify empty)",
+            meets=lambda n: n == 0,
+        ),
+    ]
+
+
+def bench_batches(d: Durations, tpcb_tps: float) -> list[Result]:
+    """4: batches of 1,000 events over 50 accounts from 4 senders."""
+    accounts = [f"acct-{i:02d}" for i in range(BATCH_ACCOUNTS)]
+    with fresh_schema() as schema:
+        url = schema_url(schema)
+        seeded = seed(url, accounts)
+        with serving(url, workers=2) as server:
+            cpu = CpuMeter({"server": [server.process.pid]})
+            load = run_batches(
+                f"usage/batch x{BATCH}, {SENDERS} senders",
+                (server.host, server.port),
+                seeded,
+                SENDERS,
+                BATCH,
+                d.other,
+                cpu,
+            )
+    target = 20_000.0
+    return [
+        Result(
+            f"4 usage/batch ingestion, {BATCH}-event batches, {SENDERS} senders",
+            load.rate,
+            "events/s",
+            tpcb_tps,
+            "tps pgbench TPC-B-like -c 8",
+            load.rate / tpcb_tps if tpcb_tps else None,
+            f">= {target:,.0f} events/s",
+            load.rate >= target and not load.errors,
+        )
+    ]
+
+
+def bench_scale_out(d: Durations, two_workers: Load) -> list[Result]:
+    """6: --workers 1 against the --workers 2 run of benchmark 2, and two separate servers
+    each in a network namespace of its own."""
+    accounts = [f"acct-{i:02d}" for i in range(CLIENTS)]
+    results: list[Result] = []
+    with fresh_schema() as schema:
+        url = schema_url(schema)
+        seeded = seed(url, accounts)
+        with serving(url, workers=1) as server:
+            cpu = CpuMeter({"server": [server.process.pid]})
+            one = run_pairs(
+                "1 worker, 32 clients",
+                [(server.host, server.port)],
+                seeded,
+                CLIENTS,
+                d.warmup,
+                d.other,
+                cpu,
+            )
+        results.append(
+            Result(
+                "6 scale-out: --workers 2 / --workers 1 (32 clients)",
+                two_workers.rate,
+                "pairs/s",
+                one.rate,
+                "pairs/s --workers 1",
+                two_workers.rate / one.rate if one.rate else None,
+            )
+        )
+        why_not = available()
+        if why_not is not None:
+            say(f"no network namespaces ({why_not}): two separate servers not measured")
+        else:
+            results.append(_separate_hosts(d, schema, seeded, one))
+    for label, load in (("--workers 1", one), ("--workers 2", two_workers)):
+        if load.cpu is not None:
+            results.append(
+                Result(f"6 PostgreSQL CPU, {label}", load.cpu.cores["postgres"], "cores")
+            )
+            results.append(Result(f"6 server CPU, {label}", load.cpu.cores["server"], "cores"))
+    return results
+
+
+def _separate_hosts(d: Durations, schema: str, seeded: Seeded, one: Load) -> Result:
+    """Two ``creditmeter serve --workers 1``, each in its own namespace reached over its
+    veth pair; PostgreSQL listens on 127.0.0.1 only, so they reach it by its Unix socket."""
+    url = schema_url(schema, unix_socket=True)
+    with contextlib.ExitStack() as stack:
+        spaces = stack.enter_context(namespaces(2))
+        servers = [
+            stack.enter_context(
+                serving(url, workers=1, host=ns.address, port=8000, namespace=ns.name)
+            )
+            for ns in spaces
+        ]
+        cpu = CpuMeter({"server": [s.process.pid for s in servers]})
+        targets = [(s.host, s.port) for s in servers]
+        two = run_pairs(
+            "2 servers in 2 netns, 32 clients", targets, seeded, CLIENTS, d.warmup, d.other, cpu
+        )
+    return Result(
+        "6 scale-out: 2 servers in own netns (veth) / --workers 1",
+        two.rate,
+        "pairs/s",
+        one.rate,
+        "pairs/s --workers 1",
+        two.rate / one.rate if one.rate else None,
+    )
+
+
+def run(quick: bool) -> list[Result]:
+    d = durations(quick)
+    say(
+        f"client {CLIENT_KIND}; {os.cpu_count()} cores shared by the load generator, "
+        "the servers and PostgreSQL"
+    )
+    tpcb = pgb.tpcb(clients=8, jobs=2, seconds=d.pgbench)
+    say(f"baseline {tpcb.command}: {tpcb.tps:,.0f} tps, {tpcb.latency_ms:.2f} ms average")
+    hot = pgb.hot_row(clients=CLIENTS, jobs=2, seconds=d.pgbench)
+    say(f"baseline {hot.command}: {hot.tps:,.0f} tps, {hot.latency_ms:.2f} ms average")
+    results, two_workers = bench_pairs(d, tpcb.tps)
+    results += bench_hot(d, hot.tps)
+    results += bench_batches(d, tpcb.tps)
+    results += bench_scale_out(d, two_workers)
+    return results

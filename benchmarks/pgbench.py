@@ -1,0 +1,97 @@
+"""``pgbench`` baselines, each in a database of its own that is dropped afterwards: the
+TPC-B-like script, and one row updated by every client (a hot account's bound)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from benchmarks.server import POSTGRES_URL
+
+PGBENCH = "/usr/bin/pgbench"
+HOT_ROW_SCRIPT = "UPDATE hot SET v = v + 1 WHERE id = 1;\n"
+
+
+@dataclass(frozen=True)
+class PgbenchResult:
+    tps: float
+    transactions: int
+    latency_ms: float
+    command: str
+
+
+def _connection_args() -> list[str]:
+    url = sa.make_url(POSTGRES_URL)
+    args = ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432)]
+    return [*args, "-U", url.username or "postgres"]
+
+
+@contextlib.contextmanager
+def own_database() -> Iterator[str]:
+    """A new database's name, dropped at the end (with any sessions still on it)."""
+    name = f"cmbench_pg_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        try:
+            yield name
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.dispose()
+
+
+def _run(args: list[str], timeout: float) -> str:
+    done = subprocess.run(
+        [PGBENCH, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pgbench {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return done.stdout + done.stderr
+
+
+def _result(output: str, command: str) -> PgbenchResult:
+    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", output)
+    count = re.search(r"number of transactions actually processed: (\d+)", output)
+    latency = re.search(r"latency average = ([0-9.]+) ms", output)
+    if tps is None or count is None or latency is None:
+        raise RuntimeError(f"cannot read pgbench's output:\n{output[-2000:]}")
+    return PgbenchResult(float(tps[1]), int(count[1]), float(latency[1]), command)
+
+
+def tpcb(clients: int, jobs: int, seconds: int) -> PgbenchResult:
+    """``pgbench -i`` (scale 1) then the TPC-B-like script for ``seconds``."""
+    with own_database() as db:
+        connection = _connection_args()
+        _run(["-i", "-q", "-s", "1", *connection, db], timeout=120)
+        args = ["-c", str(clients), "-j", str(jobs), "-T", str(seconds), *connection, db]
+        return _result(_run(args, timeout=seconds + 60), "pgbench " + " ".join(args[:6]))
+
+
+def hot_row(clients: int, jobs: int, seconds: int) -> PgbenchResult:
+    """Every client updating the same single row, ``UPDATE hot SET v = v + 1 WHERE id = 1``."""
+    with own_database() as db:
+        engine = sa.create_engine(sa.make_url(POSTGRES_URL).set(database=db))
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE hot (id integer PRIMARY KEY, v bigint)")
+                conn.exec_driver_sql("INSERT INTO hot VALUES (1, 0)")
+        finally:
+            engine.dispose()
+        with tempfile.TemporaryDirectory(prefix="cmbench-pgbench-") as folder:
+            script = Path(folder) / "hot.sql"
+            script.write_text(HOT_ROW_SCRIPT)
+            args = ["-n", "-c", str(clients), "-j", str(jobs), "-T", str(seconds)]
+            args += ["-f", str(script), *_connection_args(), db]
+            shown = f"pgbench -c {clients} -j {jobs} -T {seconds} -f hot.sql"
+            return _result(_run(args, timeout=seconds + 60), shown)

@@ -1,0 +1,180 @@
+"""A fresh PostgreSQL schema, seeded through the library, and ``creditmeter serve`` on it.
+
+The server is a subprocess as an operator would run it (``python -m creditmeter.cli.main
+serve``), with the sweeper off and its JSON logs in a file; optionally inside a network
+namespace (``ip netns exec``). Everything made here is removed by the context managers'
+exits, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import sqlalchemy as sa
+
+from creditmeter import CreditMeter
+
+POSTGRES_URL = os.environ.get(
+    "CREDITMETER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SOCKET_DIR = "/var/run/postgresql"
+ADMIN_KEY = "bench-admin-key"
+STARTUP_SECONDS = 60.0
+FEATURE = "bench.call"
+PLAN = "bench"
+ALLOWANCE = 1_000_000
+PURCHASED = 10**12
+
+
+def schema_url(schema: str, *, unix_socket: bool = False) -> str:
+    """The URL of ``schema`` in the benchmark database, over TCP or the Unix socket."""
+    url = sa.make_url(POSTGRES_URL)
+    query: dict[str, str] = {"options": f"-csearch_path={schema}"}
+    if unix_socket:
+        url = url.set(host=None, port=None)
+        query["host"] = SOCKET_DIR
+    return url.update_query_dict(query).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def fresh_schema() -> Iterator[str]:
+    """A new, empty schema's name, dropped at the end."""
+    name = f"cmbench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+        try:
+            yield name
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        admin.dispose()
+
+
+@dataclass(frozen=True)
+class Seeded:
+    accounts: list[str]
+    service_key: str
+
+
+def seed(url: str, accounts: list[str]) -> Seeded:
+    """Migrate, then the price book, a plan with a monthly allowance, the accounts (each
+    with purchased credits too) and a service key."""
+    with CreditMeter(url) as meter:
+        meter.put_feature(FEATURE, rates={"tokens": 1}, name="Benchmark call")
+        meter.put_plan(PLAN, allowances={"*": ALLOWANCE}, name="Benchmark")
+        for account in accounts:
+            meter.create_account(account, plan=PLAN)
+            meter.grant(account, PURCHASED, source="purchase", reason="benchmark credits")
+        _, secret = meter.create_api_key("service", name="benchmark")
+    return Seeded(accounts, secret)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A running ``creditmeter serve``: where it answers, its process and its log."""
+
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def output(self, tail: int = 4000) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-tail:]
+
+    def stop(self) -> None:
+        """SIGTERM to the server's own process group (the uvicorn supervisor and its
+        workers), SIGKILL to that group if it has not stopped in 15 s."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def serving(
+    database_url: str,
+    *,
+    workers: int,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    namespace: str | None = None,
+) -> Iterator[Server]:
+    """``creditmeter serve --workers N`` on the database, once it answers ``/healthz``;
+    stopped at the end. In ``namespace``, it listens on ``host`` there."""
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "CREDITMETER_ADMIN_KEY": ADMIN_KEY,
+        "CREDITMETER_SWEEP_INTERVAL": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "creditmeter.cli.main", "serve", "--no-migrate"]
+    command += ["--host", host, "--port", str(port), "--workers", str(workers)]
+    command += ["--database-url", database_url, "--log-format", "json"]
+    if namespace is not None:
+        command = ["ip", "netns", "exec", namespace, *command]
+    logs = Path(tempfile.mkdtemp(prefix="cmbench-serve-"))
+    log = logs / "serve.log"
+    try:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        server = Server(host, port, process, log)
+        try:
+            _wait_until_healthy(server)
+            yield server
+        finally:
+            server.stop()
+    finally:
+        log.unlink(missing_ok=True)
+        logs.rmdir()
+
+
+def _wait_until_healthy(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"creditmeter serve exited {server.process.returncode}:\n{server.output()}"
+            )
+        try:
+            answer = httpx2.get(f"{server.url}/healthz", timeout=1, trust_env=False)
+            if answer.status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"creditmeter serve did not answer in {STARTUP_SECONDS} s")
