@@ -23,6 +23,26 @@ POSTGRES_URL = os.environ.get(
 )
 ENGINES = ("sqlite", "postgresql")
 
+LONG_SCALE = 20
+"""How much ``--reliability-long`` multiplies the operation budget and the kills by."""
+DEFAULT_SEED = 2026
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("reliability", "fault-injection tests")
+    group.addoption(
+        "--reliability-long",
+        action="store_true",
+        default=False,
+        help=f"run the fault-injection tests {LONG_SCALE} times longer, with as many more faults",
+    )
+    group.addoption(
+        "--reliability-seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"seed of the operations and of the faults (default {DEFAULT_SEED})",
+    )
+
 
 class Clock:
     """A clock that stands still until a test moves it."""

@@ -11,7 +11,7 @@ from creditmeter.core.errors import (
     NotFound,
     Refusal,
 )
-from creditmeter.meter import CreditMeter
+from creditmeter.meter import CreditMeter, UsageEvent
 
 __all__ = [
     "AccountSuspended",
@@ -24,4 +24,5 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "Refusal",
+    "UsageEvent",
 ]

@@ -32,6 +32,7 @@ from creditmeter.core.errors import AllowanceState
 from creditmeter.core.keys import Role
 from creditmeter.core.records import Charge
 from creditmeter.core.types import AccountStatus, GrantSource, HoldStatus, TransactionType
+from creditmeter.meter import UsageEvent
 from tests.client.conftest import Server, free_port
 
 
@@ -365,16 +366,11 @@ def test_usage_queries_and_checks(
 def test_a_batch_charges_each_event_by_itself(
     service: CreditMeterClient, acme: str, fresh_id: str
 ) -> None:
-    results = service.charge_batch(
+    results = service.charge_many(
         [
-            {"account_id": acme, "feature": "csv_export", "idempotency_key": f"b1-{acme}"},
-            {"account_id": "nobody", "feature": "csv_export", "idempotency_key": f"b2-{acme}"},
-            {
-                "account_id": acme,
-                "feature": "csv_export",
-                "usage": {"calls": 1_000},
-                "idempotency_key": f"b3-{acme}",
-            },
+            UsageEvent(acme, "csv_export", idempotency_key=f"b1-{acme}"),
+            UsageEvent("nobody", "csv_export", idempotency_key=f"b2-{acme}"),
+            UsageEvent(acme, "csv_export", usage={"calls": 1_000}, idempotency_key=f"b3-{acme}"),
         ]
     )
     first, missing, short = results

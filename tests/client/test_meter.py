@@ -14,6 +14,7 @@ import pytest
 
 from creditmeter import CreditMeter, InvalidRequest
 from creditmeter.client import CreditMeterClient, ServiceUnavailable
+from creditmeter.meter import UsageEvent
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
 
@@ -110,8 +111,8 @@ def test_what_cannot_be_sent_is_refused_before_sending() -> None:
             meter.authorize("acme", "chat", credits=5, ttl=timedelta(seconds=1.5))
         with pytest.raises(InvalidRequest, match="either a usage_id or an amount"):
             meter.refund("acme")
-        with pytest.raises(InvalidRequest, match="unknown fields in a batch event: colour"):
-            meter.charge_batch([{"account_id": "a", "feature": "f", "colour": "red"}])
+        with pytest.raises(InvalidRequest, match=r"batch events \[0\] have no idempotency_key"):
+            meter.charge_many([UsageEvent("a", "f")])
 
 
 def test_a_busy_service_says_when_to_retry() -> None:
@@ -162,7 +163,7 @@ def public_verbs(cls: type) -> set[str]:
 
 
 def test_the_client_has_the_library_verbs_with_their_parameters() -> None:
-    remote_only = {"charge_batch", "iter_usage", "export_usage_csv"}
+    remote_only = {"iter_usage", "export_usage_csv"}
     local_only = {"add_member", "sweep", "verify", "authenticate", "usage_record", "pending_holds"}
     assert public_verbs(CreditMeterClient) - remote_only == public_verbs(CreditMeter) - local_only
     for verb in public_verbs(CreditMeter) - local_only:

@@ -1,7 +1,5 @@
-"""Options of the fault-injection suite: ``--reliability-long`` and ``--reliability-seed``.
-
-Pytest reads these options only from conftest files it loads at start-up, so name this
-directory (or a file in it) on the command line to use them::
+"""How long a fault-injection run is, from the options ``--reliability-long`` and
+``--reliability-seed`` (declared in tests/conftest.py, so they work from anywhere)::
 
     pytest tests/reliability --reliability-long -s
 """
@@ -12,25 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-LONG_SCALE = 20
-"""How much ``--reliability-long`` multiplies the operation budget and the kills by."""
-DEFAULT_SEED = 2026
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("reliability", "fault-injection tests")
-    group.addoption(
-        "--reliability-long",
-        action="store_true",
-        default=False,
-        help=f"run the fault-injection tests {LONG_SCALE} times longer, with as many more faults",
-    )
-    group.addoption(
-        "--reliability-seed",
-        type=int,
-        default=DEFAULT_SEED,
-        help=f"seed of the operations and of the faults (default {DEFAULT_SEED})",
-    )
+from tests.conftest import DEFAULT_SEED, LONG_SCALE
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from creditmeter.core.records import (
     UsageRecord,
 )
 from creditmeter.core.settings import Settings
+from creditmeter.meter import UsageEvent
 
 T = TypeVar("T")
 Quantities = Mapping[str, int | str | Decimal]
@@ -366,11 +367,14 @@ class CreditMeterClient:
             self._call("POST", "/v1/usage", body=body, idempotency_key=idempotency_key)
         )
 
-    def charge_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Charge | CreditMeterError]:
-        """Charge up to 1,000 usages in one request. Each event has the keyword arguments
-        of :meth:`charge`, ``account_id`` and ``feature`` among them, and its own
-        ``idempotency_key`` (required: a batch is retried as a whole). Each result is the
-        charge, or the error that ``charge`` would have raised for that event alone."""
+    def charge_many(self, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
+        """Charge up to 1,000 usages in one request (``POST /v1/usage/batch``), each as
+        :meth:`charge` would. Over HTTP every event needs its own ``idempotency_key``: a
+        batch is retried as a whole. Each result is the charge, or the error that refused
+        that event."""
+        missing = [i for i, e in enumerate(events) if e.idempotency_key is None]
+        if missing:
+            raise InvalidRequest(f"batch events {missing} have no idempotency_key")
         body = {"events": [self._batch_event(event) for event in events]}
         results = self._call("POST", "/v1/usage/batch", body=body)["results"]
         outcome: list[Charge | CreditMeterError] = []
@@ -421,32 +425,18 @@ class CreditMeterClient:
             }
         )
 
-    def _batch_event(self, event: Mapping[str, Any]) -> wire.Json:
-        known = {
-            "account_id",
-            "feature",
-            "usage",
-            "credits",
-            "model",
-            "member",
-            "metadata",
-            "provider_cost",
-            "idempotency_key",
-        }
-        unknown = set(event) - known
-        if unknown:
-            raise InvalidRequest(f"unknown fields in a batch event: {', '.join(sorted(unknown))}")
+    def _batch_event(self, event: UsageEvent) -> wire.Json:
         body = self._usage_body(
-            event["account_id"],
-            event["feature"],
-            event.get("usage"),
-            event.get("credits"),
-            event.get("model"),
-            event.get("member"),
-            event.get("metadata"),
-            event.get("provider_cost"),
+            event.account_id,
+            event.feature,
+            event.usage,
+            event.credits,
+            event.model,
+            event.member,
+            event.metadata,
+            event.provider_cost,
         )
-        body["idempotency_key"] = event["idempotency_key"]
+        body["idempotency_key"] = event.idempotency_key
         return body
 
     # Grants and refunds.
