@@ -76,7 +76,11 @@ class Database:
 def _create_engine(url: str, pool_size: int) -> Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2)
+        # A pooled connection may have been closed by the server since it was last used (a
+        # restart, a failover): pre-ping replaces it on checkout instead of failing a request.
+        return sa.create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+        )
     in_memory = parsed.database in (None, "", ":memory:")
     options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
     if in_memory:
