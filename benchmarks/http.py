@@ -5,15 +5,18 @@
 3. the same on ONE account: pairs/s against ``pgbench`` updating one row at 32 clients;
    then the books: no overdraft when 32 clients race for the last credits, ``verify`` empty.
 4. ``POST /v1/usage/batch`` of 1,000 events over 50 accounts, 4 senders: events/s (target
-   20,000), with the TPC-B-like tps beside it (one transaction per event is the server's way).
-6. scale-out: ``--workers 1`` against ``--workers 2`` at 32 clients; two separate servers in
-   network namespaces of their own; 8 and 64 clients; the CPU of servers, PostgreSQL and
-   load generator in each case.
+   20,000), with the TPC-B-like tps beside it.
+6. scale-out: ``--workers 1``, ``--workers 2`` and two separate ``serve --workers 1`` each in
+   a network namespace of its own, all running at once and measured in alternating rounds
+   (so that a change in the machine's other load hits all three alike); 8 and 64 clients on
+   benchmark 2's server; the CPU of servers, PostgreSQL and load generator in each case.
 
 Every server gets a fresh schema, the sweeper off and its JSON logs in a file. The load
 generator is asyncio with one keep-alive connection per client (``benchmarks.load``); its
 loops are bounded in time and count, and it targets 127.0.0.1 or namespaces it made. All of
-it runs on the same two cores: servers, PostgreSQL, pgbench and the load generator.
+it runs on the same two cores: servers, PostgreSQL, pgbench and the load generator. The
+detail (CPU by process group, CPU ms per operation, what the server's PostgreSQL sessions
+were doing) goes to standard error as it is measured.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from benchmarks import Result, absolute, compared, percentile
 from benchmarks import pgbench as pgb
 from benchmarks.load import Client, CpuMeter, CpuShares, HttpError, connect, shares
 from benchmarks.netns import available, namespaces
+from benchmarks.pgactivity import Activity, session_pids
 from benchmarks.server import FEATURE, Seeded, fresh_schema, schema_url, seed, serving
 from creditmeter import CreditMeter
 
@@ -42,10 +46,12 @@ BATCH_ACCOUNTS = 50
 SENDERS = 4
 ESTIMATE = {"tokens": 1_000}
 USAGE = {"tokens": 800}
-MAX_PAIRS_PER_CLIENT = 1_000_000
+MAX_ROUNDS = 1_000_000
 """A bound on every client loop besides its deadline."""
 EXHAUST_CREDITS = 100_000
 EXHAUST_ATTEMPTS = 10
+BUSY = 0.25
+"""Cores used by processes outside the benchmark above which a figure is flagged."""
 CLIENT_KIND = os.environ.get("CREDITMETER_BENCH_CLIENT", "raw")
 """``raw`` (benchmarks.load.Connection) or ``httpx2`` (httpx2.AsyncClient)."""
 NETWORK_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, HttpError)
@@ -57,16 +63,24 @@ class Durations:
     measure: float
     """Benchmark 2's measuring time."""
     other: float
-    """The measuring time of benchmarks 3, 4 and 6."""
+    """The measuring time of benchmarks 3 and 4."""
     short: float
-    """The measuring time of the extra points (other client counts)."""
+    """The measuring time of the other client counts."""
+    round: float
+    """One round of benchmark 6 (after a 1 s warm-up)."""
+    cycles: int
+    """Rounds of benchmark 6 per configuration."""
     pgbench: int
 
 
 def durations(quick: bool) -> Durations:
     if quick:
-        return Durations(warmup=1.0, measure=3.0, other=3.0, short=2.0, pgbench=3)
-    return Durations(warmup=3.0, measure=15.0, other=10.0, short=5.0, pgbench=10)
+        return Durations(
+            warmup=1.0, measure=3.0, other=3.0, short=2.0, round=1.5, cycles=1, pgbench=3
+        )
+    return Durations(
+        warmup=3.0, measure=15.0, other=10.0, short=4.0, round=4.0, cycles=2, pgbench=10
+    )
 
 
 def say(text: str) -> None:
@@ -76,15 +90,15 @@ def say(text: str) -> None:
 @dataclass
 class Load:
     """What a timed run did: operations completed inside the measuring window, their
-    latencies, errors by kind, and the CPU used meanwhile."""
+    latencies, errors by kind, the CPU used meanwhile and the server's sessions."""
 
     label: str
     seconds: float
     done: int = 0
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
-    refused: int = 0
     cpu: CpuShares | None = None
+    activity: str | None = None
 
     @property
     def rate(self) -> float:
@@ -93,24 +107,46 @@ class Load:
     def ms(self, p: float) -> float:
         return percentile(self.latencies, p) * 1000 if self.latencies else float("nan")
 
-    def describe(self, unit: str = "pairs/s") -> str:
+    def cores(self, group: str) -> float:
+        return self.cpu.cores.get(group, 0.0) if self.cpu is not None else float("nan")
+
+    def describe(self, unit: str = "pairs/s", what: str = "") -> str:
         text = f"{self.label}: {self.rate:,.0f} {unit}"
         if self.latencies:
-            text += f", p50 {self.ms(50):.1f} ms, p99 {self.ms(99):.1f} ms"
+            text += f", {what}p50 {self.ms(50):.1f} ms, {what}p99 {self.ms(99):.1f} ms"
         if self.errors:
-            text += f", errors {dict(self.errors)}"
+            text += f", ERRORS {dict(self.errors)}"
         if self.cpu is not None:
             text += f"\n        cores used (of {os.cpu_count()}): {self.cpu.text()}"
-            server = self.cpu.cores.get("server", 0.0)
-            postgres = self.cpu.cores.get("postgres", 0.0)
             if self.done:
                 per = 1000 / self.rate
-                text += (
-                    f"\n        CPU ms per operation: server {server * per:.2f}, "
-                    f"postgres {postgres * per:.2f}, "
-                    f"client {self.cpu.cores.get('client', 0.0) * per:.2f}"
+                text += "\n        CPU ms per operation: " + ", ".join(
+                    f"{group} {self.cores(group) * per:.2f}"
+                    for group in ("server", "postgres", "client")
                 )
+            if self.cores("other") > BUSY:
+                text += (
+                    f"\n        NOTE: other processes used {self.cores('other'):.2f} cores "
+                    "meanwhile: this figure is depressed"
+                )
+        if self.activity:
+            text += f"\n        {self.activity}"
         return text
+
+
+def merged(label: str, loads: list[Load]) -> Load:
+    """Rounds of the same configuration as one load (CPU shares averaged by time)."""
+    total = Load(label, sum(load.seconds for load in loads))
+    groups: dict[str, float] = {}
+    for load in loads:
+        total.done += load.done
+        total.latencies += load.latencies
+        total.errors.update(load.errors)
+        if load.cpu is not None:
+            for group, cores in load.cpu.cores.items():
+                groups[group] = groups.get(group, 0.0) + cores * load.seconds
+    total.cpu = CpuShares(total.seconds, {g: v / total.seconds for g, v in groups.items()})
+    return total
 
 
 Target = tuple[str, int]
@@ -139,10 +175,11 @@ async def timed(
     warmup: float,
     measure: float,
     cpu: CpuMeter,
+    activity: Activity | None,
     step: Step,
 ) -> Load:
     """``clients`` loops, each on its own keep-alive connection to a target (round robin),
-    running ``step`` until the end of warm-up + measure, at most MAX_PAIRS_PER_CLIENT times."""
+    running ``step`` until the end of warm-up + measure, at most MAX_ROUNDS times."""
     load = Load(label, measure)
     begin = time.monotonic() + warmup
     window = Window(begin, begin + measure)
@@ -153,7 +190,7 @@ async def timed(
         conn = connect(CLIENT_KIND, host, port, {"Authorization": f"Bearer {key}"})
         act = step(load, window, i)
         try:
-            for n in range(MAX_PAIRS_PER_CLIENT):
+            for n in range(MAX_ROUNDS):
                 if time.monotonic() >= window.end:
                     break
                 try:
@@ -167,11 +204,18 @@ async def timed(
     async def sample() -> None:
         await asyncio.sleep(max(window.begin - time.monotonic(), 0.0))
         before = cpu.snapshot()
-        await asyncio.sleep(max(window.end - time.monotonic(), 0.0))
+        if activity is not None:
+            activity.start()
+        try:
+            await asyncio.sleep(max(window.end - time.monotonic(), 0.0))
+        finally:
+            if activity is not None:
+                activity.stop()
         sampled.append(shares(before, cpu.snapshot()))
 
     await asyncio.gather(sample(), *(one(i) for i in range(clients)))
     load.cpu = sampled[0] if sampled else None
+    load.activity = None if activity is None else activity.text()
     return load
 
 
@@ -223,12 +267,17 @@ def run_pairs(
     warmup: float,
     measure: float,
     cpu: CpuMeter,
+    *,
+    schema: str | None = None,
+    show: bool = True,
 ) -> Load:
+    """A timed run of pairs; with ``schema``, its server sessions are sampled too."""
     step = pair_step(seeded.accounts)
-    load = asyncio.run(
-        timed(label, targets, seeded.service_key, clients, warmup, measure, cpu, step)
-    )
-    say(load.describe())
+    activity = None if schema is None else Activity(schema)
+    key = seeded.service_key
+    load = asyncio.run(timed(label, targets, key, clients, warmup, measure, cpu, activity, step))
+    if show:
+        say(load.describe())
     return load
 
 
@@ -289,6 +338,7 @@ def run_batches(
     size: int,
     measure: float,
     cpu: CpuMeter,
+    schema: str,
 ) -> Load:
     """``senders`` loops posting batches of ``size`` one-shot usages over the accounts
     (after one small warm-up batch each), starting new batches until ``measure`` seconds
@@ -297,6 +347,7 @@ def run_batches(
     run = uuid.uuid4().hex[:8]
     accounts = seeded.accounts
     headers = {"Authorization": f"Bearer {seeded.service_key}"}
+    activity = Activity(schema)
 
     def events(sender: int, n: int, count: int) -> dict[str, Any]:
         return {
@@ -331,7 +382,7 @@ def run_batches(
             finished: list[float] = []
 
             async def sender(s: int) -> None:
-                for n in range(MAX_PAIRS_PER_CLIENT):
+                for n in range(MAX_ROUNDS):
                     if time.monotonic() >= end:
                         break
                     body = events(s, n, size)
@@ -344,23 +395,34 @@ def run_batches(
                     load.latencies.append(time.monotonic() - started)
                 finished.append(time.monotonic())
 
-            await asyncio.gather(*(sender(s) for s in range(senders)))
+            activity.start()
+            try:
+                await asyncio.gather(*(sender(s) for s in range(senders)))
+            finally:
+                activity.stop()
             after = cpu.snapshot()
             load.seconds = max(finished) - before.at
             load.cpu = shares(before, after)
+            load.activity = activity.text()
         finally:
             for conn in conns:
                 await conn.close()
 
     asyncio.run(go())
-    say(load.describe("events/s").replace("p50", "batch p50").replace(", p99", ", batch p99"))
+    say(load.describe("events/s", what="batch "))
     return load
 
 
 # The benchmarks.
 
 
-def bench_pairs(d: Durations, tpcb_tps: float) -> tuple[list[Result], Load]:
+def cpu_meter(server_pids: list[int], schema: str) -> CpuMeter:
+    """The CPU of the servers (with their workers), of the PostgreSQL sessions named after
+    the schema with PostgreSQL's background processes, and of the load generator."""
+    return CpuMeter({"server": server_pids}, postgres=lambda: session_pids(schema))
+
+
+def bench_pairs(d: Durations, tpcb_tps: float) -> list[Result]:
     """2: 32 clients on 32 accounts, --workers 2; then 8 and 64 clients on the same server
     (points of benchmark 6)."""
     accounts = [f"acct-{i:02d}" for i in range(CLIENTS)]
@@ -368,10 +430,17 @@ def bench_pairs(d: Durations, tpcb_tps: float) -> tuple[list[Result], Load]:
         url = schema_url(schema)
         seeded = seed(url, accounts)
         with serving(url, workers=2) as server:
-            cpu = CpuMeter({"server": [server.process.pid]})
+            cpu = cpu_meter([server.process.pid], schema)
             target = [(server.host, server.port)]
             main = run_pairs(
-                "2 workers, 32 clients", target, seeded, CLIENTS, d.warmup, d.measure, cpu
+                "2 workers, 32 clients",
+                target,
+                seeded,
+                CLIENTS,
+                d.warmup,
+                d.measure,
+                cpu,
+                schema=schema,
             )
             extra = [
                 run_pairs(f"2 workers, {n} clients", target, seeded, n, 1.0, d.short, cpu)
@@ -397,8 +466,14 @@ def bench_pairs(d: Durations, tpcb_tps: float) -> tuple[list[Result], Load]:
         Result("2 HTTP pair latency p50", main.ms(50), "ms"),
     ]
     for load in extra:
-        results.append(Result(f"6 clients: {load.label}", load.rate, "pairs/s"))
-    return results, main
+        results.append(
+            Result(
+                f"6 {load.label} (32 clients: {main.rate:,.0f})",
+                load.rate,
+                "pairs/s",
+            )
+        )
+    return results
 
 
 def bench_hot(d: Durations, hot_tps: float) -> list[Result]:
@@ -411,7 +486,7 @@ def bench_hot(d: Durations, hot_tps: float) -> list[Result]:
             meter.create_account(exhausted)
             meter.grant(exhausted, EXHAUST_CREDITS, source="purchase")
         with serving(url, workers=2) as server:
-            cpu = CpuMeter({"server": [server.process.pid]})
+            cpu = cpu_meter([server.process.pid], schema)
             target = (server.host, server.port)
             hot = run_pairs(
                 "hot account, 2 workers, 32 clients",
@@ -421,6 +496,7 @@ def bench_hot(d: Durations, hot_tps: float) -> list[Result]:
                 d.warmup,
                 d.other,
                 cpu,
+                schema=schema,
             )
             race = exhaust(target, seeded.service_key, exhausted, CLIENTS, EXHAUST_ATTEMPTS)
         with CreditMeter(url, migrate=False) as meter:
@@ -477,7 +553,7 @@ def bench_batches(d: Durations, tpcb_tps: float) -> list[Result]:
         url = schema_url(schema)
         seeded = seed(url, accounts)
         with serving(url, workers=2) as server:
-            cpu = CpuMeter({"server": [server.process.pid]})
+            cpu = cpu_meter([server.process.pid], schema)
             load = run_batches(
                 f"usage/batch x{BATCH}, {SENDERS} senders",
                 (server.host, server.port),
@@ -486,6 +562,7 @@ def bench_batches(d: Durations, tpcb_tps: float) -> list[Result]:
                 BATCH,
                 d.other,
                 cpu,
+                schema,
             )
     target = 20_000.0
     return [
@@ -502,74 +579,96 @@ def bench_batches(d: Durations, tpcb_tps: float) -> list[Result]:
     ]
 
 
-def bench_scale_out(d: Durations, two_workers: Load) -> list[Result]:
-    """6: --workers 1 against the --workers 2 run of benchmark 2, and two separate servers
-    each in a network namespace of its own."""
+@dataclass(frozen=True)
+class Setup:
+    label: str
+    targets: list[Target]
+    pids: list[int]
+
+
+def bench_scale_out(d: Durations) -> list[Result]:
+    """6: --workers 1, --workers 2 and two servers in namespaces of their own (PostgreSQL
+    listens on 127.0.0.1 only, so they reach it by its Unix socket), all serving the same
+    schema at once, measured in alternating rounds of 32 clients."""
     accounts = [f"acct-{i:02d}" for i in range(CLIENTS)]
-    results: list[Result] = []
     with fresh_schema() as schema:
         url = schema_url(schema)
         seeded = seed(url, accounts)
-        with serving(url, workers=1) as server:
-            cpu = CpuMeter({"server": [server.process.pid]})
-            one = run_pairs(
-                "1 worker, 32 clients",
-                [(server.host, server.port)],
-                seeded,
-                CLIENTS,
-                d.warmup,
-                d.other,
-                cpu,
+        with contextlib.ExitStack() as stack:
+            setups: list[Setup] = []
+            for workers in (1, 2):
+                server = stack.enter_context(serving(url, workers=workers))
+                label = f"--workers {workers}"
+                setups.append(Setup(label, [(server.host, server.port)], [server.process.pid]))
+            why_not = available()
+            if why_not is None:
+                spaces = stack.enter_context(namespaces(2))
+                servers = [
+                    stack.enter_context(
+                        serving(
+                            schema_url(schema, unix_socket=True),
+                            workers=1,
+                            host=ns.address,
+                            port=8000,
+                            namespace=ns.name,
+                        )
+                    )
+                    for ns in spaces
+                ]
+                setups.append(
+                    Setup(
+                        "2 servers in 2 netns",
+                        [(s.host, s.port) for s in servers],
+                        [s.process.pid for s in servers],
+                    )
+                )
+            else:
+                say(f"no network namespaces ({why_not}): two separate servers not measured")
+            rounds: dict[str, list[Load]] = {s.label: [] for s in setups}
+            for _ in range(d.cycles):
+                for s in setups:
+                    cpu = cpu_meter(s.pids, schema)
+                    rounds[s.label].append(
+                        run_pairs(
+                            s.label,
+                            s.targets,
+                            seeded,
+                            CLIENTS,
+                            1.0,
+                            d.round,
+                            cpu,
+                            schema=schema,
+                            show=False,
+                        )
+                    )
+    loads = {label: merged(f"{label}, 32 clients", runs) for label, runs in rounds.items()}
+    for label, load in loads.items():
+        load.activity = rounds[label][-1].activity
+        say(load.describe() + f"\n        (in {len(rounds[label])} alternating rounds)")
+    one = loads["--workers 1"]
+    results: list[Result] = []
+    for label, load in loads.items():
+        if label != "--workers 1":
+            results.append(
+                Result(
+                    f"6 scale-out: {label} / --workers 1, 32 clients",
+                    load.rate,
+                    "pairs/s",
+                    one.rate,
+                    "pairs/s --workers 1",
+                    load.rate / one.rate if one.rate else None,
+                )
             )
+    for label, load in loads.items():
         results.append(
             Result(
-                "6 scale-out: --workers 2 / --workers 1 (32 clients)",
-                two_workers.rate,
-                "pairs/s",
-                one.rate,
-                "pairs/s --workers 1",
-                two_workers.rate / one.rate if one.rate else None,
+                f"6 CPU with {label}: PostgreSQL (server {load.cores('server'):.2f}, "
+                f"client {load.cores('client'):.2f}, other {load.cores('other'):.2f})",
+                load.cores("postgres"),
+                "cores",
             )
         )
-        why_not = available()
-        if why_not is not None:
-            say(f"no network namespaces ({why_not}): two separate servers not measured")
-        else:
-            results.append(_separate_hosts(d, schema, seeded, one))
-    for label, load in (("--workers 1", one), ("--workers 2", two_workers)):
-        if load.cpu is not None:
-            results.append(
-                Result(f"6 PostgreSQL CPU, {label}", load.cpu.cores["postgres"], "cores")
-            )
-            results.append(Result(f"6 server CPU, {label}", load.cpu.cores["server"], "cores"))
     return results
-
-
-def _separate_hosts(d: Durations, schema: str, seeded: Seeded, one: Load) -> Result:
-    """Two ``creditmeter serve --workers 1``, each in its own namespace reached over its
-    veth pair; PostgreSQL listens on 127.0.0.1 only, so they reach it by its Unix socket."""
-    url = schema_url(schema, unix_socket=True)
-    with contextlib.ExitStack() as stack:
-        spaces = stack.enter_context(namespaces(2))
-        servers = [
-            stack.enter_context(
-                serving(url, workers=1, host=ns.address, port=8000, namespace=ns.name)
-            )
-            for ns in spaces
-        ]
-        cpu = CpuMeter({"server": [s.process.pid for s in servers]})
-        targets = [(s.host, s.port) for s in servers]
-        two = run_pairs(
-            "2 servers in 2 netns, 32 clients", targets, seeded, CLIENTS, d.warmup, d.other, cpu
-        )
-    return Result(
-        "6 scale-out: 2 servers in own netns (veth) / --workers 1",
-        two.rate,
-        "pairs/s",
-        one.rate,
-        "pairs/s --workers 1",
-        two.rate / one.rate if one.rate else None,
-    )
 
 
 def run(quick: bool) -> list[Result]:
@@ -579,11 +678,11 @@ def run(quick: bool) -> list[Result]:
         "the servers and PostgreSQL"
     )
     tpcb = pgb.tpcb(clients=8, jobs=2, seconds=d.pgbench)
-    say(f"baseline {tpcb.command}: {tpcb.tps:,.0f} tps, {tpcb.latency_ms:.2f} ms average")
+    say(f"baseline {tpcb.text()}")
     hot = pgb.hot_row(clients=CLIENTS, jobs=2, seconds=d.pgbench)
-    say(f"baseline {hot.command}: {hot.tps:,.0f} tps, {hot.latency_ms:.2f} ms average")
-    results, two_workers = bench_pairs(d, tpcb.tps)
+    say(f"baseline {hot.text()}")
+    results = bench_pairs(d, tpcb.tps)
     results += bench_hot(d, hot.tps)
     results += bench_batches(d, tpcb.tps)
-    results += bench_scale_out(d, two_workers)
+    results += bench_scale_out(d)
     return results

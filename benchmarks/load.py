@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -142,7 +143,7 @@ def _stat(pid: int) -> tuple[str, int, float] | None:
         return None
     comm = text[text.index("(") + 1 : text.rindex(")")]
     fields = text[text.rindex(")") + 2 :].split()
-    return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
+    return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
 def _processes() -> dict[int, tuple[str, int, float]]:
@@ -172,9 +173,15 @@ class CpuSnapshot:
 @dataclass
 class CpuMeter:
     """CPU seconds of groups of processes: each root pid with its descendants, PostgreSQL
-    (every process named ``postgres``) and this process (the load generator)."""
+    and this process (the load generator). A process's CPU counts only while it lives:
+    measure between snapshots taken while the processes of interest are running.
+
+    ``postgres`` names the PostgreSQL processes to count (the benchmark's own sessions and
+    the server's background processes, say); by default every process named ``postgres``,
+    other people's sessions included."""
 
     roots: dict[str, list[int]] = field(default_factory=dict)
+    postgres: Callable[[], set[int]] | None = None
 
     def snapshot(self) -> CpuSnapshot:
         procs = _processes()
@@ -190,7 +197,15 @@ class CpuMeter:
                 members[pid] = procs[pid][2]
                 todo.extend(children.get(pid, ()))
             groups[name] = members
-        groups["postgres"] = {p: s[2] for p, s in procs.items() if s[0] == "postgres"}
+        if self.postgres is not None:
+            wanted = {p for p in self.postgres() if p in procs}
+            # and the postmaster, which forks the sessions
+            wanted |= {
+                procs[p][1] for p in wanted if procs.get(procs[p][1], ("",))[0] == "postgres"
+            }
+            groups["postgres"] = {p: procs[p][2] for p in wanted}
+        else:
+            groups["postgres"] = {p: s[2] for p, s in procs.items() if s[0] == "postgres"}
         me = os.getpid()
         groups["client"] = {me: procs[me][2]} if me in procs else {}
         return CpuSnapshot(time.monotonic(), _busy_seconds(), groups)

@@ -4,9 +4,11 @@ TPC-B-like script, and one row updated by every client (a hot account's bound)."
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from benchmarks.load import CpuMeter, CpuShares, shares
+from benchmarks.pgactivity import session_pids
 from benchmarks.server import POSTGRES_URL
 
 PGBENCH = "/usr/bin/pgbench"
@@ -26,6 +30,19 @@ class PgbenchResult:
     transactions: int
     latency_ms: float
     command: str
+    cpu: CpuShares
+    """Cores used while it ran: ``postgres`` (its sessions and background processes),
+    ``pgbench``, ``other`` (the rest of the machine)."""
+
+    def text(self) -> str:
+        cores = self.cpu.cores
+        postgres = cores["postgres"] * 1000 / self.tps if self.tps else float("nan")
+        return (
+            f"{self.command}: {self.tps:,.0f} tps, {self.latency_ms:.2f} ms average; "
+            f"PostgreSQL {postgres:.2f} CPU ms per transaction\n"
+            f"        cores used: postgres {cores['postgres']:.2f}, pgbench {cores['client']:.2f}, "
+            f"other {cores['other']:.2f}, idle {cores['idle']:.2f}"
+        )
 
 
 def _connection_args() -> list[str]:
@@ -60,13 +77,40 @@ def _run(args: list[str], timeout: float) -> str:
     return done.stdout + done.stderr
 
 
-def _result(output: str, command: str) -> PgbenchResult:
+def _measured(args: list[str], seconds: int, command: str) -> PgbenchResult:
+    """pgbench for ``seconds``, its sessions named so that the CPU of theirs (and of
+    PostgreSQL's background processes) is sampled while they run: from 1 s after the start
+    to 0.5 s before the end."""
+    name = f"cmbench_pgbench_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PGAPPNAME": name}
+    with tempfile.TemporaryFile() as out:
+        begun = time.monotonic()
+        process = subprocess.Popen([PGBENCH, *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            meter = CpuMeter({"pgbench": [process.pid]}, postgres=lambda: session_pids(name))
+            time.sleep(min(1.0, seconds / 4))
+            before = meter.snapshot()
+            time.sleep(max(begun + seconds - 0.5 - time.monotonic(), 0.1))
+            cpu = shares(before, meter.snapshot())
+            process.wait(timeout=seconds + 60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=5)
+        out.seek(0)
+        output = out.read().decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"pgbench {' '.join(args)} failed:\n{output[-2000:]}")
+    return _result(output, command, cpu)
+
+
+def _result(output: str, command: str, cpu: CpuShares) -> PgbenchResult:
     tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", output)
     count = re.search(r"number of transactions actually processed: (\d+)", output)
     latency = re.search(r"latency average = ([0-9.]+) ms", output)
     if tps is None or count is None or latency is None:
         raise RuntimeError(f"cannot read pgbench's output:\n{output[-2000:]}")
-    return PgbenchResult(float(tps[1]), int(count[1]), float(latency[1]), command)
+    return PgbenchResult(float(tps[1]), int(count[1]), float(latency[1]), command, cpu)
 
 
 def tpcb(clients: int, jobs: int, seconds: int) -> PgbenchResult:
@@ -75,7 +119,7 @@ def tpcb(clients: int, jobs: int, seconds: int) -> PgbenchResult:
         connection = _connection_args()
         _run(["-i", "-q", "-s", "1", *connection, db], timeout=120)
         args = ["-c", str(clients), "-j", str(jobs), "-T", str(seconds), *connection, db]
-        return _result(_run(args, timeout=seconds + 60), "pgbench " + " ".join(args[:6]))
+        return _measured(args, seconds, "pgbench " + " ".join(args[:6]))
 
 
 def hot_row(clients: int, jobs: int, seconds: int) -> PgbenchResult:
@@ -94,4 +138,4 @@ def hot_row(clients: int, jobs: int, seconds: int) -> PgbenchResult:
             args = ["-n", "-c", str(clients), "-j", str(jobs), "-T", str(seconds)]
             args += ["-f", str(script), *_connection_args(), db]
             shown = f"pgbench -c {clients} -j {jobs} -T {seconds} -f hot.sql"
-            return _result(_run(args, timeout=seconds + 60), shown)
+            return _measured(args, seconds, shown)

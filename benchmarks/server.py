@@ -39,9 +39,10 @@ PURCHASED = 10**12
 
 
 def schema_url(schema: str, *, unix_socket: bool = False) -> str:
-    """The URL of ``schema`` in the benchmark database, over TCP or the Unix socket."""
+    """The URL of ``schema`` in the benchmark database, over TCP or the Unix socket; its
+    sessions are named after the schema (``application_name``)."""
     url = sa.make_url(POSTGRES_URL)
-    query: dict[str, str] = {"options": f"-csearch_path={schema}"}
+    query: dict[str, str] = {"options": f"-csearch_path={schema}", "application_name": schema}
     if unix_socket:
         url = url.set(host=None, port=None)
         query["host"] = SOCKET_DIR
@@ -130,9 +131,11 @@ def serving(
     host: str = "127.0.0.1",
     port: int | None = None,
     namespace: str | None = None,
+    pool_size: int | None = None,
 ) -> Iterator[Server]:
     """``creditmeter serve --workers N`` on the database, once it answers ``/healthz``;
-    stopped at the end. In ``namespace``, it listens on ``host`` there."""
+    stopped at the end. In ``namespace``, it listens on ``host`` there. ``pool_size``: the
+    connection pool of each worker (CREDITMETER_POOL_SIZE; the server's default otherwise)."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -140,6 +143,8 @@ def serving(
         "CREDITMETER_SWEEP_INTERVAL": "0",
         "PYTHONUNBUFFERED": "1",
     }
+    if pool_size is not None:
+        env["CREDITMETER_POOL_SIZE"] = str(pool_size)
     command = [sys.executable, "-m", "creditmeter.cli.main", "serve", "--no-migrate"]
     command += ["--host", host, "--port", str(port), "--workers", str(workers)]
     command += ["--database-url", database_url, "--log-format", "json"]
