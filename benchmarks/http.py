@@ -6,10 +6,12 @@
    then the books: no overdraft when 32 clients race for the last credits, ``verify`` empty.
 4. ``POST /v1/usage/batch`` of 1,000 events over 50 accounts, 4 senders: events/s (target
    20,000), with the TPC-B-like tps beside it.
-6. scale-out: ``--workers 1``, ``--workers 2`` and two separate ``serve --workers 1`` each in
-   a network namespace of its own, all running at once and measured in alternating rounds
-   (so that a change in the machine's other load hits all three alike); 8 and 64 clients on
-   benchmark 2's server; the CPU of servers, PostgreSQL and load generator in each case.
+6. scale-out: ``--workers 1``, ``--workers 2`` (also with a pool of 32), and two ``serve
+   --workers 1`` each in a network namespace of its own, all running at once and measured
+   in alternating rounds (so that a change in the machine's other load hits them alike);
+   8 and 64 clients on benchmark 2's server; the CPU of servers, PostgreSQL and load
+   generator in each case, and the pairs/s PostgreSQL alone could give on these cores at
+   its CPU cost per pair.
 
 Every server gets a fresh schema, the sweeper off and its JSON logs in a file. The load
 generator is asyncio with one keep-alive connection per client (``benchmarks.load``); its
@@ -35,7 +37,7 @@ from typing import Any
 from benchmarks import Result, absolute, compared, percentile
 from benchmarks import pgbench as pgb
 from benchmarks.load import Client, CpuMeter, CpuShares, HttpError, connect, shares
-from benchmarks.netns import available, namespaces
+from benchmarks.netns import Namespace, available, namespaces
 from benchmarks.pgactivity import Activity, session_pids
 from benchmarks.server import FEATURE, Seeded, fresh_schema, schema_url, seed, serving
 from creditmeter import CreditMeter
@@ -579,72 +581,89 @@ def bench_batches(d: Durations, tpcb_tps: float) -> list[Result]:
     ]
 
 
+POOL = CLIENTS
+"""Connections per worker in benchmark 6's pooled setup: as many as the clients, since a
+worker may be given any share of the 32 keep-alive connections; then no session is closed
+and opened again, and PostgreSQL has at most 32 of them."""
+
+
 @dataclass(frozen=True)
 class Setup:
     label: str
-    targets: list[Target]
-    pids: list[int]
+    workers: int
+    pool: int | None = None
+    separate: bool = False
+    """Two servers, each in a network namespace of its own."""
 
 
-def bench_scale_out(d: Durations) -> list[Result]:
-    """6: --workers 1, --workers 2 and two servers in namespaces of their own (PostgreSQL
-    listens on 127.0.0.1 only, so they reach it by its Unix socket), all serving the same
-    schema at once, measured in alternating rounds of 32 clients."""
+SETUPS = (
+    Setup("--workers 1", 1),
+    Setup("--workers 2", 2),
+    Setup(f"--workers 2, CREDITMETER_POOL_SIZE={POOL}", 2, POOL),
+    Setup("2 servers in 2 netns", 1, separate=True),
+)
+
+
+def _round(
+    setup: Setup, schema: str, seeded: Seeded, d: Durations, spaces: list[Namespace]
+) -> Load:
+    """One round: the setup's servers started, 32 clients for 1 + d.round s, servers stopped
+    (one setup at a time, so that idle pools do not hold PostgreSQL's connections)."""
+    with contextlib.ExitStack() as stack:
+        if setup.separate:
+            servers = [
+                stack.enter_context(
+                    serving(
+                        schema_url(schema, unix_socket=True),
+                        workers=setup.workers,
+                        host=ns.address,
+                        port=8000,
+                        namespace=ns.name,
+                    )
+                )
+                for ns in spaces
+            ]
+        else:
+            url = schema_url(schema)
+            servers = [
+                stack.enter_context(serving(url, workers=setup.workers, pool_size=setup.pool))
+            ]
+        cpu = cpu_meter([s.process.pid for s in servers], schema)
+        targets = [(s.host, s.port) for s in servers]
+        return run_pairs(
+            setup.label, targets, seeded, CLIENTS, 1.0, d.round, cpu, schema=schema, show=False
+        )
+
+
+def bench_scale_out(d: Durations, tpcb_tps: float) -> list[Result]:
+    """6: --workers 1, --workers 2 (and with pools as large as the clients, so that no
+    connection is closed and opened again) and two servers in namespaces of their own
+    (PostgreSQL listens on 127.0.0.1 only, so they reach it by its Unix socket), on the same
+    schema, in alternating rounds of 32 clients. From the run without reconnects (whose
+    sessions' CPU is all counted): PostgreSQL's CPU per pair, and the pairs/s PostgreSQL
+    could do if the servers cost nothing."""
     accounts = [f"acct-{i:02d}" for i in range(CLIENTS)]
+    setups = list(SETUPS)
     with fresh_schema() as schema:
-        url = schema_url(schema)
-        seeded = seed(url, accounts)
+        seeded = seed(schema_url(schema), accounts)
         with contextlib.ExitStack() as stack:
-            setups: list[Setup] = []
-            for workers in (1, 2):
-                server = stack.enter_context(serving(url, workers=workers))
-                label = f"--workers {workers}"
-                setups.append(Setup(label, [(server.host, server.port)], [server.process.pid]))
+            spaces: list[Namespace] = []
             why_not = available()
             if why_not is None:
                 spaces = stack.enter_context(namespaces(2))
-                servers = [
-                    stack.enter_context(
-                        serving(
-                            schema_url(schema, unix_socket=True),
-                            workers=1,
-                            host=ns.address,
-                            port=8000,
-                            namespace=ns.name,
-                        )
-                    )
-                    for ns in spaces
-                ]
-                setups.append(
-                    Setup(
-                        "2 servers in 2 netns",
-                        [(s.host, s.port) for s in servers],
-                        [s.process.pid for s in servers],
-                    )
-                )
             else:
                 say(f"no network namespaces ({why_not}): two separate servers not measured")
+                setups = [s for s in setups if not s.separate]
             rounds: dict[str, list[Load]] = {s.label: [] for s in setups}
             for _ in range(d.cycles):
-                for s in setups:
-                    cpu = cpu_meter(s.pids, schema)
-                    rounds[s.label].append(
-                        run_pairs(
-                            s.label,
-                            s.targets,
-                            seeded,
-                            CLIENTS,
-                            1.0,
-                            d.round,
-                            cpu,
-                            schema=schema,
-                            show=False,
-                        )
-                    )
+                for setup in setups:
+                    rounds[setup.label].append(_round(setup, schema, seeded, d, spaces))
     loads = {label: merged(f"{label}, 32 clients", runs) for label, runs in rounds.items()}
     for label, load in loads.items():
         load.activity = rounds[label][-1].activity
-        say(load.describe() + f"\n        (in {len(rounds[label])} alternating rounds)")
+        say(
+            load.describe() + f"\n        ({len(rounds[label])} alternating rounds; sessions: last)"
+        )
     one = loads["--workers 1"]
     results: list[Result] = []
     for label, load in loads.items():
@@ -662,12 +681,33 @@ def bench_scale_out(d: Durations) -> list[Result]:
     for label, load in loads.items():
         results.append(
             Result(
-                f"6 CPU with {label}: PostgreSQL (server {load.cores('server'):.2f}, "
+                f"6 {label}: cores used by PostgreSQL (server {load.cores('server'):.2f}, "
                 f"client {load.cores('client'):.2f}, other {load.cores('other'):.2f})",
                 load.cores("postgres"),
                 "cores",
             )
         )
+    pooled = loads[f"--workers 2, CREDITMETER_POOL_SIZE={POOL}"]
+    if pooled.done and pooled.cores("postgres") > 0:
+        postgres_ms = pooled.cores("postgres") * 1000 / pooled.rate
+        server_ms = pooled.cores("server") * 1000 / pooled.rate
+        cores = os.cpu_count() or 1
+        results += [
+            Result(
+                f"6 CPU per pair, pool {POOL} (no reconnects): PostgreSQL "
+                f"(server {server_ms:.1f} ms)",
+                postgres_ms,
+                "ms",
+            ),
+            Result(
+                f"6 ceiling if PostgreSQL alone had the {cores} cores",
+                cores * 1000 / postgres_ms,
+                "pairs/s",
+                tpcb_tps,
+                "tps pgbench TPC-B-like -c 8",
+                cores * 1000 / postgres_ms / tpcb_tps if tpcb_tps else None,
+            ),
+        ]
     return results
 
 
@@ -684,5 +724,5 @@ def run(quick: bool) -> list[Result]:
     results = bench_pairs(d, tpcb.tps)
     results += bench_hot(d, hot.tps)
     results += bench_batches(d, tpcb.tps)
-    results += bench_scale_out(d)
+    results += bench_scale_out(d, tpcb.tps)
     return results
