@@ -23,8 +23,12 @@ def _feature(row: RowMapping) -> Feature:
     )
 
 
+_GET_FEATURE = sa.select(features).where(features.c.key == sa.bindparam("the_key"))
+_GET_PLAN = sa.select(plans).where(plans.c.key == sa.bindparam("the_key"))
+
+
 def get_feature(conn: Connection, key: FeatureKey) -> Feature | None:
-    row = conn.execute(sa.select(features).where(features.c.key == key)).mappings().first()
+    row = conn.execute(_GET_FEATURE, {"the_key": key}).mappings().first()
     return None if row is None else _feature(row)
 
 
@@ -85,7 +89,7 @@ def _plan(row: RowMapping) -> Plan:
 
 
 def get_plan(conn: Connection, key: PlanKey) -> Plan | None:
-    row = conn.execute(sa.select(plans).where(plans.c.key == key)).mappings().first()
+    row = conn.execute(_GET_PLAN, {"the_key": key}).mappings().first()
     return None if row is None else _plan(row)
 
 

@@ -29,16 +29,35 @@ def _hold(row: RowMapping) -> Hold:
     )
 
 
+# The hot path's statements are built once: building one costs more than running it.
+_ACCOUNT_OF = sa.select(holds.c.account_id).where(holds.c.id == sa.bindparam("hold_id"))
+_GET = sa.select(holds).where(holds.c.id == sa.bindparam("hold_id"))
+_INSERT = holds.insert()
+_INSERT_ALLOCATIONS = hold_allocations.insert()
+_ALLOCATIONS = (
+    sa.select(hold_allocations.c.grant_id, hold_allocations.c.credits)
+    .where(hold_allocations.c.hold_id == sa.bindparam("hold_id"))
+    .order_by(hold_allocations.c.position)
+)
+_FINISH = (
+    holds.update()
+    .where(holds.c.id == sa.bindparam("hold_id"), holds.c.status == HoldStatus.PENDING.value)
+    .values(
+        status=sa.bindparam("new_status"),
+        finished_at=sa.bindparam("at"),
+        usage_id=sa.bindparam("the_usage_id"),
+    )
+)
+
+
 def account_of(conn: Connection, hold_id: HoldId) -> AccountId | None:
-    value: AccountId | None = conn.execute(
-        sa.select(holds.c.account_id).where(holds.c.id == hold_id)
-    ).scalar()
+    value: AccountId | None = conn.execute(_ACCOUNT_OF, {"hold_id": hold_id}).scalar()
     return value
 
 
 def get(conn: Connection, hold_id: HoldId) -> tuple[Hold, dict[str, Any]] | None:
     """A hold, and what it was authorized for (pool, model, member, estimate, metadata)."""
-    row = conn.execute(sa.select(holds).where(holds.c.id == hold_id)).mappings().first()
+    row = conn.execute(_GET, {"hold_id": hold_id}).mappings().first()
     if row is None:
         return None
     details = {k: row[k] for k in ("pool", "unlimited", "model", "member", "estimate", "metadata")}
@@ -58,26 +77,27 @@ def insert(
     allocations: Sequence[Draw],
 ) -> None:
     conn.execute(
-        holds.insert().values(
-            id=hold.id,
-            account_id=hold.account_id,
-            feature_key=hold.feature,
-            pool=pool,
-            credits=hold.credits,
-            reserved=hold.reserved,
-            unlimited=unlimited,
-            status=hold.status.value,
-            model=model,
-            member=member,
-            estimate=estimate,
-            metadata=metadata,
-            created_at=hold.created_at,
-            expires_at=hold.expires_at,
-        )
+        _INSERT,
+        {
+            "id": hold.id,
+            "account_id": hold.account_id,
+            "feature_key": hold.feature,
+            "pool": pool,
+            "credits": hold.credits,
+            "reserved": hold.reserved,
+            "unlimited": unlimited,
+            "status": hold.status.value,
+            "model": model,
+            "member": member,
+            "estimate": estimate,
+            "metadata": metadata,
+            "created_at": hold.created_at,
+            "expires_at": hold.expires_at,
+        },
     )
     if allocations:
         conn.execute(
-            hold_allocations.insert(),
+            _INSERT_ALLOCATIONS,
             [
                 {"hold_id": hold.id, "grant_id": d.grant_id, "position": i, "credits": d.credits}
                 for i, d in enumerate(allocations)
@@ -86,12 +106,7 @@ def insert(
 
 
 def allocations(conn: Connection, hold_id: HoldId) -> list[Draw]:
-    query = (
-        sa.select(hold_allocations.c.grant_id, hold_allocations.c.credits)
-        .where(hold_allocations.c.hold_id == hold_id)
-        .order_by(hold_allocations.c.position)
-    )
-    return [Draw(r.grant_id, r.credits) for r in conn.execute(query)]
+    return [Draw(r.grant_id, r.credits) for r in conn.execute(_ALLOCATIONS, {"hold_id": hold_id})]
 
 
 def finish(
@@ -103,9 +118,8 @@ def finish(
 ) -> None:
     """Move a pending hold to its final status; only a pending hold can move."""
     result = conn.execute(
-        holds.update()
-        .where(holds.c.id == hold_id, holds.c.status == HoldStatus.PENDING.value)
-        .values(status=status.value, finished_at=at, usage_id=usage_id)
+        _FINISH,
+        {"hold_id": hold_id, "new_status": status.value, "at": at, "the_usage_id": usage_id},
     )
     if result.rowcount != 1:
         raise RuntimeError(f"hold {hold_id} was not pending")

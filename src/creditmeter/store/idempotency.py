@@ -11,16 +11,15 @@ from sqlalchemy.engine import Connection
 
 from creditmeter.store.tables import idempotency_keys
 
+_FIND = sa.select(
+    idempotency_keys.c.operation, idempotency_keys.c.fingerprint, idempotency_keys.c.result
+).where(idempotency_keys.c.key == sa.bindparam("the_key"))
+_RECORD = idempotency_keys.insert()
+
 
 def find(conn: Connection, key: str) -> tuple[str, str, Any] | None:
     """``(operation, fingerprint, result)`` stored under ``key``, if any."""
-    row = conn.execute(
-        sa.select(
-            idempotency_keys.c.operation,
-            idempotency_keys.c.fingerprint,
-            idempotency_keys.c.result,
-        ).where(idempotency_keys.c.key == key)
-    ).first()
+    row = conn.execute(_FIND, {"the_key": key}).first()
     return None if row is None else (row.operation, row.fingerprint, row.result)
 
 
@@ -28,9 +27,14 @@ def record(
     conn: Connection, key: str, operation: str, fingerprint: str, result: Any, at: datetime
 ) -> None:
     conn.execute(
-        idempotency_keys.insert().values(
-            key=key, operation=operation, fingerprint=fingerprint, result=result, created_at=at
-        )
+        _RECORD,
+        {
+            "key": key,
+            "operation": operation,
+            "fingerprint": fingerprint,
+            "result": result,
+            "created_at": at,
+        },
     )
 
 

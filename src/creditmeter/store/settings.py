@@ -10,14 +10,16 @@ from sqlalchemy.engine import Connection
 
 from creditmeter.store.tables import settings_versions
 
+_CURRENT = (
+    sa.select(settings_versions.c.version, settings_versions.c["values"])
+    .order_by(settings_versions.c.version.desc())
+    .limit(1)
+)
+
 
 def current(conn: Connection) -> tuple[int, dict[str, Any]]:
     """The version in force and its values (version 0, no values, before any change)."""
-    row = conn.execute(
-        sa.select(settings_versions.c.version, settings_versions.c["values"])
-        .order_by(settings_versions.c.version.desc())
-        .limit(1)
-    ).first()
+    row = conn.execute(_CURRENT).first()
     return (0, {}) if row is None else (row.version, row[1])
 
 
