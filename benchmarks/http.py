@@ -36,10 +36,18 @@ from typing import Any
 
 from benchmarks import Result, absolute, compared, percentile
 from benchmarks import pgbench as pgb
-from benchmarks.load import Client, CpuMeter, CpuShares, HttpError, connect, shares
+from benchmarks.load import (
+    Client,
+    CpuMeter,
+    CpuShares,
+    HttpError,
+    connect,
+    connections,
+    shares,
+)
 from benchmarks.netns import Namespace, available, namespaces
 from benchmarks.pgactivity import Activity, session_pids
-from benchmarks.server import FEATURE, Seeded, fresh_schema, schema_url, seed, serving
+from benchmarks.server import FEATURE, Seeded, Server, fresh_schema, schema_url, seed, serving
 from creditmeter import CreditMeter
 
 CLIENTS = 32
@@ -101,6 +109,9 @@ class Load:
     errors: Counter[str] = field(default_factory=Counter)
     cpu: CpuShares | None = None
     activity: str | None = None
+    spread: list[list[int]] = field(default_factory=list)
+    """Keep-alive connections held by each server process, at the window's start (one list
+    per round)."""
 
     @property
     def rate(self) -> float:
@@ -124,15 +135,24 @@ class Load:
                 per = 1000 / self.rate
                 text += "\n        CPU ms per operation: " + ", ".join(
                     f"{group} {self.cores(group) * per:.2f}"
-                    for group in ("server", "postgres", "client")
+                    for group in ("server", "postgres", "pg ended", "client")
                 )
             if self.cores("other") > BUSY:
                 text += (
                     f"\n        NOTE: other processes used {self.cores('other'):.2f} cores "
                     "meanwhile: this figure is depressed"
                 )
+            text += (
+                "\n        (pg ended: PostgreSQL sessions that closed meanwhile, anyone's: "
+                "reconnections when the pool overflows)"
+                if self.cores("pg ended") > 0.02
+                else ""
+            )
         if self.activity:
             text += f"\n        {self.activity}"
+        if self.spread:
+            rounds = " | ".join(", ".join(str(n) for n in r) or "-" for r in self.spread)
+            text += f"\n        keep-alive connections per server process: {rounds}"
         return text
 
 
@@ -144,6 +164,7 @@ def merged(label: str, loads: list[Load]) -> Load:
         total.done += load.done
         total.latencies += load.latencies
         total.errors.update(load.errors)
+        total.spread += load.spread
         if load.cpu is not None:
             for group, cores in load.cpu.cores.items():
                 groups[group] = groups.get(group, 0.0) + cores * load.seconds
@@ -179,6 +200,7 @@ async def timed(
     cpu: CpuMeter,
     activity: Activity | None,
     step: Step,
+    spread: Callable[[], list[int]] | None = None,
 ) -> Load:
     """``clients`` loops, each on its own keep-alive connection to a target (round robin),
     running ``step`` until the end of warm-up + measure, at most MAX_ROUNDS times."""
@@ -206,6 +228,8 @@ async def timed(
     async def sample() -> None:
         await asyncio.sleep(max(window.begin - time.monotonic(), 0.0))
         before = cpu.snapshot()
+        if spread is not None:
+            load.spread.append(spread())
         if activity is not None:
             activity.start()
         try:
@@ -263,21 +287,32 @@ def pair_step(accounts: list[str]) -> Step:
 
 def run_pairs(
     label: str,
-    targets: list[Target],
+    servers: list[Server],
     seeded: Seeded,
     clients: int,
     warmup: float,
     measure: float,
-    cpu: CpuMeter,
+    schema: str,
     *,
-    schema: str | None = None,
     show: bool = True,
 ) -> Load:
-    """A timed run of pairs; with ``schema``, its server sessions are sampled too."""
+    """A timed run of pairs against the servers (clients spread over them in turn), with
+    the CPU of servers, PostgreSQL and client, the server's PostgreSQL sessions, and the
+    keep-alive connections each server process holds."""
     step = pair_step(seeded.accounts)
-    activity = None if schema is None else Activity(schema)
+    targets = [(s.host, s.port) for s in servers]
+    cpu = cpu_meter([s.process.pid for s in servers], schema)
+
+    def spread() -> list[int]:
+        held: list[int] = []
+        for s in servers:
+            held += sorted(connections([s.process.pid], s.port).values(), reverse=True)
+        return held
+
     key = seeded.service_key
-    load = asyncio.run(timed(label, targets, key, clients, warmup, measure, cpu, activity, step))
+    load = asyncio.run(
+        timed(label, targets, key, clients, warmup, measure, cpu, Activity(schema), step, spread)
+    )
     if show:
         say(load.describe())
     return load
@@ -418,6 +453,13 @@ def run_batches(
 # The benchmarks.
 
 
+def busiest(name: str, load: Load) -> Result:
+    """The keep-alive connections held by the busiest server process (averaged over the
+    rounds): all of them on one means the other processes idle."""
+    counts = [max(r, default=0) for r in load.spread]
+    return Result(name, sum(counts) / len(counts), f"of {CLIENTS}")
+
+
 def cpu_meter(server_pids: list[int], schema: str) -> CpuMeter:
     """The CPU of the servers (with their workers), of the PostgreSQL sessions named after
     the schema with PostgreSQL's background processes, and of the load generator."""
@@ -432,20 +474,11 @@ def bench_pairs(d: Durations, tpcb_tps: float) -> list[Result]:
         url = schema_url(schema)
         seeded = seed(url, accounts)
         with serving(url, workers=2) as server:
-            cpu = cpu_meter([server.process.pid], schema)
-            target = [(server.host, server.port)]
             main = run_pairs(
-                "2 workers, 32 clients",
-                target,
-                seeded,
-                CLIENTS,
-                d.warmup,
-                d.measure,
-                cpu,
-                schema=schema,
+                "2 workers, 32 clients", [server], seeded, CLIENTS, d.warmup, d.measure, schema
             )
             extra = [
-                run_pairs(f"2 workers, {n} clients", target, seeded, n, 1.0, d.short, cpu)
+                run_pairs(f"2 workers, {n} clients", [server], seeded, n, 1.0, d.short, schema)
                 for n in (8, 64)
             ]
     results = [
@@ -467,6 +500,8 @@ def bench_pairs(d: Durations, tpcb_tps: float) -> list[Result]:
         ),
         Result("2 HTTP pair latency p50", main.ms(50), "ms"),
     ]
+    if main.spread:
+        results.append(busiest("2 keep-alive connections on the busiest worker", main))
     for load in extra:
         results.append(
             Result(
@@ -488,17 +523,15 @@ def bench_hot(d: Durations, hot_tps: float) -> list[Result]:
             meter.create_account(exhausted)
             meter.grant(exhausted, EXHAUST_CREDITS, source="purchase")
         with serving(url, workers=2) as server:
-            cpu = cpu_meter([server.process.pid], schema)
             target = (server.host, server.port)
             hot = run_pairs(
                 "hot account, 2 workers, 32 clients",
-                [target],
+                [server],
                 seeded,
                 CLIENTS,
                 d.warmup,
                 d.other,
-                cpu,
-                schema=schema,
+                schema,
             )
             race = exhaust(target, seeded.service_key, exhausted, CLIENTS, EXHAUST_ATTEMPTS)
         with CreditMeter(url, migrate=False) as meter:
@@ -628,11 +661,7 @@ def _round(
             servers = [
                 stack.enter_context(serving(url, workers=setup.workers, pool_size=setup.pool))
             ]
-        cpu = cpu_meter([s.process.pid for s in servers], schema)
-        targets = [(s.host, s.port) for s in servers]
-        return run_pairs(
-            setup.label, targets, seeded, CLIENTS, 1.0, d.round, cpu, schema=schema, show=False
-        )
+        return run_pairs(setup.label, servers, seeded, CLIENTS, 1.0, d.round, schema, show=False)
 
 
 def bench_scale_out(d: Durations, tpcb_tps: float) -> list[Result]:
@@ -687,6 +716,9 @@ def bench_scale_out(d: Durations, tpcb_tps: float) -> list[Result]:
                 "cores",
             )
         )
+    for label, load in loads.items():
+        if load.spread and label != "--workers 1":
+            results.append(busiest(f"6 {label}: connections on the busiest process", load))
     pooled = loads[f"--workers 2, CREDITMETER_POOL_SIZE={POOL}"]
     if pooled.done and pooled.cores("postgres") > 0:
         postgres_ms = pooled.cores("postgres") * 1000 / pooled.rate

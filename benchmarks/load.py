@@ -135,24 +135,47 @@ def connect(kind: str, host: str, port: int, headers: dict[str, str]) -> Client:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[str, int, float] | None:
-    """(comm, ppid, CPU seconds) of a process, or None if it is gone."""
+@dataclass(frozen=True)
+class Proc:
+    comm: str
+    ppid: int
+    cpu: float
+    """CPU seconds (user + system) of the process itself."""
+    ended_children: float
+    """CPU seconds of its children that have ended and been waited for."""
+
+
+def _stat(pid: int) -> Proc | None:
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     comm = text[text.index("(") + 1 : text.rindex(")")]
-    fields = text[text.rindex(")") + 2 :].split()
-    return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+    f = text[text.rindex(")") + 2 :].split()
+    return Proc(comm, int(f[1]), (int(f[11]) + int(f[12])) / TICK, (int(f[13]) + int(f[14])) / TICK)
 
 
-def _processes() -> dict[int, tuple[str, int, float]]:
+def _processes() -> dict[int, Proc]:
     found = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             stat = _stat(int(entry.name))
             if stat is not None:
                 found[int(entry.name)] = stat
+    return found
+
+
+def _descendants(procs: dict[int, Proc], roots: list[int]) -> list[int]:
+    """The roots that are running and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        children.setdefault(proc.ppid, []).append(pid)
+    found: list[int] = []
+    todo = [r for r in roots if r in procs]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
     return found
 
 
@@ -185,30 +208,47 @@ class CpuMeter:
 
     def snapshot(self) -> CpuSnapshot:
         procs = _processes()
-        children: dict[int, list[int]] = {}
-        for pid, (_, ppid, _) in procs.items():
-            children.setdefault(ppid, []).append(pid)
         groups: dict[str, dict[int, float]] = {}
         for name, roots in self.roots.items():
-            members: dict[int, float] = {}
-            todo = [r for r in roots if r in procs]
-            while todo:
-                pid = todo.pop()
-                members[pid] = procs[pid][2]
-                todo.extend(children.get(pid, ()))
-            groups[name] = members
+            groups[name] = {pid: procs[pid].cpu for pid in _descendants(procs, roots)}
         if self.postgres is not None:
             wanted = {p for p in self.postgres() if p in procs}
-            # and the postmaster, which forks the sessions
-            wanted |= {
-                procs[p][1] for p in wanted if procs.get(procs[p][1], ("",))[0] == "postgres"
-            }
-            groups["postgres"] = {p: procs[p][2] for p in wanted}
+            postmasters = {procs[p].ppid for p in wanted}
+            postmasters = {p for p in postmasters if p in procs and procs[p].comm == "postgres"}
+            groups["postgres"] = {p: procs[p].cpu for p in wanted | postmasters}
+            # Sessions that closed: their CPU is the postmaster's ended children's now
+            # (anyone's sessions, not only the benchmark's).
+            groups["pg ended"] = {p: procs[p].ended_children for p in postmasters}
         else:
-            groups["postgres"] = {p: s[2] for p, s in procs.items() if s[0] == "postgres"}
+            groups["postgres"] = {p: s.cpu for p, s in procs.items() if s.comm == "postgres"}
         me = os.getpid()
-        groups["client"] = {me: procs[me][2]} if me in procs else {}
+        groups["client"] = {me: procs[me].cpu} if me in procs else {}
         return CpuSnapshot(time.monotonic(), _busy_seconds(), groups)
+
+
+def connections(roots: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections on local ``port`` each process under ``roots``
+    holds (those that hold any), read from /proc in the process's own network namespace."""
+    procs = _processes()
+    held: dict[int, int] = {}
+    for pid in _descendants(procs, roots):
+        try:
+            sockets = {
+                int(link[8:-1])
+                for fd in os.scandir(f"/proc/{pid}/fd")
+                if (link := os.readlink(fd.path)).startswith("socket:[")
+            }
+            established: set[int] = set()
+            for table in ("tcp", "tcp6"):
+                for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                    cols = line.split()
+                    if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                        established.add(int(cols[9]))
+        except OSError:
+            continue
+        if count := len(sockets & established):
+            held[pid] = count
+    return held
 
 
 @dataclass
