@@ -710,7 +710,8 @@ def bench_scale_out(d: Durations, tpcb_tps: float) -> list[Result]:
     for label, load in loads.items():
         results.append(
             Result(
-                f"6 {label}: cores used by PostgreSQL (server {load.cores('server'):.2f}, "
+                f"6 {label}: cores used by PostgreSQL (+ {load.cores('pg ended'):.2f} in "
+                f"sessions closed; server {load.cores('server'):.2f}, "
                 f"client {load.cores('client'):.2f}, other {load.cores('other'):.2f})",
                 load.cores("postgres"),
                 "cores",

@@ -232,20 +232,22 @@ def connections(roots: list[int], port: int) -> dict[int, int]:
     procs = _processes()
     held: dict[int, int] = {}
     for pid in _descendants(procs, roots):
+        sockets: set[int] = set()
+        established: set[int] = set()
         try:
-            sockets = {
-                int(link[8:-1])
-                for fd in os.scandir(f"/proc/{pid}/fd")
-                if (link := os.readlink(fd.path)).startswith("socket:[")
-            }
-            established: set[int] = set()
+            fds = list(os.scandir(f"/proc/{pid}/fd"))
             for table in ("tcp", "tcp6"):
                 for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
                     cols = line.split()
                     if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port:
                         established.add(int(cols[9]))
         except OSError:
-            continue
+            continue  # the process has gone
+        for fd in fds:
+            with contextlib.suppress(OSError):  # a descriptor closed meanwhile
+                link = os.readlink(fd.path)
+                if link.startswith("socket:["):
+                    sockets.add(int(link[8:-1]))
         if count := len(sockets & established):
             held[pid] = count
     return held
