@@ -772,7 +772,8 @@ class CreditMeter:
     ) -> tuple[T, bool]:
         """The use case's outcome, and whether it is new (not the replay of a key)."""
         row = self._lock_current(conn, now, account_id)
-        fingerprint = idempotency.fingerprint(operation, params)
+        # Only a keyed call is fingerprinted: unkeyed ones pay nothing for idempotency.
+        fingerprint = "" if key is None else idempotency.fingerprint(operation, params)
         if key is not None and result is not None:
             first = idempotency.replay(conn, key, operation, fingerprint, result)
             if first is not None:
@@ -814,7 +815,7 @@ class CreditMeter:
         new_keys: list[tuple[str, str, str, Any]] = []
         for event in events:
             key = event.idempotency_key
-            fingerprint = idempotency.fingerprint("charge", event.params())
+            fingerprint = "" if key is None else idempotency.fingerprint("charge", event.params())
             try:
                 first = None
                 if key is not None:
