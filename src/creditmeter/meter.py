@@ -19,9 +19,22 @@ from typing import IO, Any, TypeVar
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
+from creditmeter.core import payments as payments_core
 from creditmeter.core.errors import CreditMeterError, InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
+from creditmeter.core.identifiers import identifier
 from creditmeter.core.keys import ApiKey
+from creditmeter.core.payments import (
+    AutoRecharge,
+    Checkout,
+    Package,
+    PaymentDeclined,
+    PaymentError,
+    Purchase,
+    PurchaseKind,
+    PurchaseStatus,
+    UiMode,
+)
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature
 from creditmeter.core.records import (
@@ -38,20 +51,23 @@ from creditmeter.core.records import (
 )
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import HoldStatus
+from creditmeter.events import jobs
+from creditmeter.payments.dev import DevProvider
+from creditmeter.payments.provider import CheckoutRequest, PaymentEvent, PaymentProvider
 from creditmeter.service import accounts as accounts_service
 from creditmeter.service import api_keys as api_keys_service
 from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
-from creditmeter.service import idempotency, metering, queries
+from creditmeter.service import idempotency, metering, payment_events, purchases, queries
 from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook
-from creditmeter.service.maintenance import bring_up_to_date
+from creditmeter.service.maintenance import lock_current
 from creditmeter.service.verify import Violation, verify
 from creditmeter.store import accounts, catalog, holds, usage
 from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
-from creditmeter.store.accounts import AccountRow
+from creditmeter.store import payments as payments_store
 from creditmeter.store.database import Database
 from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.migrate import upgrade as upgrade_schema
@@ -80,12 +96,18 @@ class CreditMeter:
         clock: Clock = utc_now,
         migrate: bool = True,
         pool_size: int = 5,
+        payments: PaymentProvider | None = None,
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size)
         self.clock = clock
+        self.payments: PaymentProvider = payments or DevProvider()
+        """Where credits are sold: the development provider unless another is given."""
+        self.payments.connect(self._receive)
         self.charge_observers: list[Callable[[Charge], None]] = []
         """Called with every charge (one-shot or settle) once it is committed; a retry
         that replays an idempotency key is not a new charge."""
+        self.job_listeners: list[Callable[[], None]] = []
+        """Called when jobs were queued that a worker should run soon."""
         if migrate:
             upgrade_schema(self.db)
 
@@ -685,6 +707,325 @@ class CreditMeter:
         with self.db.read() as conn:
             return api_keys_store.active_by_digest(conn, api_keys_service.digest(secret))
 
+    # Credit packs, purchases and auto-recharge.
+
+    def put_package(
+        self,
+        package_id: str,
+        *,
+        credits: int,
+        price: int,
+        currency: str,
+        name: str | None = None,
+        bonus_credits: int = 0,
+        popular: bool = False,
+        best_value: bool = False,
+        active: bool = True,
+        sort_order: int = 0,
+        stripe_price_id: str | None = None,
+    ) -> Package:
+        """Create a credit pack, or replace it (purchases keep what they were sold)."""
+        pack = payments_core.package(
+            identifier(package_id, "a package id"),
+            name=name or package_id,
+            credits=credits,
+            bonus_credits=bonus_credits,
+            price=payments_core.money(price, currency),
+            popular=popular,
+            best_value=best_value,
+            active=active,
+            sort_order=sort_order,
+            stripe_price_id=stripe_price_id,
+        )
+        self._write(lambda conn, now: payments_store.put_package(conn, pack, now))
+        return pack
+
+    def packages(self, *, include_inactive: bool = False) -> list[Package]:
+        """The packs for sale in their sort order (all of them with ``include_inactive``)."""
+        with self.db.read() as conn:
+            return payments_store.list_packages(conn, include_inactive=include_inactive)
+
+    def add_boost_packages(
+        self, price: int, currency: str, *, base_credits: int | None = None
+    ) -> list[Package]:
+        """Write the three boost packs (0.5×, 1× +10 %, 2× +15 %) derived from
+        ``base_credits`` priced at ``price``; by default the smallest plan's allowance."""
+        base_price = payments_core.money(price, currency)
+        if base_credits is None:
+            with self.db.read() as conn:
+                base_credits = purchases.smallest_plan_allowance(conn)
+        packs = payments_core.boost_packs(base_credits, base_price)
+
+        def write(conn: Connection, now: datetime) -> None:
+            for pack in packs:
+                payments_store.put_package(conn, pack, now)
+
+        self._write(write)
+        return packs
+
+    def checkout(
+        self,
+        account_id: str,
+        package_id: str,
+        *,
+        ui_mode: str = "hosted",
+        success_url: str | None = None,
+        cancel_url: str | None = None,
+        save_payment_method: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Checkout:
+        """Start buying a package: a pending purchase and the provider's checkout for it.
+        The account is credited when the payment provider confirms the payment."""
+        try:
+            mode = UiMode(ui_mode)
+        except ValueError:
+            modes = ", ".join(m.value for m in UiMode)
+            raise InvalidRequest(f"ui_mode must be one of {modes}") from None
+        if mode is not UiMode.ELEMENTS and not success_url:
+            raise InvalidRequest(f"a {mode.value} checkout needs a success_url")
+        params = {
+            "account": account_id,
+            "package": package_id,
+            "ui_mode": mode.value,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "save_payment_method": save_payment_method,
+        }
+        fingerprint = idempotency.fingerprint("checkout", params)
+
+        def start(conn: Connection, now: datetime) -> Purchase:
+            if idempotency_key is not None:
+                first = idempotency.replay(conn, idempotency_key, "checkout", fingerprint, Purchase)
+                if first is not None:
+                    return first  # the provider's call below is idempotent by purchase
+            purchase = purchases.start(
+                conn,
+                now,
+                account_id,
+                package_id,
+                kind=PurchaseKind.CHECKOUT,
+                provider=self.payments.name,
+            )
+            if idempotency_key is not None:
+                idempotency.remember(conn, idempotency_key, "checkout", fingerprint, purchase, now)
+            return purchase
+
+        purchase = self._write(start)
+        with self.db.read() as conn:
+            pack = purchases.get_package(conn, purchase.package_id)
+        request = CheckoutRequest(
+            purchase=purchase,
+            package=pack,
+            customer_id=self._payment_customer(purchase.account_id),
+            ui_mode=mode,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            save_payment_method=save_payment_method,
+        )
+        try:
+            started = self.payments.create_checkout(request)
+        except PaymentError as error:
+            self._fail_purchase(purchase.id, error.message)
+            raise
+        self._write(
+            lambda conn, _: payments_store.set_provider_ids(
+                conn,
+                purchase.id,
+                session_id=started.session_id,
+                payment_intent_id=started.payment_intent_id,
+            )
+        )
+        return Checkout(
+            purchase_id=purchase.id,
+            session_id=started.session_id,
+            ui_mode=mode,
+            url=started.url,
+            client_secret=started.client_secret,
+        )
+
+    def purchase(self, purchase_id: str) -> Purchase:
+        with self.db.read() as conn:
+            found = payments_store.get_purchase(conn, purchase_id)
+        if found is None:
+            raise NotFound("purchase", purchase_id)
+        return found
+
+    def purchases(
+        self, account_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Purchase]:
+        """The account's purchases, newest first; pass ``next_cursor`` back for more."""
+        self.account(account_id)
+        if not 1 <= limit <= 500:
+            raise InvalidRequest("limit must be 1 to 500")
+        with self.db.read() as conn:
+            found = payments_store.list_purchases(conn, account_id, before=cursor, limit=limit)
+        more = len(found) == limit
+        return Page(tuple(found), found[-1].id if more and found else None)
+
+    def refund_purchase(
+        self, purchase_id: str, *, amount: int | None = None, reason: str | None = None
+    ) -> Purchase:
+        """Refund a fulfilled purchase, all of what is left or ``amount`` minor units of
+        it, through the payment provider, and claw its credits back pro rata."""
+        purchase = self.purchase(purchase_id)
+        if purchase.status is not PurchaseStatus.FULFILLED:
+            raise InvalidRequest(f"purchase {purchase_id} is {purchase.status.value}")
+        left = purchase.amount_paid - purchase.amount_refunded
+        amount = left if amount is None else amount
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= left:
+            raise InvalidRequest(f"amount must be 1 to {left} minor units")
+        self.payments.refund(purchase, amount)
+        total = purchase.amount_refunded + amount
+        self._on_account(
+            purchase.account_id,
+            lambda book, settings: purchases.claw_back(
+                book, settings, self._current(book, purchase_id), total
+            ),
+        )
+        return self.purchase(purchase_id)
+
+    def set_auto_recharge(
+        self,
+        account_id: str,
+        *,
+        enabled: bool,
+        threshold: int,
+        package: str | None = None,
+        payment_method: str | None = None,
+        monthly_cap: int | None = None,
+    ) -> AutoRecharge:
+        """Recharge the account with ``package`` off-session, charged to the saved
+        ``payment_method``, whenever its available credits fall below ``threshold``; at
+        most ``monthly_cap`` minor units a calendar month. Setting it again clears the
+        count of failures."""
+        return self._on_account(
+            account_id,
+            lambda book, _: purchases.configure_auto_recharge(
+                book,
+                enabled=enabled,
+                threshold=threshold,
+                package_id=package,
+                payment_method=payment_method,
+                monthly_cap=monthly_cap,
+            ),
+        )
+
+    def auto_recharge(self, account_id: str) -> AutoRecharge:
+        self.account(account_id)
+        with self.db.read() as conn:
+            found = payments_store.get_auto_recharge(conn, account_id)
+        return found or AutoRecharge(account_id, False, 0, None, None, None)
+
+    def receive_payment_event(self, payload: bytes, signature: str | None) -> bool:
+        """Verify a webhook delivery and store its event with a job to apply it; ``False``
+        for an event received before. Raises ``InvalidSignature``, changing nothing."""
+        return self._receive(self.payments.parse_event(payload, signature))
+
+    def payment_events(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Stored events, newest first: their type, what handling them did and why."""
+        with self.db.read() as conn:
+            return payments_store.list_events(
+                conn, statuses=() if status is None else (status,), limit=limit
+            )
+
+    def work(self, *, limit: int = 20, lease: timedelta = timedelta(seconds=60)) -> int:
+        """Run the jobs that are due (applying payment events, starting recharges,
+        delivering events), at most ``limit``; how many ran. A job that fails is tried
+        again later with backoff; any number of processes may call this at once."""
+        return jobs.run_due(self, limit=limit, lease=lease)
+
+    def _receive(self, event: PaymentEvent) -> bool:
+        received = self._write(
+            lambda conn, now: payment_events.receive(conn, now, event, self.payments.name)
+        )
+        if received:
+            for listener in self.job_listeners:
+                listener()
+        return received
+
+    def apply_payment_event(self, event_id: str) -> str:
+        """Apply a stored payment event, unless it was applied already; its status
+        (``applied``, ``ignored`` or ``flagged``). Run by the worker."""
+        with self.db.read() as conn:
+            found = payment_events.stored(conn, event_id)
+        if found is None:
+            raise NotFound("payment event", event_id)
+        event, provider, status = found
+        if status != "received":
+            return status
+        return self._write(
+            lambda conn, now: payment_events.apply(
+                conn, now, settings_service.current(conn), event, provider
+            )
+        )
+
+    def recharge(self, purchase_id: str) -> None:
+        """Charge an auto-recharge's saved card off-session and credit it (or count the
+        failure); run by the worker."""
+        purchase = self.purchase(purchase_id)
+        if purchase.status is not PurchaseStatus.PENDING:
+            return
+        config = self.auto_recharge(purchase.account_id)
+        if not config.enabled or config.payment_method is None:
+            self._fail_purchase(purchase_id, "auto-recharge was disabled before it ran")
+            return
+        customer = self._payment_customer(purchase.account_id)
+        try:
+            intent = self.payments.charge_off_session(purchase, customer, config.payment_method)
+        except PaymentDeclined as declined:
+            self._fail_purchase(purchase_id, declined.message, declined.payment_intent_id)
+            return
+        self._on_account(
+            purchase.account_id,
+            lambda book, _: purchases.fulfil(
+                book,
+                self._current(book, purchase_id),
+                purchase.price,
+                session_id=None,
+                payment_intent_id=intent,
+            ),
+        )
+
+    def _fail_purchase(
+        self, purchase_id: str, reason: str, payment_intent_id: str | None = None
+    ) -> None:
+        purchase = self.purchase(purchase_id)
+        if payment_intent_id is not None and purchase.payment_intent_id is None:
+            self._write(
+                lambda conn, _: payments_store.set_provider_ids(
+                    conn,
+                    purchase_id,
+                    session_id=purchase.session_id,
+                    payment_intent_id=payment_intent_id,
+                )
+            )
+        self._on_account(
+            purchase.account_id,
+            lambda book, settings: purchases.fail(
+                book, settings, self._current(book, purchase_id), reason
+            ),
+        )
+
+    @staticmethod
+    def _current(book: AccountBook, purchase_id: str) -> Purchase:
+        """A purchase as it is under its account's lock."""
+        found = payments_store.get_purchase(book.conn, purchase_id)
+        assert found is not None
+        return found
+
+    def _payment_customer(self, account_id: str) -> str:
+        """The account's customer at the payment provider, made on first need."""
+        with self.db.read() as conn:
+            row = accounts.get(conn, account_id)
+        if row is None:
+            raise NotFound("account", account_id)
+        if row.payment_customer_id is not None:
+            return row.payment_customer_id
+        made = self.payments.create_customer(account_id, row.account.name)
+        return self._write(lambda conn, _: accounts.claim_payment_customer(conn, account_id, made))
+
     # Maintenance and verification.
 
     def sweep(self, *, limit: int = 1000) -> int:
@@ -771,7 +1112,7 @@ class CreditMeter:
         result: type[T] | None,
     ) -> tuple[T, bool]:
         """The use case's outcome, and whether it is new (not the replay of a key)."""
-        row = self._lock_current(conn, now, account_id)
+        row = lock_current(conn, now, account_id)
         # Only a keyed call is fingerprinted: unkeyed ones pay nothing for idempotency.
         fingerprint = "" if key is None else idempotency.fingerprint(operation, params)
         if key is not None and result is not None:
@@ -779,34 +1120,20 @@ class CreditMeter:
             if first is not None:
                 return first, False
         book = AccountBook(conn, row, now)
-        outcome = use_case(book, settings_service.current(conn))
+        settings = settings_service.current(conn)
+        outcome = use_case(book, settings)
+        purchases.start_recharge_if_low(book, settings, self.payments.name)
         book.save()
         if key is not None:
             idempotency.remember(conn, key, operation, fingerprint, outcome, now)
         return outcome, True
-
-    def _lock_current(self, conn: Connection, now: datetime, account_id: str) -> AccountRow:
-        """Lock the account, brought up to date: its upkeep (expired holds, an ended period,
-        expired grants) is committed by itself, so a refusal that follows cannot undo it."""
-        row = accounts.get(conn, account_id, lock=True)
-        if row is None:
-            raise NotFound("account", account_id)
-        if now < row.due_at:
-            return row
-        upkeep = AccountBook(conn, row, now)
-        bring_up_to_date(upkeep)
-        upkeep.save()
-        conn.commit()
-        row = accounts.get(conn, account_id, lock=True)
-        assert row is not None
-        return row
 
     def _charge_group(
         self, conn: Connection, now: datetime, account_id: str, events: Sequence[UsageEvent]
     ) -> list[tuple[Charge | CreditMeterError, bool]]:
         """One account's events in one transaction: each is charged or refused on its own,
         with its own idempotency key; everything is written in one save."""
-        row = self._lock_current(conn, now, account_id)
+        row = lock_current(conn, now, account_id)
         keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
         stored = idempotency_store.find_many(conn, keys)
         book = AccountBook(conn, row, now)
@@ -843,6 +1170,7 @@ class CreditMeter:
                 result = idempotency.dump(charge)
                 stored[key] = ("charge", fingerprint, result)
                 new_keys.append((key, "charge", fingerprint, result))
+        purchases.start_recharge_if_low(book, settings, self.payments.name)
         book.save()
         idempotency_store.record_many(conn, new_keys, now)
         return outcomes

@@ -59,9 +59,14 @@ class Draw:
     credits: Credits
 
 
-def consumption_order(grants: Iterable[Grant], pool: PoolName, at: datetime) -> list[Grant]:
-    """The grants a charge of ``pool`` may draw at ``at``, in the order it draws them."""
-    usable = [g for g in grants if g.free > 0 and g.is_active(at) and pool_matches(g.pool, pool)]
+def consumption_order(grants: Iterable[Grant], pool: PoolName | None, at: datetime) -> list[Grant]:
+    """The grants a charge of ``pool`` (``None``: of any pool) may draw at ``at``, in the
+    order it draws them."""
+    usable = [
+        g
+        for g in grants
+        if g.free > 0 and g.is_active(at) and (pool is None or pool_matches(g.pool, pool))
+    ]
     return sorted(
         usable,
         key=lambda g: (

@@ -37,7 +37,7 @@ def period_containing(kind: PeriodKind, anchor: datetime, at: datetime) -> Perio
                 months -= 1
                 start = _add_months(anchor, months, anchor.day)
             return Period(start, _add_months(anchor, months + 1, anchor.day))
-        case PeriodKind.EVERY_30_DAYS:
+        case PeriodKind.EVERY_30_DAYS | PeriodKind.BILLING_CYCLE:
             cycles = (at - anchor) // THIRTY_DAYS
             start = anchor + cycles * THIRTY_DAYS
             return Period(start, start + THIRTY_DAYS)

@@ -38,6 +38,12 @@ class Plan:
             return self.allowances[pool] is None
         return ANY_POOL in self.allowances and self.allowances[ANY_POOL] is None
 
+    @property
+    def renewed_by_invoice(self) -> bool:
+        """Its allowance is issued when the subscription's invoice is paid, not when a
+        period begins."""
+        return self.period is PeriodKind.BILLING_CYCLE
+
     def limited_allowances(self) -> dict[PoolName, Credits]:
         return {pool: n for pool, n in self.allowances.items() if n is not None}
 

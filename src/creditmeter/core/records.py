@@ -107,6 +107,7 @@ class Transaction:
     usage_id: UsageId | None = None
     hold_id: HoldId | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    purchase_id: str | None = None
 
     @property
     def wallet_postings(self) -> tuple[Posting, ...]:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from creditmeter.core.errors import AllowanceState, InvalidRequest
+from creditmeter.core.payments import RefundShortfall
 from creditmeter.core.pricing import decimal_of
 from creditmeter.core.types import Credits, Enforcement
 
@@ -25,6 +26,11 @@ class Settings:
     default_hold_ttl_seconds: int = 900
     max_hold_ttl_seconds: int = 86_400
     upgrade_url: str | None = None
+    refund_shortfall: RefundShortfall = RefundShortfall.ADJUSTMENT
+    auto_recharge_max_failures: int = 3
+    """Consecutive failed auto-recharges after which auto-recharge is disabled."""
+    auto_recharge_retry_seconds: int = 3600
+    """How long after a failed auto-recharge the next one may start."""
 
 
 _DECIMALS = {"credits_per_usd", "default_multiplier"}
@@ -35,6 +41,8 @@ _INTEGERS = {
     "minimum_purchase",
     "default_hold_ttl_seconds",
     "max_hold_ttl_seconds",
+    "auto_recharge_max_failures",
+    "auto_recharge_retry_seconds",
 }
 SETTING_NAMES = frozenset(f.name for f in fields(Settings))
 
@@ -52,6 +60,9 @@ def settings_to_json(settings: Settings) -> dict[str, Any]:
         "default_hold_ttl_seconds": settings.default_hold_ttl_seconds,
         "max_hold_ttl_seconds": settings.max_hold_ttl_seconds,
         "upgrade_url": settings.upgrade_url,
+        "refund_shortfall": settings.refund_shortfall.value,
+        "auto_recharge_max_failures": settings.auto_recharge_max_failures,
+        "auto_recharge_retry_seconds": settings.auto_recharge_retry_seconds,
     }
 
 
@@ -80,6 +91,12 @@ def apply_changes(settings: Settings, changes: Mapping[str, object]) -> Settings
             except ValueError:
                 modes = ", ".join(m.value for m in Enforcement)
                 raise InvalidRequest(f"enforcement must be one of {modes}") from None
+        elif name == "refund_shortfall":
+            try:
+                values[name] = RefundShortfall(str(value))
+            except ValueError:
+                options = ", ".join(m.value for m in RefundShortfall)
+                raise InvalidRequest(f"refund_shortfall must be one of {options}") from None
         elif name == "upgrade_url":
             if value is not None and not isinstance(value, str):
                 raise InvalidRequest("upgrade_url must be a string or null")

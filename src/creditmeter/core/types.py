@@ -72,6 +72,9 @@ class PeriodKind(StrEnum):
     CALENDAR_MONTH = "calendar_month"
     ANNIVERSARY_MONTH = "anniversary_month"
     EVERY_30_DAYS = "30_days"
+    BILLING_CYCLE = "billing_cycle"
+    """Renewed by the payment provider's paid invoice; until one is paid, periods of 30
+    days that issue no allowance."""
 
 
 class TransactionType(StrEnum):
@@ -82,6 +85,8 @@ class TransactionType(StrEnum):
     ROLLOVER = "rollover"
     REFUND = "refund"
     DEBT_REPAYMENT = "debt_repayment"
+    PURCHASE = "purchase"
+    REVERSAL = "reversal"
 
 
 class SystemAccount(StrEnum):

@@ -74,7 +74,7 @@ def create(
     )
     accounts.insert(conn, row)
     book = AccountBook(conn, row, now)
-    if plan is not None:
+    if plan is not None and not plan.renewed_by_invoice:
         issue_allowance(book, plan, period)
     if settings.welcome_bonus > 0:
         bonus = book.open_grant(GrantSource.BONUS, pool="*", reference="welcome_bonus")

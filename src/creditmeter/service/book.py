@@ -206,6 +206,7 @@ class AccountBook:
         *,
         usage_id: str | None = None,
         hold_id: str | None = None,
+        purchase_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         created_at: datetime | None = None,
     ) -> Transaction:
@@ -247,6 +248,7 @@ class AccountBook:
             usage_id=usage_id,
             hold_id=hold_id,
             metadata=dict(metadata or {}),
+            purchase_id=purchase_id,
         )
         self._transactions.append(txn)
         return txn

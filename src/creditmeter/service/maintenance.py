@@ -12,6 +12,9 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy.engine import Connection
+
+from creditmeter.core.errors import NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.periods import Period, period_containing
 from creditmeter.core.plans import Plan
@@ -24,8 +27,26 @@ from creditmeter.core.types import (
     TransactionType,
 )
 from creditmeter.service.book import AccountBook
-from creditmeter.store import catalog, holds
+from creditmeter.store import accounts, catalog, holds
+from creditmeter.store.accounts import AccountRow
 from creditmeter.store.grants import Change as GrantChange
+
+
+def lock_current(conn: Connection, now: datetime, account_id: str) -> AccountRow:
+    """Lock the account, brought up to date: its upkeep (expired holds, an ended period,
+    expired grants) is committed by itself, so a refusal that follows cannot undo it."""
+    row = accounts.get(conn, account_id, lock=True)
+    if row is None:
+        raise NotFound("account", account_id)
+    if now < row.due_at:
+        return row
+    upkeep = AccountBook(conn, row, now)
+    bring_up_to_date(upkeep)
+    upkeep.save()
+    conn.commit()
+    row = accounts.get(conn, account_id, lock=True)
+    assert row is not None
+    return row
 
 
 def bring_up_to_date(book: AccountBook) -> None:
@@ -52,17 +73,23 @@ def expire_grants(book: AccountBook) -> None:
         if g.expires_at is not None and g.expires_at <= book.now and g.free > 0:
             by_moment[g.expires_at].append(g)
     for moment in sorted(by_moment):
-        expiring = by_moment[moment]
-        total = sum(g.free for g in expiring)
-        legs = [Posting(book.wallet, -g.free, g.id) for g in expiring]
-        legs.append(Posting(SystemAccount.EXPIRY.value, total))
-        book.post(
-            TransactionType.EXPIRY,
-            legs,
-            {g.id: GrantChange(remaining=-g.free) for g in expiring},
-            f"{total} unused credits expired",
-            created_at=moment,
-        )
+        post_expiry(book, by_moment[moment], moment)
+
+
+def post_expiry(book: AccountBook, expiring: list[Grant], moment: datetime) -> None:
+    """What is free in ``expiring`` expires at ``moment`` (a held part waits)."""
+    total = sum(g.free for g in expiring)
+    if total <= 0:
+        return
+    legs = [Posting(book.wallet, -g.free, g.id) for g in expiring if g.free > 0]
+    legs.append(Posting(SystemAccount.EXPIRY.value, total))
+    book.post(
+        TransactionType.EXPIRY,
+        legs,
+        {g.id: GrantChange(remaining=-g.free) for g in expiring if g.free > 0},
+        f"{total} unused credits expired",
+        created_at=moment,
+    )
 
 
 def plan_of(book: AccountBook) -> Plan | None:
@@ -88,7 +115,7 @@ def roll_period(book: AccountBook) -> None:
         account = replace(account, plan=account.pending_plan, pending_plan=None)
     period = current_period(new_plan, account.created_at, book.now)
     book.row.account = replace(account, period_start=period.start, period_end=period.end)
-    if new_plan is not None:
+    if new_plan is not None and not new_plan.renewed_by_invoice:
         issue_allowance(book, new_plan, period)
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from creditmeter.core.types import HoldStatus, TransactionType
+from creditmeter.core.payments import PurchaseStatus
+from creditmeter.core.types import HoldStatus, SystemAccount, TransactionType
 from creditmeter.store.tables import (
     accounts,
     grants,
@@ -21,6 +22,7 @@ from creditmeter.store.tables import (
     idempotency_keys,
     ledger_transactions,
     postings,
+    purchases,
     usage_records,
 )
 
@@ -180,7 +182,8 @@ def accounts_match_postings(conn: Connection) -> Iterator[Violation]:
 
 def holds_within_grants(conn: Connection) -> Iterator[Violation]:
     """I4: a pending hold reserves exactly its allocations, never more than its credits;
-    no account is below zero beyond its overdraft limit."""
+    no account is below zero beyond its overdraft limit (and what refunds of credits it
+    had spent made it owe)."""
     allocated = (
         sa.select(hold_allocations.c.hold_id, _sum(hold_allocations.c.credits).label("total"))
         .group_by(hold_allocations.c.hold_id)
@@ -200,14 +203,23 @@ def holds_within_grants(conn: Connection) -> Iterator[Violation]:
             "I4", r.id, f"reserves {r.reserved} of {r.credits}, allocations hold {r.allocated}"
         )
     a = accounts.c
-    overdrawn = sa.select(a.id, a.balance, a.held, a.debt, a.overdraft_limit).where(
-        sa.or_(a.balance - a.held < -a.overdraft_limit, a.debt > a.overdraft_limit)
+    clawed = (
+        sa.select(purchases.c.account_id, _sum(purchases.c.clawback_debt).label("debt"))
+        .group_by(purchases.c.account_id)
+        .subquery()
+    )
+    limit = a.overdraft_limit + sa.func.coalesce(clawed.c.debt, 0)
+    overdrawn = (
+        sa.select(a.id, a.balance, a.held, a.debt, limit.label("limit"))
+        .select_from(accounts.outerjoin(clawed, clawed.c.account_id == a.id))
+        .where(sa.or_(a.balance - a.held < -limit, a.debt > limit))
     )
     for o in conn.execute(overdrawn):
         yield Violation(
             "I4",
             o.id,
-            f"available {o.balance - o.held}, debt {o.debt}, overdraft limit {o.overdraft_limit}",
+            f"available {o.balance - o.held}, debt {o.debt}, overdraft limit and refunds' "
+            f"debt {o.limit}",
         )
 
 
@@ -257,14 +269,94 @@ def applied_once(conn: Connection) -> Iterator[Violation]:
         )
 
 
+def purchases_fulfilled_once(conn: Connection) -> Iterator[Violation]:
+    """I6: a fulfilled or refunded purchase was credited by exactly one purchase
+    transaction, the one it names, for its credits; no other purchase was credited; its
+    reversals took back what it says was clawed back, all of it once it is refunded."""
+    t = ledger_transactions
+    credited = (
+        sa.select(
+            t.c.purchase_id,
+            sa.func.count().label("n"),
+            _sum(t.c.amount).label("credits"),
+            sa.func.max(t.c.id).label("transaction_id"),
+        )
+        .where(t.c.type == TransactionType.PURCHASE.value)
+        .group_by(t.c.purchase_id)
+        .subquery()
+    )
+    reversed_ = (
+        sa.select(
+            t.c.purchase_id,
+            _sum(
+                sa.case((postings.c.ledger_account.in_(_ISSUERS), postings.c.amount), else_=0)
+            ).label("credits"),
+        )
+        .select_from(t.join(postings, postings.c.transaction_id == t.c.id))
+        .where(t.c.type == TransactionType.REVERSAL.value)
+        .group_by(t.c.purchase_id)
+        .subquery()
+    )
+    p = purchases.c
+    done = p.status.in_([PurchaseStatus.FULFILLED.value, PurchaseStatus.REFUNDED.value])
+    n = sa.func.coalesce(credited.c.n, 0)
+    query = (
+        sa.select(
+            p.id,
+            p.status,
+            p.credits,
+            p.transaction_id,
+            p.credits_clawed_back,
+            n.label("n"),
+            credited.c.credits.label("credited"),
+            credited.c.transaction_id.label("credited_by"),
+            sa.func.coalesce(reversed_.c.credits, 0).label("reversed"),
+        )
+        .select_from(
+            purchases.outerjoin(credited, credited.c.purchase_id == p.id).outerjoin(
+                reversed_, reversed_.c.purchase_id == p.id
+            )
+        )
+        .where(
+            sa.or_(
+                sa.and_(done, n != 1),
+                sa.and_(sa.not_(done), n != 0),
+                sa.and_(n == 1, credited.c.credits != p.credits),
+                sa.and_(n == 1, credited.c.transaction_id != p.transaction_id),
+                sa.func.coalesce(reversed_.c.credits, 0) != p.credits_clawed_back,
+                sa.and_(
+                    p.status == PurchaseStatus.REFUNDED.value,
+                    p.credits_clawed_back != p.credits,
+                ),
+            )
+        )
+    )
+    for r in conn.execute(query):
+        yield Violation(
+            "I6",
+            r.id,
+            f"{r.status} purchase of {r.credits} credits credited by {r.n} transactions "
+            f"({r.credited} credits, {r.credited_by}, it names {r.transaction_id}); "
+            f"reversals took back {r.reversed}, it says {r.credits_clawed_back}",
+        )
+    orphans = sa.select(t.c.id, t.c.purchase_id).where(
+        t.c.type.in_([TransactionType.PURCHASE.value, TransactionType.REVERSAL.value]),
+        sa.or_(t.c.purchase_id.is_(None), t.c.purchase_id.not_in(sa.select(p.id))),
+    )
+    for o in conn.execute(orphans):
+        yield Violation("I6", o.id, f"credits a purchase that does not exist ({o.purchase_id})")
+
+
+_ISSUERS = (SystemAccount.ISSUANCE_PURCHASE.value, SystemAccount.ISSUANCE_BONUS.value)
+
 CHECKS: tuple[Callable[[Connection], Iterator[Violation]], ...] = (
     books_balance,
     grants_match_postings,
     accounts_match_postings,
     holds_within_grants,
     applied_once,
+    purchases_fulfilled_once,
 )
-"""I6 (purchases fulfilled exactly once) is checked once purchases exist."""
 
 
 def verify(conn: Connection) -> list[Violation]:

@@ -23,6 +23,9 @@ class AccountRow:
     held: Credits
     debt: Credits
     due_at: datetime
+    payment_customer_id: str | None = None
+    recharge_below: Credits | None = None
+    """The auto-recharge threshold while auto-recharge is enabled."""
 
     @property
     def id(self) -> AccountId:
@@ -51,6 +54,8 @@ def _row(row: RowMapping) -> AccountRow:
         held=row["held"],
         debt=row["debt"],
         due_at=row["due_at"],
+        payment_customer_id=row["payment_customer_id"],
+        recharge_below=row["recharge_below"],
     )
 
 
@@ -91,7 +96,17 @@ _INSERT = accounts.insert()
 
 def insert(conn: Connection, row: AccountRow) -> None:
     a = row.account
-    conn.execute(_INSERT, {"id": a.id, "created_at": a.created_at, **_fields(a), **_totals(row)})
+    conn.execute(
+        _INSERT,
+        {
+            "id": a.id,
+            "created_at": a.created_at,
+            "payment_customer_id": row.payment_customer_id,
+            "recharge_below": row.recharge_below,
+            **_fields(a),
+            **_totals(row),
+        },
+    )
 
 
 _TOTALS = ("balance", "held", "debt", "due_at")
@@ -152,3 +167,29 @@ def list_members(conn: Connection, account_id: AccountId) -> list[dict[str, Any]
         .order_by(members.c.id)
     )
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def set_recharge_below(conn: Connection, account_id: AccountId, threshold: Credits | None) -> None:
+    conn.execute(
+        accounts.update().where(accounts.c.id == account_id).values(recharge_below=threshold)
+    )
+
+
+def claim_payment_customer(conn: Connection, account_id: AccountId, customer_id: str) -> str:
+    """Record the account's customer at the payment provider unless one is recorded
+    already; the one recorded (first come, first kept)."""
+    conn.execute(
+        accounts.update()
+        .where(accounts.c.id == account_id, accounts.c.payment_customer_id.is_(None))
+        .values(payment_customer_id=customer_id)
+    )
+    kept = conn.execute(
+        sa.select(accounts.c.payment_customer_id).where(accounts.c.id == account_id)
+    ).scalar_one()
+    return str(kept)
+
+
+def id_of_payment_customer(conn: Connection, customer_id: str) -> AccountId | None:
+    query = sa.select(accounts.c.id).where(accounts.c.payment_customer_id == customer_id)
+    found: AccountId | None = conn.execute(query).scalars().first()
+    return found

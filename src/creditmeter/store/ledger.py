@@ -34,6 +34,7 @@ def insert_many(conn: Connection, txns: Sequence[Transaction]) -> None:
                 "description": t.description,
                 "usage_id": t.usage_id,
                 "hold_id": t.hold_id,
+                "purchase_id": t.purchase_id,
                 "metadata": dict(t.metadata),
                 "created_at": t.created_at,
             }
@@ -67,6 +68,7 @@ def _transaction(row: RowMapping, legs: Sequence[Posting]) -> Transaction:
         postings=tuple(legs),
         usage_id=row["usage_id"],
         hold_id=row["hold_id"],
+        purchase_id=row["purchase_id"],
         metadata=row["metadata"],
     )
 

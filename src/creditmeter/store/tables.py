@@ -102,6 +102,10 @@ accounts = sa.Table(
     sa.Column("overdraft_limit", Credits, nullable=False),
     sa.Column("due_at", UTCDateTime, nullable=False),
     _json("metadata"),
+    sa.Column("payment_customer_id", sa.String(255), nullable=True),
+    # The auto-recharge threshold while auto-recharge is enabled: read with the account's
+    # row, so that a charge knows without another query whether to start a recharge.
+    sa.Column("recharge_below", Credits, nullable=True),
     sa.CheckConstraint("status IN ('active', 'suspended', 'blocked')", name="status_known"),
     sa.CheckConstraint("held >= 0", name="held_non_negative"),
     sa.CheckConstraint("debt >= 0", name="debt_non_negative"),
@@ -234,6 +238,7 @@ ledger_transactions = sa.Table(
     sa.Column("description", sa.String(500), nullable=False),
     sa.Column("usage_id", Key, nullable=True),
     sa.Column("hold_id", Key, nullable=True),
+    sa.Column("purchase_id", Key, nullable=True, index=True),
     _json("metadata"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_ledger_transactions_account_created", "account_id", "created_at", "id"),
@@ -287,4 +292,134 @@ settings_versions = sa.Table(
     _json("changes"),
     sa.Column("changed_by", sa.String(255), nullable=False),
     sa.Column("changed_at", UTCDateTime, nullable=False),
+)
+
+packages = sa.Table(
+    "packages",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("credits", Credits, nullable=False),
+    sa.Column("bonus_credits", Credits, nullable=False),
+    sa.Column("price_amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("popular", sa.Boolean, nullable=False),
+    sa.Column("best_value", sa.Boolean, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("sort_order", sa.Integer, nullable=False),
+    sa.Column("stripe_price_id", sa.String(255), nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("credits > 0", name="credits_positive"),
+    sa.CheckConstraint("bonus_credits >= 0", name="bonus_credits_non_negative"),
+    sa.CheckConstraint("price_amount > 0", name="price_positive"),
+)
+
+purchases = sa.Table(
+    "purchases",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("package_id", Key, sa.ForeignKey("packages.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("credits", Credits, nullable=False),
+    sa.Column("bonus_credits", Credits, nullable=False),
+    sa.Column("price_amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("session_id", sa.String(255), nullable=True, unique=True),
+    sa.Column("payment_intent_id", sa.String(255), nullable=True, unique=True),
+    sa.Column("amount_paid", sa.BigInteger, nullable=False),
+    sa.Column("amount_refunded", sa.BigInteger, nullable=False),
+    sa.Column("credits_clawed_back", Credits, nullable=False),
+    # Clawed-back credits the account had spent already, which it owes as debt.
+    sa.Column("clawback_debt", Credits, nullable=False),
+    sa.Column("failure_reason", sa.String(500), nullable=True),
+    sa.Column("transaction_id", Key, nullable=True, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("paid_at", UTCDateTime, nullable=True),
+    sa.Column("fulfilled_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint(
+        "status IN ('pending', 'paid', 'fulfilled', 'failed', 'refunded')", name="status_known"
+    ),
+    sa.CheckConstraint("kind IN ('checkout', 'auto_recharge', 'external')", name="kind_known"),
+    sa.CheckConstraint(
+        "credits_clawed_back >= 0 AND credits_clawed_back <= credits", name="clawback_bounded"
+    ),
+    sa.CheckConstraint(
+        "clawback_debt >= 0 AND clawback_debt <= credits_clawed_back", name="debt_bounded"
+    ),
+    sa.CheckConstraint(
+        "amount_refunded >= 0 AND amount_refunded <= amount_paid", name="refund_bounded"
+    ),
+    # Fulfilled (and refunded) purchases name the one transaction that credited them.
+    sa.CheckConstraint(
+        "(status IN ('fulfilled', 'refunded')) = (transaction_id IS NOT NULL)",
+        name="fulfilled_has_transaction",
+    ),
+    sa.Index("ix_purchases_account_created", "account_id", "created_at"),
+)
+
+auto_recharges = sa.Table(
+    "auto_recharges",
+    metadata,
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("threshold", Credits, nullable=False),
+    sa.Column("package_id", Key, sa.ForeignKey("packages.id"), nullable=True),
+    sa.Column("payment_method", sa.String(255), nullable=True),
+    sa.Column("monthly_cap", sa.BigInteger, nullable=True),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("disabled_reason", sa.String(500), nullable=True),
+    # At most one recharge at a time: the purchase in flight.
+    sa.Column(
+        "pending_purchase_id", Key, sa.ForeignKey("purchases.id"), nullable=True, unique=True
+    ),
+    sa.Column("retry_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("threshold >= 0", name="threshold_non_negative"),
+    sa.CheckConstraint("monthly_cap IS NULL OR monthly_cap > 0", name="monthly_cap_positive"),
+    sa.CheckConstraint(
+        "NOT enabled OR (package_id IS NOT NULL AND payment_method IS NOT NULL)",
+        name="enabled_is_complete",
+    ),
+)
+
+payment_events = sa.Table(
+    "payment_events",
+    metadata,
+    # The provider's event id: an event is stored, and applied, once.
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("note", sa.String(500), nullable=True),
+    sa.Column("purchase_id", Key, nullable=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("handled_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint(
+        "status IN ('received', 'applied', 'ignored', 'flagged')", name="status_known"
+    ),
+    sa.Index("ix_payment_events_status", "status"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("topic", sa.String(100), nullable=False),
+    _json("payload"),
+    # A job that must not be queued twice (the handling of one event, one recharge).
+    sa.Column("dedupe_key", sa.String(255), nullable=True, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    # When the job may next be taken: a worker that takes it moves this past its lease, so
+    # a job whose worker died is taken again once the lease runs out.
+    sa.Column("run_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.String(2000), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'done', 'dead')", name="status_known"),
+    sa.Index("ix_outbox_status_run_at", "status", "run_at"),
 )

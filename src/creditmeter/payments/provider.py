@@ -1,0 +1,81 @@
+"""What creditmeter needs of a payment provider.
+
+A provider starts checkouts, charges saved payment methods off-session, refunds, and
+turns its signed webhook deliveries into :class:`PaymentEvent`. Events carry the
+provider's objects in Stripe's shapes (``checkout.session.completed`` with a Checkout
+Session, ``payment_intent.succeeded`` with a PaymentIntent, ``charge.refunded`` with a
+Charge …): the development provider writes the same shapes, so one handler serves both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from creditmeter.core.payments import Package, Purchase, UiMode
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    purchase: Purchase
+    package: Package
+    customer_id: str
+    ui_mode: UiMode
+    success_url: str | None = None
+    """Hosted checkout: where the buyer returns after paying (embedded: the return URL)."""
+    cancel_url: str | None = None
+    save_payment_method: bool = False
+    """Keep the card for later off-session charges (auto-recharge)."""
+
+
+@dataclass(frozen=True)
+class ProviderCheckout:
+    session_id: str
+    """The Checkout Session's id, or the PaymentIntent's for ``elements``."""
+    payment_intent_id: str | None = None
+    url: str | None = None
+    client_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentEvent:
+    id: str
+    type: str
+    object: Mapping[str, Any]
+    """The event's ``data.object``."""
+    payload: str
+    """The delivery's body as received, kept as it was."""
+
+
+EventSink = Callable[[PaymentEvent], object]
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    def connect(self, sink: EventSink) -> None:
+        """Where to hand the events the provider makes itself (the development provider);
+        a provider whose events come by webhook ignores it."""
+        ...
+
+    def create_customer(self, account_id: str, name: str) -> str:
+        """A new customer for the account; its id."""
+        ...
+
+    def create_checkout(self, request: CheckoutRequest) -> ProviderCheckout: ...
+
+    def charge_off_session(self, purchase: Purchase, customer_id: str, payment_method: str) -> str:
+        """Charge the purchase's price to a saved payment method, without the buyer;
+        the PaymentIntent's id once it succeeded. Raises ``PaymentDeclined`` (carrying
+        the intent's id, if one was made) when the card is refused."""
+        ...
+
+    def refund(self, purchase: Purchase, amount: int) -> str:
+        """Refund ``amount`` minor units of a paid purchase; the refund's id."""
+        ...
+
+    def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
+        """The event of a webhook delivery whose signature verifies; ``InvalidSignature``
+        otherwise (a wrong signature, or a timestamp outside the tolerance)."""
+        ...

@@ -1,0 +1,204 @@
+"""Payment providers' events: stored once on arrival, then applied once, in any order.
+
+:func:`receive` stores an event (unique on its id) with a job to apply it, in one
+transaction. :func:`apply` finds what the event is about, locks that account, and
+applies the event if it was not applied yet, marking it in the same transaction:
+``applied``, ``ignored`` (a type creditmeter does not act on, or nothing left to do) or
+``flagged`` (it names no known account or purchase, or the amount paid is not the
+price: no balance changes; a person should look).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from creditmeter.core.payments import Money, Purchase
+from creditmeter.core.settings import Settings
+from creditmeter.payments.provider import PaymentEvent
+from creditmeter.service import purchases, subscriptions
+from creditmeter.service.book import AccountBook
+from creditmeter.service.ids import new_id
+from creditmeter.service.maintenance import lock_current
+from creditmeter.service.purchases import Outcome, flagged, ignored
+from creditmeter.store import outbox
+from creditmeter.store import payments as store
+
+APPLY_JOB = "payment_event"
+
+FULFILLING = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "payment_intent.succeeded",
+    }
+)
+FAILING = frozenset({"payment_intent.payment_failed", "checkout.session.async_payment_failed"})
+REFUNDING = frozenset({"charge.refunded"})
+
+
+def receive(conn: Connection, now: datetime, event: PaymentEvent, provider: str) -> bool:
+    """Store the event and queue its application; ``False`` for an event stored before
+    (a repeated delivery), which changes nothing."""
+    if not store.insert_event(conn, event.id, provider, event.type, event.payload, now):
+        return False
+    outbox.enqueue(
+        conn, new_id("job"), APPLY_JOB, {"event_id": event.id}, now, dedupe_key=f"event:{event.id}"
+    )
+    return True
+
+
+def stored(conn: Connection, event_id: str) -> tuple[PaymentEvent, str, str] | None:
+    """A stored event, its provider and its status."""
+    row = store.get_event(conn, event_id)
+    if row is None:
+        return None
+    body = json.loads(row["payload"])
+    event = PaymentEvent(row["id"], row["type"], body["data"]["object"], row["payload"])
+    return event, row["provider"], row["status"]
+
+
+def apply(
+    conn: Connection, now: datetime, settings: Settings, event: PaymentEvent, provider: str
+) -> str:
+    """Apply a stored event once; its status afterwards."""
+    subject = _subject(conn, event, provider, now)
+    if isinstance(subject, Outcome):
+        return _finish(conn, event, subject, now)
+    account_id, purchase = subject
+    row = lock_current(conn, now, account_id)
+    current = store.get_event(conn, event.id, lock=True)
+    if current is None or current["status"] != "received":
+        return "received" if current is None else str(current["status"])
+    if purchase is not None:
+        purchase = store.get_purchase(conn, purchase.id)  # as it is under the lock
+        assert purchase is not None
+    book = AccountBook(conn, row, now)
+    outcome = _act(book, settings, event, purchase)
+    book.save()
+    return _finish(conn, event, outcome, now)
+
+
+def _finish(conn: Connection, event: PaymentEvent, outcome: Outcome, now: datetime) -> str:
+    store.finish_event(
+        conn, event.id, outcome.status, note=outcome.note, purchase_id=outcome.purchase_id, at=now
+    )
+    return outcome.status
+
+
+def _subject(
+    conn: Connection, event: PaymentEvent, provider: str, now: datetime
+) -> tuple[str, Purchase | None] | Outcome:
+    """The account an event is about and its purchase (if it is about one), or what to
+    record of it without touching any account."""
+    obj = event.object
+    if event.type in subscriptions.EVENTS:
+        account_id = subscriptions.account_of(conn, obj)
+        if account_id is None:
+            return flagged("the subscription's customer is no known account")
+        return account_id, None
+    if event.type not in FULFILLING | FAILING | REFUNDING:
+        return ignored(f"creditmeter does not act on {event.type} events")
+    metadata = _metadata(obj)
+    session_id, intent_id = _provider_ids(event)
+    purchase = purchases.locate(
+        conn,
+        purchase_id=metadata.get("purchase_id"),
+        session_id=session_id,
+        payment_intent_id=intent_id,
+    )
+    if purchase is not None:
+        named = metadata.get("account_id")
+        if named and named != purchase.account_id:
+            return flagged(
+                f"the payment names account {named!r}; its purchase is of {purchase.account_id!r}",
+                purchase,
+            )
+        return purchase.account_id, purchase
+    if event.type not in FULFILLING:
+        return ignored("about no purchase creditmeter knows")
+    account_id, package_id = metadata.get("account_id"), metadata.get("package_id")
+    if not account_id or not package_id:
+        return flagged("a payment that names no purchase, account and package")
+    if not _paid(obj):
+        return ignored("not paid yet")
+    started = purchases.start_external(
+        conn,
+        now,
+        account_id,
+        package_id,
+        _amount_paid(event),
+        provider=provider,
+        session_id=session_id,
+        payment_intent_id=intent_id,
+    )
+    if isinstance(started, Outcome):
+        return started
+    return started.account_id, started
+
+
+def _act(
+    book: AccountBook, settings: Settings, event: PaymentEvent, purchase: Purchase | None
+) -> Outcome:
+    obj = event.object
+    if event.type in subscriptions.EVENTS:
+        return subscriptions.apply(book, event)
+    assert purchase is not None
+    if event.type in FULFILLING:
+        if not _paid(obj):
+            return ignored("not paid yet", purchase)
+        session_id, intent_id = _provider_ids(event)
+        return purchases.fulfil(
+            book, purchase, _amount_paid(event), session_id=session_id, payment_intent_id=intent_id
+        )
+    if event.type in FAILING:
+        return purchases.fail(book, settings, purchase, _failure_reason(obj))
+    return purchases.claw_back(book, settings, purchase, int(obj.get("amount_refunded") or 0))
+
+
+def _metadata(obj: Mapping[str, Any]) -> dict[str, str]:
+    found = obj.get("metadata") or {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, Mapping) else {}
+
+
+def _provider_ids(event: PaymentEvent) -> tuple[str | None, str | None]:
+    """The Checkout Session's and the PaymentIntent's ids the event carries."""
+    obj = event.object
+    if event.type.startswith("checkout.session."):
+        return obj.get("id"), _id_of(obj.get("payment_intent"))
+    if event.type.startswith("payment_intent."):
+        return None, obj.get("id")
+    return None, _id_of(obj.get("payment_intent"))
+
+
+def _id_of(value: object) -> str | None:
+    """An expandable field: an id, or the object with its id."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _paid(obj: Mapping[str, Any]) -> bool:
+    if obj.get("object") == "checkout.session":
+        return obj.get("payment_status") in ("paid", "no_payment_required")
+    return bool(obj.get("status", "succeeded") == "succeeded")
+
+
+def _amount_paid(event: PaymentEvent) -> Money:
+    obj = event.object
+    if event.type.startswith("checkout.session."):
+        amount = obj.get("amount_total")
+    else:
+        amount = obj.get("amount_received", obj.get("amount"))
+    return Money(int(amount or 0), str(obj.get("currency") or "").lower())
+
+
+def _failure_reason(obj: Mapping[str, Any]) -> str:
+    error = obj.get("last_payment_error")
+    if isinstance(error, Mapping) and error.get("message"):
+        return str(error["message"])
+    return "the payment failed"
