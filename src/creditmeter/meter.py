@@ -312,7 +312,7 @@ class CreditMeter:
         }
         return self._on_account(
             account_id,
-            authorize,
+            self._spending(authorize),
             key=idempotency_key,
             operation="authorize",
             params=params,
@@ -346,17 +346,19 @@ class CreditMeter:
         }
         return self._on_hold(
             hold_id,
-            lambda book, settings: metering.settle(
-                book,
-                settings,
-                hold_id,
-                usage,
-                credits,
-                model=model,
-                member=member,
-                success=success,
-                metadata=metadata or {},
-                provider_cost=provider_cost,
+            self._spending(
+                lambda book, settings: metering.settle(
+                    book,
+                    settings,
+                    hold_id,
+                    usage,
+                    credits,
+                    model=model,
+                    member=member,
+                    success=success,
+                    metadata=metadata or {},
+                    provider_cost=provider_cost,
+                ),
             ),
             key=idempotency_key,
             operation="settle",
@@ -461,7 +463,7 @@ class CreditMeter:
         )
         return self._on_account(
             account_id,
-            charge,
+            self._spending(charge),
             key=idempotency_key,
             operation="charge",
             params=event.params(),
@@ -900,13 +902,15 @@ class CreditMeter:
         count of failures."""
         return self._on_account(
             account_id,
-            lambda book, _: purchases.configure_auto_recharge(
-                book,
-                enabled=enabled,
-                threshold=threshold,
-                package_id=package,
-                payment_method=payment_method,
-                monthly_cap=monthly_cap,
+            self._spending(
+                lambda book, _: purchases.configure_auto_recharge(
+                    book,
+                    enabled=enabled,
+                    threshold=threshold,
+                    package_id=package,
+                    payment_method=payment_method,
+                    monthly_cap=monthly_cap,
+                ),
             ),
         )
 
@@ -1093,6 +1097,18 @@ class CreditMeter:
 
         return self._observed(*self._write(locked))
 
+    def _spending(
+        self, use_case: Callable[[AccountBook, Settings], T]
+    ) -> Callable[[AccountBook, Settings], T]:
+        """``use_case``, then an auto-recharge if it left the account below its threshold."""
+
+        def spend(book: AccountBook, settings: Settings) -> T:
+            outcome = use_case(book, settings)
+            purchases.start_recharge_if_low(book, settings, self.payments.name)
+            return outcome
+
+        return spend
+
     def _observed(self, outcome: T, fresh: bool) -> T:
         """Tell the charge observers of a charge just committed (not of a replay)."""
         if fresh and isinstance(outcome, Charge):
@@ -1122,7 +1138,6 @@ class CreditMeter:
         book = AccountBook(conn, row, now)
         settings = settings_service.current(conn)
         outcome = use_case(book, settings)
-        purchases.start_recharge_if_low(book, settings, self.payments.name)
         book.save()
         if key is not None:
             idempotency.remember(conn, key, operation, fingerprint, outcome, now)

@@ -33,7 +33,8 @@ class Keys:
 
 @pytest.fixture
 def client(meter: CreditMeter) -> Iterator[TestClient]:
-    app = create_app(ServerSettings(admin_key=SecretStr(ADMIN_KEY)), meter=meter)
+    """No worker thread: a test runs the jobs itself, with ``meter.work()``."""
+    app = create_app(ServerSettings(admin_key=SecretStr(ADMIN_KEY), worker=False), meter=meter)
     with TestClient(app) as test_client:
         yield test_client
 

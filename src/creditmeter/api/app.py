@@ -9,9 +9,21 @@ from fastapi import FastAPI
 
 from creditmeter.api import errors, observability
 from creditmeter.api.config import ServerSettings
-from creditmeter.api.routers import accounts, admin, catalog, health, ledger, metering
+from creditmeter.api.routers import (
+    accounts,
+    admin,
+    catalog,
+    dev_checkout,
+    health,
+    ledger,
+    metering,
+    payments,
+    webhooks,
+)
+from creditmeter.events.jobs import Worker
 from creditmeter.events.sweeper import Sweeper
 from creditmeter.meter import CreditMeter
+from creditmeter.payments.dev import DevProvider
 
 ROUTERS = (
     health.router,
@@ -19,6 +31,8 @@ ROUTERS = (
     metering.router,
     ledger.router,
     catalog.router,
+    payments.router,
+    webhooks.router,
     admin.router,
 )
 
@@ -29,6 +43,11 @@ Authenticate with an API key: `Authorization: Bearer <key>`. Every POST that cha
 credits takes an `Idempotency-Key` header. Errors are
 `{"error": {"type": "...", "message": "..."}}`; a refusal for lack of credits is 402 with
 what is required and available.
+
+Credits are sold as credit packs: a checkout starts a purchase at the payment provider,
+and the provider's signed webhook (`POST /v1/webhooks/stripe`) credits the account once.
+Money is always an integer of the currency's minor units (`{"amount": 999, "currency":
+"usd"}` is $9.99).
 """
 
 
@@ -39,15 +58,25 @@ def create_app(
     given is used as it is and not closed with the app."""
     settings = settings or ServerSettings()
     own_meter = meter is None
-    meter = meter or CreditMeter(settings.database_url, pool_size=settings.pool_size)
+    meter = meter or CreditMeter(
+        settings.database_url,
+        pool_size=settings.pool_size,
+        payments=settings.payment_provider(),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        sweeper = None
+        sweeper: Sweeper | None = None
+        worker: Worker | None = None
         if settings.sweep_interval > 0:
             sweeper = Sweeper(meter, settings.sweep_interval)
             sweeper.start()
+        if settings.worker:
+            worker = Worker(meter, interval=settings.worker_interval)
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
         if sweeper is not None:
             sweeper.stop()
         if own_meter:
@@ -62,4 +91,6 @@ def create_app(
     meter.charge_observers.append(observability.count_charge)
     for router in ROUTERS:
         app.include_router(router)
+    if isinstance(meter.payments, DevProvider):
+        app.include_router(dev_checkout.router)
     return app

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from creditmeter.payments.dev import DevProvider
+from creditmeter.payments.provider import PaymentProvider
 from creditmeter.store.database import DEFAULT_URL
+
+ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}
+"""Addresses a server listens on but a browser cannot open: the loopback address instead."""
 
 
 class ServerSettings(BaseSettings):
@@ -22,3 +29,55 @@ class ServerSettings(BaseSettings):
     pool_size: int = 10
     sweep_interval: float = 30.0
     """Seconds between sweeps of idle accounts (expired holds, period ends); 0: none."""
+    payments: Literal["dev", "stripe"] = "dev"
+    """Where credits are sold: the development provider (no keys, no network) or Stripe."""
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    """The signing secret of the Stripe webhook endpoint (``whsec_…``)."""
+    stripe_api_base: str | None = None
+    """Another address for Stripe's API (a local stand-in, in tests)."""
+    public_url: str | None = None
+    """The server's public base URL, for links to its own pages (the development checkout
+    page); by default ``http://<host>:<port>``."""
+    worker: bool = True
+    """Run the outbox's jobs (applying payment events, auto-recharges) in a thread of the
+    server process."""
+    worker_interval: float = 1.0
+    """Seconds between the worker's looks for due jobs when nothing wakes it earlier."""
+
+    @model_validator(mode="after")
+    def _stripe_is_complete(self) -> ServerSettings:
+        if self.payments == "stripe":
+            missing = [
+                f"CREDITMETER_{name.upper()}"
+                for name in ("stripe_secret_key", "stripe_webhook_secret")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"payments=stripe needs {' and '.join(missing)}")
+        if self.worker_interval <= 0:
+            raise ValueError("worker_interval must be positive")
+        return self
+
+    def base_url(self) -> str:
+        """Where the server's own pages are reached."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = ANY_ADDRESS.get(self.host, self.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def payment_provider(self) -> PaymentProvider:
+        """The configured payment provider."""
+        if self.payments == "dev":
+            return DevProvider(self.base_url())
+        from creditmeter.payments.stripe import StripeProvider  # the SDK only when used
+
+        assert self.stripe_secret_key is not None
+        assert self.stripe_webhook_secret is not None
+        return StripeProvider(
+            self.stripe_secret_key.get_secret_value(),
+            self.stripe_webhook_secret.get_secret_value(),
+            api_base=self.stripe_api_base,
+        )

@@ -23,6 +23,7 @@ from creditmeter.core.errors import (
     NotFound,
     Refusal,
 )
+from creditmeter.core.payments import InvalidSignature, PaymentDeclined, PaymentError
 
 
 class Unauthenticated(CreditMeterError):
@@ -33,17 +34,29 @@ class Forbidden(CreditMeterError):
     code = "forbidden"
 
 
+class PayloadTooLarge(CreditMeterError):
+    code = "payload_too_large"
+
+
 STATUS: dict[type[CreditMeterError], int] = {
     InvalidRequest: 422,
     Unauthenticated: 401,
     InsufficientCredits: 402,
     Forbidden: 403,
+    PayloadTooLarge: 413,
     FeatureNotInPlan: 403,
     AccountSuspended: 403,
     NotFound: 404,
     IdempotencyConflict: 409,
     HoldNotPending: 409,
+    InvalidSignature: 400,
+    PaymentDeclined: 402,
+    PaymentError: 502,
 }
+
+PROVIDER_ERROR = "payment_provider_error"
+"""The type of a payment provider's failure that is not a declined payment: the provider
+refused the request or could not be reached (502)."""
 
 
 def status_of(error: CreditMeterError) -> int:
@@ -73,10 +86,16 @@ def insufficient_body(error: InsufficientCredits) -> dict[str, Any]:
     )
 
 
+def type_of(error: CreditMeterError) -> str:
+    if isinstance(error, PaymentError) and error.code == PaymentError.code:
+        return PROVIDER_ERROR
+    return error.code
+
+
 def body_of(error: CreditMeterError) -> dict[str, Any]:
     if isinstance(error, InsufficientCredits):
         return insufficient_body(error)
-    return error_body(error.code, error.message)
+    return error_body(type_of(error), error.message)
 
 
 def install(app: FastAPI) -> None:

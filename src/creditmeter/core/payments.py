@@ -186,7 +186,11 @@ class Purchase:
     amount_refunded: int = 0
     credits_clawed_back: Credits = 0
     clawback_debt: Credits = 0
-    """Clawed-back credits that were spent already, owed by the account as debt."""
+    """Clawed-back credits that neither the purchase nor the account's other credits
+    had left: the account owes them, its balance below zero."""
+    credits_unrecovered: Credits = 0
+    """Clawed-back credits that were spent already, recorded as owed and not taken from
+    the balance (the ``debt`` refund shortfall)."""
     failure_reason: str | None = None
     paid_at: datetime | None = None
     fulfilled_at: datetime | None = None
@@ -224,11 +228,13 @@ class AutoRecharge:
 class RefundShortfall(StrEnum):
     """What happens to refunded credits that were already spent."""
 
-    DEBT = "debt"
-    """The account owes them: its balance goes below zero and its next credits repay it."""
     ADJUSTMENT = "adjustment"
-    """They are taken from the account's other credits now, in consumption order; what
-    those cannot cover becomes debt."""
+    """A negative adjustment: they are taken from the account's other credits now, in
+    consumption order; what those cannot cover is debt, the balance below zero until the
+    next credits repay it."""
+    DEBT = "debt"
+    """Recorded debt: they are recorded on the purchase as owed (to collect outside
+    creditmeter); the balance keeps the account's other credits."""
 
 
 def clawback_target(credits: Credits, amount_paid: int, amount_refunded: int) -> Credits:

@@ -292,20 +292,21 @@ def claw_back(
         return ignored("this refund is applied already", purchase)
     target = clawback_target(purchase.credits, purchase.amount_paid, refunded_total)
     owed = target - purchase.credits_clawed_back
-    legs, changes, debt = _reversal_legs(book, settings, purchase, owed)
-    bonus = purchase.bonus_credits * owed // purchase.credits
+    legs, changes, debt, unrecovered = _reversal_legs(book, settings, purchase, owed)
+    taken = owed - unrecovered
+    bonus = purchase.bonus_credits * taken // purchase.credits
     legs += [
-        Posting(SystemAccount.ISSUANCE_PURCHASE.value, owed - bonus),
+        Posting(SystemAccount.ISSUANCE_PURCHASE.value, taken - bonus),
         Posting(SystemAccount.ISSUANCE_BONUS.value, bonus),
     ]
     book.post(
         TransactionType.REVERSAL,
         legs,
         changes,
-        f"{owed} credits taken back: {refunded_total - purchase.amount_refunded} "
+        f"{taken} credits taken back: {refunded_total - purchase.amount_refunded} "
         f"{purchase.price.currency} minor units refunded",
         purchase_id=purchase.id,
-        metadata={"refunded_total": refunded_total, "debt": debt},
+        metadata={"refunded_total": refunded_total, "debt": debt, "unrecovered": unrecovered},
     )
     whole = refunded_total >= purchase.amount_paid
     _save(
@@ -317,28 +318,36 @@ def claw_back(
             amount_refunded=refunded_total,
             credits_clawed_back=target,
             clawback_debt=purchase.clawback_debt + debt,
+            credits_unrecovered=purchase.credits_unrecovered + unrecovered,
         ),
     )
-    notify(book, "purchase.refunded", purchase, credits=owed, debt=debt)
-    return applied(f"{owed} credits clawed back ({debt} of them owed as debt)", purchase)
+    notify(book, "purchase.refunded", purchase, credits=owed, debt=debt, unrecovered=unrecovered)
+    return applied(
+        f"{owed} credits clawed back ({debt} owed as debt, {unrecovered} recorded as owed)",
+        purchase,
+    )
 
 
 def _reversal_legs(
     book: AccountBook, settings: Settings, purchase: Purchase, owed: Credits
-) -> tuple[list[Posting], dict[str, GrantChange], Credits]:
-    """The account's side of a clawback: the purchase's own unspent credits, then (per
-    the ``refund_shortfall`` setting) other credits, then debt."""
+) -> tuple[list[Posting], dict[str, GrantChange], Credits, Credits]:
+    """The account's side of a clawback, its debt and what is only recorded as owed: the
+    purchase's own unspent credits first; the spent rest per ``refund_shortfall``."""
     own = [g for g in book.grants if g.reference == f"purchase:{purchase.id}"]
     draws, short = plan_draws(own, owed)
-    if short and settings.refund_shortfall is RefundShortfall.ADJUSTMENT:
+    debt = unrecovered = 0
+    if short and settings.refund_shortfall is RefundShortfall.DEBT:
+        unrecovered = short
+    elif short:
         others = [g for g in consumption_order(book.grants, None, book.now) if g not in own]
-        more, short = plan_draws(others, short)
+        more, debt = plan_draws(others, short)
         draws += more
-    legs = [Posting(book.wallet, -d.credits, d.grant_id) for d in _merged(draws)]
-    if short:
-        legs.append(Posting(book.wallet, -short))
-    changes = {d.grant_id: GrantChange(remaining=-d.credits) for d in _merged(draws)}
-    return legs, changes, short
+    merged = _merged(draws)
+    legs = [Posting(book.wallet, -d.credits, d.grant_id) for d in merged]
+    if debt:
+        legs.append(Posting(book.wallet, -debt))
+    changes = {d.grant_id: GrantChange(remaining=-d.credits) for d in merged}
+    return legs, changes, debt, unrecovered
 
 
 def _merged(draws: list[Draw]) -> list[Draw]:

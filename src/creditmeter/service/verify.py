@@ -210,7 +210,14 @@ def holds_within_grants(conn: Connection) -> Iterator[Violation]:
     )
     limit = a.overdraft_limit + sa.func.coalesce(clawed.c.debt, 0)
     overdrawn = (
-        sa.select(a.id, a.balance, a.held, a.debt, limit.label("limit"))
+        sa.select(
+            a.id,
+            a.balance,
+            a.held,
+            a.debt,
+            a.overdraft_limit,
+            limit.label("limit"),
+        )
         .select_from(accounts.outerjoin(clawed, clawed.c.account_id == a.id))
         .where(sa.or_(a.balance - a.held < -limit, a.debt > limit))
     )
@@ -218,8 +225,13 @@ def holds_within_grants(conn: Connection) -> Iterator[Violation]:
         yield Violation(
             "I4",
             o.id,
-            f"available {o.balance - o.held}, debt {o.debt}, overdraft limit and refunds' "
-            f"debt {o.limit}",
+            f"available {o.balance - o.held}, debt {o.debt}, overdraft limit "
+            f"{o.overdraft_limit}"
+            + (
+                f" and {o.limit - o.overdraft_limit} owed for refunds"
+                if o.limit > o.overdraft_limit
+                else ""
+            ),
         )
 
 
@@ -307,6 +319,7 @@ def purchases_fulfilled_once(conn: Connection) -> Iterator[Violation]:
             p.credits,
             p.transaction_id,
             p.credits_clawed_back,
+            p.credits_unrecovered,
             n.label("n"),
             credited.c.credits.label("credited"),
             credited.c.transaction_id.label("credited_by"),
@@ -323,7 +336,8 @@ def purchases_fulfilled_once(conn: Connection) -> Iterator[Violation]:
                 sa.and_(sa.not_(done), n != 0),
                 sa.and_(n == 1, credited.c.credits != p.credits),
                 sa.and_(n == 1, credited.c.transaction_id != p.transaction_id),
-                sa.func.coalesce(reversed_.c.credits, 0) != p.credits_clawed_back,
+                sa.func.coalesce(reversed_.c.credits, 0)
+                != p.credits_clawed_back - p.credits_unrecovered,
                 sa.and_(
                     p.status == PurchaseStatus.REFUNDED.value,
                     p.credits_clawed_back != p.credits,
@@ -337,7 +351,8 @@ def purchases_fulfilled_once(conn: Connection) -> Iterator[Violation]:
             r.id,
             f"{r.status} purchase of {r.credits} credits credited by {r.n} transactions "
             f"({r.credited} credits, {r.credited_by}, it names {r.transaction_id}); "
-            f"reversals took back {r.reversed}, it says {r.credits_clawed_back}",
+            f"reversals took back {r.reversed}, it says {r.credits_clawed_back} less "
+            f"{r.credits_unrecovered} unrecovered",
         )
     orphans = sa.select(t.c.id, t.c.purchase_id).where(
         t.c.type.in_([TransactionType.PURCHASE.value, TransactionType.REVERSAL.value]),

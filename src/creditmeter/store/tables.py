@@ -332,8 +332,10 @@ purchases = sa.Table(
     sa.Column("amount_paid", sa.BigInteger, nullable=False),
     sa.Column("amount_refunded", sa.BigInteger, nullable=False),
     sa.Column("credits_clawed_back", Credits, nullable=False),
-    # Clawed-back credits the account had spent already, which it owes as debt.
+    # Clawed-back credits the account had spent already: owed as debt on its balance, or
+    # recorded here only (per the refund_shortfall setting).
     sa.Column("clawback_debt", Credits, nullable=False),
+    sa.Column("credits_unrecovered", Credits, nullable=False),
     sa.Column("failure_reason", sa.String(500), nullable=True),
     sa.Column("transaction_id", Key, nullable=True, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
@@ -347,7 +349,9 @@ purchases = sa.Table(
         "credits_clawed_back >= 0 AND credits_clawed_back <= credits", name="clawback_bounded"
     ),
     sa.CheckConstraint(
-        "clawback_debt >= 0 AND clawback_debt <= credits_clawed_back", name="debt_bounded"
+        "clawback_debt >= 0 AND credits_unrecovered >= 0 "
+        "AND clawback_debt + credits_unrecovered <= credits_clawed_back",
+        name="debt_bounded",
     ),
     sa.CheckConstraint(
         "amount_refunded >= 0 AND amount_refunded <= amount_paid", name="refund_bounded"

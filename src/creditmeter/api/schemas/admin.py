@@ -20,6 +20,10 @@ Unset = SkipJsonSchema[None]
 """Not in the schema: a setting left out is not changed, and only ``upgrade_url`` may be
 set to null."""
 EnforcementMode = Literal["enforce", "observe", "off"]
+RefundShortfallMode = Literal["debt", "adjustment"]
+"""The values of ``RefundShortfall``."""
+MaxFailures = Annotated[StrictInt, Field(ge=1, le=1000, description="Failures in a row"), Whole]
+Delay = Annotated[StrictInt, Field(ge=0, le=10**9, description="Seconds"), Whole]
 
 
 class SettingsOut(BaseModel):
@@ -37,6 +41,16 @@ class SettingsOut(BaseModel):
     default_hold_ttl_seconds: int
     max_hold_ttl_seconds: int
     upgrade_url: str | None
+    refund_shortfall: str = Field(
+        description="What a refund's clawback does with credits already spent: `debt` (the "
+        "account owes them) or `adjustment` (taken from its other credits first)."
+    )
+    auto_recharge_max_failures: int = Field(
+        description="Failed auto-recharges in a row after which auto-recharge is turned off."
+    )
+    auto_recharge_retry_seconds: int = Field(
+        description="How long after a failed auto-recharge the next may start."
+    )
 
     @classmethod
     def of(cls, s: Settings) -> SettingsOut:
@@ -57,6 +71,9 @@ class SettingsChange(Body):
     default_hold_ttl_seconds: Seconds | Unset = None
     max_hold_ttl_seconds: Seconds | Unset = None
     upgrade_url: Url | None = Field(default=None, description="null removes it.")
+    refund_shortfall: RefundShortfallMode | Unset = None
+    auto_recharge_max_failures: MaxFailures | Unset = None
+    auto_recharge_retry_seconds: Delay | Unset = None
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -108,6 +108,7 @@ def upgrade() -> None:
         sa.Column("amount_refunded", sa.BigInteger(), nullable=False),
         sa.Column("credits_clawed_back", sa.BigInteger(), nullable=False),
         sa.Column("clawback_debt", sa.BigInteger(), nullable=False),
+        sa.Column("credits_unrecovered", sa.BigInteger(), nullable=False),
         sa.Column("failure_reason", sa.String(length=500), nullable=True),
         sa.Column("transaction_id", sa.String(length=255), nullable=True),
         sa.Column(
@@ -118,7 +119,8 @@ def upgrade() -> None:
             "fulfilled_at", creditmeter.store.tables.UTCDateTime(timezone=True), nullable=True
         ),
         sa.CheckConstraint(
-            "clawback_debt >= 0 AND clawback_debt <= credits_clawed_back",
+            "clawback_debt >= 0 AND credits_unrecovered >= 0 "
+            "AND clawback_debt + credits_unrecovered <= credits_clawed_back",
             name=op.f("ck_purchases_debt_bounded"),
         ),
         sa.CheckConstraint(
