@@ -126,7 +126,8 @@ def change_plan(book: AccountBook, plan_key: str, *, immediately: bool = False) 
         book.row.account = replace(account, pending_plan=new.key)
         return book.row.account
     book.row.account = replace(account, plan=new.key, pending_plan=None)
-    _top_up_allowance(book, new)
+    if old is not None or not new.renewed_by_invoice:  # else its paid invoice issues it
+        _top_up_allowance(book, new)
     return book.row.account
 
 

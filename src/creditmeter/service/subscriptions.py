@@ -33,6 +33,7 @@ EVENTS: Final = frozenset(
     }
 )
 ENDED: Final = frozenset({"canceled", "unpaid", "incomplete_expired"})
+LIVE: Final = frozenset({"active", "trialing"})
 
 
 def account_of(conn: Connection, obj: Mapping[str, Any]) -> str | None:
@@ -54,6 +55,8 @@ def apply(book: AccountBook, event: PaymentEvent) -> Outcome:
             return ignored("the account has no plan already")
         book.row.account = replace(book.row.account, plan=None, pending_plan=None)
         return Outcome("applied", "subscription ended: the account has no plan from now")
+    if obj.get("status") not in LIVE:
+        return ignored(f"a {obj.get('status')} subscription changes no plan yet")
     plan_key = _plan_key(obj)
     if plan_key is None:
         return flagged("the subscription names no plan (metadata.plan or a price lookup_key)")

@@ -104,9 +104,9 @@ def fail(conn: Connection, job: Job, error: str, at: datetime, retry_at: datetim
 
 def counts(conn: Connection) -> dict[str, int]:
     """How many jobs are pending, done and dead."""
-    query = sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
+    query = sa.select(outbox.c.status, sa.func.count().label("count")).group_by(outbox.c.status)
     found: dict[str, int] = {"pending": 0, "done": 0, "dead": 0}
-    found.update(dict(conn.execute(query).tuples()))
+    found.update({row.status: row.count for row in conn.execute(query)})
     return found
 
 
