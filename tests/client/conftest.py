@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +58,22 @@ class Server:
                 self.process.wait(timeout=5)
 
 
-def start_server(database_url: str, log: Path, *args: str, admin_key: str = ADMIN_KEY) -> Server:
-    """``creditmeter serve`` on a free port, once it answers ``/healthz``."""
+def start_server(
+    database_url: str,
+    log: Path,
+    *args: str,
+    admin_key: str = ADMIN_KEY,
+    env: Mapping[str, str] | None = None,
+) -> Server:
+    """``creditmeter serve`` on a free port, once it answers ``/healthz``; ``env`` adds
+    to the environment it inherits."""
     port = free_port()
-    env = {**os.environ, "CREDITMETER_ADMIN_KEY": admin_key, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "CREDITMETER_ADMIN_KEY": admin_key,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     command = [sys.executable, "-m", "creditmeter.cli.main", "serve", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(

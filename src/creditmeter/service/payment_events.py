@@ -192,8 +192,8 @@ def _amount_paid(event: PaymentEvent) -> Money:
     obj = event.object
     if event.type.startswith("checkout.session."):
         amount = obj.get("amount_total")
-    else:
-        amount = obj.get("amount_received", obj.get("amount"))
+    else:  # a succeeded intent received its amount (a stand-in may leave out the field)
+        amount = obj.get("amount_received") or obj.get("amount")
     return Money(int(amount or 0), str(obj.get("currency") or "").lower())
 
 
