@@ -203,9 +203,8 @@ def fulfil(
     session_id: str | None,
     payment_intent_id: str | None,
 ) -> Outcome:
-    """Credit a paid purchase, once."""
-    if purchase.status in (PurchaseStatus.FULFILLED, PurchaseStatus.REFUNDED):
-        return ignored("the purchase is fulfilled already", purchase)
+    """Credit a paid purchase, once; a payment of another amount is flagged, whenever it
+    comes."""
     if paid != purchase.price:
         note = f"paid {paid}, the purchase costs {purchase.price}: not credited"
         if purchase.status is PurchaseStatus.PENDING:
@@ -217,6 +216,8 @@ def fulfil(
                 ),
             )
         return flagged(note, purchase)
+    if purchase.status in (PurchaseStatus.FULFILLED, PurchaseStatus.REFUNDED):
+        return ignored("the purchase is fulfilled already", purchase)
     source = (
         GrantSource.AUTO_RECHARGE
         if purchase.kind is PurchaseKind.AUTO_RECHARGE
