@@ -8,13 +8,14 @@ idempotency key, if one is given, in the same transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Final, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -75,6 +76,8 @@ from creditmeter.store.migrate import upgrade as upgrade_schema
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 ATTEMPTS = 5
+KEY_CACHE_SECONDS: Final = 5.0
+KEY_CACHE_SIZE: Final = 10_000
 
 
 def utc_now() -> datetime:
@@ -106,6 +109,7 @@ class CreditMeter:
         self.charge_observers: list[Callable[[Charge], None]] = []
         """Called with every charge (one-shot or settle) once it is committed; a retry
         that replays an idempotency key is not a new charge."""
+        self._known_keys: dict[str, tuple[float, ApiKey]] = {}
         self.job_listeners: list[Callable[[], None]] = []
         """Called when jobs were queued that a worker should run soon."""
         if migrate:
@@ -699,15 +703,28 @@ class CreditMeter:
 
     def revoke_api_key(self, key_id: str) -> None:
         self._write(lambda conn, now: api_keys_service.revoke(conn, now, key_id))
+        self._known_keys.clear()
 
     def api_keys(self) -> list[ApiKey]:
         with self.db.read() as conn:
             return api_keys_store.list_all(conn)
 
     def authenticate(self, secret: str) -> ApiKey | None:
-        """The active key whose secret this is, if any."""
+        """The active key whose secret this is, if any. A key found is remembered for
+        ``KEY_CACHE_SECONDS``: revoked in this process it is refused at once, revoked by
+        another within that time."""
+        digest = api_keys_service.digest(secret)
+        now = time.monotonic()
+        known = self._known_keys.get(digest)
+        if known is not None and known[0] > now:
+            return known[1]
         with self.db.read() as conn:
-            return api_keys_store.active_by_digest(conn, api_keys_service.digest(secret))
+            key = api_keys_store.active_by_digest(conn, digest)
+        if key is not None:
+            if len(self._known_keys) >= KEY_CACHE_SIZE:
+                self._known_keys.clear()
+            self._known_keys[digest] = (now + KEY_CACHE_SECONDS, key)
+        return key
 
     # Credit packs, purchases and auto-recharge.
 

@@ -81,6 +81,8 @@ class Charge:
     hold_id: HoldId | None = None
     warnings: tuple[BalanceWarning, ...] = ()
     would_refuse: Refused | None = None
+    hold: Hold | None = None
+    """The hold this charge settled, as it is now (settled)."""
 
 
 @dataclass(frozen=True)

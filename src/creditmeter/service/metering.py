@@ -208,7 +208,8 @@ def settle(
     )
     holds.finish(book.conn, hold_id, HoldStatus.SETTLED, book.now, charge.usage_id)
     expire_grants(book)
-    return replace(charge, available_after=book.available)
+    settled = replace(hold, status=HoldStatus.SETTLED, usage_id=charge.usage_id)
+    return replace(charge, available_after=book.available, hold=settled)
 
 
 def release(book: AccountBook, hold_id: str) -> Hold:

@@ -83,7 +83,8 @@ def settle(
         provider_cost=decimal_or_none(body.provider_cost),
         idempotency_key=idempotency_key,
     )
-    return SettleOut.of(charge, meter.hold(hold_id))
+    # A settle replayed from a key stored by an older version has no hold: read it.
+    return SettleOut.of(charge, charge.hold or meter.hold(hold_id))
 
 
 @router.post("/v1/holds/{hold_id}/release", responses=errors(401, 403, 404, 409))
