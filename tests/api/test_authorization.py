@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from creditmeter import CreditMeter
+from creditmeter.payments.dev import DevProvider
 from tests.api.conftest import Keys
 
 
@@ -60,6 +61,17 @@ POLICY: dict[tuple[str, str], Who] = {
     ("GET", "/v1/api-keys"): Who.SUPERADMIN,
     ("POST", "/v1/api-keys"): Who.SUPERADMIN,
     ("DELETE", "/v1/api-keys/{key_id}"): Who.SUPERADMIN,
+    ("POST", "/v1/webhooks/stripe"): Who.PUBLIC,  # the signature authenticates, not a key
+    ("GET", "/v1/packages"): Who.ANY_KEY,
+    ("PUT", "/v1/packages/{package_id}"): Who.ADMIN,
+    ("POST", "/v1/packages/boost"): Who.ADMIN,
+    ("POST", "/v1/accounts/{account_id}/checkout"): Who.READER,
+    ("GET", "/v1/accounts/{account_id}/purchases"): Who.READER,
+    ("GET", "/v1/accounts/{account_id}/purchases/{purchase_id}"): Who.READER,
+    ("POST", "/v1/accounts/{account_id}/purchases/{purchase_id}/refund"): Who.SUPERADMIN,
+    ("GET", "/v1/accounts/{account_id}/auto-recharge"): Who.READER,
+    ("PUT", "/v1/accounts/{account_id}/auto-recharge"): Who.READER,
+    ("GET", "/v1/admin/payment-events"): Who.ADMIN,
 }
 
 CALLERS = ("nobody", "account", "other", "service", "admin", "superadmin")
@@ -103,6 +115,11 @@ def snapshot(meter: CreditMeter) -> dict[str, Any]:
                 "settings_versions",
                 "features",
                 "plans",
+                "packages",
+                "purchases",
+                "auto_recharges",
+                "payment_events",
+                "outbox",
             )
         } | {
             "pending holds": conn.execute(
@@ -116,6 +133,12 @@ def snapshot(meter: CreditMeter) -> dict[str, Any]:
                     sa.text("SELECT name, status, balance, held FROM accounts WHERE id = 'acme'")
                 ).one()
             ),
+            "purchase states": sorted(
+                tuple(row)
+                for row in conn.execute(
+                    sa.text("SELECT id, status, amount_refunded FROM purchases")
+                ).all()
+            ),
         }
 
 
@@ -128,8 +151,16 @@ def world(meter: CreditMeter, keys: Keys) -> dict[str, str]:
     usage = meter.charge("acme", "chat", usage={"tokens": 5})
     hold = meter.authorize("acme", "chat", credits=10)
     spare, _ = meter.create_api_key("service", name="spare")
+    meter.put_package("starter", credits=1_000, price=999, currency="usd")
+    started = meter.checkout("acme", "starter", ui_mode="elements")
+    assert isinstance(meter.payments, DevProvider)
+    meter.payments.complete(meter.purchase(started.purchase_id))
+    while meter.work():
+        pass
     return {
         "account_id": "acme",
+        "package_id": "starter",
+        "purchase_id": started.purchase_id,
         "hold_id": hold.id,
         "key_id": spare.id,
         "key": "chat",

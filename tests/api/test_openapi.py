@@ -4,7 +4,9 @@
 Every check runs but ``positive_data_acceptance``: a few business rules (a grant expires
 after it takes effect, a usage already refunded has nothing left to refund, a feature
 prices only its own units) refuse with 422 input that a JSON Schema cannot tell apart.
-Input the schema forbids must still be refused (``negative_data_rejection``)."""
+Input the schema forbids must still be refused (``negative_data_rejection``). The Stripe
+webhook takes no API key: whatever is generated for it carries no valid signature, so it
+must be 400 ``invalid_signature``, never a 5xx."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ def api_schema(meter: CreditMeter) -> BaseSchema:
     meter.create_account("acme", plan="pro")
     meter.charge("acme", "chat", usage={"tokens": 10})
     meter.authorize("acme", "chat", credits=5)
+    meter.put_package("starter", credits=1_000, price=999, currency="usd")
+    meter.checkout("acme", "starter", ui_mode="elements")
     app = create_app(ServerSettings(admin_key=SecretStr(ADMIN_KEY)), meter=meter)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

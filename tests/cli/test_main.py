@@ -18,7 +18,8 @@ def test_help_lists_every_command(runner: CliRunner) -> None:
     result = run(runner, "--help")
     assert result.exit_code == 0
     commands = ("demo", "serve", "api-keys", "verify", "migrate", "sweep", "accounts", "grant")
-    for command in (*commands, "transactions"):
+    selling = ("packages", "purchases", "payment-events", "worker")
+    for command in (*commands, "transactions", *selling):
         assert command in result.output
 
 

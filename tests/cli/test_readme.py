@@ -8,8 +8,8 @@ directory:
   produce the ``text`` block right after their code block.
 - ``sh`` blocks run line by line: ``creditmeter …`` through the command line (exit status
   0), ``VAR=value creditmeter serve …`` as a server on a free port (the port the README
-  shows is replaced by it in the blocks that follow), ``curl …`` as the HTTP request it
-  makes; a ``text`` block right after a ``curl`` is what it answers.
+  shows is replaced by it in the blocks that follow, answers included), ``curl …`` as the
+  HTTP request it makes; a ``text`` block right after a ``curl`` is what it answers.
 
 ``…`` in an expected line matches any text.
 """
@@ -167,7 +167,7 @@ class Tour:
 
     def text(self, code: str) -> None:
         if self.answered is not None:
-            assert matches(self.answered.strip(), code.strip()), self.answered
+            assert matches(self.answered.strip(), self.localize(code).strip()), self.answered
             self.answered = None
 
     def stop(self) -> None:

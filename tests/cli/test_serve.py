@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from creditmeter.cli.failures import CommandFailed
-from creditmeter.cli.serve import base_url, server_settings
+from creditmeter.cli.serve import base_url, exported, payments_lines, server_settings
 from creditmeter.store.database import Database, normalize_url
 from creditmeter.store.migrate import current_revision, head_revision
 from tests.cli.conftest import assert_one_line_error, run
@@ -32,6 +32,11 @@ def test_serve_migrates_an_empty_database_and_answers(database_url: str, tmp_pat
     out = server.output()
     assert f"creditmeter serving {server.url} (1 worker)" in out
     assert "schema migrated from empty to revision" in out
+    assert (
+        "payments  the development provider (no keys, no network): checkout pages on this "
+        f"server, {server.url}/dev/checkout/<purchase>" in out
+    )
+    assert "jobs      a worker thread in each server process applies payment events" in out
     requests = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert any(r.get("path") == "/v1/accounts" and r.get("status") == 401 for r in requests)
     db = Database(database_url)
@@ -78,3 +83,40 @@ def test_a_bad_variable_is_one_line(runner: CliRunner, monkeypatch: pytest.Monke
     with pytest.raises(CommandFailed, match="CREDITMETER_PORT: "):
         server_settings()
     assert_one_line_error(run(runner, "serve"), containing="CREDITMETER_PORT")
+
+
+def test_serve_says_where_credits_are_sold_and_who_applies_payments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("CREDITMETER_PAYMENTS", "CREDITMETER_WORKER", "CREDITMETER_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = server_settings(port=9100, host="0.0.0.0")
+    dev, jobs = payments_lines(settings)
+    assert dev.endswith(
+        "checkout pages on this server, http://127.0.0.1:9100/dev/checkout/<purchase>"
+    )
+    assert jobs.endswith("(due jobs looked for every 1 s)")
+    assert exported(settings)["CREDITMETER_PORT"] == "9100"
+    assert exported(settings)["CREDITMETER_WORKER"] == "true"
+
+    monkeypatch.setenv("CREDITMETER_PAYMENTS", "stripe")
+    monkeypatch.setenv("CREDITMETER_STRIPE_SECRET_KEY", "sk_test_1")
+    monkeypatch.setenv("CREDITMETER_STRIPE_WEBHOOK_SECRET", "whsec_1")
+    monkeypatch.setenv("CREDITMETER_PUBLIC_URL", "https://credits.example.com/")
+    monkeypatch.setenv("CREDITMETER_WORKER", "false")
+    stripe, jobs = payments_lines(server_settings())
+    assert stripe == (
+        "  payments  Stripe; its webhook endpoint is https://credits.example.com/v1/webhooks/stripe"
+    )
+    assert "CREDITMETER_WORKER=false): run creditmeter worker" in jobs
+
+
+def test_stripe_without_its_keys_is_one_line(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDITMETER_PAYMENTS", "stripe")
+    monkeypatch.delenv("CREDITMETER_STRIPE_SECRET_KEY", raising=False)
+    monkeypatch.setenv("CREDITMETER_STRIPE_WEBHOOK_SECRET", "whsec_1")
+    assert_one_line_error(
+        run(runner, "serve"), containing="payments=stripe needs CREDITMETER_STRIPE_SECRET_KEY"
+    )

@@ -6,6 +6,13 @@ from decimal import Decimal
 from creditmeter import InsufficientCredits
 from creditmeter.cli import views
 from creditmeter.core.errors import AllowanceState
+from creditmeter.core.payments import (
+    Money,
+    Package,
+    Purchase,
+    PurchaseKind,
+    PurchaseStatus,
+)
 from creditmeter.core.pricing import PricingRule
 from creditmeter.core.records import Posting, Transaction
 from creditmeter.core.types import GrantSource, TransactionType
@@ -96,3 +103,109 @@ def test_pricing_shows_the_arithmetic() -> None:
         "input_tokens 0.25, output_tokens 1, × 1.5 multiplier",
         "  gpt-4o  input_tokens 0.5, output_tokens 2",
     ]
+
+
+def test_money_is_written_from_minor_units_with_integer_arithmetic() -> None:
+    assert views.money(999, "usd") == "9.99 USD"
+    assert views.money(5, "eur") == "0.05 EUR"
+    assert views.money(123_456_789, "gbp") == "1,234,567.89 GBP"
+    assert views.money(1_500, "jpy") == "1,500 JPY"
+    assert views.money(1_500, "JPY") == "1,500 JPY"
+    assert views.money(12_345, "kwd") == "12.345 KWD"
+    assert views.money(-250, "usd") == "-2.50 USD"
+    assert views.money(10**12 + 1, "usd") == "10,000,000,000.01 USD"
+
+
+def test_packages_show_price_bonus_and_badges() -> None:
+    packs = [
+        Package("small", "Small", 5_000, 0, Money(999, "usd"), sort_order=1),
+        Package("big", "Big", 25_000, 5_000, Money(4_499, "usd"), best_value=True),
+        Package("old", "Old", 1_000, 0, Money(500, "jpy"), active=False, stripe_price_id="price_1"),
+    ]
+    header, small, big, old = views.packages(packs)
+    assert header.split() == ["id", "name", "credits", "bonus", "price", "sort", "notes"]
+    assert small.split() == ["small", "Small", "5,000", "0", "9.99", "USD", "1"]
+    assert big.split()[2:] == ["25,000", "5,000", "44.99", "USD", "0", "best", "value"]
+    assert old.endswith("500 JPY     0  not for sale, stripe price_1")
+
+
+def test_purchases_show_amounts_paid_and_refunded_and_why_one_failed() -> None:
+    bought = Purchase(
+        id="pur_1",
+        account_id="acme",
+        package_id="small",
+        kind=PurchaseKind.CHECKOUT,
+        status=PurchaseStatus.REFUNDED,
+        credits=5_000,
+        bonus_credits=0,
+        price=Money(999, "usd"),
+        provider="dev",
+        created_at=AT,
+        amount_paid=999,
+        amount_refunded=999,
+    )
+    failed = Purchase(
+        id="pur_2",
+        account_id="acme",
+        package_id="small",
+        kind=PurchaseKind.AUTO_RECHARGE,
+        status=PurchaseStatus.FAILED,
+        credits=5_000,
+        bonus_credits=0,
+        price=Money(999, "usd"),
+        provider="dev",
+        created_at=AT,
+        failure_reason="Your card was declined.",
+    )
+    header, refunded, declined = views.purchases([bought, failed])
+    assert header.split()[:7] == ["id", "kind", "status", "credits", "price", "paid", "refunded"]
+    assert refunded.split() == [
+        "pur_1",
+        "checkout",
+        "refunded",
+        "5,000",
+        "9.99",
+        "USD",
+        "9.99",
+        "USD",
+        "9.99",
+        "USD",
+        "2026-03-10",
+        "12:00",
+    ]
+    assert declined.split()[1:3] == ["auto_recharge", "failed"]
+    assert declined.endswith(
+        "9.99 USD         -         -  2026-03-10 12:00  Your card was declined."
+    )
+
+
+def test_payment_events_show_what_handling_each_did() -> None:
+    events = [
+        {
+            "id": "evt_2",
+            "provider": "stripe",
+            "type": "checkout.session.completed",
+            "status": "flagged",
+            "note": "paid 500 usd minor units, package 'small' costs 999 usd minor units",
+            "purchase_id": None,
+            "received_at": AT,
+            "handled_at": AT,
+        },
+        {
+            "id": "evt_1",
+            "provider": "stripe",
+            "type": "customer.created",
+            "status": "received",
+            "note": None,
+            "purchase_id": "pur_1",
+            "received_at": AT,
+            "handled_at": None,
+        },
+    ]
+    header, flagged, received = views.payment_events(events)
+    assert header.split() == ["received", "(UTC)", "id", "type", "status", "purchase", "note"]
+    assert flagged.startswith("2026-03-10 12:00:00  evt_2  checkout.session.completed  flagged")
+    assert flagged.endswith(
+        "-         paid 500 usd minor units, package 'small' costs 999 usd minor units"
+    )
+    assert received.split()[2:] == ["evt_1", "customer.created", "received", "pur_1"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ HAND_GRANTED = [
 def credits_argument(_ctx: click.Context, _param: click.Parameter, value: str | int) -> int:
     """A whole number of credits: ``5000``, ``5,000`` or ``5_000``."""
     text = str(value).replace(",", "").replace("_", "").strip()
-    if not text.lstrip("-").isdigit():
+    if not re.fullmatch(r"-?[0-9]+", text):
         raise CommandFailed(f"amount must be a whole number of credits, not {value!r}")
     return int(text)
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from creditmeter.cli.failures import CommandFailed
 from creditmeter.meter import CreditMeter
+from creditmeter.payments.provider import PaymentProvider
 from creditmeter.store.database import DEFAULT_URL
 from creditmeter.store.migrate import current_revision, head_revision
 
@@ -51,15 +52,16 @@ def missing_sqlite_file(url: str | None) -> Path | None:
 
 
 @contextmanager
-def opened(url: str | None) -> Iterator[CreditMeter]:
-    """The library on an existing database whose schema is current; commands other than
-    ``migrate`` never create or migrate a database."""
+def opened(url: str | None, *, payments: PaymentProvider | None = None) -> Iterator[CreditMeter]:
+    """The library on an existing database whose schema is current, selling through
+    ``payments`` (the development provider by default); commands other than ``migrate``
+    never create or migrate a database."""
     missing = missing_sqlite_file(url)
     if missing is not None:
         raise CommandFailed(
             f"no database at {missing}; create one with: creditmeter migrate {shown(url)}"
         )
-    meter = CreditMeter(url, migrate=False)
+    meter = CreditMeter(url, migrate=False, payments=payments)
     try:
         current, head = current_revision(meter.db), head_revision()
         if current != head:

@@ -14,9 +14,12 @@ from creditmeter.api.app import create_app
 from creditmeter.cli import sample, serve, tour, views
 from creditmeter.cli.connection import shown
 from creditmeter.cli.failures import CommandFailed
+from creditmeter.core.payments import Package
 from creditmeter.meter import CreditMeter
+from creditmeter.payments.dev import WORKING_CARD
 
 ACCOUNT_KEY_OF = "acme"
+PACK_TO_TRY = "medium"
 
 
 @click.command()
@@ -31,11 +34,13 @@ ACCOUNT_KEY_OF = "acme"
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> None:
-    """Serve the HTTP API on sample data until Ctrl-C: plans, a price book, accounts with
-    three weeks of usage, and a key of each kind to try it with.
+    """Serve the HTTP API on sample data until Ctrl-C: plans, a price book, credit packs,
+    accounts with three weeks of usage, and a key of each kind to try it with. Credits are
+    sold by the development payment provider, whose checkout page the server shows.
 
-    With --tour, walk through the library instead and exit: prices, plans, a hold, a split
-    charge, a refusal, a refund, the balance, the ledger and its verification.
+    With --tour, walk through the library instead and exit: prices, plans, a credit pack
+    bought, a hold, a split charge, a refusal, a refund, the balance, the ledger and its
+    verification.
     """
     if database_url is None:
         directory = Path(tempfile.mkdtemp(prefix="creditmeter-demo-"))
@@ -58,9 +63,12 @@ def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> Non
             )[1],
         }
         paths = create_app(meter=meter).openapi()["paths"]
-    settings = serve.server_settings(database_url=database_url, host=host, port=port, workers=1)
+        packs = meter.packages()
+    settings = serve.server_settings(
+        database_url=database_url, host=host, port=port, workers=1, payments="dev", worker=True
+    )
     url = serve.base_url(settings.host, settings.port)
-    for line in introduction(data, keys, url, has_metrics="/metrics" in paths):
+    for line in introduction(data, packs, keys, url, has_metrics="/metrics" in paths):
         click.echo(line)
     serve.run(settings, log_format="text")
     click.echo(f"Stopped. The demo database stays in {shown(database_url)}; serve it again with:")
@@ -75,15 +83,35 @@ def refuse_data(meter: CreditMeter, database_url: str) -> None:
 
 
 def introduction(
-    data: sample.SampleData, keys: dict[str, str], url: str, *, has_metrics: bool
+    data: sample.SampleData,
+    packs: list[Package],
+    keys: dict[str, str],
+    url: str,
+    *,
+    has_metrics: bool,
 ) -> list[str]:
     """What the demo made, where to look, and the keys to look with."""
     days = sample.DAYS
+    offered = ", ".join(f"{p.id} {views.money(p.price.amount, p.price.currency)}" for p in packs)
     lines = [
         f"  plans {', '.join(data.plans)}; features {', '.join(data.features)}",
         f"  accounts {', '.join(data.accounts)}, with "
         f"{views.counted(data.operations, 'operation')} over the last {days} days "
         f"({views.figure(data.refused)} refused for lack of credits)",
+        f"  credit packs {offered}",
+    ]
+    for a in sample.ACCOUNTS:
+        if a.pack is not None:
+            lines.append(f"  {a.id} bought the {a.pack} pack with the development provider")
+        if a.recharge_below is not None:
+            lines.append(
+                f"  {a.id} recharges itself with the {sample.RECHARGE_PACK} pack, card "
+                f"{WORKING_CARD}, below {views.figure(a.recharge_below)} credits"
+            )
+    pack = next(p for p in packs if p.id == PACK_TO_TRY)
+    own = f'-H "Authorization: Bearer {keys["account"]}"'
+    account_url = f"{url}/v1/accounts/{ACCOUNT_KEY_OF}"
+    lines += [
         "",
         "Open",
         f"  {url}/docs      the API reference; Authorize with one of the keys below",
@@ -96,7 +124,7 @@ def introduction(
         "Keys (only their digests are stored: this is the one time they are shown)",
         f"  superadmin  {keys['superadmin']}   everything: prices, plans, grants, settings, keys",
         f"  service     {keys['service']}   the host app's backend: accounts and metering",
-        f"  account     {keys['account']}   {ACCOUNT_KEY_OF}'s own balance, ledger and usage",
+        f"  account     {keys['account']}   {ACCOUNT_KEY_OF}'s balance, ledger, usage, purchases",
         "",
         "Try",
         f'  curl -H "Authorization: Bearer {keys["service"]}" {url}/v1/accounts/acme/balance',
@@ -108,6 +136,15 @@ def introduction(
         "  from creditmeter.client import CreditMeterClient",
         f'  meter = CreditMeterClient("{url}", "{keys["service"]}")',
         '  meter.balance("acme")',
+        "",
+        "Buy credits (the development payment provider: no card, no network)",
+        f"  curl -X POST {account_url}/checkout {own} \\",
+        '       -H "Content-Type: application/json" \\',
+        f'       -d \'{{"package": "{pack.id}", "success_url": "{sample.SUCCESS_URL}"}}\'',
+        f'  then open the "url" it answers ({url}/dev/checkout/pur_…), press Pay,',
+        f"  and see {ACCOUNT_KEY_OF}'s balance grow by the pack's "
+        f"{views.figure(pack.total_credits)} credits:",
+        f"  curl {own} {account_url}/balance",
         "",
         f"Serving {url} until Ctrl-C.",
     ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from creditmeter.cli import admin, views
+from creditmeter.cli import admin, payments, views
 from creditmeter.cli.connection import DATABASE_URL_ENV, opened, shown
 from creditmeter.cli.demo import demo
 from creditmeter.cli.failures import ReportingGroup
 from creditmeter.cli.serve import serve
+from creditmeter.cli.worker import worker
 from creditmeter.events.sweeper import sweep_all
 from creditmeter.store.database import Database
 from creditmeter.store.migrate import current_revision, upgrade
@@ -73,11 +74,15 @@ def sweep(database_url: str | None) -> None:
 
 main.add_command(demo)
 main.add_command(serve)
+main.add_command(worker)
 main.add_command(admin.accounts)
 main.add_command(admin.grant)
 main.add_command(admin.balance)
 main.add_command(admin.transactions)
 main.add_command(admin.api_keys)
+main.add_command(payments.packages)
+main.add_command(payments.purchases)
+main.add_command(payments.payment_events)
 
 
 if __name__ == "__main__":

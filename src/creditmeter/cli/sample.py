@@ -1,6 +1,7 @@
-"""Sample data for ``creditmeter demo``: a price book, three plans, a few accounts and
-some weeks of their usage, made through the library on a clock that walks through the
-past days, so that the ledger, the usage charts and the summaries have a history.
+"""Sample data for ``creditmeter demo``: a price book, three plans, credit packs, a few
+accounts and some weeks of their usage, made through the library on a clock that walks
+through the past days, so that the ledger, the purchases, the usage charts and the
+summaries have a history. Credits are bought from the development payment provider.
 
 The usage is drawn from a seeded random generator: every run tells the same story.
 """
@@ -15,11 +16,17 @@ from typing import Final
 
 from creditmeter.core.errors import InsufficientCredits
 from creditmeter.meter import CreditMeter
+from creditmeter.payments.dev import WORKING_CARD, DevProvider
 
 DAYS: Final = 21
 SEED: Final = 2026
 WELCOME_BONUS: Final = 500
 UPGRADE_URL: Final = "https://example.com/billing/upgrade"
+SUCCESS_URL: Final = "https://example.com/billing/done"
+CURRENCY: Final = "usd"
+RECHARGE_PACK: Final = "small"
+RECHARGE_MONTHLY_CAP: Final = 5_000
+"""In cents: at most $50.00 of auto-recharges a month."""
 
 MODELS: Final = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4")
 IMAGE_SIZES: Final = ("images_512", "images_1024", "images_1792")
@@ -33,15 +40,18 @@ class SampleAccount:
     members: tuple[str, ...]
     activity: int
     """Operations on a busy day."""
-    purchased: int = 0
-    """Credits bought on the first day."""
+    pack: str | None = None
+    """The credit pack bought on the first day."""
+    recharge_below: int | None = None
+    """Auto-recharge with the small pack and the development provider's working card when
+    the available credits fall below this."""
 
 
 ACCOUNTS: Final = (
-    SampleAccount("acme", "Acme Inc.", "pro", ("ann", "bob", "chen"), 4, purchased=10_000),
+    SampleAccount("acme", "Acme Inc.", "pro", ("ann", "bob", "chen"), 4, pack="medium"),
     SampleAccount("globex", "Globex", "starter", ("dana",), 3),
     SampleAccount("initech", "Initech", "enterprise", ("erin", "frank"), 6),
-    SampleAccount("umbrella", "Umbrella Labs", "pro", ("gus", "hana"), 4),
+    SampleAccount("umbrella", "Umbrella Labs", "pro", ("gus", "hana"), 4, recharge_below=6_000),
 )
 
 
@@ -63,6 +73,7 @@ class SampleData:
     accounts: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
     plans: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
     operations: int = 0
     refused: int = 0
     first_day: datetime | None = None
@@ -106,9 +117,54 @@ def plans(meter: CreditMeter) -> tuple[str, ...]:
     return ("starter", "pro", "enterprise")
 
 
+def packages(meter: CreditMeter) -> tuple[str, ...]:
+    """Three credit packs in dollars, the larger ones with bonus credits and badges."""
+    meter.put_package(
+        "small", name="Small", credits=5_000, price=999, currency=CURRENCY, sort_order=1
+    )
+    meter.put_package(
+        "medium",
+        name="Medium",
+        credits=10_000,
+        bonus_credits=1_000,
+        price=1_999,
+        currency=CURRENCY,
+        popular=True,
+        sort_order=2,
+    )
+    meter.put_package(
+        "large",
+        name="Large",
+        credits=25_000,
+        bonus_credits=5_000,
+        price=4_499,
+        currency=CURRENCY,
+        best_value=True,
+        sort_order=3,
+    )
+    return ("small", "medium", "large")
+
+
+def run_jobs(meter: CreditMeter) -> None:
+    """What the server's worker does: apply payment events, charge auto-recharges."""
+    while meter.work():
+        pass
+
+
+def buy(meter: CreditMeter, account_id: str, package_id: str) -> None:
+    """A checkout paid at once with the development provider, its event applied."""
+    provider = meter.payments
+    if not isinstance(provider, DevProvider):
+        raise TypeError("the sample data is bought from the development payment provider")
+    started = meter.checkout(account_id, package_id, success_url=SUCCESS_URL)
+    provider.complete(meter.purchase(started.purchase_id))
+    run_jobs(meter)
+
+
 def seed(meter: CreditMeter, clock: WalkingClock, *, days: int = DAYS) -> SampleData:
-    """Everything the demo serves, made on ``meter`` whose clock is ``clock``; the clock
-    is set ``days`` days back and ends a minute before now."""
+    """Everything the demo serves, made on ``meter`` (with the development payment
+    provider) whose clock is ``clock``; the clock is set ``days`` days back and ends a
+    minute before now."""
     end = datetime.now(UTC) - timedelta(minutes=1)
     start = (end - timedelta(days=days)).replace(hour=8, minute=0, second=0, microsecond=0)
     clock.now = start
@@ -118,15 +174,19 @@ def seed(meter: CreditMeter, clock: WalkingClock, *, days: int = DAYS) -> Sample
     )
     data.features = price_book(meter)
     data.plans = plans(meter)
+    data.packages = packages(meter)
     for sample in ACCOUNTS:
         meter.create_account(sample.id, name=sample.name, plan=sample.plan)
-        if sample.purchased:
-            meter.grant(
+        if sample.pack is not None:
+            buy(meter, sample.id, sample.pack)
+        if sample.recharge_below is not None:
+            meter.set_auto_recharge(
                 sample.id,
-                sample.purchased,
-                source="purchase",
-                reason="credit pack",
-                idempotency_key=f"demo-pack-{sample.id}",
+                enabled=True,
+                threshold=sample.recharge_below,
+                package=RECHARGE_PACK,
+                payment_method=WORKING_CARD,
+                monthly_cap=RECHARGE_MONTHLY_CAP,
             )
         data.by_account[sample.id] = 0
     data.accounts = tuple(a.id for a in ACCOUNTS)
@@ -150,6 +210,7 @@ def seed(meter: CreditMeter, clock: WalkingClock, *, days: int = DAYS) -> Sample
                 else:
                     data.operations += 1
                     data.by_account[sample.id] += 1
+                run_jobs(meter)
     clock.move_to(end)
     return data
 

@@ -37,7 +37,9 @@ def server_settings(**overrides: object) -> ServerSettings:
         settings = ServerSettings()
     except ValidationError as error:
         problem = error.errors()[0]
-        name = "CREDITMETER_" + str(problem["loc"][0]).upper() if problem["loc"] else "?"
+        if not problem["loc"]:  # a rule over several variables
+            raise CommandFailed(str(problem.get("ctx", {}).get("error", problem["msg"]))) from None
+        name = "CREDITMETER_" + str(problem["loc"][0]).upper()
         raise CommandFailed(f"{name}: {problem['msg']}") from None
     given = {name: value for name, value in overrides.items() if value is not None}
     return settings.model_copy(update=given)
@@ -90,11 +92,47 @@ def json_logging(level: str) -> dict[str, Any]:
     }
 
 
+def exported(settings: ServerSettings) -> dict[str, str]:
+    """The variables that give the workers the settings an option may have changed: the
+    development provider's checkout page links to the host and port served."""
+    return {
+        DATABASE_URL_ENV: settings.database_url,
+        "CREDITMETER_POOL_SIZE": str(settings.pool_size),
+        "CREDITMETER_HOST": settings.host,
+        "CREDITMETER_PORT": str(settings.port),
+        "CREDITMETER_PAYMENTS": settings.payments,
+        "CREDITMETER_WORKER": str(settings.worker).lower(),
+    }
+
+
+def payments_lines(settings: ServerSettings) -> list[str]:
+    """Where credits are sold, and who applies what the payment provider says."""
+    base = settings.base_url()
+    if settings.payments == "dev":
+        lines = [
+            "  payments  the development provider (no keys, no network): "
+            f"checkout pages on this server, {base}/dev/checkout/<purchase>"
+        ]
+    else:
+        at = f" at {settings.stripe_api_base}" if settings.stripe_api_base else ""
+        lines = [f"  payments  Stripe{at}; its webhook endpoint is {base}/v1/webhooks/stripe"]
+    if settings.worker:
+        lines.append(
+            "  jobs      a worker thread in each server process applies payment events and "
+            f"charges auto-recharges (due jobs looked for every {settings.worker_interval:g} s)"
+        )
+    else:
+        lines.append(
+            "  jobs      no worker thread (CREDITMETER_WORKER=false): run creditmeter worker "
+            "beside the server"
+        )
+    return lines
+
+
 def run(settings: ServerSettings, *, log_format: str = "json") -> None:
     """Serve until interrupted. The workers read their settings from the environment;
     with several of them, their metrics are added up in a directory they share."""
-    os.environ[DATABASE_URL_ENV] = settings.database_url
-    os.environ["CREDITMETER_POOL_SIZE"] = str(settings.pool_size)
+    os.environ.update(exported(settings))
     metrics_dir = None
     if settings.workers > 1 and METRICS_DIR_ENV not in os.environ:
         metrics_dir = tempfile.mkdtemp(prefix="creditmeter-metrics-")
@@ -176,6 +214,8 @@ def serve(
     click.echo(f"creditmeter serving {url} ({workers_text})")
     click.echo(f"  database  {shown(settings.database_url)}, {schema}")
     click.echo(f"  API docs  {url}/docs")
+    for line in payments_lines(settings):
+        click.echo(line)
     if settings.admin_key is None:
         click.echo("  no CREDITMETER_ADMIN_KEY set: use keys made by creditmeter api-keys create")
     run(settings, log_format=log_format)

@@ -1,8 +1,8 @@
 """``creditmeter demo --tour``: a worked example of the library on a database of its own.
 
 Every figure it prints comes from the library as it runs; nothing is hard-coded but the
-story: a price book, three plans, an account that buys credits, holds and settles an LLM
-call, runs through its allowance, is refused, and gets a refund.
+story: a price book, three plans, an account that buys a credit pack, holds and settles
+an LLM call, runs through its allowance, is refused, and gets a refund.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from creditmeter.core.errors import FeatureNotInPlan, InsufficientCredits
 from creditmeter.core.pricing import Feature
 from creditmeter.core.records import Charge, Transaction
 from creditmeter.meter import CreditMeter
+from creditmeter.payments.dev import DevProvider
 
 ACCOUNT = "acme"
 MODEL = "gpt-4o"
 WELCOME_BONUS = 500
-PACK = 10_000
+PACK = "pack-10k"
+SUCCESS_URL = "https://example.com/billing/done"
 
 Echo = Callable[[str], None]
 
@@ -32,7 +34,7 @@ def tell(meter: CreditMeter, database: str) -> None:
     Story(meter, click.echo).tell(database)
     click.echo()
     click.echo("Explore the demo's database:")
-    for command in ("balance acme", "transactions list acme", "verify"):
+    for command in ("balance acme", "transactions list acme", "purchases acme", "verify"):
         option = "" if command == "verify" else " --database-url"
         click.echo(f"  creditmeter {command}{option} {database}")
 
@@ -79,7 +81,7 @@ class Story:
         self.section(f"Ledger of {ACCOUNT}, oldest first: each transaction and its postings")
         ledger = reversed(list(self.meter.iter_transactions(ACCOUNT)))
         self.say(*views.ledger(ledger, indent=0, times=False))
-        self.section("Verify the books (meter.verify): invariants I1–I5 over the whole database")
+        self.section("Verify the books (meter.verify): invariants I1–I6 over the whole database")
         violations = self.meter.verify()
         self.say(*(str(v) for v in violations))
         self.say(views.counted(len(violations), "violation") if violations else "ok: no violations")
@@ -135,13 +137,37 @@ class Story:
             f"{views.figure(b.allowance.limit or 0)} monthly allowance + "
             f"{views.figure(b.available - (b.allowance.limit or 0))} welcome bonus"
         )
-        granted = m.grant(
-            ACCOUNT, PACK, source="purchase", reason=f"credit pack of {views.figure(PACK)}"
+        self.purchase()
+
+    def purchase(self) -> None:
+        m = self.meter
+        provider = m.payments
+        if not isinstance(provider, DevProvider):
+            raise CommandFailed("the tour buys from the development payment provider")
+        pack = m.put_package(
+            PACK,
+            name="10k pack",
+            credits=9_000,
+            bonus_credits=1_000,
+            price=999,
+            currency="usd",
+            popular=True,
         )
-        self.section("A credit pack bought (meter.grant, source='purchase')")
+        started = m.checkout(ACCOUNT, pack.id, success_url=SUCCESS_URL)
+        pending = m.purchase(started.purchase_id)
+        provider.complete(pending)
+        m.work()
+        bought = m.purchase(started.purchase_id)
+        paid = views.money(bought.amount_paid, bought.price.currency)
+        self.section("A credit pack bought from the development payment provider (meter.checkout)")
+        self.say(*views.packages([pack]), "")
         self.say(
-            f"+{views.figure(granted.amount)} purchased credits; "
-            f"available {views.figure(granted.available_after)}"
+            f"checkout  purchase {bought.id} {pending.status.value}; its page {started.url}",
+            "pay       meter.payments.complete (the page's Pay button): the provider's event",
+            f"apply     meter.work(), as a worker does: {paid} paid, {bought.status.value}",
+            f"          +{views.figure(bought.credits)} purchased credits: "
+            f"{views.postings(self.transaction(bought.transaction_id))}",
+            f"          {self.available()}",
         )
 
     def usage(self, features: dict[str, Feature]) -> Charge:

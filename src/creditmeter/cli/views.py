@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
+from typing import Any, Final
 
 from creditmeter.core.errors import AllowanceState, InsufficientCredits
 from creditmeter.core.keys import ApiKey
+from creditmeter.core.payments import Package, Purchase
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature, PricingRule
 from creditmeter.core.records import Account, Balance, Posting, Transaction
 from creditmeter.core.types import PeriodKind, wallet
 
 Rows = Sequence[Sequence[str]]
+
+ZERO_DECIMAL: Final = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd"}
+    | {"vuv", "xaf", "xof", "xpf"}
+)
+THREE_DECIMAL: Final = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+"""Currencies whose minor unit is not a hundredth: a yen has none, a dinar a thousandth."""
 
 
 def figure(credits: int) -> str:
@@ -27,6 +37,17 @@ def counted(n: int, noun: str) -> str:
 
 def signed(credits: int) -> str:
     return f"{credits:+,}"
+
+
+def money(amount: int, currency: str) -> str:
+    """An amount of a currency's minor units as written: ``999 usd`` is ``9.99 USD``,
+    ``1500 jpy`` is ``1,500 JPY``; integer arithmetic, never a float."""
+    code = currency.lower()
+    digits = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 10**digits)
+    fraction = f".{minor:0{digits}d}" if digits else ""
+    return f"{sign}{major:,}{fraction} {currency.upper()}"
 
 
 def rate(value: Decimal) -> str:
@@ -251,6 +272,78 @@ def api_keys(keys: Iterable[ApiKey], *, indent: int = 0) -> list[str]:
                 f"{k.prefix}…",
                 f"{k.created_at:%Y-%m-%d %H:%M}",
                 "-" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
+            ]
+        )
+    return table(rows, indent=indent)
+
+
+def packages(items: Iterable[Package], *, indent: int = 0) -> list[str]:
+    """Credit packs as a table: what a buyer gets, for how much, and their badges."""
+    rows = [["id", "name", "credits", "bonus", "price", "sort", "notes"]]
+    for p in items:
+        notes = [
+            *(["popular"] if p.popular else []),
+            *(["best value"] if p.best_value else []),
+            *([] if p.active else ["not for sale"]),
+            *([f"stripe {p.stripe_price_id}"] if p.stripe_price_id else []),
+        ]
+        rows.append(
+            [
+                p.id,
+                p.name,
+                figure(p.credits),
+                figure(p.bonus_credits),
+                money(p.price.amount, p.price.currency),
+                str(p.sort_order),
+                ", ".join(notes),
+            ]
+        )
+    return table(rows, indent=indent, right=[2, 3, 4, 5])
+
+
+def _paid_money(amount: int, currency: str) -> str:
+    return money(amount, currency) if amount else "-"
+
+
+def purchases(items: Iterable[Purchase], *, indent: int = 0) -> list[str]:
+    """Purchases as a table, newest first as given; a failed or flagged one says why."""
+    rows = [
+        ["id", "kind", "status", "credits", "price", "paid", "refunded", "created (UTC)", "note"]
+    ]
+    for p in items:
+        currency = p.price.currency
+        rows.append(
+            [
+                p.id,
+                p.kind.value,
+                p.status.value,
+                figure(p.credits),
+                money(p.price.amount, currency),
+                _paid_money(p.amount_paid, currency),
+                _paid_money(p.amount_refunded, currency),
+                f"{p.created_at:%Y-%m-%d %H:%M}",
+                p.failure_reason or "",
+            ]
+        )
+    return table(rows, indent=indent, right=[3, 4, 5, 6])
+
+
+def _when(value: object) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}" if isinstance(value, datetime) else "-"
+
+
+def payment_events(events: Iterable[Mapping[str, Any]], *, indent: int = 0) -> list[str]:
+    """Payment events as received, with what handling them did and why."""
+    rows = [["received (UTC)", "id", "type", "status", "purchase", "note"]]
+    for e in events:
+        rows.append(
+            [
+                _when(e["received_at"]),
+                str(e["id"]),
+                str(e["type"]),
+                str(e["status"]),
+                str(e["purchase_id"] or "-"),
+                str(e["note"] or ""),
             ]
         )
     return table(rows, indent=indent)

@@ -42,8 +42,10 @@ class SettingsOut(BaseModel):
     max_hold_ttl_seconds: int
     upgrade_url: str | None
     refund_shortfall: str = Field(
-        description="What a refund's clawback does with credits already spent: `debt` (the "
-        "account owes them) or `adjustment` (taken from its other credits first)."
+        description="What a refund's clawback does with credits already spent: "
+        "`adjustment` takes them from the account's other credits (what those cannot cover "
+        "is debt, the balance below zero); `debt` records them on the purchase as owed and "
+        "leaves the balance alone."
     )
     auto_recharge_max_failures: int = Field(
         description="Failed auto-recharges in a row after which auto-recharge is turned off."

@@ -68,7 +68,7 @@ def _closed(**schema: Any) -> Any:
     return Field(json_schema_extra={"additionalProperties": False}, **schema)
 
 
-Period = Literal["calendar_month", "anniversary_month", "30_days"]
+Period = Literal["calendar_month", "anniversary_month", "30_days", "billing_cycle"]
 """The values of ``PeriodKind``: a strict body takes a literal, not an enum."""
 
 
@@ -136,7 +136,11 @@ class PlanPut(Body):
     features: list[Identifier] | Literal["*"] = Field(
         default="*", description='The features the plan allows, or `"*"` for all of them.'
     )
-    period: Period = "calendar_month"
+    period: Period = Field(
+        default="calendar_month",
+        description="`calendar_month` (from the 1st, UTC), `anniversary_month`, `30_days`, or "
+        "`billing_cycle`: the allowance is issued when the subscription's invoice is paid.",
+    )
     rollover: Credits = Field(
         default=0,
         description="How much unused allowance carries into the next period (a cap); 0: none.",

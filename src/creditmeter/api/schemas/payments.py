@@ -237,7 +237,14 @@ class PurchaseOut(BaseModel):
     amount_paid: int = Field(description="Minor units.")
     amount_refunded: int = Field(description="Minor units.")
     credits_clawed_back: int
-    clawback_debt: int = Field(description="Clawed-back credits that were spent: owed.")
+    clawback_debt: int = Field(
+        description="Clawed-back credits that no credits of the account covered: its balance "
+        "is below zero by them until new credits repay them."
+    )
+    credits_unrecovered: int = Field(
+        description="Clawed-back credits that were spent already, recorded as owed (the "
+        "`debt` refund shortfall) and not taken from the balance."
+    )
     failure_reason: str | None
     paid_at: datetime | None
     fulfilled_at: datetime | None
@@ -263,6 +270,7 @@ class PurchaseOut(BaseModel):
                     "amount_refunded": 0,
                     "credits_clawed_back": 0,
                     "clawback_debt": 0,
+                    "credits_unrecovered": 0,
                     "failure_reason": None,
                     "paid_at": "2026-03-10T12:01:00Z",
                     "fulfilled_at": "2026-03-10T12:01:00Z",
@@ -291,6 +299,7 @@ class PurchaseOut(BaseModel):
             amount_refunded=p.amount_refunded,
             credits_clawed_back=p.credits_clawed_back,
             clawback_debt=p.clawback_debt,
+            credits_unrecovered=p.credits_unrecovered,
             failure_reason=p.failure_reason,
             paid_at=p.paid_at,
             fulfilled_at=p.fulfilled_at,

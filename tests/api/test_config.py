@@ -1,0 +1,179 @@
+"""The server's configuration: the payment provider it sells through, the links to its own
+pages, and the worker that runs in its process."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr, ValidationError
+
+from creditmeter import CreditMeter
+from creditmeter.api.app import create_app
+from creditmeter.api.config import ServerSettings
+from creditmeter.payments.dev import DevProvider
+from creditmeter.payments.signature import sign
+from creditmeter.payments.stripe import StripeProvider
+from tests.api.conftest import ADMIN_KEY, Keys
+from tests.api.test_payments import HOSTED, ok, refused, starter
+
+WEBHOOK_SECRET = "whsec_test_server"
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``CREDITMETER_*`` variable of the machine's: each test sets what it reads."""
+    for name in ServerSettings.model_fields:
+        monkeypatch.delenv(f"CREDITMETER_{name.upper()}", raising=False)
+
+
+def stripe_settings(database_url: str) -> ServerSettings:
+    return ServerSettings(
+        database_url=database_url,
+        payments="stripe",
+        stripe_secret_key=SecretStr("sk_test_creditmeter"),
+        stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+        stripe_api_base="http://127.0.0.1:9",
+        worker=False,
+        sweep_interval=0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({}, "CREDITMETER_STRIPE_SECRET_KEY and CREDITMETER_STRIPE_WEBHOOK_SECRET"),
+        ({"stripe_secret_key": "sk_test_1"}, "CREDITMETER_STRIPE_WEBHOOK_SECRET"),
+        ({"stripe_webhook_secret": "whsec_1"}, "CREDITMETER_STRIPE_SECRET_KEY"),
+    ],
+)
+def test_stripe_without_its_keys_is_refused_at_startup(given: dict[str, str], missing: str) -> None:
+    with pytest.raises(ValidationError, match=f"payments=stripe needs {missing}"):
+        ServerSettings(payments="stripe", **given)  # type: ignore[arg-type]
+
+
+def test_the_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITMETER_PAYMENTS", "stripe")
+    monkeypatch.setenv("CREDITMETER_STRIPE_SECRET_KEY", "sk_test_env")
+    monkeypatch.setenv("CREDITMETER_STRIPE_WEBHOOK_SECRET", "whsec_env")
+    monkeypatch.setenv("CREDITMETER_WORKER", "false")
+    monkeypatch.setenv("CREDITMETER_WORKER_INTERVAL", "0.25")
+
+    settings = ServerSettings()
+
+    assert settings.payments == "stripe"
+    assert settings.stripe_webhook_secret == SecretStr("whsec_env")
+    assert (settings.worker, settings.worker_interval) == (False, 0.25)
+    assert isinstance(settings.payment_provider(), StripeProvider)
+
+
+def test_the_defaults_are_the_development_provider_and_a_worker() -> None:
+    settings = ServerSettings()
+
+    assert (settings.payments, settings.worker, settings.worker_interval) == ("dev", True, 1.0)
+    provider = settings.payment_provider()
+    assert isinstance(provider, DevProvider)
+    assert provider.base_url == "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("given", "base_url"),
+    [
+        ({"host": "0.0.0.0", "port": 9000}, "http://127.0.0.1:9000"),
+        ({"host": "::", "port": 9000}, "http://[::1]:9000"),
+        ({"host": "::1"}, "http://[::1]:8000"),
+        ({"host": "credits.internal"}, "http://credits.internal:8000"),
+        ({"public_url": "https://credits.example.com/"}, "https://credits.example.com"),
+    ],
+)
+def test_the_public_url_is_given_or_derived_from_the_address(
+    given: dict[str, object], base_url: str
+) -> None:
+    settings = ServerSettings(**given)  # type: ignore[arg-type]
+
+    assert settings.base_url() == base_url
+
+
+def test_a_worker_interval_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="worker_interval must be positive"):
+        ServerSettings(worker_interval=0)
+
+
+def test_checkout_links_point_at_the_public_url(database_url: str) -> None:
+    settings = ServerSettings(
+        database_url=database_url,
+        admin_key=SecretStr(ADMIN_KEY),
+        public_url="https://credits.example.com",
+        worker=False,
+        sweep_interval=0,
+    )
+    app = create_app(settings)
+    meter: CreditMeter = app.state.meter
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with TestClient(app) as client:
+        ok(client.post("/v1/accounts", json={"id": "acme"}, headers=headers))
+        starter(meter)
+        started = ok(client.post("/v1/accounts/acme/checkout", json=HOSTED, headers=headers))
+
+    url = f"https://credits.example.com/dev/checkout/{started['purchase_id']}"
+    assert started["url"] == url
+
+
+def test_with_stripe_the_webhook_verifies_with_its_secret_and_no_dev_page_is_served(
+    database_url: str,
+) -> None:
+    app = create_app(stripe_settings(database_url))
+    meter: CreditMeter = app.state.meter
+    payload = (
+        b'{"id": "evt_1", "object": "event", "type": "customer.created", "data": {"object": {}}}'
+    )
+    with TestClient(app) as client:
+        received = client.post(
+            "/v1/webhooks/stripe",
+            content=payload,
+            headers={"Stripe-Signature": sign(payload, WEBHOOK_SECRET)},
+        )
+        dev_signed = client.post(
+            "/v1/webhooks/stripe",
+            content=payload,
+            headers={"Stripe-Signature": sign(payload, "whsec_dev")},
+        )
+        page = client.get("/dev/checkout/pur_1")
+        stored = meter.payment_events()
+        paths = client.get("/openapi.json").json()["paths"]
+
+    assert isinstance(meter.payments, StripeProvider)
+    assert ok(received) == {"received": True, "duplicate": False}
+    refused(dev_signed, 400, "invalid_signature")
+    refused(page, 404, "not_found")
+    assert [(e["id"], e["provider"]) for e in stored] == [("evt_1", "stripe")]
+    assert "/v1/webhooks/stripe" in paths
+
+
+def test_the_worker_in_the_server_applies_payments_without_being_asked(
+    meter: CreditMeter, keys: Keys
+) -> None:
+    starter(meter)
+    settings = ServerSettings(
+        admin_key=SecretStr(ADMIN_KEY), worker=True, worker_interval=0.05, sweep_interval=0
+    )
+    app = create_app(settings, meter=meter)
+    with TestClient(app) as client:
+        started = ok(
+            client.post("/v1/accounts/acme/checkout", json=HOSTED, headers=keys.header("account"))
+        )
+        path = f"/v1/accounts/acme/purchases/{started['purchase_id']}"
+        client.post(f"/dev/checkout/{started['purchase_id']}/pay", follow_redirects=False)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            purchase = ok(client.get(path, headers=keys.header("account")))
+            if purchase["status"] == "fulfilled":
+                break
+            time.sleep(0.05)
+        listening = list(meter.job_listeners)
+
+    assert purchase["status"] == "fulfilled"
+    assert meter.balance("acme").available == 11_000
+    assert len(listening) == 1
+    assert meter.job_listeners == []  # stopped with the app
