@@ -759,6 +759,10 @@ class CreditMeter:
         self._write(lambda conn, now: payments_store.put_package(conn, pack, now))
         return pack
 
+    def package(self, package_id: str) -> Package:
+        with self.db.read() as conn:
+            return purchases.get_package(conn, package_id)
+
     def packages(self, *, include_inactive: bool = False) -> list[Package]:
         """The packs for sale in their sort order (all of them with ``include_inactive``)."""
         with self.db.read() as conn:
@@ -835,7 +839,7 @@ class CreditMeter:
         request = CheckoutRequest(
             purchase=purchase,
             package=pack,
-            customer_id=self._payment_customer(purchase.account_id),
+            customer_id=self.payment_customer(purchase.account_id),
             ui_mode=mode,
             success_url=success_url,
             cancel_url=cancel_url,
@@ -877,15 +881,30 @@ class CreditMeter:
         if not 1 <= limit <= 500:
             raise InvalidRequest("limit must be 1 to 500")
         with self.db.read() as conn:
-            found = payments_store.list_purchases(conn, account_id, before=cursor, limit=limit)
-        more = len(found) == limit
-        return Page(tuple(found), found[-1].id if more and found else None)
+            found = payments_store.list_purchases(conn, account_id, before=cursor, limit=limit + 1)
+        page = found[:limit]
+        return Page(tuple(page), page[-1].id if len(found) > limit else None)
 
     def refund_purchase(
-        self, purchase_id: str, *, amount: int | None = None, reason: str | None = None
+        self,
+        purchase_id: str,
+        *,
+        amount: int | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Purchase:
         """Refund a fulfilled purchase, all of what is left or ``amount`` minor units of
-        it, through the payment provider, and claw its credits back pro rata."""
+        it, through the payment provider, and claw its credits back pro rata. A retry
+        with the same ``idempotency_key`` refunds nothing more."""
+        params = {"purchase": purchase_id, "amount": amount, "reason": reason}
+        if idempotency_key is not None:
+            fingerprint = idempotency.fingerprint("refund_purchase", params)
+            with self.db.read() as conn:
+                first = idempotency.replay(
+                    conn, idempotency_key, "refund_purchase", fingerprint, Purchase
+                )
+            if first is not None:
+                return first
         purchase = self.purchase(purchase_id)
         if purchase.status is not PurchaseStatus.FULFILLED:
             raise InvalidRequest(f"purchase {purchase_id} is {purchase.status.value}")
@@ -893,15 +912,26 @@ class CreditMeter:
         amount = left if amount is None else amount
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= left:
             raise InvalidRequest(f"amount must be 1 to {left} minor units")
-        self.payments.refund(purchase, amount)
         total = purchase.amount_refunded + amount
-        self._on_account(
-            purchase.account_id,
-            lambda book, settings: purchases.claw_back(
-                book, settings, self._current(book, purchase_id), total
-            ),
+        # Concurrent refunds to the same total (or under the same key) are one refund.
+        self.payments.refund(
+            purchase, amount, idempotency_key=f"refund:{purchase_id}:{idempotency_key or total}"
         )
-        return self.purchase(purchase_id)
+
+        def claw_back(book: AccountBook, settings: Settings) -> Purchase:
+            purchases.claw_back(
+                book, settings, self._current(book, purchase_id), total, reason=reason
+            )
+            return self._current(book, purchase_id)
+
+        return self._on_account(
+            purchase.account_id,
+            claw_back,
+            key=idempotency_key,
+            operation="refund_purchase",
+            params=params,
+            result=Purchase,
+        )
 
     def set_auto_recharge(
         self,
@@ -940,7 +970,7 @@ class CreditMeter:
     def receive_payment_event(self, payload: bytes, signature: str | None) -> bool:
         """Verify a webhook delivery and store its event with a job to apply it; ``False``
         for an event received before. Raises ``InvalidSignature``, changing nothing."""
-        return self._receive(self.payments.parse_event(payload, signature))
+        return self._receive(payment_events.checked(self.payments.parse_event(payload, signature)))
 
     def payment_events(
         self, *, status: str | None = None, limit: int = 100
@@ -992,11 +1022,14 @@ class CreditMeter:
         if not config.enabled or config.payment_method is None:
             self._fail_purchase(purchase_id, "auto-recharge was disabled before it ran")
             return
-        customer = self._payment_customer(purchase.account_id)
+        customer = self.payment_customer(purchase.account_id)
         try:
             intent = self.payments.charge_off_session(purchase, customer, config.payment_method)
         except PaymentDeclined as declined:
             self._fail_purchase(purchase_id, declined.message, declined.payment_intent_id)
+            return
+        except PaymentError as refused:  # e.g. a payment method not the customer's
+            self._fail_purchase(purchase_id, refused.message)
             return
         self._on_account(
             purchase.account_id,
@@ -1036,7 +1069,7 @@ class CreditMeter:
         assert found is not None
         return found
 
-    def _payment_customer(self, account_id: str) -> str:
+    def payment_customer(self, account_id: str) -> str:
         """The account's customer at the payment provider, made on first need."""
         with self.db.read() as conn:
             row = accounts.get(conn, account_id)

@@ -110,7 +110,9 @@ def test_a_purchase_that_failed_says_so_and_cannot_be_paid(
 ) -> None:
     starter(meter)
     purchase_id = meter.checkout("acme", "starter", ui_mode="elements").purchase_id
-    meter.payments.refund(meter.purchase(purchase_id), 999)  # refunded before it was paid
+    meter.payments.refund(
+        meter.purchase(purchase_id), 999, idempotency_key="r"
+    )  # refunded before it was paid
     drain(meter)
 
     page = client.get(f"/dev/checkout/{purchase_id}")

@@ -180,8 +180,10 @@ def test_refund_returns_part_then_the_rest_of_a_payment(
     purchase, intent_id = paid_purchase(stripe_provider, stripe_client)
     paid = replace(purchase, payment_intent_id=intent_id, amount_paid=2500)
 
-    first_id = stripe_provider.refund(paid, 1000)
-    rest_id = stripe_provider.refund(replace(paid, amount_refunded=1000), 1500)
+    first_id = stripe_provider.refund(paid, 1000, idempotency_key="r1")
+    rest_id = stripe_provider.refund(
+        replace(paid, amount_refunded=1000), 1500, idempotency_key="r2"
+    )
 
     first = stripe_client.v1.refunds.retrieve(first_id)
     rest = stripe_client.v1.refunds.retrieve(rest_id)
@@ -192,7 +194,7 @@ def test_refund_returns_part_then_the_rest_of_a_payment(
 
 def test_refund_of_an_unpaid_purchase_is_a_payment_error(stripe_provider: StripeProvider) -> None:
     with pytest.raises(PaymentError, match="no payment to refund"):
-        stripe_provider.refund(make_purchase(), 1000)
+        stripe_provider.refund(make_purchase(), 1000, idempotency_key="r3")
 
 
 EVENT = json.dumps(

@@ -3,19 +3,23 @@ both engines."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 
 import pytest
 
-from creditmeter import CreditMeter, InvalidRequest, NotFound
+from creditmeter import CreditMeter, IdempotencyConflict, InvalidRequest, NotFound
 from creditmeter.core.errors import AccountSuspended
-from creditmeter.core.payments import Purchase, PurchaseKind, PurchaseStatus
+from creditmeter.core.payments import InvalidSignature, Purchase, PurchaseKind, PurchaseStatus
 from creditmeter.core.types import GrantSource, TransactionType
+from creditmeter.payments.dev import DEV_WEBHOOK_SECRET
+from creditmeter.payments.signature import sign
 from tests.service.payment_events import (
     charge_refunded,
     deliver,
     drain,
+    event_body,
     intent,
     session_completed,
 )
@@ -362,10 +366,6 @@ def test_a_failed_payment_fails_the_purchase_and_a_later_success_still_credits(
 
 
 def test_a_bad_signature_is_refused_and_stores_nothing(shop: CreditMeter) -> None:
-    from creditmeter.core.payments import InvalidSignature
-    from creditmeter.payments.signature import sign
-    from tests.service.payment_events import event_body
-
     payload = event_body("checkout.session.completed", session_completed(started(shop)))
     with pytest.raises(InvalidSignature):
         shop.receive_payment_event(payload, sign(payload, "whsec_wrong"))
@@ -493,10 +493,56 @@ def test_a_refund_before_fulfilment_fails_the_purchase(shop: CreditMeter) -> Non
     assert shop.balance("acme").available == 0
 
 
-def test_purchases_page_newest_first(shop: CreditMeter) -> None:
-    ids = [started(shop).id for _ in range(5)]
+@pytest.mark.parametrize("count", [5, 6])
+def test_purchases_page_newest_first(shop: CreditMeter, count: int) -> None:
+    ids = [started(shop).id for _ in range(count)]
     first = shop.purchases("acme", limit=3)
     assert [p.id for p in first.data] == ids[::-1][:3]
     rest = shop.purchases("acme", limit=3, cursor=first.next_cursor)
     assert [p.id for p in rest.data] == ids[::-1][3:]
-    assert rest.next_cursor is None
+    assert rest.next_cursor is None  # no empty page after a full one
+
+
+def test_a_refund_retried_with_its_key_refunds_once(shop: CreditMeter, bought: Purchase) -> None:
+    first = shop.refund_purchase(bought.id, amount=333, reason="late", idempotency_key="rf-1")
+    again = shop.refund_purchase(bought.id, amount=333, reason="late", idempotency_key="rf-1")
+    drain(shop)
+    assert again == first
+    assert (first.amount_refunded, first.credits_clawed_back) == (333, 366)
+    assert shop.purchase(bought.id).amount_refunded == 333
+    [reversal] = shop.iter_transactions("acme", types=("reversal",))
+    assert reversal.description == "late"
+    with pytest.raises(IdempotencyConflict):
+        shop.refund_purchase(bought.id, amount=100, idempotency_key="rf-1")
+
+
+def test_an_expired_checkout_fails_its_purchase(shop: CreditMeter) -> None:
+    purchase = started(shop)
+    expired = session_completed(purchase) | {"status": "expired", "payment_status": "unpaid"}
+    deliver(shop, "checkout.session.expired", expired)
+    drain(shop)
+    failed = shop.purchase(purchase.id)
+    assert (failed.status, failed.failure_reason) == (
+        PurchaseStatus.FAILED,
+        "the checkout expired unpaid",
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_id", "kind", "obj", "problem"),
+    [
+        ("e" * 256, "checkout.session.completed", {}, "an id of 1 to 255"),
+        ("evt_1", "t" * 101, {}, "a type of 1 to 100"),
+        ("evt_1", "checkout.session.completed", [], "an object"),
+        ("evt_1", "checkout.session.completed", {"id": "a\x00b"}, "no NUL"),
+    ],
+)
+def test_a_signed_delivery_that_is_not_a_storable_event_is_refused(
+    shop: CreditMeter, event_id: str, kind: str, obj: object, problem: str
+) -> None:
+    payload = json.dumps(
+        {"id": event_id, "object": "event", "type": kind, "data": {"object": obj}}
+    ).encode()
+    with pytest.raises(InvalidSignature, match=problem):
+        shop.receive_payment_event(payload, sign(payload, DEV_WEBHOOK_SECRET))
+    assert shop.payment_events() == []

@@ -53,8 +53,6 @@ STATUS: dict[type[CreditMeterError], int] = {
     PaymentDeclined: 402,
     PaymentError: 502,
 }
-
-PROVIDER_ERROR = "payment_provider_error"
 """The type of a payment provider's failure that is not a declined payment: the provider
 refused the request or could not be reached (502)."""
 
@@ -86,16 +84,10 @@ def insufficient_body(error: InsufficientCredits) -> dict[str, Any]:
     )
 
 
-def type_of(error: CreditMeterError) -> str:
-    if isinstance(error, PaymentError) and error.code == PaymentError.code:
-        return PROVIDER_ERROR
-    return error.code
-
-
 def body_of(error: CreditMeterError) -> dict[str, Any]:
     if isinstance(error, InsufficientCredits):
         return insufficient_body(error)
-    return error_body(type_of(error), error.message)
+    return error_body(error.code, error.message)
 
 
 def install(app: FastAPI) -> None:

@@ -249,7 +249,7 @@ def clawback_target(credits: Credits, amount_paid: int, amount_refunded: int) ->
 class PaymentError(CreditMeterError):
     """A payment provider refused or failed a request."""
 
-    code = "payment_error"
+    code = "payment_provider_error"
 
 
 class PaymentDeclined(PaymentError):

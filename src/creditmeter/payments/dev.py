@@ -75,7 +75,7 @@ class DevProvider:
         )
         return intent
 
-    def refund(self, purchase: Purchase, amount: int) -> str:
+    def refund(self, purchase: Purchase, amount: int, *, idempotency_key: str) -> str:
         refunded = purchase.amount_refunded + amount
         self._deliver(
             "charge.refunded",

@@ -71,8 +71,9 @@ class PaymentProvider(Protocol):
         the intent's id, if one was made) when the card is refused."""
         ...
 
-    def refund(self, purchase: Purchase, amount: int) -> str:
-        """Refund ``amount`` minor units of a paid purchase; the refund's id."""
+    def refund(self, purchase: Purchase, amount: int, *, idempotency_key: str) -> str:
+        """Refund ``amount`` minor units of a paid purchase, once per ``idempotency_key``;
+        the refund's id."""
         ...
 
     def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:

@@ -86,14 +86,13 @@ class StripeProvider:
             )
         return intent.id
 
-    def refund(self, purchase: Purchase, amount: int) -> str:
+    def refund(self, purchase: Purchase, amount: int, *, idempotency_key: str) -> str:
         if purchase.payment_intent_id is None:
             raise PaymentError(f"purchase {purchase.id} has no payment to refund")
-        refunded_after = purchase.amount_refunded + amount
         with _stripe_errors("refund the payment"):
             refund = self._client.v1.refunds.create(
                 {"payment_intent": purchase.payment_intent_id, "amount": amount},
-                {"idempotency_key": f"refund:{purchase.id}:{refunded_after}"},
+                {"idempotency_key": idempotency_key},
             )
         return refund.id
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.engine import Connection
 
-from creditmeter.core.payments import Money, Purchase
+from creditmeter.core.payments import InvalidSignature, Money, Purchase
 from creditmeter.core.settings import Settings
 from creditmeter.payments.provider import PaymentEvent
 from creditmeter.service import purchases, subscriptions
@@ -37,7 +37,16 @@ FULFILLING = frozenset(
         "payment_intent.succeeded",
     }
 )
-FAILING = frozenset({"payment_intent.payment_failed", "checkout.session.async_payment_failed"})
+FAILING = frozenset(
+    {
+        "payment_intent.payment_failed",
+        "payment_intent.canceled",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+    }
+)
+MAX_ID: Final = 255
+MAX_TYPE: Final = 100
 REFUNDING = frozenset({"charge.refunded"})
 
 
@@ -50,6 +59,21 @@ def receive(conn: Connection, now: datetime, event: PaymentEvent, provider: str)
         conn, new_id("job"), APPLY_JOB, {"event_id": event.id}, now, dedupe_key=f"event:{event.id}"
     )
     return True
+
+
+def checked(event: PaymentEvent) -> PaymentEvent:
+    """``event`` if it can be stored and read back; ``InvalidSignature`` (a delivery that
+    is not an event) otherwise."""
+    problems = [
+        "an id of 1 to 255 characters" if not 0 < len(event.id) <= MAX_ID else "",
+        "a type of 1 to 100 characters" if not 0 < len(event.type) <= MAX_TYPE else "",
+        "an object in data.object" if not isinstance(event.object, Mapping) else "",
+        "no NUL character" if "\x00" in event.payload or "\\u0000" in event.payload else "",
+    ]
+    wanted = [p for p in problems if p]
+    if wanted:
+        raise InvalidSignature(f"not an event: it needs {', '.join(wanted)}")
+    return event
 
 
 def stored(conn: Connection, event_id: str) -> tuple[PaymentEvent, str, str] | None:
@@ -201,4 +225,8 @@ def _failure_reason(obj: Mapping[str, Any]) -> str:
     error = obj.get("last_payment_error")
     if isinstance(error, Mapping) and error.get("message"):
         return str(error["message"])
+    if obj.get("object") == "checkout.session" and obj.get("status") == "expired":
+        return "the checkout expired unpaid"
+    if obj.get("status") == "canceled":
+        return "the payment was canceled"
     return "the payment failed"

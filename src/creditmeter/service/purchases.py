@@ -276,7 +276,12 @@ def fail(book: AccountBook, settings: Settings, purchase: Purchase, reason: str)
 
 
 def claw_back(
-    book: AccountBook, settings: Settings, purchase: Purchase, refunded_total: int
+    book: AccountBook,
+    settings: Settings,
+    purchase: Purchase,
+    refunded_total: int,
+    *,
+    reason: str | None = None,
 ) -> Outcome:
     """Take back the credits that refunds of ``refunded_total`` minor units (all refunds
     of the purchase so far) pay for, pro rata; each refund once."""
@@ -304,7 +309,8 @@ def claw_back(
         TransactionType.REVERSAL,
         legs,
         changes,
-        f"{taken} credits taken back: {refunded_total - purchase.amount_refunded} "
+        reason
+        or f"{taken} credits taken back: {refunded_total - purchase.amount_refunded} "
         f"{purchase.price.currency} minor units refunded",
         purchase_id=purchase.id,
         metadata={"refunded_total": refunded_total, "debt": debt, "unrecovered": unrecovered},

@@ -100,7 +100,10 @@ def _found(meter: CreditMeter, purchase_id: str) -> Purchase | None:
 
 
 def _package(meter: CreditMeter, package_id: str) -> Package | None:
-    return next((p for p in meter.packages(include_inactive=True) if p.id == package_id), None)
+    try:
+        return meter.package(package_id)
+    except NotFound:
+        return None
 
 
 def _not_pending(purchase: Purchase, *, status: int = 200) -> HTMLResponse:
@@ -151,8 +154,7 @@ def pay(purchase_id: str, meter: Meter) -> HTMLResponse | RedirectResponse:
         return _not_pending(purchase, status=409)
     provider = meter.payments
     assert isinstance(provider, DevProvider)
-    customer = provider.create_customer(purchase.account_id, purchase.account_id)
-    provider.complete(purchase, customer_id=customer)
+    provider.complete(purchase, customer_id=meter.payment_customer(purchase.account_id))
     return RedirectResponse(f"/dev/checkout/{purchase.id}/done", status_code=303)
 
 
