@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx2
 import pytest
 
 from creditmeter import (
@@ -30,6 +32,7 @@ from creditmeter.client import (
 )
 from creditmeter.core.errors import AllowanceState
 from creditmeter.core.keys import Role
+from creditmeter.core.payments import PurchaseStatus
 from creditmeter.core.records import Charge
 from creditmeter.core.types import AccountStatus, GrantSource, HoldStatus, TransactionType
 from creditmeter.meter import UsageEvent
@@ -418,3 +421,55 @@ def test_a_wrong_key_and_an_unreachable_server(server: Server) -> None:
         with pytest.raises(ServiceUnavailable) as unreachable:
             client.balance("acme")
         assert unreachable.value.status is None
+
+
+def test_packs_are_bought_and_recharged_through_the_client(
+    admin: CreditMeterClient, priced: CreditMeterClient, server: Server, fresh_id: str
+) -> None:
+    admin.put_package(
+        "client-pack", credits=1000, bonus_credits=100, price=999, currency="USD", popular=True
+    )
+    [pack] = [p for p in admin.packages() if p.id == "client-pack"]
+    assert (pack.total_credits, pack.price.amount, pack.price.currency) == (1100, 999, "usd")
+    admin.create_account(fresh_id)
+
+    checkout = admin.checkout(fresh_id, "client-pack", ui_mode="elements", idempotency_key=fresh_id)
+    assert (
+        admin.checkout(fresh_id, "client-pack", ui_mode="elements", idempotency_key=fresh_id)
+        == checkout
+    )
+    with httpx2.Client(base_url=server.url) as browser:  # the development checkout page
+        paid = browser.post(f"/dev/checkout/{checkout.purchase_id}/pay")
+        assert paid.status_code == 303
+
+    def fulfilled() -> bool:
+        [purchase] = admin.purchases(fresh_id).data
+        return purchase.status is PurchaseStatus.FULFILLED
+
+    wait_for(fulfilled)
+    assert admin.balance(fresh_id).purchased_available == 1100
+
+    config = admin.set_auto_recharge(
+        fresh_id, enabled=True, threshold=100, package="client-pack", payment_method="pm_dev_visa"
+    )
+    assert (config.enabled, config.threshold, config.package_id) == (True, 100, "client-pack")
+    admin.charge(fresh_id, "csv_export", credits=1050)
+    wait_for(lambda: len(admin.purchases(fresh_id).data) == 2 and fulfilled_all(admin, fresh_id))
+    assert admin.balance(fresh_id).available == 1100 - 1050 + 1100
+    assert admin.auto_recharge(fresh_id).consecutive_failures == 0
+    events = admin.payment_events(limit=1000)
+    assert {"applied"} <= {e["status"] for e in events}
+
+    with pytest.raises(NotFound):
+        admin.checkout(fresh_id, "no-such-pack", success_url="https://a.example/ok")
+
+
+def fulfilled_all(client: CreditMeterClient, account: str) -> bool:
+    return all(p.status is PurchaseStatus.FULFILLED for p in client.purchases(account).data)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not done in time"
+        time.sleep(0.05)

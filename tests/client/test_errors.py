@@ -20,6 +20,7 @@ from creditmeter.client import (
 )
 from creditmeter.client.errors import error_of
 from creditmeter.core.errors import AllowanceState
+from creditmeter.core.payments import PaymentDeclined, PaymentError
 
 
 def body(kind: str, message: str, **extra: object) -> dict[str, object]:
@@ -108,6 +109,8 @@ def test_an_unlimited_allowance_in_a_402() -> None:
             IdempotencyConflict,
             {"key": "k1"},
         ),
+        (402, "payment_declined", "Your card was declined.", PaymentDeclined, {}),
+        (502, "payment_provider_error", "Stripe: no such customer", PaymentError, {}),
         (422, "invalid_request", "body.amount: bad", InvalidRequest, {}),
         (400, "malformed_json", "the body is not valid JSON", InvalidRequest, {}),
         (401, "unauthenticated", "the API key is not valid", AuthenticationFailed, {"status": 401}),

@@ -25,6 +25,7 @@ from creditmeter.core.errors import (
     InvalidRequest,
     NotFound,
 )
+from creditmeter.core.payments import PaymentDeclined, PaymentError
 
 _QUOTED = r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
 _NOT_FOUND = re.compile(rf"^(?P<kind>.+?) {_QUOTED} not found$")
@@ -145,6 +146,10 @@ def domain_error(kind: str, message: str, detail: Mapping[str, Any]) -> CreditMe
     if kind == "idempotency_conflict":
         found = _CONFLICT.match(message)
         return _with_message(IdempotencyConflict(_text(found[1]) if found else ""), message)
+    if kind == "payment_declined":
+        return PaymentDeclined(message)
+    if kind == "payment_provider_error":
+        return PaymentError(message)
     return None
 
 

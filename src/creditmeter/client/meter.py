@@ -27,6 +27,7 @@ from creditmeter.client.errors import RemoteError, ServiceUnavailable, error_of
 from creditmeter.core.errors import CreditMeterError, InvalidRequest
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey
+from creditmeter.core.payments import AutoRecharge, Checkout, Package, Purchase
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature
 from creditmeter.core.records import (
@@ -490,6 +491,125 @@ class CreditMeterClient:
         return wire.transaction(
             self._call("POST", path, body=body, idempotency_key=idempotency_key)
         )
+
+    # Credit packs, purchases and auto-recharge.
+
+    def put_package(
+        self,
+        package_id: str,
+        *,
+        credits: int,
+        price: int,
+        currency: str,
+        name: str | None = None,
+        bonus_credits: int = 0,
+        popular: bool = False,
+        best_value: bool = False,
+        active: bool = True,
+        sort_order: int = 0,
+        stripe_price_id: str | None = None,
+    ) -> Package:
+        """Create a credit pack, or replace it (purchases keep what they were sold)."""
+        body = wire.without_none(
+            {
+                "name": name,
+                "credits": credits,
+                "bonus_credits": bonus_credits,
+                "price": {"amount": price, "currency": currency.lower()},
+                "popular": popular,
+                "best_value": best_value,
+                "active": active,
+                "sort_order": sort_order,
+                "stripe_price_id": stripe_price_id,
+            }
+        )
+        path = f"/v1/packages/{_segment(package_id)}"
+        return wire.package(self._call("PUT", path, body=body))
+
+    def packages(self, *, include_inactive: bool = False) -> list[Package]:
+        """The packs for sale in their sort order (all of them with ``include_inactive``)."""
+        data = self._call("GET", "/v1/packages", params={"include_inactive": include_inactive})
+        return [wire.package(p) for p in data["data"]]
+
+    def add_boost_packages(
+        self, price: int, currency: str, *, base_credits: int | None = None
+    ) -> list[Package]:
+        """Write the three boost packs (0.5×, 1× +10 %, 2× +15 %) derived from
+        ``base_credits`` priced at ``price``; by default the smallest plan's allowance."""
+        body = wire.without_none(
+            {"price": {"amount": price, "currency": currency.lower()}, "base_credits": base_credits}
+        )
+        data = self._call("POST", "/v1/packages/boost", body=body)
+        return [wire.package(p) for p in data["data"]]
+
+    def checkout(
+        self,
+        account_id: str,
+        package_id: str,
+        *,
+        ui_mode: str = "hosted",
+        success_url: str | None = None,
+        cancel_url: str | None = None,
+        save_payment_method: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Checkout:
+        """Start buying a package: a pending purchase and the provider's checkout for it.
+        The account is credited when the payment provider confirms the payment."""
+        body = wire.without_none(
+            {
+                "package": package_id,
+                "ui_mode": ui_mode,
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "save_payment_method": save_payment_method,
+            }
+        )
+        path = f"/v1/accounts/{_segment(account_id)}/checkout"
+        return wire.checkout(self._call("POST", path, body=body, idempotency_key=idempotency_key))
+
+    def purchases(
+        self, account_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Purchase]:
+        """The account's purchases, newest first; pass ``next_cursor`` back for more."""
+        path = f"/v1/accounts/{_segment(account_id)}/purchases"
+        data = self._call("GET", path, params={"limit": limit, "cursor": cursor})
+        return wire.page(data, wire.purchase)
+
+    def set_auto_recharge(
+        self,
+        account_id: str,
+        *,
+        enabled: bool,
+        threshold: int,
+        package: str | None = None,
+        payment_method: str | None = None,
+        monthly_cap: int | None = None,
+    ) -> AutoRecharge:
+        """Recharge the account with ``package`` off-session, charged to the saved
+        ``payment_method``, whenever its available credits fall below ``threshold``; at
+        most ``monthly_cap`` minor units a calendar month."""
+        body = {
+            "enabled": enabled,
+            "threshold": threshold,
+            "package": package,
+            "payment_method": payment_method,
+            "monthly_cap": monthly_cap,
+        }
+        path = f"/v1/accounts/{_segment(account_id)}/auto-recharge"
+        return wire.auto_recharge(self._call("PUT", path, body=body))
+
+    def auto_recharge(self, account_id: str) -> AutoRecharge:
+        path = f"/v1/accounts/{_segment(account_id)}/auto-recharge"
+        return wire.auto_recharge(self._call("GET", path))
+
+    def payment_events(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Stored events, newest first: their type, what handling them did and why."""
+        data = self._call(
+            "GET", "/v1/admin/payment-events", params={"status": status, "limit": limit}
+        )
+        return [wire.payment_event(e) for e in data["data"]]
 
     # Queries.
 

@@ -15,6 +15,16 @@ from typing import Any
 from creditmeter.core.errors import AllowanceState
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey, Role
+from creditmeter.core.payments import (
+    AutoRecharge,
+    Checkout,
+    Money,
+    Package,
+    Purchase,
+    PurchaseKind,
+    PurchaseStatus,
+    UiMode,
+)
 from creditmeter.core.plans import ALL_FEATURES, Plan
 from creditmeter.core.pricing import Feature, PricingRule
 from creditmeter.core.records import (
@@ -327,3 +337,81 @@ def api_key(data: Json) -> ApiKey:
         created_at=time(data["created_at"]),
         revoked_at=optional_time(data.get("revoked_at")),
     )
+
+
+def money(data: Json) -> Money:
+    return Money(data["amount"], data["currency"])
+
+
+def package(data: Json) -> Package:
+    return Package(
+        id=data["id"],
+        name=data["name"],
+        credits=data["credits"],
+        bonus_credits=data["bonus_credits"],
+        price=money(data["price"]),
+        popular=data["popular"],
+        best_value=data["best_value"],
+        active=data["active"],
+        sort_order=data["sort_order"],
+        stripe_price_id=data.get("stripe_price_id"),
+    )
+
+
+def checkout(data: Json) -> Checkout:
+    return Checkout(
+        purchase_id=data["purchase_id"],
+        session_id=data["session_id"],
+        ui_mode=UiMode(data["ui_mode"]),
+        url=data.get("url"),
+        client_secret=data.get("client_secret"),
+    )
+
+
+def purchase(data: Json) -> Purchase:
+    return Purchase(
+        id=data["id"],
+        account_id=data["account"],
+        package_id=data["package"],
+        kind=PurchaseKind(data["kind"]),
+        status=PurchaseStatus(data["status"]),
+        credits=data["credits"],
+        bonus_credits=data["bonus_credits"],
+        price=money(data["price"]),
+        provider=data["provider"],
+        created_at=time(data["created_at"]),
+        session_id=data.get("session_id"),
+        payment_intent_id=data.get("payment_intent_id"),
+        amount_paid=data["amount_paid"],
+        amount_refunded=data["amount_refunded"],
+        credits_clawed_back=data["credits_clawed_back"],
+        clawback_debt=data["clawback_debt"],
+        credits_unrecovered=data["credits_unrecovered"],
+        failure_reason=data.get("failure_reason"),
+        paid_at=optional_time(data.get("paid_at")),
+        fulfilled_at=optional_time(data.get("fulfilled_at")),
+        transaction_id=data.get("transaction_id"),
+    )
+
+
+def auto_recharge(data: Json) -> AutoRecharge:
+    return AutoRecharge(
+        account_id=data["account"],
+        enabled=data["enabled"],
+        threshold=data["threshold"],
+        package_id=data.get("package"),
+        payment_method=data.get("payment_method"),
+        monthly_cap=data.get("monthly_cap"),
+        consecutive_failures=data["consecutive_failures"],
+        disabled_reason=data.get("disabled_reason"),
+        pending_purchase_id=data.get("pending_purchase_id"),
+        retry_at=optional_time(data.get("retry_at")),
+    )
+
+
+def payment_event(data: Json) -> dict[str, Any]:
+    return {
+        **data,
+        "received_at": time(data["received_at"]),
+        "handled_at": optional_time(data.get("handled_at")),
+    }
