@@ -484,6 +484,25 @@ def test_a_refund_claws_back_its_share_of_the_credits_and_the_rest_later(
     assert meter.verify() == []
 
 
+def test_a_refund_retried_with_its_key_refunds_once(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    starter(meter)
+    purchase = bought(meter)
+    path = f"/v1/accounts/acme/purchases/{purchase.id}/refund"
+    headers = {**keys.header("superadmin"), "Idempotency-Key": "refund-1"}
+
+    first = ok(client.post(path, json={"amount": 300}, headers=headers))
+    again = ok(client.post(path, json={"amount": 300}, headers=headers))
+    drain(meter)
+    other = client.post(path, json={"amount": 200}, headers=headers)
+
+    assert again == first
+    assert meter.purchase(purchase.id).amount_refunded == 300
+    refused(other, 409, "idempotency_conflict")
+    assert meter.verify() == []
+
+
 @pytest.mark.parametrize(
     ("shortfall", "debt", "unrecovered", "available"),
     [("adjustment", 8_000, 0, -8_000), ("debt", 0, 10_000, 2_000)],

@@ -147,14 +147,21 @@ def get_purchase(
     responses=errors(401, 403, 404, 422, 502),
 )
 def refund_purchase(
-    account_id: str, purchase_id: PurchaseId, body: PurchaseRefund, meter: Meter, _: Superadmin
+    account_id: str,
+    purchase_id: PurchaseId,
+    body: PurchaseRefund,
+    meter: Meter,
+    _: Superadmin,
+    idempotency_key: IdempotencyKey = None,
 ) -> PurchaseOut:
     """Refund a fulfilled purchase through the payment provider, all that is left of it or
     `amount` minor units, and take its credits back pro rata: first its own unspent
     credits, then (per the `refund_shortfall` setting) other credits or debt."""
     _purchase_of(meter, account_id, purchase_id)
     return PurchaseOut.of(
-        meter.refund_purchase(purchase_id, amount=body.amount, reason=body.reason)
+        meter.refund_purchase(
+            purchase_id, amount=body.amount, reason=body.reason, idempotency_key=idempotency_key
+        )
     )
 
 
