@@ -476,21 +476,17 @@ class CreditMeter:
 
     def charge_many(self, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
         """Charge many usage events at once, each as ``charge`` would (its own idempotency
-        key, its own refusal), in one database transaction per account: the result for each
-        event, in order, is its charge or the error that refused it."""
-        results: list[Charge | CreditMeterError | None] = [None] * len(events)
+        key, its own refusal), in one database transaction that locks their accounts in
+        the order of their ids: the result for each event, in order, is its charge or the
+        error that refused it."""
         by_account: dict[str, list[int]] = {}
         for index, event in enumerate(events):
             by_account.setdefault(event.account_id, []).append(index)
+        groups = {a: [events[i] for i in indexes] for a, indexes in by_account.items()}
+        outcomes = self._write(partial(self._charge_groups, groups=groups))
+        results: list[Charge | CreditMeterError | None] = [None] * len(events)
         for account_id, indexes in by_account.items():
-            group = [events[i] for i in indexes]
-            try:
-                outcomes = self._write(
-                    partial(self._charge_group, account_id=account_id, events=group)
-                )
-            except CreditMeterError as error:  # the account itself: unknown, or a bad id
-                outcomes = [(error, False)] * len(indexes)
-            for index, (outcome, fresh) in zip(indexes, outcomes, strict=True):
+            for index, (outcome, fresh) in zip(indexes, outcomes[account_id], strict=True):
                 results[index] = self._observed(outcome, fresh)
         return [r for r in results if r is not None]
 
@@ -1193,52 +1189,68 @@ class CreditMeter:
             idempotency.remember(conn, key, operation, fingerprint, outcome, now)
         return outcome, True
 
-    def _charge_group(
-        self, conn: Connection, now: datetime, account_id: str, events: Sequence[UsageEvent]
-    ) -> list[tuple[Charge | CreditMeterError, bool]]:
-        """One account's events in one transaction: each is charged or refused on its own,
-        with its own idempotency key; everything is written in one save."""
-        row = lock_current(conn, now, account_id)
-        keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
+    def _charge_groups(
+        self, conn: Connection, now: datetime, groups: Mapping[str, Sequence[UsageEvent]]
+    ) -> dict[str, list[tuple[Charge | CreditMeterError, bool]]]:
+        """Each account's events, its account locked in id order: each event charged or
+        refused on its own, with its own idempotency key; each account written in one
+        save, the keys in one statement, all in one transaction."""
+        keys = [e.idempotency_key for g in groups.values() for e in g if e.idempotency_key]
         stored = idempotency_store.find_many(conn, keys)
-        book = AccountBook(conn, row, now)
         settings = settings_service.current(conn)
-        outcomes: list[tuple[Charge | CreditMeterError, bool]] = []
         new_keys: list[tuple[str, str, str, Any]] = []
-        for event in events:
-            key = event.idempotency_key
-            fingerprint = "" if key is None else idempotency.fingerprint("charge", event.params())
+        outcomes: dict[str, list[tuple[Charge | CreditMeterError, bool]]] = {}
+        for account_id in sorted(groups):
+            events = groups[account_id]
             try:
-                first = None
-                if key is not None:
-                    first = idempotency.first_result(
-                        key, stored.get(key), "charge", fingerprint, Charge
-                    )
-                if first is not None:
-                    outcomes.append((first, False))
-                    continue
-                rated = metering.rate(book, event.feature, event.usage, event.credits, event.model)
-                charge = metering.charge(
-                    book,
-                    settings,
-                    rated,
-                    model=event.model,
-                    member=event.member,
-                    metadata=event.metadata or {},
-                    provider_cost=event.provider_cost,
-                )
-            except CreditMeterError as refused:
-                outcomes.append((refused, False))
+                row = lock_current(conn, now, account_id, commit_upkeep=False)
+            except CreditMeterError as error:  # the account itself: unknown, or a bad id
+                outcomes[account_id] = [(error, False)] * len(events)
                 continue
-            outcomes.append((charge, True))
-            if key is not None:
-                result = idempotency.dump(charge)
-                stored[key] = ("charge", fingerprint, result)
-                new_keys.append((key, "charge", fingerprint, result))
-        purchases.start_recharge_if_low(book, settings, self.payments.name)
-        book.save()
+            book = AccountBook(conn, row, now)
+            outcomes[account_id] = [
+                self._charge_event(book, settings, event, stored, new_keys) for event in events
+            ]
+            purchases.start_recharge_if_low(book, settings, self.payments.name)
+            book.save()
         idempotency_store.record_many(conn, new_keys, now)
         return outcomes
+
+    def _charge_event(
+        self,
+        book: AccountBook,
+        settings: Settings,
+        event: UsageEvent,
+        stored: dict[str, tuple[str, str, Any]],
+        new_keys: list[tuple[str, str, str, Any]],
+    ) -> tuple[Charge | CreditMeterError, bool]:
+        """One event of a batch: its charge or its refusal, and whether it is new."""
+        key = event.idempotency_key
+        fingerprint = "" if key is None else idempotency.fingerprint("charge", event.params())
+        try:
+            if key is not None:
+                first = idempotency.first_result(
+                    key, stored.get(key), "charge", fingerprint, Charge
+                )
+                if first is not None:
+                    return first, False
+            rated = metering.rate(book, event.feature, event.usage, event.credits, event.model)
+            charge = metering.charge(
+                book,
+                settings,
+                rated,
+                model=event.model,
+                member=event.member,
+                metadata=event.metadata or {},
+                provider_cost=event.provider_cost,
+            )
+        except CreditMeterError as refused:
+            return refused, False
+        if key is not None:
+            result = idempotency.dump(charge)
+            stored[key] = ("charge", fingerprint, result)
+            new_keys.append((key, "charge", fingerprint, result))
+        return charge, True
 
     def _read_account(self, account_id: str, query: Callable[[AccountBook, Settings], T]) -> T:
         """Answer from a snapshot; an account with overdue upkeep is brought up to date

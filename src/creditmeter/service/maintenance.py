@@ -32,9 +32,13 @@ from creditmeter.store.accounts import AccountRow
 from creditmeter.store.grants import Change as GrantChange
 
 
-def lock_current(conn: Connection, now: datetime, account_id: str) -> AccountRow:
+def lock_current(
+    conn: Connection, now: datetime, account_id: str, *, commit_upkeep: bool = True
+) -> AccountRow:
     """Lock the account, brought up to date: its upkeep (expired holds, an ended period,
-    expired grants) is committed by itself, so a refusal that follows cannot undo it."""
+    expired grants) is committed by itself, so a refusal that follows cannot undo it
+    (``commit_upkeep=False``: for a caller whose refusals raise nothing, and which locks
+    several accounts in one transaction)."""
     row = accounts.get(conn, account_id, lock=True)
     if row is None:
         raise NotFound("account", account_id)
@@ -43,7 +47,8 @@ def lock_current(conn: Connection, now: datetime, account_id: str) -> AccountRow
     upkeep = AccountBook(conn, row, now)
     bring_up_to_date(upkeep)
     upkeep.save()
-    conn.commit()
+    if commit_upkeep:
+        conn.commit()
     row = accounts.get(conn, account_id, lock=True)
     assert row is not None
     return row
