@@ -110,6 +110,7 @@ class CreditMeter:
         """Called with every charge (one-shot or settle) once it is committed; a retry
         that replays an idempotency key is not a new charge."""
         self._known_keys: dict[str, tuple[float, ApiKey]] = {}
+        self._remembered_settings: tuple[int, Settings] | None = None
         self.job_listeners: list[Callable[[], None]] = []
         """Called when jobs were queued that a worker should run soon."""
         if migrate:
@@ -1143,6 +1144,15 @@ class CreditMeter:
 
         return self._observed(*self._write(locked))
 
+    def _settings(self, conn: Connection, version: int | None) -> Settings:
+        """The settings in force: those remembered if ``version`` (read with the account)
+        is theirs, else read now and remembered."""
+        remembered = self._remembered_settings
+        if remembered is not None and remembered[0] == version:
+            return remembered[1]
+        self._remembered_settings = settings_service.versioned(conn)
+        return self._remembered_settings[1]
+
     def _spending(
         self, use_case: Callable[[AccountBook, Settings], T]
     ) -> Callable[[AccountBook, Settings], T]:
@@ -1182,7 +1192,7 @@ class CreditMeter:
             if first is not None:
                 return first, False
         book = AccountBook(conn, row, now)
-        settings = settings_service.current(conn)
+        settings = self._settings(conn, row.settings_version)
         outcome = use_case(book, settings)
         book.save()
         if key is not None:
@@ -1261,7 +1271,9 @@ class CreditMeter:
             if row is None:
                 raise NotFound("account", account_id)
             if now < row.due_at:
-                return query(AccountBook(conn, row, now), settings_service.current(conn))
+                return query(
+                    AccountBook(conn, row, now), self._settings(conn, row.settings_version)
+                )
         return self._on_account(account_id, query)
 
 

@@ -18,7 +18,13 @@ from creditmeter.store import settings as store
 
 
 def current(conn: Connection) -> Settings:
-    return settings_from_json(store.current(conn)[1])
+    return versioned(conn)[1]
+
+
+def versioned(conn: Connection) -> tuple[int, Settings]:
+    """The settings in force and their version."""
+    version, values = store.current(conn)
+    return version, settings_from_json(values)
 
 
 def change(

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.records import Account
 from creditmeter.core.types import AccountId, AccountStatus, Credits
-from creditmeter.store.tables import accounts, members
+from creditmeter.store.tables import accounts, members, settings_versions
 
 
 @dataclass
@@ -26,6 +26,8 @@ class AccountRow:
     payment_customer_id: str | None = None
     recharge_below: Credits | None = None
     """The auto-recharge threshold while auto-recharge is enabled."""
+    settings_version: int | None = None
+    """The version of the settings in force when the row was read (by :func:`get`)."""
 
     @property
     def id(self) -> AccountId:
@@ -56,10 +58,18 @@ def _row(row: RowMapping) -> AccountRow:
         due_at=row["due_at"],
         payment_customer_id=row["payment_customer_id"],
         recharge_below=row["recharge_below"],
+        settings_version=row.get("settings_version"),
     )
 
 
-_GET = sa.select(accounts).where(accounts.c.id == sa.bindparam("account_id"))
+# The settings' version comes with the row, so that a use case knows without another
+# round trip whether the settings it remembers are still in force.
+_SETTINGS_VERSION = (
+    sa.select(sa.func.coalesce(sa.func.max(settings_versions.c.version), 0))
+    .scalar_subquery()
+    .label("settings_version")
+)
+_GET = sa.select(accounts, _SETTINGS_VERSION).where(accounts.c.id == sa.bindparam("account_id"))
 _GET_FOR_UPDATE = _GET.with_for_update()
 
 
