@@ -8,6 +8,7 @@ idempotency key, if one is given, in the same transaction.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -111,6 +112,8 @@ class CreditMeter:
         that replays an idempotency key is not a new charge."""
         self._known_keys: dict[str, tuple[float, ApiKey]] = {}
         self._remembered_settings: tuple[int, Settings] | None = None
+        self._local = threading.local()
+        """What this thread's last use case left to do after its commit."""
         self.job_listeners: list[Callable[[], None]] = []
         """Called when jobs were queued that a worker should run soon."""
         if migrate:
@@ -989,9 +992,12 @@ class CreditMeter:
             lambda conn, now: payment_events.receive(conn, now, event, self.payments.name)
         )
         if received:
-            for listener in self.job_listeners:
-                listener()
+            self._jobs_queued()
         return received
+
+    def _jobs_queued(self) -> None:
+        for listener in self.job_listeners:
+            listener()
 
     def apply_payment_event(self, event_id: str) -> str:
         """Apply a stored payment event, unless it was applied already; its status
@@ -1160,16 +1166,21 @@ class CreditMeter:
 
         def spend(book: AccountBook, settings: Settings) -> T:
             outcome = use_case(book, settings)
-            purchases.start_recharge_if_low(book, settings, self.payments.name)
+            if purchases.start_recharge_if_low(book, settings, self.payments.name):
+                self._local.jobs_queued = True
             return outcome
 
         return spend
 
     def _observed(self, outcome: T, fresh: bool) -> T:
-        """Tell the charge observers of a charge just committed (not of a replay)."""
+        """Tell the charge observers of a charge just committed (not of a replay), and the
+        job listeners of jobs it queued."""
         if fresh and isinstance(outcome, Charge):
             for observer in self.charge_observers:
                 observer(outcome)
+        if getattr(self._local, "jobs_queued", False):
+            self._local.jobs_queued = False
+            self._jobs_queued()
         return outcome
 
     def _locked(
@@ -1221,7 +1232,8 @@ class CreditMeter:
             outcomes[account_id] = [
                 self._charge_event(book, settings, event, stored, new_keys) for event in events
             ]
-            purchases.start_recharge_if_low(book, settings, self.payments.name)
+            if purchases.start_recharge_if_low(book, settings, self.payments.name):
+                self._local.jobs_queued = True
             book.save()
         idempotency_store.record_many(conn, new_keys, now)
         return outcomes

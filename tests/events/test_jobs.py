@@ -156,3 +156,23 @@ def test_a_worker_killed_mid_job_leaves_it_to_run_again_once_in_effect(
     left = counts(meter)
     assert (left["pending"], left["dead"]) == (0, 0)
     assert meter.verify() == []
+
+
+def test_a_recharge_queued_by_a_charge_wakes_the_worker(meter: CreditMeter) -> None:
+    meter.put_feature("chat", rates={"calls": 1})
+    meter.put_package("refill", credits=500, price=500, currency="usd")
+    meter.create_account("acme")
+    meter.grant("acme", 1000)
+    meter.set_auto_recharge(
+        "acme", enabled=True, threshold=300, package="refill", payment_method="pm_dev_visa"
+    )
+    worker = Worker(meter, interval=3600)  # it would not look again by itself
+    worker.start()
+    try:
+        meter.charge("acme", "chat", usage={"calls": 800})
+        deadline = time.monotonic() + 10
+        while meter.balance("acme").available != 700:
+            assert time.monotonic() < deadline, "the worker was not woken"
+            time.sleep(0.02)
+    finally:
+        worker.stop()

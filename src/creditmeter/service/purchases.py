@@ -419,18 +419,19 @@ def configure_auto_recharge(
     return config
 
 
-def start_recharge_if_low(book: AccountBook, settings: Settings, provider: str) -> None:
+def start_recharge_if_low(book: AccountBook, settings: Settings, provider: str) -> bool:
     """Start one auto-recharge if the account is below its threshold, none is in flight,
     the last failure is far enough behind, and the monthly cap allows it: a pending
-    purchase and a job that charges it, queued with the change that caused it."""
+    purchase and a job that charges it, queued with the change that caused it; whether
+    one was."""
     threshold = book.row.recharge_below
     if threshold is None or book.available >= threshold:
-        return
+        return False
     config = store.get_auto_recharge(book.conn, book.id)
     if config is None or not config.enabled or config.pending_purchase_id is not None:
-        return
+        return False
     if config.retry_at is not None and book.now < config.retry_at:
-        return
+        return False
     assert config.package_id is not None
     package = get_package(book.conn, config.package_id)
     if config.monthly_cap is not None:
@@ -441,7 +442,7 @@ def start_recharge_if_low(book: AccountBook, settings: Settings, provider: str) 
             if m.currency == package.price.currency
         )
         if spent + package.price.amount > config.monthly_cap:
-            return
+            return False
     purchase = Purchase(
         id=new_id("pur"),
         account_id=book.id,
@@ -464,6 +465,7 @@ def start_recharge_if_low(book: AccountBook, settings: Settings, provider: str) 
         book.now,
         dedupe_key=f"recharge:{purchase.id}",
     )
+    return True
 
 
 def _recharge_ended(
