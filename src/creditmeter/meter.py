@@ -70,6 +70,7 @@ from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
 from creditmeter.store import payments as payments_store
+from creditmeter.store.accounts import AccountRow
 from creditmeter.store.database import Database
 from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.migrate import upgrade as upgrade_schema
@@ -112,6 +113,8 @@ class CreditMeter:
         that replays an idempotency key is not a new charge."""
         self._known_keys: dict[str, tuple[float, ApiKey]] = {}
         self._remembered_settings: tuple[int, Settings] | None = None
+        self._remembered_catalog: tuple[tuple[int, int], dict[tuple[str, str], object]] | None
+        self._remembered_catalog = None
         self._local = threading.local()
         """What this thread's last use case left to do after its commit."""
         self.job_listeners: list[Callable[[], None]] = []
@@ -1159,6 +1162,17 @@ class CreditMeter:
         self._remembered_settings = settings_service.versioned(conn)
         return self._remembered_settings[1]
 
+    def _catalog(self, row: AccountRow) -> dict[tuple[str, str], object] | None:
+        """The features and plans remembered for the catalog's version read with ``row``:
+        new ones when it changed."""
+        if row.catalog_version is None:
+            return None
+        remembered = self._remembered_catalog
+        if remembered is None or remembered[0] != row.catalog_version:
+            remembered = (row.catalog_version, {})
+            self._remembered_catalog = remembered
+        return remembered[1]
+
     def _spending(
         self, use_case: Callable[[AccountBook, Settings], T]
     ) -> Callable[[AccountBook, Settings], T]:
@@ -1202,7 +1216,7 @@ class CreditMeter:
             first = idempotency.replay(conn, key, operation, fingerprint, result)
             if first is not None:
                 return first, False
-        book = AccountBook(conn, row, now)
+        book = AccountBook(conn, row, now, self._catalog(row))
         settings = self._settings(conn, row.settings_version)
         outcome = use_case(book, settings)
         book.save()
@@ -1228,7 +1242,7 @@ class CreditMeter:
             except CreditMeterError as error:  # the account itself: unknown, or a bad id
                 outcomes[account_id] = [(error, False)] * len(events)
                 continue
-            book = AccountBook(conn, row, now)
+            book = AccountBook(conn, row, now, self._catalog(row))
             outcomes[account_id] = [
                 self._charge_event(book, settings, event, stored, new_keys) for event in events
             ]
@@ -1284,7 +1298,8 @@ class CreditMeter:
                 raise NotFound("account", account_id)
             if now < row.due_at:
                 return query(
-                    AccountBook(conn, row, now), self._settings(conn, row.settings_version)
+                    AccountBook(conn, row, now, self._catalog(row)),
+                    self._settings(conn, row.settings_version),
                 )
         return self._on_account(account_id, query)
 

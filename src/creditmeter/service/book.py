@@ -41,7 +41,13 @@ T = TypeVar("T")
 
 
 class AccountBook:
-    def __init__(self, conn: Connection, row: AccountRow, now: datetime) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        row: AccountRow,
+        now: datetime,
+        memo: dict[tuple[str, str], object] | None = None,
+    ) -> None:
         self.conn = conn
         self.row = row
         self.now = now
@@ -50,7 +56,7 @@ class AccountBook:
         self._changes: dict[GrantId, GrantChange] = {}
         self._transactions: list[Transaction] = []
         self._usage: list[NewUsage] = []
-        self._memo: dict[tuple[str, str], object] = {}
+        self._memo = {} if memo is None else memo
 
     @property
     def id(self) -> str:
@@ -100,7 +106,8 @@ class AccountBook:
         self._account_as_loaded = self.row.account
 
     def memo(self, key: tuple[str, str], load: Callable[[], T]) -> T:
-        """``load()``, once per use case: prices and plans do not change under it."""
+        """``load()``, once per use case (prices and plans do not change under it), or
+        once per version of the catalog when the book is given a shared ``memo``."""
         if key not in self._memo:
             self._memo[key] = load()
         return cast(T, self._memo[key])

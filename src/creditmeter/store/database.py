@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,10 @@ class Database:
         self.url = normalize_url(url or DEFAULT_URL)
         self.engine = _create_engine(self.url, pool_size)
         self.dialect: str = self.engine.dialect.name
+        # SQLite has one writer at a time (BEGIN IMMEDIATE): a process writes through one
+        # connection it keeps, taken in turn, instead of a pool checkout per transaction.
+        self._writer: Connection | None = None
+        self._writing = threading.RLock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -51,14 +56,27 @@ class Database:
         A use case may also ``commit()`` part of its work on the way (a new transaction
         begins with the next statement).
         """
+        if self.is_sqlite:
+            with self._writing:
+                yield from self._in_transaction(self._sqlite_writer())
+            return
         with self.engine.connect() as conn:
-            conn.begin()
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+            yield from self._in_transaction(conn)
+
+    def _sqlite_writer(self) -> Connection:
+        if self._writer is None or self._writer.closed or self._writer.invalidated:
+            self._writer = self.engine.connect()
+        return self._writer
+
+    @staticmethod
+    def _in_transaction(conn: Connection) -> Iterator[Connection]:
+        conn.begin()
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -70,6 +88,10 @@ class Database:
             yield conn
 
     def dispose(self) -> None:
+        with self._writing:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self.engine.dispose()
 
 
