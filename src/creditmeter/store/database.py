@@ -100,9 +100,9 @@ def _create_engine(url: str, pool_size: int) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         # A pooled connection may have been closed by the server since it was last used (a
         # restart, a failover): pre-ping replaces it on checkout instead of failing a request.
-        return sa.create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
-        )
+        # No overflow: more threads than connections wait for one, rather than open and
+        # close connections (a PostgreSQL backend process each) under load.
+        return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
     in_memory = parsed.database in (None, "", ":memory:")
     options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
     if in_memory:
