@@ -712,15 +712,21 @@ class CreditMeter:
         with self.db.read() as conn:
             return api_keys_store.list_all(conn)
 
+    def remembered_key(self, secret: str) -> ApiKey | None:
+        """The key of this secret if :meth:`authenticate` found it in the last
+        ``KEY_CACHE_SECONDS`` (and it was not revoked here since); no I/O."""
+        known = self._known_keys.get(api_keys_service.digest(secret))
+        return known[1] if known is not None and known[0] > time.monotonic() else None
+
     def authenticate(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, if any. A key found is remembered for
         ``KEY_CACHE_SECONDS``: revoked in this process it is refused at once, revoked by
         another within that time."""
+        known = self.remembered_key(secret)
+        if known is not None:
+            return known
         digest = api_keys_service.digest(secret)
         now = time.monotonic()
-        known = self._known_keys.get(digest)
-        if known is not None and known[0] > now:
-            return known[1]
         with self.db.read() as conn:
             key = api_keys_store.active_by_digest(conn, digest)
         if key is not None:

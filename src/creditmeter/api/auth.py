@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from creditmeter.api.errors import Forbidden, Unauthenticated
 from creditmeter.core.errors import NotFound
@@ -27,7 +28,11 @@ ADMIN_KEY = ApiKey(
 )
 
 
-def meter_of(request: Request) -> CreditMeter:
+# The dependencies are coroutines: FastAPI would run plain functions in its thread pool,
+# a thread hop each on every request. Only a key not remembered is looked up in a thread.
+
+
+async def meter_of(request: Request) -> CreditMeter:
     meter: CreditMeter = request.app.state.meter
     return meter
 
@@ -35,7 +40,7 @@ def meter_of(request: Request) -> CreditMeter:
 Meter = Annotated[CreditMeter, Depends(meter_of)]
 
 
-def caller(
+async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
@@ -47,7 +52,8 @@ def caller(
     if admin_key is not None and hmac.compare_digest(secret.encode(), admin_key.encode()):
         key: ApiKey | None = ADMIN_KEY
     else:
-        key = meter_of(request).authenticate(secret)
+        meter: CreditMeter = request.app.state.meter
+        key = meter.remembered_key(secret) or await run_in_threadpool(meter.authenticate, secret)
     if key is None:
         raise Unauthenticated("the API key is not valid or was revoked")
     request.state.api_key = key
@@ -57,13 +63,17 @@ def caller(
 Caller = Annotated[ApiKey, Depends(caller)]
 
 
-def at_least(role: Role) -> Callable[[ApiKey], ApiKey]:
+def admitted(key: ApiKey, role: Role) -> ApiKey:
+    if not key.at_least(role):
+        raise Forbidden(f"this needs the {role.value} role or above")
+    return key
+
+
+def at_least(role: Role) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     """A dependency admitting keys of ``role`` and the staff roles above it."""
 
-    def admit(key: Caller) -> ApiKey:
-        if not key.at_least(role):
-            raise Forbidden(f"this needs the {role.value} role or above")
-        return key
+    async def admit(key: Caller) -> ApiKey:
+        return admitted(key, role)
 
     return admit
 
@@ -73,7 +83,7 @@ Admin = Annotated[ApiKey, Depends(at_least(Role.ADMIN))]
 Superadmin = Annotated[ApiKey, Depends(at_least(Role.SUPERADMIN))]
 
 
-def reader_of(account_id: str, key: Caller) -> ApiKey:
+def readable(account_id: str, key: ApiKey) -> ApiKey:
     """Staff keys, and the account's own key; any other account's key gets 404, exactly as
     if the account did not exist."""
     if not key.may_see(account_id):
@@ -81,14 +91,17 @@ def reader_of(account_id: str, key: Caller) -> ApiKey:
     return key
 
 
+async def reader_of(account_id: str, key: Caller) -> ApiKey:
+    return readable(account_id, key)
+
+
 AccountReader = Annotated[ApiKey, Depends(reader_of)]
 
 
-def service_on(account_id: str, key: Caller) -> ApiKey:
+async def service_on(account_id: str, key: Caller) -> ApiKey:
     """Staff keys of service rank and above, on an account path: another account's key
     gets 404 (it does not learn the account exists), the account's own key 403."""
-    reader_of(account_id, key)
-    return at_least(Role.SERVICE)(key)
+    return admitted(readable(account_id, key), Role.SERVICE)
 
 
 AccountService = Annotated[ApiKey, Depends(service_on)]

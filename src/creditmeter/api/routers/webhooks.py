@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from creditmeter.api.auth import meter_of
 from creditmeter.api.errors import PayloadTooLarge
 from creditmeter.api.schemas.common import errors
 from creditmeter.api.schemas.payments import STRIPE_EVENT_SCHEMA, WebhookReceived
+from creditmeter.meter import CreditMeter
 
 router = APIRouter(tags=["payments"])
 
@@ -51,6 +51,6 @@ async def receive_stripe_event(request: Request) -> WebhookReceived:
         if len(payload) > MAX_EVENT_BYTES:
             raise PayloadTooLarge(f"an event is at most {MAX_EVENT_BYTES} bytes")
     signature = request.headers.get("stripe-signature")
-    meter = meter_of(request)
+    meter: CreditMeter = request.app.state.meter
     fresh = await run_in_threadpool(meter.receive_payment_event, bytes(payload), signature)
     return WebhookReceived(duplicate=not fresh)
