@@ -186,7 +186,7 @@ def test_payment_events_show_what_handling_each_did() -> None:
             "provider": "stripe",
             "type": "checkout.session.completed",
             "status": "flagged",
-            "note": "paid 500 usd minor units, package 'small' costs 999 usd minor units",
+            "note": "paid 5.00 USD, package 'small' costs 9.99 USD",
             "purchase_id": None,
             "received_at": AT,
             "handled_at": AT,
@@ -206,6 +206,6 @@ def test_payment_events_show_what_handling_each_did() -> None:
     assert header.split() == ["received", "(UTC)", "id", "type", "status", "purchase", "note"]
     assert flagged.startswith("2026-03-10 12:00:00  evt_2  checkout.session.completed  flagged")
     assert flagged.endswith(
-        "-         paid 500 usd minor units, package 'small' costs 999 usd minor units"
+        "-         paid 5.00 USD, package 'small' costs 9.99 USD"
     )
     assert received.split()[2:] == ["evt_1", "customer.created", "received", "pur_1"]

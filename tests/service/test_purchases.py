@@ -266,7 +266,7 @@ def test_a_mismatched_amount_is_flagged_and_credits_nothing(shop: CreditMeter) -
 
     events = shop.payment_events()
     assert [e["status"] for e in events] == ["flagged", "flagged"]
-    assert "costs 999 usd" in str(events[-1]["note"])
+    assert "costs 9.99 USD" in str(events[-1]["note"])
     assert shop.balance("acme").available == 0
     assert shop.purchase(purchase.id).status is PurchaseStatus.PAID
     assert shop.verify() == []

@@ -5,24 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any
 
 from creditmeter.core.errors import AllowanceState, InsufficientCredits
 from creditmeter.core.keys import ApiKey
-from creditmeter.core.payments import Package, Purchase
+from creditmeter.core.payments import Package, Purchase, amount_text
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature, PricingRule
 from creditmeter.core.records import Account, Balance, Posting, Transaction
 from creditmeter.core.types import PeriodKind, wallet
 
 Rows = Sequence[Sequence[str]]
-
-ZERO_DECIMAL: Final = frozenset(
-    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd"}
-    | {"vuv", "xaf", "xof", "xpf"}
-)
-THREE_DECIMAL: Final = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
-"""Currencies whose minor unit is not a hundredth: a yen has none, a dinar a thousandth."""
 
 
 def figure(credits: int) -> str:
@@ -42,12 +35,7 @@ def signed(credits: int) -> str:
 def money(amount: int, currency: str) -> str:
     """An amount of a currency's minor units as written: ``999 usd`` is ``9.99 USD``,
     ``1500 jpy`` is ``1,500 JPY``; integer arithmetic, never a float."""
-    code = currency.lower()
-    digits = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(amount), 10**digits)
-    fraction = f".{minor:0{digits}d}" if digits else ""
-    return f"{sign}{major:,}{fraction} {currency.upper()}"
+    return f"{amount_text(amount, currency)} {currency.upper()}"
 
 
 def rate(value: Decimal) -> str:

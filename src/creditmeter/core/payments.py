@@ -25,6 +25,24 @@ CURRENCIES: Final = frozenset(
 """Currencies a package may be priced in."""
 
 
+ZERO_DECIMAL: Final = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd"}
+    | {"vuv", "xaf", "xof", "xpf"}
+)
+THREE_DECIMAL: Final = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+"""Currencies whose minor unit is not a hundredth: a yen has none, a dinar a thousandth."""
+
+
+def amount_text(amount: int, currency: str) -> str:
+    """An amount of minor units as written in major units: ``999 usd`` is ``9.99``,
+    ``1500 jpy`` is ``1,500``; integer arithmetic, never a float."""
+    code = currency.lower()
+    digits = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 10**digits)
+    return f"{sign}{major:,}" + (f".{minor:0{digits}d}" if digits else "")
+
+
 @dataclass(frozen=True)
 class Money:
     amount: int
@@ -32,7 +50,7 @@ class Money:
     currency: str
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} minor units"
+        return f"{amount_text(self.amount, self.currency)} {self.currency.upper()}"
 
 
 def money(amount: object, currency: object, what: str = "price") -> Money:

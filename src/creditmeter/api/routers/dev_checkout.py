@@ -14,14 +14,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from creditmeter.api.auth import Meter
 from creditmeter.core.errors import NotFound
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
-from creditmeter.core.payments import Money, Package, Purchase, PurchaseStatus
+from creditmeter.core.payments import Money, Package, Purchase, PurchaseStatus, amount_text
 from creditmeter.meter import CreditMeter
 from creditmeter.payments.dev import WORKING_CARD, DevProvider
 
 router = APIRouter(prefix="/dev/checkout", include_in_schema=False)
 
-ZERO_DECIMAL = frozenset({"jpy"})
-"""Currencies without minor units: an amount is whole yen."""
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹"}
 
 STYLE = """
@@ -56,11 +54,7 @@ code { font-size: .85em; }
 
 def format_price(price: Money) -> str:
     """``$9.99`` from 999 ``usd``: integer arithmetic on minor units, never a float."""
-    if price.currency in ZERO_DECIMAL:
-        amount = f"{price.amount:,}"
-    else:
-        major, minor = divmod(price.amount, 100)
-        amount = f"{major:,}.{minor:02d}"
+    amount = amount_text(price.amount, price.currency)
     symbol = SYMBOLS.get(price.currency)
     return f"{symbol}{amount}" if symbol else f"{amount} {price.currency.upper()}"
 
