@@ -205,7 +205,5 @@ def test_payment_events_show_what_handling_each_did() -> None:
     header, flagged, received = views.payment_events(events)
     assert header.split() == ["received", "(UTC)", "id", "type", "status", "purchase", "note"]
     assert flagged.startswith("2026-03-10 12:00:00  evt_2  checkout.session.completed  flagged")
-    assert flagged.endswith(
-        "-         paid 5.00 USD, package 'small' costs 9.99 USD"
-    )
+    assert flagged.endswith("-         paid 5.00 USD, package 'small' costs 9.99 USD")
     assert received.split()[2:] == ["evt_1", "customer.created", "received", "pur_1"]
