@@ -65,7 +65,7 @@ from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import lock_current
 from creditmeter.service.verify import Violation, verify
-from creditmeter.store import accounts, catalog, holds, usage
+from creditmeter.store import accounts, catalog, holds, outbox, usage
 from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
@@ -995,6 +995,12 @@ class CreditMeter:
         delivering events), at most ``limit``; how many ran. A job that fails is tried
         again later with backoff; any number of processes may call this at once."""
         return jobs.run_due(self, limit=limit, lease=lease)
+
+    def jobs(self) -> dict[str, int]:
+        """How many of the outbox's jobs are ``pending``, ``done`` and ``dead`` (given up
+        after their last attempt, kept with their last error)."""
+        with self.db.read() as conn:
+            return outbox.counts(conn)
 
     def _receive(self, event: PaymentEvent) -> bool:
         received = self._write(

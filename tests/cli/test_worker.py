@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from creditmeter import CreditMeter
 from creditmeter.core.payments import PurchaseStatus
 from creditmeter.payments.dev import DevProvider
-from creditmeter.store import outbox
 from tests.cli.conftest import assert_one_line_error, run
 
 SUCCESS_URL = "https://example.com/done"
@@ -48,7 +47,7 @@ def statuses(meter: CreditMeter, purchase_ids: list[str]) -> set[PurchaseStatus]
 
 
 def jobs_ran(output: str) -> int:
-    found = re.search(r"^ok: ([\d,]+) jobs? ran$", output, re.MULTILINE)
+    found = re.search(r"^ok: ([\d,]+) jobs? ran;", output, re.MULTILINE)
     assert found is not None, output
     return int(found.group(1).replace(",", ""))
 
@@ -90,7 +89,7 @@ def test_once_runs_the_due_jobs_then_exits(
     assert statuses(library, paid) == {PurchaseStatus.FULFILLED}
     assert library.balance("acct-0").purchased_available == 100
     again = run(runner, "worker", "--once", "--database-url", database_url)
-    assert again.stdout == "ok: 0 jobs ran\n"
+    assert again.stdout == "ok: 0 jobs ran; 0 pending, 0 dead\n"
     assert library.verify() == []
 
 
@@ -142,8 +141,7 @@ def test_workers_at_once_on_postgresql_run_each_job_once(
         processes = [worker_process(postgresql_url, log, "--once") for log in logs]
         assert [p.wait(timeout=60) for p in processes] == [0, 0]
         ran = sum(jobs_ran(log.read_text()) for log in logs)
-        with meter.db.read() as conn:
-            jobs = outbox.counts(conn)
+        jobs = meter.jobs()
         assert jobs["pending"] == jobs["dead"] == 0
         assert ran == jobs["done"] >= len(paid)
         assert statuses(meter, paid) == {PurchaseStatus.FULFILLED}

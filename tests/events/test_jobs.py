@@ -26,11 +26,6 @@ def queue(meter: CreditMeter, topic: str, clock: Clock) -> None:
         outbox.enqueue(conn, f"job_{topic}", topic, {}, clock.now)
 
 
-def counts(meter: CreditMeter) -> dict[str, int]:
-    with meter.db.read() as conn:
-        return outbox.counts(conn)
-
-
 @pytest.fixture
 def paid(meter: CreditMeter) -> str:
     """A purchase of 1,100 credits by ``acme`` whose payment event is received and its
@@ -64,7 +59,7 @@ def test_a_failing_job_is_retried_with_backoff_then_kept_dead(
     for attempt in range(1, MAX_ATTEMPTS):
         clock.advance(seconds=backoff(attempt).total_seconds())
         assert meter.work() == 1
-    assert counts(meter) == {"pending": 0, "done": 0, "dead": 1}
+    assert meter.jobs() == {"pending": 0, "done": 0, "dead": 1}
     with meter.db.read() as conn:
         error = conn.execute(sa.select(outbox_table.c.last_error)).scalar_one()
     assert "KeyError" in error
@@ -81,7 +76,7 @@ def test_a_leased_job_is_not_taken_again_until_its_lease_runs_out(
     clock.advance(seconds=2)
     assert drain(meter) >= 1
     assert meter.balance("acme").available == 1100
-    assert counts(meter)["pending"] == 0
+    assert meter.jobs()["pending"] == 0
 
 
 def test_a_job_whose_lease_ran_out_cannot_be_finished_by_its_first_worker(
@@ -153,7 +148,7 @@ def test_a_worker_killed_mid_job_leaves_it_to_run_again_once_in_effect(
     assert meter.balance("acme").available == 1100
     assert len(list(meter.iter_transactions("acme", types=("purchase",)))) == 1
     assert [e["status"] for e in meter.payment_events()] == ["applied"]
-    left = counts(meter)
+    left = meter.jobs()
     assert (left["pending"], left["dead"]) == (0, 0)
     assert meter.verify() == []
 

@@ -111,7 +111,11 @@ def worker(
     ):
         if once:
             ran = run_until_idle(meter)
-            click.echo(f"ok: {views.counted(ran, 'job')} ran")
+            left = meter.jobs()
+            click.echo(
+                f"ok: {views.counted(ran, 'job')} ran; "
+                f"{views.figure(left['pending'])} pending, {views.figure(left['dead'])} dead"
+            )
             return
         click.echo(
             f"creditmeter worker on {shown(settings.database_url)}: payments through "

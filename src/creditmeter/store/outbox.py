@@ -108,9 +108,3 @@ def counts(conn: Connection) -> dict[str, int]:
     found: dict[str, int] = {"pending": 0, "done": 0, "dead": 0}
     found.update({row.status: row.count for row in conn.execute(query)})
     return found
-
-
-def next_run_at(conn: Connection) -> datetime | None:
-    query = sa.select(sa.func.min(outbox.c.run_at)).where(outbox.c.status == "pending")
-    found: datetime | None = conn.execute(query).scalar_one()
-    return found
