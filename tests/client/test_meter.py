@@ -169,6 +169,7 @@ def test_the_client_has_the_library_verbs_with_their_parameters() -> None:
         "sweep",
         "verify",
         "authenticate",
+        "remembered_key",
         "usage_record",
         "pending_holds",
         # Payments: a purchase is read and refunded on its account's path over HTTP, the
@@ -181,6 +182,7 @@ def test_the_client_has_the_library_verbs_with_their_parameters() -> None:
         "apply_payment_event",
         "recharge",
         "work",
+        "jobs",
     }
     assert public_verbs(CreditMeterClient) - remote_only == public_verbs(CreditMeter) - local_only
     for verb in public_verbs(CreditMeter) - local_only:
