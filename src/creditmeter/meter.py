@@ -113,7 +113,7 @@ class CreditMeter:
         that replays an idempotency key is not a new charge."""
         self._known_keys: dict[str, tuple[float, ApiKey]] = {}
         self._remembered_settings: tuple[int, Settings] | None = None
-        self._remembered_catalog: tuple[tuple[int, int], dict[tuple[str, str], object]] | None
+        self._remembered_catalog: tuple[int, dict[tuple[str, str], object]] | None
         self._remembered_catalog = None
         self._local = threading.local()
         """What this thread's last use case left to do after its commit."""

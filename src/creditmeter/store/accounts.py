@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.records import Account
 from creditmeter.core.types import AccountId, AccountStatus, Credits
-from creditmeter.store.tables import accounts, features, members, plans, settings_versions
+from creditmeter.store.tables import accounts, catalog_version, members, settings_versions
 
 
 @dataclass
@@ -28,9 +28,9 @@ class AccountRow:
     """The auto-recharge threshold while auto-recharge is enabled."""
     settings_version: int | None = None
     """The version of the settings in force when the row was read (by :func:`get`)."""
-    catalog_version: tuple[int, int] | None = None
-    """The sums of the features' and of the plans' versions when the row was read (by
-    :func:`get`): they change whenever a feature or a plan is added or changed."""
+    catalog_version: int | None = None
+    """The version of the catalog (features and plans) when the row was read (by
+    :func:`get`)."""
 
     @property
     def id(self) -> AccountId:
@@ -62,11 +62,7 @@ def _row(row: RowMapping) -> AccountRow:
         payment_customer_id=row["payment_customer_id"],
         recharge_below=row["recharge_below"],
         settings_version=row.get("settings_version"),
-        catalog_version=(
-            None
-            if row.get("features_version") is None
-            else (row["features_version"], row["plans_version"])
-        ),
+        catalog_version=row.get("catalog_version"),
     )
 
 
@@ -77,17 +73,13 @@ _SETTINGS_VERSION = (
     .scalar_subquery()
     .label("settings_version")
 )
-_FEATURES_VERSION = (
-    sa.select(sa.func.coalesce(sa.func.sum(features.c.version), 0))
+_CATALOG_VERSION = (
+    sa.select(catalog_version.c.version)
+    .where(catalog_version.c.id == 1)
     .scalar_subquery()
-    .label("features_version")
+    .label("catalog_version")
 )
-_PLANS_VERSION = (
-    sa.select(sa.func.coalesce(sa.func.sum(plans.c.version), 0))
-    .scalar_subquery()
-    .label("plans_version")
-)
-_GET = sa.select(accounts, _SETTINGS_VERSION, _FEATURES_VERSION, _PLANS_VERSION).where(
+_GET = sa.select(accounts, _SETTINGS_VERSION, _CATALOG_VERSION).where(
     accounts.c.id == sa.bindparam("account_id")
 )
 _GET_FOR_UPDATE = _GET.with_for_update()

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from creditmeter.core.plans import Plan, plan_from_json, plan_to_json
 from creditmeter.core.pricing import Feature, rule_from_json, rule_to_json
 from creditmeter.core.types import FeatureKey, PlanKey
-from creditmeter.store.tables import feature_versions, features, plans
+from creditmeter.store.tables import catalog_version, feature_versions, features, plans
 
 
 def _feature(row: RowMapping) -> Feature:
@@ -72,6 +72,7 @@ def put_feature(conn: Connection, feature: Feature, at: datetime) -> Feature:
             valid_from=at,
         )
     )
+    _changed(conn)
     return Feature(feature.key, feature.name, feature.pool, feature.rule, version)
 
 
@@ -112,3 +113,12 @@ def put_plan(conn: Connection, plan: Plan, at: datetime) -> None:
     )
     if updated.rowcount == 0:
         conn.execute(plans.insert().values(key=plan.key, version=1, **values))
+    _changed(conn)
+
+
+_BUMP = catalog_version.update().values(version=catalog_version.c.version + 1)
+
+
+def _changed(conn: Connection) -> None:
+    """A feature or a plan changed: what use cases remember of the catalog is stale."""
+    conn.execute(_BUMP)

@@ -294,6 +294,16 @@ settings_versions = sa.Table(
     sa.Column("changed_at", UTCDateTime, nullable=False),
 )
 
+# One row: a number that every change of a feature or a plan increases, read with each
+# account so that a use case knows whether the prices and plans it remembers still hold.
+catalog_version = sa.Table(
+    "catalog_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("id = 1", name="one_row"),
+)
+
 packages = sa.Table(
     "packages",
     metadata,
