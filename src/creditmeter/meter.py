@@ -64,6 +64,7 @@ from creditmeter.service import idempotency, metering, payment_events, purchases
 from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import lock_current
+from creditmeter.service.purchases import Outcome
 from creditmeter.service.verify import Violation, verify
 from creditmeter.store import accounts, catalog, holds, outbox, usage
 from creditmeter.store import api_keys as api_keys_store
@@ -1063,22 +1064,22 @@ class CreditMeter:
     def _fail_purchase(
         self, purchase_id: str, reason: str, payment_intent_id: str | None = None
     ) -> None:
-        purchase = self.purchase(purchase_id)
-        if payment_intent_id is not None and purchase.payment_intent_id is None:
-            self._write(
-                lambda conn, _: payments_store.set_provider_ids(
-                    conn,
+        """Fail a pending purchase (recording the provider's intent, if it made one), in
+        one transaction under its account's lock."""
+
+        def fail(book: AccountBook, settings: Settings) -> Outcome:
+            current = self._current(book, purchase_id)
+            if payment_intent_id is not None and current.payment_intent_id is None:
+                payments_store.set_provider_ids(
+                    book.conn,
                     purchase_id,
-                    session_id=purchase.session_id,
+                    session_id=current.session_id,
                     payment_intent_id=payment_intent_id,
                 )
-            )
-        self._on_account(
-            purchase.account_id,
-            lambda book, settings: purchases.fail(
-                book, settings, self._current(book, purchase_id), reason
-            ),
-        )
+                current = self._current(book, purchase_id)
+            return purchases.fail(book, settings, current, reason)
+
+        self._on_account(self.purchase(purchase_id).account_id, fail)
 
     @staticmethod
     def _current(book: AccountBook, purchase_id: str) -> Purchase:
