@@ -358,11 +358,11 @@ class CreditMeter:
         }
         return self._on_hold(
             hold_id,
-            self._spending(
+            lambda found: self._spending(
                 lambda book, settings: metering.settle(
                     book,
                     settings,
-                    hold_id,
+                    found,
                     usage,
                     credits,
                     model=model,
@@ -382,7 +382,7 @@ class CreditMeter:
         """Return all of a hold's credits: the operation did not happen."""
         return self._on_hold(
             hold_id,
-            lambda book, _: metering.release(book, hold_id),
+            lambda found: lambda book, _: metering.release(book, found),
             key=idempotency_key,
             operation="release",
             params={"hold": hold_id},
@@ -1151,18 +1151,25 @@ class CreditMeter:
     def _on_hold(
         self,
         hold_id: str,
-        use_case: Callable[[AccountBook, Settings], T],
+        use_case: Callable[[holds.FoundHold], Callable[[AccountBook, Settings], T]],
         *,
         key: str | None,
         operation: str,
         params: Mapping[str, Any],
         result: type[T],
     ) -> T:
+        """``use_case(found)`` on the account of the hold found. The hold is read before
+        its account is locked: the use case refuses one no longer pending, and a hold
+        that another writer finishes in between makes the use case's conditional update
+        of it miss, so the use case runs again and sees it finished."""
+
         def locked(conn: Connection, now: datetime) -> tuple[T, bool]:
-            account_id = holds.account_of(conn, hold_id)
-            if account_id is None:
+            found = holds.get(conn, hold_id)
+            if found is None:
                 raise NotFound("hold", hold_id)
-            return self._locked(conn, now, account_id, use_case, key, operation, params, result)
+            on_account = use_case(found)
+            account_id = found[0].account_id
+            return self._locked(conn, now, account_id, on_account, key, operation, params, result)
 
         return self._observed(*self._write(locked))
 

@@ -40,6 +40,7 @@ from creditmeter.service.book import AccountBook
 from creditmeter.service.ids import new_id
 from creditmeter.service.maintenance import expire_grants, plan_of
 from creditmeter.store import catalog, holds, usage
+from creditmeter.store.holds import FoundHold
 from creditmeter.store.usage import NewUsage
 
 
@@ -156,20 +157,21 @@ def authorize(
     return hold
 
 
-def pending_hold(book: AccountBook, hold_id: str) -> tuple[Hold, dict[str, Any]]:
-    found = holds.get(book.conn, hold_id)
-    if found is None or found[0].account_id != book.id:
-        raise NotFound("hold", hold_id)
-    hold, details = found
+def _pending(book: AccountBook, hold: Hold) -> None:
+    """Refuse a hold that is no longer pending. The hold was read before its account was
+    locked: one past its expiry has been (or is about to be) expired by the account's
+    upkeep, and one that another writer finished in between makes its conditional update
+    miss, which undoes the use case and runs it again."""
     if hold.status is not HoldStatus.PENDING:
-        raise HoldNotPending(hold_id, hold.status.value)
-    return hold, details
+        raise HoldNotPending(hold.id, hold.status.value)
+    if hold.expires_at <= book.now:
+        raise HoldNotPending(hold.id, HoldStatus.EXPIRED.value)
 
 
 def settle(
     book: AccountBook,
     settings: Settings,
-    hold_id: str,
+    found: FoundHold,
     usage_: Mapping[str, object] | None,
     credits: int | None,
     *,
@@ -181,7 +183,9 @@ def settle(
 ) -> Charge:
     """Charge the actual usage: from the held grants first, then any other grant; the
     part no grant covers becomes debt up to the overdraft limit, the rest uncollected."""
-    hold, details = pending_hold(book, hold_id)
+    hold, details = found
+    _pending(book, hold)
+    hold_id = hold.id
     model = model or details["model"]
     member = member or details["member"]
     if usage_ is None and credits is None:  # the estimate was right
@@ -212,10 +216,11 @@ def settle(
     return replace(charge, available_after=book.available, hold=settled)
 
 
-def release(book: AccountBook, hold_id: str) -> Hold:
-    hold, _ = pending_hold(book, hold_id)
-    book.unreserve(holds.allocations(book.conn, hold_id))
-    holds.finish(book.conn, hold_id, HoldStatus.RELEASED, book.now)
+def release(book: AccountBook, found: FoundHold) -> Hold:
+    hold, _ = found
+    _pending(book, hold)
+    book.unreserve(holds.allocations(book.conn, hold.id))
+    holds.finish(book.conn, hold.id, HoldStatus.RELEASED, book.now)
     expire_grants(book)
     return replace(hold, status=HoldStatus.RELEASED)
 
@@ -280,7 +285,9 @@ def _charge(
             short -= take
     if short:
         taken = {d.grant_id: d.credits for d in draws}
-        others = [replace(g, held=g.held + taken.get(g.id, 0)) for g in book.grants]
+        others = [
+            replace(g, held=g.held + taken[g.id]) if g.id in taken else g for g in book.grants
+        ]
         more, short = plan_draws(consumption_order(others, feature.pool, book.now), short)
         draws += more
     debited = min(short, _headroom(book))

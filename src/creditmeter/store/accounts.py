@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from creditmeter.core.records import Account
 from creditmeter.core.types import AccountId, AccountStatus, Credits
+from creditmeter.store import direct
 from creditmeter.store.tables import accounts, catalog_version, members, settings_versions
 
 
@@ -41,7 +42,7 @@ class AccountRow:
         return self.balance - self.held
 
 
-def _row(row: RowMapping) -> AccountRow:
+def _row(row: direct.Row) -> AccountRow:
     return AccountRow(
         account=Account(
             id=row["id"],
@@ -79,15 +80,16 @@ _CATALOG_VERSION = (
     .scalar_subquery()
     .label("catalog_version")
 )
-_GET = sa.select(accounts, _SETTINGS_VERSION, _CATALOG_VERSION).where(
+_SELECT = sa.select(accounts, _SETTINGS_VERSION, _CATALOG_VERSION).where(
     accounts.c.id == sa.bindparam("account_id")
 )
-_GET_FOR_UPDATE = _GET.with_for_update()
+_GET = direct.Statement(_SELECT)
+_GET_FOR_UPDATE = direct.Statement(_SELECT.with_for_update())
 
 
 def get(conn: Connection, account_id: AccountId, *, lock: bool = False) -> AccountRow | None:
     query = _GET_FOR_UPDATE if lock else _GET
-    row = conn.execute(query, {"account_id": account_id}).mappings().first()
+    row = direct.first(conn, query, {"account_id": account_id})
     return None if row is None else _row(row)
 
 
@@ -132,7 +134,7 @@ def insert(conn: Connection, row: AccountRow) -> None:
 
 
 _TOTALS = ("balance", "held", "debt", "due_at")
-_SAVE_TOTALS = (
+_SAVE_TOTALS = direct.Statement(
     accounts.update()
     .where(accounts.c.id == sa.bindparam("account_id"))
     .values({name: sa.bindparam(f"new_{name}") for name in _TOTALS})
@@ -149,7 +151,7 @@ def save(conn: Connection, row: AccountRow, *, fields_changed: bool) -> None:
         )
     else:
         totals = {f"new_{name}": value for name, value in _totals(row).items()}
-        conn.execute(_SAVE_TOTALS, {"account_id": row.id, **totals})
+        direct.run(conn, _SAVE_TOTALS, {"account_id": row.id, **totals})
 
 
 def list_all(conn: Connection, *, after: AccountId | None, limit: int) -> list[AccountRow]:

@@ -14,6 +14,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from creditmeter.store import direct
+
 DEFAULT_URL: Final = "sqlite:///creditmeter.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 
@@ -129,4 +131,10 @@ def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> 
 
 def _begin_sqlite(conn: Connection) -> None:
     read_only = conn.get_execution_options().get("creditmeter_read_only", False)
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    sql = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    try:
+        dbapi_connection.execute(sql)
+    except sqlite3.Error as error:  # "database is locked" after the busy timeout
+        raise direct.translated(conn, error, dbapi_connection, sql, ()) from error

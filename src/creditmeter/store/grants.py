@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from creditmeter.core.grants import Grant
 from creditmeter.core.types import AccountId, Credits, GrantId, GrantSource
+from creditmeter.store import direct
 from creditmeter.store.tables import grants
 
 
@@ -19,7 +20,7 @@ class ConcurrentUpdate(Exception):
     """A conditional update matched no row: another writer changed it first."""
 
 
-def _grant(row: RowMapping) -> Grant:
+def _grant(row: direct.Row) -> Grant:
     return Grant(
         id=row["id"],
         account_id=row["account_id"],
@@ -37,16 +38,18 @@ def _grant(row: RowMapping) -> Grant:
     )
 
 
-_FOR_ACCOUNT = sa.select(grants).where(
-    grants.c.account_id == sa.bindparam("account_id"),
-    sa.or_(grants.c.remaining > 0, grants.c.period_start == sa.bindparam("period_start")),
+_FOR_ACCOUNT = direct.Statement(
+    sa.select(grants).where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        sa.or_(grants.c.remaining > 0, grants.c.period_start == sa.bindparam("period_start")),
+    )
 )
 
 
 def for_account(conn: Connection, account_id: AccountId, period_start: datetime) -> list[Grant]:
     """The grants that still hold credits, and the current period's allowance grants."""
-    rows = conn.execute(_FOR_ACCOUNT, {"account_id": account_id, "period_start": period_start})
-    return [_grant(r) for r in rows.mappings()]
+    rows = direct.rows(conn, _FOR_ACCOUNT, {"account_id": account_id, "period_start": period_start})
+    return [_grant(r) for r in rows]
 
 
 def get_many(conn: Connection, ids: Iterable[GrantId]) -> list[Grant]:
@@ -54,11 +57,12 @@ def get_many(conn: Connection, ids: Iterable[GrantId]) -> list[Grant]:
     return [_grant(r) for r in conn.execute(query).mappings()]
 
 
-_INSERT = grants.insert()
+_INSERT = direct.Statement(grants.insert())
 
 
 def insert(conn: Connection, grant: Grant) -> None:
-    conn.execute(
+    direct.run(
+        conn,
         _INSERT,
         {
             "id": grant.id,
@@ -81,7 +85,7 @@ def insert(conn: Connection, grant: Grant) -> None:
 _NEW_REMAINING = grants.c.remaining + sa.bindparam("d_remaining")
 _NEW_HELD = grants.c.held + sa.bindparam("d_held")
 _NEW_AMOUNT = grants.c.amount + sa.bindparam("d_amount")
-_CHANGE = (
+_CHANGE = direct.Statement(
     grants.update()
     .where(
         grants.c.id == sa.bindparam("grant_id"),
@@ -112,8 +116,7 @@ def change_many(conn: Connection, changes: Mapping[GrantId, Change]) -> None:
     grant that would not is a concurrent writer's doing, never a negative balance."""
     for grant_id, c in changes.items():
         params = {"grant_id": grant_id, "d_remaining": c.remaining, "d_held": c.held}
-        result = conn.execute(_CHANGE, {**params, "d_amount": c.amount})
-        if result.rowcount != 1:
+        if direct.run(conn, _CHANGE, {**params, "d_amount": c.amount}) != 1:
             raise ConcurrentUpdate(f"grant {grant_id} cannot change by {c}")
 
 

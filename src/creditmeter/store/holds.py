@@ -7,15 +7,17 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from creditmeter.core.grants import Draw
 from creditmeter.core.records import Hold
 from creditmeter.core.types import AccountId, HoldId, HoldStatus, UsageId
+from creditmeter.store import direct
+from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.tables import hold_allocations, holds
 
 
-def _hold(row: RowMapping) -> Hold:
+def _hold(row: direct.Row) -> Hold:
     return Hold(
         id=row["id"],
         account_id=row["account_id"],
@@ -30,16 +32,15 @@ def _hold(row: RowMapping) -> Hold:
 
 
 # The hot path's statements are built once: building one costs more than running it.
-_ACCOUNT_OF = sa.select(holds.c.account_id).where(holds.c.id == sa.bindparam("hold_id"))
-_GET = sa.select(holds).where(holds.c.id == sa.bindparam("hold_id"))
-_INSERT = holds.insert()
-_INSERT_ALLOCATIONS = hold_allocations.insert()
-_ALLOCATIONS = (
+_GET = direct.Statement(sa.select(holds).where(holds.c.id == sa.bindparam("hold_id")))
+_INSERT = direct.Statement(holds.insert())
+_INSERT_ALLOCATIONS = direct.Statement(hold_allocations.insert())
+_ALLOCATIONS = direct.Statement(
     sa.select(hold_allocations.c.grant_id, hold_allocations.c.credits)
     .where(hold_allocations.c.hold_id == sa.bindparam("hold_id"))
     .order_by(hold_allocations.c.position)
 )
-_FINISH = (
+_FINISH = direct.Statement(
     holds.update()
     .where(holds.c.id == sa.bindparam("hold_id"), holds.c.status == HoldStatus.PENDING.value)
     .values(
@@ -50,14 +51,14 @@ _FINISH = (
 )
 
 
-def account_of(conn: Connection, hold_id: HoldId) -> AccountId | None:
-    value: AccountId | None = conn.execute(_ACCOUNT_OF, {"hold_id": hold_id}).scalar()
-    return value
+FoundHold = tuple[Hold, dict[str, Any]]
+"""A hold, and what it was authorized for (pool, unlimited, model, member, estimate,
+metadata)."""
 
 
-def get(conn: Connection, hold_id: HoldId) -> tuple[Hold, dict[str, Any]] | None:
+def get(conn: Connection, hold_id: HoldId) -> FoundHold | None:
     """A hold, and what it was authorized for (pool, model, member, estimate, metadata)."""
-    row = conn.execute(_GET, {"hold_id": hold_id}).mappings().first()
+    row = direct.first(conn, _GET, {"hold_id": hold_id})
     if row is None:
         return None
     details = {k: row[k] for k in ("pool", "unlimited", "model", "member", "estimate", "metadata")}
@@ -76,7 +77,8 @@ def insert(
     metadata: dict[str, Any],
     allocations: Sequence[Draw],
 ) -> None:
-    conn.execute(
+    direct.run(
+        conn,
         _INSERT,
         {
             "id": hold.id,
@@ -96,7 +98,8 @@ def insert(
         },
     )
     if allocations:
-        conn.execute(
+        direct.run_many(
+            conn,
             _INSERT_ALLOCATIONS,
             [
                 {"hold_id": hold.id, "grant_id": d.grant_id, "position": i, "credits": d.credits}
@@ -106,7 +109,8 @@ def insert(
 
 
 def allocations(conn: Connection, hold_id: HoldId) -> list[Draw]:
-    return [Draw(r.grant_id, r.credits) for r in conn.execute(_ALLOCATIONS, {"hold_id": hold_id})]
+    found = direct.rows(conn, _ALLOCATIONS, {"hold_id": hold_id})
+    return [Draw(r["grant_id"], r["credits"]) for r in found]
 
 
 def finish(
@@ -116,13 +120,11 @@ def finish(
     at: datetime,
     usage_id: UsageId | None = None,
 ) -> None:
-    """Move a pending hold to its final status; only a pending hold can move."""
-    result = conn.execute(
-        _FINISH,
-        {"hold_id": hold_id, "new_status": status.value, "at": at, "the_usage_id": usage_id},
-    )
-    if result.rowcount != 1:
-        raise RuntimeError(f"hold {hold_id} was not pending")
+    """Move a pending hold to its final status; only a pending hold can move (one that
+    another writer finished first is a :class:`ConcurrentUpdate`)."""
+    params = {"hold_id": hold_id, "new_status": status.value, "at": at, "the_usage_id": usage_id}
+    if direct.run(conn, _FINISH, params) != 1:
+        raise ConcurrentUpdate(f"hold {hold_id} is no longer pending")
 
 
 def expired_ids(conn: Connection, account_id: AccountId, at: datetime) -> list[HoldId]:

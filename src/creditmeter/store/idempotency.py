@@ -9,24 +9,28 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from creditmeter.store import direct
 from creditmeter.store.tables import idempotency_keys
 
-_FIND = sa.select(
-    idempotency_keys.c.operation, idempotency_keys.c.fingerprint, idempotency_keys.c.result
-).where(idempotency_keys.c.key == sa.bindparam("the_key"))
-_RECORD = idempotency_keys.insert()
+_FIND = direct.Statement(
+    sa.select(
+        idempotency_keys.c.operation, idempotency_keys.c.fingerprint, idempotency_keys.c.result
+    ).where(idempotency_keys.c.key == sa.bindparam("the_key"))
+)
+_RECORD = direct.Statement(idempotency_keys.insert())
 
 
 def find(conn: Connection, key: str) -> tuple[str, str, Any] | None:
     """``(operation, fingerprint, result)`` stored under ``key``, if any."""
-    row = conn.execute(_FIND, {"the_key": key}).first()
-    return None if row is None else (row.operation, row.fingerprint, row.result)
+    row = direct.first(conn, _FIND, {"the_key": key})
+    return None if row is None else (row["operation"], row["fingerprint"], row["result"])
 
 
 def record(
     conn: Connection, key: str, operation: str, fingerprint: str, result: Any, at: datetime
 ) -> None:
-    conn.execute(
+    direct.run(
+        conn,
         _RECORD,
         {
             "key": key,
@@ -55,11 +59,11 @@ def record_many(
     conn: Connection, entries: Sequence[tuple[str, str, str, Any]], at: datetime
 ) -> None:
     """``record`` for many ``(key, operation, fingerprint, result)`` in one statement."""
-    if entries:
-        conn.execute(
-            idempotency_keys.insert(),
-            [
-                {"key": k, "operation": o, "fingerprint": f, "result": r, "created_at": at}
-                for k, o, f, r in entries
-            ],
-        )
+    direct.run_many(
+        conn,
+        _RECORD,
+        [
+            {"key": k, "operation": o, "fingerprint": f, "result": r, "created_at": at}
+            for k, o, f, r in entries
+        ],
+    )

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.records import UsageGroup, UsageRecord
 from creditmeter.core.types import AccountId, UsageId
+from creditmeter.store import direct
 from creditmeter.store.tables import unlimited_usage, usage_records
 
 GroupBy = Literal["day", "week", "month", "feature", "model", "member"]
@@ -29,13 +30,12 @@ class NewUsage:
     transaction_id: str | None
 
 
-_INSERT = usage_records.insert()
+_INSERT = direct.Statement(usage_records.insert())
 
 
 def insert_many(conn: Connection, new: Sequence[NewUsage]) -> None:
-    if not new:
-        return
-    conn.execute(
+    direct.run_many(
+        conn,
         _INSERT,
         [
             {

@@ -1,0 +1,121 @@
+"""Statements sent through the driver directly read and write what SQLAlchemy would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from creditmeter.store import direct
+from creditmeter.store.database import Database
+from creditmeter.store.migrate import upgrade
+from creditmeter.store.tables import idempotency_keys
+
+AT = datetime(2026, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
+
+INSERT = direct.Statement(idempotency_keys.insert())
+FIND = direct.Statement(
+    sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("the_key"))
+)
+RENAME = direct.Statement(
+    idempotency_keys.update()
+    .where(idempotency_keys.c.operation == sa.bindparam("old"))
+    .values(operation=sa.bindparam("new"))
+)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    upgrade(database)
+    yield database
+    database.dispose()
+
+
+def key(n: int, **changes: Any) -> dict[str, Any]:
+    row = {
+        "key": f"k{n}",
+        "operation": "charge",
+        "fingerprint": "f" * 64,
+        "result": {"credits": n, "nested": {"list": [1, "two"]}},
+        "created_at": AT + timedelta(seconds=n),
+    }
+    return {**row, **changes}
+
+
+def test_rows_come_back_as_sqlalchemy_reads_them(db: Database) -> None:
+    with db.write() as conn:
+        direct.run(conn, INSERT, key(1))
+    with db.read() as conn:
+        ours = direct.first(conn, FIND, {"the_key": "k1"})
+        theirs = conn.execute(FIND.statement, {"the_key": "k1"}).mappings().one()
+    assert ours == dict(theirs)
+    assert ours is not None
+    assert ours["created_at"] == AT + timedelta(seconds=1)  # aware UTC, microseconds kept
+    assert ours["result"] == {"credits": 1, "nested": {"list": [1, "two"]}}
+
+
+def test_a_missing_row_is_none(db: Database) -> None:
+    with db.read() as conn:
+        assert direct.first(conn, FIND, {"the_key": "nothing"}) is None
+        assert direct.rows(conn, FIND, {"the_key": "nothing"}) == []
+
+
+@pytest.mark.parametrize("count", [3, direct.COPY_FROM, 250])
+def test_many_rows_are_written_in_one_call(db: Database, count: int) -> None:
+    # From COPY_FROM rows on, PostgreSQL loads them with COPY.
+    with db.write() as conn:
+        direct.run_many(conn, INSERT, [key(n) for n in range(count)])
+    with db.read() as conn:
+        stored = conn.execute(sa.select(idempotency_keys).order_by("created_at")).mappings()
+        assert [dict(row) for row in stored] == [key(n) for n in range(count)]
+
+
+def test_run_answers_how_many_rows_it_changed(db: Database) -> None:
+    with db.write() as conn:
+        direct.run_many(conn, INSERT, [key(n) for n in range(4)])
+        assert direct.run(conn, RENAME, {"old": "charge", "new": "settle"}) == 4
+        assert direct.run(conn, RENAME, {"old": "charge", "new": "settle"}) == 0
+
+
+@pytest.mark.parametrize("count", [1, 40])
+def test_a_driver_error_is_sqlalchemys_and_undoes_the_transaction(
+    db: Database, count: int
+) -> None:
+    with db.write() as conn:
+        direct.run(conn, INSERT, key(0))
+    with pytest.raises(IntegrityError), db.write() as conn:
+        direct.run(conn, INSERT, key(1))
+        direct.run_many(conn, INSERT, [key(n + 2) for n in range(count)] + [key(0)])
+    with db.read() as conn:
+        assert direct.rows(conn, FIND, {"the_key": "k1"}) == []
+
+
+def test_a_statement_after_a_commit_begins_the_next_transaction(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.write() as conn:
+        direct.run(conn, INSERT, key(1))
+        conn.commit()
+        direct.run(conn, INSERT, key(2))
+        raise RuntimeError("undo what followed the commit")
+    with db.read() as conn:
+        assert direct.first(conn, FIND, {"the_key": "k1"}) is not None
+        assert direct.first(conn, FIND, {"the_key": "k2"}) is None
+
+
+def test_listeners_see_each_statement(db: Database) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def before(*args: Any) -> None:
+        seen.append((args[2].split()[0], args[5]))
+
+    sa.event.listen(db.engine, "before_cursor_execute", before)
+    with db.write() as conn:
+        direct.run(conn, INSERT, key(1))
+        direct.run_many(conn, INSERT, [key(n + 2) for n in range(direct.COPY_FROM)])
+        direct.rows(conn, FIND, {"the_key": "k1"})
+    bulk = "COPY" if db.dialect == "postgresql" else "INSERT"
+    assert seen == [("INSERT", False), (bulk, True), ("SELECT", False)]
