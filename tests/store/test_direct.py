@@ -83,24 +83,31 @@ def test_run_answers_how_many_rows_it_changed(db: Database) -> None:
 
 
 @pytest.mark.parametrize("count", [1, 40])
-def test_a_driver_error_is_sqlalchemys_and_undoes_the_transaction(
-    db: Database, count: int
-) -> None:
+def test_a_driver_error_is_sqlalchemys_and_undoes_the_transaction(db: Database, count: int) -> None:
     with db.write() as conn:
         direct.run(conn, INSERT, key(0))
-    with pytest.raises(IntegrityError), db.write() as conn:
-        direct.run(conn, INSERT, key(1))
-        direct.run_many(conn, INSERT, [key(n + 2) for n in range(count)] + [key(0)])
+
+    def insert_a_key_twice() -> None:
+        with db.write() as conn:
+            direct.run(conn, INSERT, key(1))
+            direct.run_many(conn, INSERT, [key(n + 2) for n in range(count)] + [key(0)])
+
+    with pytest.raises(IntegrityError):
+        insert_a_key_twice()
     with db.read() as conn:
         assert direct.rows(conn, FIND, {"the_key": "k1"}) == []
 
 
 def test_a_statement_after_a_commit_begins_the_next_transaction(db: Database) -> None:
-    with pytest.raises(RuntimeError), db.write() as conn:
-        direct.run(conn, INSERT, key(1))
-        conn.commit()
-        direct.run(conn, INSERT, key(2))
-        raise RuntimeError("undo what followed the commit")
+    def fail_after_a_commit() -> None:
+        with db.write() as conn:
+            direct.run(conn, INSERT, key(1))
+            conn.commit()
+            direct.run(conn, INSERT, key(2))
+            raise RuntimeError("undo what followed the commit")
+
+    with pytest.raises(RuntimeError):
+        fail_after_a_commit()
     with db.read() as conn:
         assert direct.first(conn, FIND, {"the_key": "k1"}) is not None
         assert direct.first(conn, FIND, {"the_key": "k2"}) is None

@@ -64,9 +64,19 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+_field_names: dict[type, tuple[str, ...]] = {}
+
+
 def dump(value: object) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        names = _field_names.get(kind)
+        if names is None:
+            names = _field_names[kind] = tuple(f.name for f in dataclasses.fields(value))
+        return {name: dump(getattr(value, name)) for name in names}
     if isinstance(value, Mapping):
         return {str(k): dump(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -11,6 +11,9 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+"""Two characters for each 10 bits: an id's 26 characters are 13 lookups."""
+_SHIFTS = range(120, -1, -10)
 _RANDOM_BITS = 80
 _lock = threading.Lock()
 _last = 0
@@ -26,8 +29,4 @@ def _next_value() -> int:
 
 def new_id(prefix: str) -> str:
     value = _next_value()
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
