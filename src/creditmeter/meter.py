@@ -62,7 +62,7 @@ from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
 from creditmeter.service import idempotency, metering, payment_events, purchases, queries
 from creditmeter.service import settings as settings_service
-from creditmeter.service.book import AccountBook
+from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.maintenance import lock_current
 from creditmeter.service.purchases import Outcome
 from creditmeter.service.verify import Violation, verify
@@ -400,7 +400,7 @@ class CreditMeter:
             found = holds.get(conn, hold_id)
         if found is None:
             raise NotFound("hold", hold_id)
-        hold = found[0]
+        hold = found.hold
         if hold.status is HoldStatus.PENDING and hold.expires_at <= self._now():
             self._on_account(hold.account_id, lambda book, _: None)
             return self.hold(hold_id)
@@ -1168,7 +1168,7 @@ class CreditMeter:
             if found is None:
                 raise NotFound("hold", hold_id)
             on_account = use_case(found)
-            account_id = found[0].account_id
+            account_id = found.hold.account_id
             return self._locked(conn, now, account_id, on_account, key, operation, params, result)
 
         return self._observed(*self._write(locked))
@@ -1248,12 +1248,14 @@ class CreditMeter:
         self, conn: Connection, now: datetime, groups: Mapping[str, Sequence[UsageEvent]]
     ) -> dict[str, list[tuple[Charge | CreditMeterError, bool]]]:
         """Each account's events, its account locked in id order: each event charged or
-        refused on its own, with its own idempotency key; each account written in one
-        save, the keys in one statement, all in one transaction."""
+        refused on its own, with its own idempotency key; each account's grants and totals
+        written in one save, and the transactions, usage records and keys of all of them
+        in one insert each, all in one transaction."""
         keys = [e.idempotency_key for g in groups.values() for e in g if e.idempotency_key]
         stored = idempotency_store.find_many(conn, keys)
         settings = settings_service.current(conn)
         new_keys: list[tuple[str, str, str, Any]] = []
+        appends = Appends()
         outcomes: dict[str, list[tuple[Charge | CreditMeterError, bool]]] = {}
         for account_id in sorted(groups):
             events = groups[account_id]
@@ -1262,13 +1264,14 @@ class CreditMeter:
             except CreditMeterError as error:  # the account itself: unknown, or a bad id
                 outcomes[account_id] = [(error, False)] * len(events)
                 continue
-            book = AccountBook(conn, row, now, self._catalog(row))
+            book = AccountBook(conn, row, now, self._catalog(row), appends)
             outcomes[account_id] = [
                 self._charge_event(book, settings, event, stored, new_keys) for event in events
             ]
             if purchases.start_recharge_if_low(book, settings, self.payments.name):
                 self._local.jobs_queued = True
             book.save()
+        appends.write(conn)
         idempotency_store.record_many(conn, new_keys, now)
         return outcomes
 

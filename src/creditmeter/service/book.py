@@ -40,6 +40,20 @@ from creditmeter.store.usage import NewUsage
 T = TypeVar("T")
 
 
+class Appends:
+    """The ledger transactions and usage records of one or more books, written together:
+    one insert a table for a whole batch of accounts."""
+
+    def __init__(self) -> None:
+        self.transactions: list[Transaction] = []
+        self.usage: list[NewUsage] = []
+
+    def write(self, conn: Connection) -> None:
+        ledger.insert_many(conn, self.transactions)
+        usage.insert_many(conn, self.usage)
+        self.transactions, self.usage = [], []
+
+
 class AccountBook:
     def __init__(
         self,
@@ -47,15 +61,18 @@ class AccountBook:
         row: AccountRow,
         now: datetime,
         memo: dict[tuple[str, str], object] | None = None,
+        appends: Appends | None = None,
     ) -> None:
+        """``appends``: where to leave the book's new transactions and usage records for
+        the caller to write (by default the book writes its own when it is saved)."""
         self.conn = conn
         self.row = row
         self.now = now
         self._grants: dict[GrantId, Grant] | None = None
         self._account_as_loaded = row.account
         self._changes: dict[GrantId, GrantChange] = {}
-        self._transactions: list[Transaction] = []
-        self._usage: list[NewUsage] = []
+        self._shared = appends is not None
+        self._appends = Appends() if appends is None else appends
         self._memo = {} if memo is None else memo
 
     @property
@@ -96,11 +113,12 @@ class AccountBook:
             self.row.due_at = at
 
     def save(self) -> None:
-        """Write everything this use case changed."""
+        """Write everything this use case changed (the new transactions and usage records
+        only if the book writes its own)."""
         grants.change_many(self.conn, self._changes)
-        ledger.insert_many(self.conn, self._transactions)
-        usage.insert_many(self.conn, self._usage)
-        self._changes, self._transactions, self._usage = {}, [], []
+        self._changes = {}
+        if not self._shared:
+            self._appends.write(self.conn)
         changed = self.row.account != self._account_as_loaded
         accounts.save(self.conn, self.row, fields_changed=changed)
         self._account_as_loaded = self.row.account
@@ -113,7 +131,7 @@ class AccountBook:
         return cast(T, self._memo[key])
 
     def record_usage(self, new: NewUsage) -> None:
-        self._usage.append(new)
+        self._appends.usage.append(new)
 
     def next_grant_expiry(self) -> datetime | None:
         """When the first grant that still holds credits expires."""
@@ -257,7 +275,7 @@ class AccountBook:
             metadata=dict(metadata or {}),
             purchase_id=purchase_id,
         )
-        self._transactions.append(txn)
+        self._appends.transactions.append(txn)
         return txn
 
     def _put(self, g: Grant) -> None:

@@ -183,7 +183,7 @@ def settle(
 ) -> Charge:
     """Charge the actual usage: from the held grants first, then any other grant; the
     part no grant covers becomes debt up to the overdraft limit, the rest uncollected."""
-    hold, details = found
+    hold, details = found.hold, found.details
     _pending(book, hold)
     hold_id = hold.id
     model = model or details["model"]
@@ -194,7 +194,7 @@ def settle(
     rated = rate(book, hold.feature, usage_, credits, model)
     if not success:
         rated = replace(rated, credits=0)
-    allocations = holds.allocations(book.conn, hold_id)
+    allocations = found.allocations
     book.unreserve(allocations)
     charge = _charge(
         book,
@@ -217,9 +217,9 @@ def settle(
 
 
 def release(book: AccountBook, found: FoundHold) -> Hold:
-    hold, _ = found
+    hold = found.hold
     _pending(book, hold)
-    book.unreserve(holds.allocations(book.conn, hold.id))
+    book.unreserve(found.allocations)
     holds.finish(book.conn, hold.id, HoldStatus.RELEASED, book.now)
     expire_grants(book)
     return replace(hold, status=HoldStatus.RELEASED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +33,16 @@ def _hold(row: direct.Row) -> Hold:
 
 
 # The hot path's statements are built once: building one costs more than running it.
-_GET = direct.Statement(sa.select(holds).where(holds.c.id == sa.bindparam("hold_id")))
+_GET = direct.Statement(
+    sa.select(
+        holds,
+        hold_allocations.c.grant_id.label("allocated_grant_id"),
+        hold_allocations.c.credits.label("allocated_credits"),
+    )
+    .select_from(holds.outerjoin(hold_allocations))
+    .where(holds.c.id == sa.bindparam("hold_id"))
+    .order_by(hold_allocations.c.position)
+)
 _INSERT = direct.Statement(holds.insert())
 _INSERT_ALLOCATIONS = direct.Statement(hold_allocations.insert())
 _ALLOCATIONS = direct.Statement(
@@ -51,18 +61,28 @@ _FINISH = direct.Statement(
 )
 
 
-FoundHold = tuple[Hold, dict[str, Any]]
-"""A hold, and what it was authorized for (pool, unlimited, model, member, estimate,
-metadata)."""
+@dataclass(frozen=True)
+class FoundHold:
+    hold: Hold
+    details: dict[str, Any]
+    """What it was authorized for: pool, unlimited, model, member, estimate, metadata."""
+    allocations: list[Draw]
+    """The credits it holds in each grant, in the order they were drawn."""
 
 
 def get(conn: Connection, hold_id: HoldId) -> FoundHold | None:
-    """A hold, and what it was authorized for (pool, model, member, estimate, metadata)."""
-    row = direct.first(conn, _GET, {"hold_id": hold_id})
-    if row is None:
+    """A hold, what it was authorized for and its allocations, in one statement."""
+    found = direct.rows(conn, _GET, {"hold_id": hold_id})
+    if not found:
         return None
+    row = found[0]
     details = {k: row[k] for k in ("pool", "unlimited", "model", "member", "estimate", "metadata")}
-    return _hold(row), details
+    allocations = [
+        Draw(r["allocated_grant_id"], r["allocated_credits"])
+        for r in found
+        if r["allocated_grant_id"] is not None
+    ]
+    return FoundHold(_hold(row), details, allocations)
 
 
 def insert(
