@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from pydantic import BaseModel, TypeAdapter
 
 from creditmeter import CreditMeter
+from creditmeter.api.schemas.metering import BatchOut, CheckOut, HoldOut, SettleOut, UsageOut
 from creditmeter.core.types import GrantSource
 from tests.api.conftest import Keys
 from tests.conftest import Clock
@@ -819,3 +821,49 @@ def test_every_metering_body_has_an_example_and_quantities_are_never_numbers(
     for path in ("/v1/holds", "/v1/usage", "/v1/usage/batch", "/v1/accounts/{account_id}/check"):
         assert document["paths"][path]["post"]["description"], path
     assert "402" in document["paths"]["/v1/usage"]["post"]["responses"]
+
+
+def test_metering_bodies_are_their_response_models_as_fastapi_would_serialize_them(
+    client: TestClient, service: dict[str, str], acme: str
+) -> None:
+    """The metering endpoints serialize their response models themselves: each body is,
+    byte for byte, what FastAPI makes of the model, and the document names the model."""
+    held = authorize(client, service, estimate={"tokens": 300})
+    settled_id, released_id = held.json()["id"], authorize(client, service, credits=10).json()["id"]
+    answers: dict[tuple[str, str], tuple[Response, type[BaseModel]]] = {
+        ("post", "/v1/holds"): (held, HoldOut),
+        ("get", "/v1/holds/{hold_id}"): (
+            client.get(f"/v1/holds/{settled_id}", headers=service),
+            HoldOut,
+        ),
+        ("post", "/v1/holds/{hold_id}/settle"): (
+            client.post(f"/v1/holds/{settled_id}/settle", json={}, headers=service),
+            SettleOut,
+        ),
+        ("post", "/v1/holds/{hold_id}/release"): (
+            client.post(f"/v1/holds/{released_id}/release", headers=service),
+            HoldOut,
+        ),
+        ("post", "/v1/usage"): (use(client, service, acme, feature="chat", credits=5), UsageOut),
+        ("post", "/v1/usage/batch"): (
+            batch(client, service, [event("b0", credits=1), event("b1", feature="nope")]),
+            BatchOut,
+        ),
+        ("post", "/v1/accounts/{account_id}/check"): (
+            client.post(
+                f"/v1/accounts/{acme}/check",
+                json={"feature": "chat", "credits": 5},
+                headers=service,
+            ),
+            CheckOut,
+        ),
+    }
+    document = client.get("/openapi.json").json()
+
+    for (method, path), (answered, model) in answers.items():
+        assert answered.status_code == 200, path
+        assert answered.headers["content-type"] == "application/json", path
+        adapter = TypeAdapter(model)
+        assert answered.content == adapter.dump_json(adapter.validate_json(answered.content)), path
+        documented = document["paths"][path][method]["responses"]["200"]["content"]
+        assert documented["application/json"]["schema"]["$ref"].endswith(model.__name__), path

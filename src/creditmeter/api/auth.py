@@ -30,6 +30,8 @@ ADMIN_KEY = ApiKey(
 
 # The dependencies are coroutines: FastAPI would run plain functions in its thread pool,
 # a thread hop each on every request. Only a key not remembered is looked up in a thread.
+# Those that admit a role or an account take the credentials and call ``caller`` rather
+# than depend on ``Caller``: each level of dependencies costs FastAPI a pass per request.
 
 
 async def meter_of(request: Request) -> CreditMeter:
@@ -40,10 +42,10 @@ async def meter_of(request: Request) -> CreditMeter:
 Meter = Annotated[CreditMeter, Depends(meter_of)]
 
 
-async def caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> ApiKey:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def caller(request: Request, credentials: Credentials) -> ApiKey:
     """The key the request is made with; 401 without a valid one."""
     if credentials is None:
         raise Unauthenticated("an API key is required: Authorization: Bearer <key>")
@@ -69,11 +71,13 @@ def admitted(key: ApiKey, role: Role) -> ApiKey:
     return key
 
 
-def at_least(role: Role) -> Callable[[ApiKey], Awaitable[ApiKey]]:
+def at_least(
+    role: Role,
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[ApiKey]]:
     """A dependency admitting keys of ``role`` and the staff roles above it."""
 
-    async def admit(key: Caller) -> ApiKey:
-        return admitted(key, role)
+    async def admit(request: Request, credentials: Credentials) -> ApiKey:
+        return admitted(await caller(request, credentials), role)
 
     return admit
 
@@ -91,17 +95,17 @@ def readable(account_id: str, key: ApiKey) -> ApiKey:
     return key
 
 
-async def reader_of(account_id: str, key: Caller) -> ApiKey:
-    return readable(account_id, key)
+async def reader_of(account_id: str, request: Request, credentials: Credentials) -> ApiKey:
+    return readable(account_id, await caller(request, credentials))
 
 
 AccountReader = Annotated[ApiKey, Depends(reader_of)]
 
 
-async def service_on(account_id: str, key: Caller) -> ApiKey:
+async def service_on(account_id: str, request: Request, credentials: Credentials) -> ApiKey:
     """Staff keys of service rank and above, on an account path: another account's key
     gets 404 (it does not learn the account exists), the account's own key 403."""
-    return admitted(readable(account_id, key), Role.SERVICE)
+    return admitted(readable(account_id, await caller(request, credentials)), Role.SERVICE)
 
 
 AccountService = Annotated[ApiKey, Depends(service_on)]

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -55,6 +56,18 @@ REFUSALS = Counter(
     "Operations refused, by reason (insufficient_credits, feature_not_in_plan, …).",
     ["reason"],
 )
+
+
+@cache
+def _requests(method: str, route: str, status: int) -> Counter:
+    """The series of a method, route and status, looked up once rather than with a lock on
+    every request (as the latency's below)."""
+    return REQUESTS.labels(method, route, str(status))
+
+
+@cache
+def _latency(method: str, route: str) -> Histogram:
+    return LATENCY.labels(method, route)
 
 
 def count_charge(charge: Charge) -> None:
@@ -128,8 +141,8 @@ class Observer:
             elapsed = time.perf_counter() - started
             route = str(getattr(scope.get("route"), "path", "unmatched"))
             method = scope["method"]
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(elapsed)
+            _requests(method, route, status).inc()
+            _latency(method, route).observe(elapsed)
             log.info(
                 "request",
                 extra={
@@ -158,6 +171,8 @@ def install(app: FastAPI) -> None:
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 """A record's own attributes (and uvicorn's coloured copy of the message), which are not
 extras to log."""
+_ENCODER = json.JSONEncoder(default=str)
+"""``json.dumps(entry, default=str)`` without making an encoder for every line."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -173,4 +188,4 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)

@@ -1,15 +1,16 @@
 """Metering: holds (authorize → settle / release), one-shot usage, batches of usage and
-price checks. Each endpoint is one call of the library (a settle also reads its hold back;
-a batch makes one call per event)."""
+price checks. Each endpoint is one call of the library, answered with its response model
+serialized once (``answer``): these are the calls made for every operation a customer
+meters."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from creditmeter.api.auth import AccountService, Meter, Service
 from creditmeter.api.errors import body_of, status_of
 from creditmeter.api.observability import count_refusal
-from creditmeter.api.schemas.common import ErrorDetail, IdempotencyKey, errors
+from creditmeter.api.schemas.common import ErrorDetail, IdempotencyKey, answer, errors
 from creditmeter.api.schemas.metering import (
     BatchErrorOut,
     BatchOut,
@@ -34,10 +35,10 @@ from creditmeter.meter import UsageEvent as ChargeEvent
 router = APIRouter(tags=["metering"])
 
 
-@router.post("/v1/holds", responses=errors(401, 402, 403, 404, 409, 422))
+@router.post("/v1/holds", response_model=HoldOut, responses=errors(401, 402, 403, 404, 409, 422))
 def authorize(
     body: HoldCreate, meter: Meter, _: Service, idempotency_key: IdempotencyKey = None
-) -> HoldOut:
+) -> Response:
     """Reserve the price of an estimate against the account's grants, in consumption
     order, until it is settled or released or its ttl runs out; 402 if the account cannot
     pay for it."""
@@ -52,23 +53,27 @@ def authorize(
         metadata=body.metadata,
         idempotency_key=idempotency_key,
     )
-    return HoldOut.of(hold)
+    return answer(HoldOut.of(hold))
 
 
-@router.get("/v1/holds/{hold_id}", responses=errors(401, 403, 404))
-def get_hold(hold_id: str, meter: Meter, _: Service) -> HoldOut:
+@router.get("/v1/holds/{hold_id}", response_model=HoldOut, responses=errors(401, 403, 404))
+def get_hold(hold_id: str, meter: Meter, _: Service) -> Response:
     """A hold as it is now; one past its expiry is released and reported `expired`."""
-    return HoldOut.of(meter.hold(hold_id))
+    return answer(HoldOut.of(meter.hold(hold_id)))
 
 
-@router.post("/v1/holds/{hold_id}/settle", responses=errors(401, 403, 404, 409, 422))
+@router.post(
+    "/v1/holds/{hold_id}/settle",
+    response_model=SettleOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
 def settle(
     hold_id: str,
     body: HoldSettle,
     meter: Meter,
     _: Service,
     idempotency_key: IdempotencyKey = None,
-) -> SettleOut:
+) -> Response:
     """Charge the actual usage: from the held credits first, then from any other credits
     if it cost more than the estimate; the rest of the hold is released. A hold that is
     no longer pending is 409 `hold_not_pending`."""
@@ -84,44 +89,50 @@ def settle(
         idempotency_key=idempotency_key,
     )
     # A settle replayed from a key stored by an older version has no hold: read it.
-    return SettleOut.of(charge, charge.hold or meter.hold(hold_id))
+    return answer(SettleOut.of(charge, charge.hold or meter.hold(hold_id)))
 
 
-@router.post("/v1/holds/{hold_id}/release", responses=errors(401, 403, 404, 409))
+@router.post(
+    "/v1/holds/{hold_id}/release", response_model=HoldOut, responses=errors(401, 403, 404, 409)
+)
 def release(
     hold_id: str, meter: Meter, _: Service, idempotency_key: IdempotencyKey = None
-) -> HoldOut:
+) -> Response:
     """Return all of a hold's credits: the operation did not happen and costs nothing."""
-    return HoldOut.of(meter.release(hold_id, idempotency_key=idempotency_key))
+    return answer(HoldOut.of(meter.release(hold_id, idempotency_key=idempotency_key)))
 
 
-@router.post("/v1/usage", responses=errors(401, 402, 403, 404, 409, 422))
+@router.post("/v1/usage", response_model=UsageOut, responses=errors(401, 402, 403, 404, 409, 422))
 def record_usage(
     body: UsageCreate, meter: Meter, _: Service, idempotency_key: IdempotencyKey = None
-) -> UsageOut:
+) -> Response:
     """Record a usage and charge it in one step; 402 if the account cannot pay for it."""
-    return UsageOut.of(_charge(meter, body, idempotency_key))
+    return answer(UsageOut.of(_charge(meter, body, idempotency_key)))
 
 
-@router.post("/v1/usage/batch", responses=errors(401, 403, 422))
-def record_usage_batch(body: UsageBatch, meter: Meter, _: Service) -> BatchOut:
+@router.post("/v1/usage/batch", response_model=BatchOut, responses=errors(401, 403, 422))
+def record_usage_batch(body: UsageBatch, meter: Meter, _: Service) -> Response:
     """Up to 1,000 one-shot usages, each charged as by itself under its own idempotency
     key (so the batch takes no `Idempotency-Key` header and is retried safely as a whole),
-    written in one database transaction per account. Each result has the status and the
+    written in one database transaction. Each result has the status and the
     body that `POST /v1/usage` would have answered the event with: a refused event does
     not stop the others. A batch that is not valid as a whole (no events or more than
     1,000, a malformed event) is 422 and changes nothing."""
     outcomes = meter.charge_many([_event(e) for e in body.events])
-    return BatchOut(results=[_batch_result(i, o) for i, o in enumerate(outcomes)])
+    return answer(BatchOut(results=[_batch_result(i, o) for i, o in enumerate(outcomes)]))
 
 
-@router.post("/v1/accounts/{account_id}/check", responses=errors(401, 403, 404, 422))
-def check(account_id: str, body: CheckRequest, meter: Meter, _: AccountService) -> CheckOut:
+@router.post(
+    "/v1/accounts/{account_id}/check",
+    response_model=CheckOut,
+    responses=errors(401, 403, 404, 422),
+)
+def check(account_id: str, body: CheckRequest, meter: Meter, _: AccountService) -> Response:
     """Would this usage be allowed now, and what would it cost? Changes nothing."""
     result = meter.check(
         account_id, body.feature, usage=body.usage, credits=body.credits, model=body.model
     )
-    return CheckOut.of(result)
+    return answer(CheckOut.of(result))
 
 
 def _charge(meter: CreditMeter, body: UsageCreate, idempotency_key: str | None) -> Charge:
