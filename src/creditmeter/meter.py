@@ -19,7 +19,7 @@ from functools import partial
 from typing import IO, Any, Final, TypeVar
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from creditmeter.core import payments as payments_core
 from creditmeter.core.errors import CreditMeterError, InvalidRequest, NotFound
@@ -1375,9 +1375,6 @@ def _retrying(attempt: Callable[[], T]) -> T:
     for remaining in reversed(range(ATTEMPTS)):
         try:
             return attempt()
-        except DataError as error:
-            # A value the database cannot store (a NUL character in PostgreSQL text, …).
-            raise InvalidRequest(f"the database refused a value: {error.orig}") from None
         except (IntegrityError, ConcurrentUpdate, OperationalError) as error:
             if remaining == 0 or not _retryable(error):
                 raise

@@ -52,3 +52,20 @@ def test_unknown_field_and_float_amount_are_refused_with_422(
     assert unknown.json()["error"]["type"] == "invalid_request"
     missing = client.get("/v1/accounts/x", headers=keys.header("service"))
     assert missing.status_code == 404
+
+
+def test_an_id_the_database_cannot_hold_is_refused_not_an_error(
+    client: TestClient, keys: Keys
+) -> None:
+    # PostgreSQL text cannot hold a NUL character: such an id names nothing that exists,
+    # and is answered 404 (SQLite looks for it) or 422 (PostgreSQL refuses it), never 500.
+    for path in (
+        "/v1/accounts/a%00b",
+        "/v1/accounts/a%00b/balance",
+        "/v1/accounts/a%00b/transactions",
+        "/v1/accounts/a%00b/usage",
+        "/v1/holds/hold_a%00b",
+    ):
+        response = client.get(path, headers=keys.header("service"))
+        assert response.status_code in (404, 422), (path, response.text)
+        assert response.json()["error"]["type"] in ("not_found", "invalid_request"), path

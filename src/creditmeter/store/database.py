@@ -12,8 +12,10 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError
 from sqlalchemy.pool import StaticPool
 
+from creditmeter.core.errors import InvalidRequest
 from creditmeter.store import direct
 
 DEFAULT_URL: Final = "sqlite:///creditmeter.db"
@@ -58,12 +60,13 @@ class Database:
         A use case may also ``commit()`` part of its work on the way (a new transaction
         begins with the next statement).
         """
-        if self.is_sqlite:
-            with self._writing:
-                yield from self._in_transaction(self._sqlite_writer())
-            return
-        with self.engine.connect() as conn:
-            yield from self._in_transaction(conn)
+        with _refusing_bad_values():
+            if self.is_sqlite:
+                with self._writing:
+                    yield from self._in_transaction(self._sqlite_writer())
+                return
+            with self.engine.connect() as conn:
+                yield from self._in_transaction(conn)
 
     def _sqlite_writer(self) -> Connection:
         if self._writer is None or self._writer.closed or self._writer.invalidated:
@@ -86,7 +89,11 @@ class Database:
         options: dict[str, Any] = {"creditmeter_read_only": True}
         if not self.is_sqlite:
             options["isolation_level"] = "REPEATABLE READ"
-        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+        with (
+            _refusing_bad_values(),
+            self.engine.connect().execution_options(**options) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     def dispose(self) -> None:
@@ -95,6 +102,16 @@ class Database:
                 self._writer.close()
                 self._writer = None
         self.engine.dispose()
+
+
+@contextmanager
+def _refusing_bad_values() -> Iterator[None]:
+    """A value the database cannot store or compare (a NUL character in PostgreSQL text, a
+    number out of its range, …) is the caller's error, not the database's."""
+    try:
+        yield
+    except DataError as error:
+        raise InvalidRequest(f"the database refused a value: {error.orig}") from None
 
 
 def _create_engine(url: str, pool_size: int) -> Engine:
