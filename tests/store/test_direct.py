@@ -18,9 +18,8 @@ from creditmeter.store.tables import idempotency_keys
 AT = datetime(2026, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
 
 INSERT = direct.Statement(idempotency_keys.insert())
-FIND = direct.Statement(
-    sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("the_key"))
-)
+SELECT_KEY = sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("the_key"))
+FIND = direct.Statement(SELECT_KEY)
 RENAME = direct.Statement(
     idempotency_keys.update()
     .where(idempotency_keys.c.operation == sa.bindparam("old"))
@@ -52,7 +51,7 @@ def test_rows_come_back_as_sqlalchemy_reads_them(db: Database) -> None:
         direct.run(conn, INSERT, key(1))
     with db.read() as conn:
         ours = direct.first(conn, FIND, {"the_key": "k1"})
-        theirs = conn.execute(FIND.statement, {"the_key": "k1"}).mappings().one()
+        theirs = conn.execute(SELECT_KEY, {"the_key": "k1"}).mappings().one()
     assert ours == dict(theirs)
     assert ours is not None
     assert ours["created_at"] == AT + timedelta(seconds=1)  # aware UTC, microseconds kept

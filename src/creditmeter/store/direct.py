@@ -18,6 +18,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 Row = Mapping[Any, Any]
 """A row by column name: one read here, or SQLAlchemy's ``RowMapping``."""
@@ -63,7 +64,7 @@ class Statement:
     """A Core statement compiled once per dialect (and, for an INSERT or UPDATE, per set
     of parameter names) and run on the driver's cursor."""
 
-    def __init__(self, statement: sa.Executable) -> None:
+    def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, frozenset[str]], _Compiled] = {}
 
@@ -75,8 +76,8 @@ class Statement:
         return found
 
 
-def _compile(statement: sa.Executable, dialect: Dialect, names: frozenset[str]) -> _Compiled:
-    compiled = statement.compile(dialect=dialect, column_keys=sorted(names))  # type: ignore[attr-defined]
+def _compile(statement: ClauseElement, dialect: Dialect, names: frozenset[str]) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
     assert isinstance(compiled, SQLCompiler)
     processors = cast(Mapping[str, _Processor], compiled._bind_processors)
     defaults = {
