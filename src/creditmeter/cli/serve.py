@@ -20,6 +20,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from creditmeter.api.config import ServerSettings
 from creditmeter.api.observability import JsonFormatter
+from creditmeter.cli import workers
 from creditmeter.cli.connection import DATABASE_URL_ENV, shown
 from creditmeter.cli.failures import CommandFailed
 from creditmeter.store.database import Database
@@ -138,18 +139,21 @@ def run(settings: ServerSettings, *, log_format: str = "json") -> None:
         metrics_dir = tempfile.mkdtemp(prefix="creditmeter-metrics-")
         os.environ[METRICS_DIR_ENV] = metrics_dir
     json_logs = log_format == "json"
+    config: dict[str, Any] = {
+        "app": APP_FACTORY,
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": json_logging(settings.log_level) if json_logs else LOGGING_CONFIG,
+        "access_log": not json_logs,
+        "timeout_graceful_shutdown": 10,
+    }
     try:
-        uvicorn.run(
-            APP_FACTORY,
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            log_config=json_logging(settings.log_level) if json_logs else LOGGING_CONFIG,
-            access_log=not json_logs,
-            timeout_graceful_shutdown=10,
-        )
+        if settings.workers > 1 and workers.supported():
+            workers.Supervisor(config, settings.workers, settings.host, settings.port).run()
+        else:
+            uvicorn.run(**config, workers=settings.workers)
     except KeyboardInterrupt:
         pass  # Ctrl-C: uvicorn has shut down already
     finally:
