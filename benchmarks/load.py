@@ -226,6 +226,11 @@ class CpuMeter:
         return CpuSnapshot(time.monotonic(), _busy_seconds(), groups)
 
 
+ESTABLISHED = "01"
+LISTEN = "0A"
+"""TCP states, as /proc/net/tcp writes them."""
+
+
 def connections(roots: list[int], port: int) -> dict[int, int]:
     """How many established TCP connections on local ``port`` each process under ``roots``
     holds (those that hold any), read from /proc in the process's own network namespace."""
@@ -233,14 +238,9 @@ def connections(roots: list[int], port: int) -> dict[int, int]:
     held: dict[int, int] = {}
     for pid in _descendants(procs, roots):
         sockets: set[int] = set()
-        established: set[int] = set()
         try:
             fds = list(os.scandir(f"/proc/{pid}/fd"))
-            for table in ("tcp", "tcp6"):
-                for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-                    cols = line.split()
-                    if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                        established.add(int(cols[9]))
+            established = _sockets(pid, port, ESTABLISHED)
         except OSError:
             continue  # the process has gone
         for fd in fds:
@@ -251,6 +251,24 @@ def connections(roots: list[int], port: int) -> dict[int, int]:
         if count := len(sockets & established):
             held[pid] = count
     return held
+
+
+def listening(pid: int, port: int) -> int:
+    """How many sockets listen on ``port`` in the network namespace of process ``pid``
+    (workers that each have their own: as many as are ready to accept)."""
+    return len(_sockets(pid, port, LISTEN))
+
+
+def _sockets(pid: int, port: int, state: str) -> set[int]:
+    """The inodes of the TCP sockets on local ``port`` in ``state``, in the network
+    namespace of process ``pid``."""
+    found: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == state and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                found.add(int(cols[9]))
+    return found
 
 
 @dataclass

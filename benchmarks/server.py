@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx2
 import sqlalchemy as sa
 
+from benchmarks.load import listening
 from creditmeter import CreditMeter
 
 POSTGRES_URL = os.environ.get(
@@ -159,7 +160,7 @@ def serving(
             )
         server = Server(host, port, process, log)
         try:
-            _wait_until_healthy(server)
+            _wait_until_healthy(server, workers)
             yield server
         finally:
             server.stop()
@@ -168,7 +169,9 @@ def serving(
         logs.rmdir()
 
 
-def _wait_until_healthy(server: Server) -> None:
+def _wait_until_healthy(server: Server, workers: int) -> None:
+    """Until the server answers and each of its workers listens on a socket of its own
+    (one answering is not enough: clients connecting meanwhile would all go to it)."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -177,7 +180,7 @@ def _wait_until_healthy(server: Server) -> None:
             )
         try:
             answer = httpx2.get(f"{server.url}/healthz", timeout=1, trust_env=False)
-            if answer.status_code == 200:
+            if answer.status_code == 200 and listening(server.process.pid, server.port) >= workers:
                 return
         except httpx2.TransportError:
             pass

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from benchmarks.load import connections
+from benchmarks.load import connections, listening
 from click.testing import CliRunner
 
 from creditmeter.cli import workers
@@ -42,18 +42,9 @@ def wait_for_listeners(server: Server, count: int) -> None:
     """Until ``count`` sockets listen on the server's port (one answering is not enough:
     the other worker may be starting still)."""
     deadline = time.monotonic() + 30
-    while (found := listeners(port_of(server))) < count:
+    while (found := listening(server.process.pid, port_of(server))) < count:
         assert time.monotonic() < deadline, f"{found} listening:\n{server.output()}"
         time.sleep(0.1)
-
-
-def listeners(port: int) -> int:
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return sum(
-        1
-        for row in map(str.split, rows)
-        if row[3] == "0A" and int(row[1].split(":")[1], 16) == port
-    )
 
 
 def port_of(server: Server) -> int:
