@@ -32,6 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from benchmarks import Result, absolute, compared, percentile
@@ -303,13 +304,8 @@ def run_pairs(
     targets = [(s.host, s.port) for s in servers]
     cpu = cpu_meter([s.process.pid for s in servers], schema)
 
-    def spread() -> list[int]:
-        held: list[int] = []
-        for s in servers:
-            held += sorted(connections([s.process.pid], s.port).values(), reverse=True)
-        return held
-
     key = seeded.service_key
+    spread = partial(held_by, servers)
     load = asyncio.run(
         timed(label, targets, key, clients, warmup, measure, cpu, Activity(schema), step, spread)
     )
@@ -367,9 +363,31 @@ def exhaust(target: Target, key: str, account: str, clients: int, attempts: int)
     return outcome
 
 
+def held_by(servers: list[Server]) -> list[int]:
+    """The keep-alive connections each process of the servers holds, the busiest of each
+    server first."""
+    held: list[int] = []
+    for s in servers:
+        held += sorted(connections([s.process.pid], s.port).values(), reverse=True)
+    return held
+
+
+async def post_batch(conn: Client, body: dict[str, Any], load: Load) -> int:
+    """The events of the batch charged; the batch's or its events' errors counted."""
+    status, answer = await conn.post("/v1/usage/batch", body, {})
+    if status != 200:
+        load.errors[f"batch {status}"] += 1
+        return 0
+    statuses = Counter(r["status"] for r in answer["results"])
+    for code, count in statuses.items():
+        if code != 200:
+            load.errors[f"event {code}"] += count
+    return statuses[200]
+
+
 def run_batches(
     label: str,
-    target: Target,
+    server: Server,
     seeded: Seeded,
     senders: int,
     size: int,
@@ -388,7 +406,6 @@ def run_batches(
     load = Load(label, measure)
     run = uuid.uuid4().hex[:8]
     share = len(seeded.accounts) // senders
-    headers = {"Authorization": f"Bearer {seeded.service_key}"}
     activity = Activity(schema)
 
     def events(sender: int, n: int, count: int) -> dict[str, Any]:
@@ -405,21 +422,14 @@ def run_batches(
             ]
         }
 
-    async def send(conn: Client, body: dict[str, Any]) -> int:
-        status, answer = await conn.post("/v1/usage/batch", body, {})
-        if status != 200:
-            load.errors[f"batch {status}"] += 1
-            return 0
-        statuses = Counter(r["status"] for r in answer["results"])
-        for code, count in statuses.items():
-            if code != 200:
-                load.errors[f"event {code}"] += count
-        return statuses[200]
-
     async def go() -> None:
-        conns = [connect(CLIENT_KIND, *target, headers) for _ in range(senders)]
+        auth = {"Authorization": f"Bearer {seeded.service_key}"}
+        conns = [connect(CLIENT_KIND, server.host, server.port, auth) for _ in range(senders)]
         try:
-            await asyncio.gather(*(send(c, events(s, -1, 50)) for s, c in enumerate(conns)))
+            await asyncio.gather(
+                *(post_batch(c, events(s, -1, 50), load) for s, c in enumerate(conns))
+            )
+            load.spread.append(held_by([server]))
             before = cpu.snapshot()
             end = before.at + measure
             finished: list[float] = []
@@ -433,7 +443,7 @@ def run_batches(
                     try:
                         # Not ``load.done += await …``: that reads ``load.done`` before
                         # the await and loses the other senders' batches meanwhile.
-                        charged = await send(conns[s], body)
+                        charged = await post_batch(conns[s], body, load)
                         load.done += charged
                     except NETWORK_ERRORS as error:
                         load.errors[type(error).__name__] += 1
@@ -604,7 +614,7 @@ def bench_batches(d: Durations, tpcb_tps: float) -> list[Result]:
                 whose = "the same" if shared else "their own"
                 loads[shared] = run_batches(
                     f"usage/batch x{BATCH}, {SENDERS} senders on {whose} {BATCH_ACCOUNTS} accounts",
-                    (server.host, server.port),
+                    server,
                     seeded,
                     SENDERS,
                     BATCH,
