@@ -1,7 +1,10 @@
 """Identifiers: a prefix and 26 characters that sort by creation time (ULID layout).
 
-Within a process, ids are strictly increasing even inside one millisecond (the random part
-of the previous id plus one), so the rows one use case writes sort in the order written.
+Within a process, ids are strictly increasing: the first id of a millisecond has a random
+part of its own, and the next ones in the same millisecond add one to the previous id
+(ULID's monotonic layout), so the rows one use case writes sort in the order written, and
+a batch that makes thousands of ids asks the system for randomness once a millisecond.
+Ids are not secrets: they name things that only their owner's key may read or change.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ _last = 0
 def _next_value() -> int:
     global _last  # noqa: PLW0603 - the process-wide monotonic counter
     with _lock:
-        value = (time.time_ns() // 1_000_000) << _RANDOM_BITS | secrets.randbits(_RANDOM_BITS)
-        _last = max(value, _last + 1)
+        millisecond = time.time_ns() // 1_000_000
+        if millisecond > _last >> _RANDOM_BITS:
+            _last = millisecond << _RANDOM_BITS | secrets.randbits(_RANDOM_BITS)
+        else:  # the same millisecond, or the clock went back: one more than the last
+            _last += 1
         return _last
 
 
