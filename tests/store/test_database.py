@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from creditmeter import CreditMeter
 from creditmeter.store import grants as grant_store
-from creditmeter.store.database import Database, normalize_url
+from creditmeter.store.database import Database, json_text, normalize_url
 from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.tables import grants
 from tests.conftest import POSTGRES_URL
@@ -230,3 +231,28 @@ def test_check_constraints_refuse_a_raw_update_of_an_account(
             conn.execute(sa.text(f"UPDATE accounts SET {assignment} WHERE id = 'acme'"))
     assert meter.balance("acme").available == 70
     assert meter.verify() == []
+
+
+METADATA = {
+    "big": 10**30,
+    "negative": -(2**70),
+    "nested": {"list": [1, 2.5, "ünï", None, True], "empty": {}},
+    "quote": 'say "hi"\n',
+}
+
+
+def test_json_columns_keep_what_json_can_say(meter: CreditMeter) -> None:
+    """Integers beyond 64 bits included: orjson refuses them, and the standard library
+    writes them."""
+    meter.put_feature("call", rates={"calls": 1})
+    meter.create_account("acme")
+    meter.grant("acme", 10)
+    charge = meter.charge("acme", "call", metadata=METADATA)
+    assert meter.usage_record(charge.usage_id).metadata == METADATA
+
+
+@pytest.mark.parametrize(
+    "value", [METADATA, {1: "a key that is not a string"}, [], "text", 2**63 - 1, 2**64]
+)
+def test_json_text_is_what_the_standard_library_reads_back(value: object) -> None:
+    assert json.loads(json_text(value)) == json.loads(json.dumps(value))

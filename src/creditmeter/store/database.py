@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -121,9 +123,18 @@ def _create_engine(url: str, pool_size: int) -> Engine:
         # restart, a failover): pre-ping replaces it on checkout instead of failing a request.
         # No overflow: more threads than connections wait for one, rather than open and
         # close connections (a PostgreSQL backend process each) under load.
-        return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+        return sa.create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_pre_ping=True,
+            json_serializer=json_text,
+        )
     in_memory = parsed.database in (None, "", ":memory:")
-    options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    options: dict[str, Any] = {
+        "connect_args": {"check_same_thread": False, "timeout": 30},
+        "json_serializer": json_text,
+    }
     if in_memory:
         options["poolclass"] = StaticPool
     else:
@@ -133,6 +144,17 @@ def _create_engine(url: str, pool_size: int) -> Engine:
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_sqlite)
     return engine
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text: orjson's, several times faster than the standard library's
+    on what a charge writes (its quantities, metadata and stored result); the standard
+    library's for what orjson refuses and JSON can say, integers beyond 64 bits (in a
+    customer's metadata, say) or keys that are not strings."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
