@@ -15,6 +15,12 @@ def value_of(identifier: str) -> int:
     return value
 
 
+@pytest.fixture(autouse=True)
+def no_ids_made_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's last id forgotten (and remembered again after the test)."""
+    monkeypatch.setattr("creditmeter.service.ids._last", 0)
+
+
 def at(monkeypatch: pytest.MonkeyPatch, millisecond: int) -> None:
     monkeypatch.setattr(
         "creditmeter.service.ids.time.time_ns", lambda: millisecond * 1_000_000 + 123

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,3 +257,31 @@ def test_json_columns_keep_what_json_can_say(meter: CreditMeter) -> None:
 )
 def test_json_text_is_what_the_standard_library_reads_back(value: object) -> None:
     assert json.loads(json_text(value)) == json.loads(json.dumps(value))
+
+
+def backend_pid(db: Database) -> int:
+    with db.read() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    assert isinstance(pid, int)
+    return pid
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_on_checkout(
+    postgresql_url: str,
+) -> None:
+    db = Database(postgresql_url, pool_size=1)
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        first = backend_pid(db)
+        assert backend_pid(db) == first  # a live connection is kept
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            gone = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+            while conn.execute(gone, {"pid": first}).scalar():
+                time.sleep(0.01)
+        second = backend_pid(db)  # no error: the closed one was replaced
+        assert second != first
+        assert backend_pid(db) == second
+    finally:
+        admin.dispose()
+        db.dispose()

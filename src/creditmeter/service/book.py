@@ -41,17 +41,24 @@ T = TypeVar("T")
 
 
 class Appends:
-    """The ledger transactions and usage records of one or more books, written together:
-    one insert a table for a whole batch of accounts."""
+    """What one or more books write, written together: the ledger transactions and usage
+    records, one insert a table for a whole batch of accounts; and the grants' changes
+    and the accounts' running totals of books that share it, one statement of each (sent
+    in one round trip) for the whole batch. Their accounts stay locked until the end of
+    the transaction, so writing their changes last changes nothing for anyone else."""
 
     def __init__(self) -> None:
         self.transactions: list[Transaction] = []
         self.usage: list[NewUsage] = []
+        self.grant_changes: dict[GrantId, GrantChange] = {}
+        self.totals: dict[str, AccountRow] = {}
 
     def write(self, conn: Connection) -> None:
+        grants.change_many(conn, self.grant_changes)
+        accounts.save_totals(conn, list(self.totals.values()))
         ledger.insert_many(conn, self.transactions)
         usage.insert_many(conn, self.usage)
-        self.transactions, self.usage = [], []
+        self.transactions, self.usage, self.grant_changes, self.totals = [], [], {}, {}
 
 
 class AccountBook:
@@ -113,14 +120,20 @@ class AccountBook:
             self.row.due_at = at
 
     def save(self) -> None:
-        """Write everything this use case changed (the new transactions and usage records
-        only if the book writes its own)."""
-        grants.change_many(self.conn, self._changes)
-        self._changes = {}
-        if not self._shared:
-            self._appends.write(self.conn)
+        """Write everything this use case changed; a book that shares its appends leaves
+        its grants' changes, its running totals, transactions and usage records to them."""
         changed = self.row.account != self._account_as_loaded
-        accounts.save(self.conn, self.row, fields_changed=changed)
+        if self._shared and not changed:
+            pending = self._appends.grant_changes
+            for grant_id, change in self._changes.items():
+                pending[grant_id] = pending.get(grant_id, GrantChange()) + change
+            self._appends.totals[self.id] = self.row
+        else:
+            grants.change_many(self.conn, self._changes)
+            accounts.save(self.conn, self.row, fields_changed=changed)
+            if not self._shared:
+                self._appends.write(self.conn)
+        self._changes = {}
         self._account_as_loaded = self.row.account
 
     def memo(self, key: tuple[str, str], load: Callable[[], T]) -> T:

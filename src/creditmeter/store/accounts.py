@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -150,8 +151,19 @@ def save(conn: Connection, row: AccountRow, *, fields_changed: bool) -> None:
             .values(**_fields(row.account), **_totals(row))
         )
     else:
-        totals = {f"new_{name}": value for name, value in _totals(row).items()}
-        direct.run(conn, _SAVE_TOTALS, {"account_id": row.id, **totals})
+        save_totals(conn, [row])
+
+
+def save_totals(conn: Connection, rows: Sequence[AccountRow]) -> None:
+    """Write back the running totals of accounts whose other fields did not change."""
+    direct.run_many(
+        conn,
+        _SAVE_TOTALS,
+        [
+            {"account_id": row.id, **{f"new_{name}": v for name, v in _totals(row).items()}}
+            for row in rows
+        ],
+    )
 
 
 def list_all(conn: Connection, *, after: AccountId | None, limit: int) -> list[AccountRow]:

@@ -183,15 +183,19 @@ COPY_FROM = 16
 for hundreds of rows, a round trip more for a few."""
 
 
-def run_many(conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]]) -> None:
-    """Execute a change once for each set of parameters (all with the same names)."""
-    if not many:
-        return
+def run_many(conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]]) -> int:
+    """Execute a change once for each set of parameters (all with the same names), in one
+    round trip on PostgreSQL; how many rows they matched in all."""
+    if len(many) <= 1:
+        return run(conn, statement, many[0]) if many else 0
     compiled = _prepared(conn, statement, many[0])
     if compiled.copy is not None and len(many) >= COPY_FROM:
         sql, columns = compiled.copy
         values = [compiled.values(params, columns) for params in many]
         _execute(conn, sql, values, "copy").close()
-    else:
-        parameters = [compiled.parameters(params) for params in many]
-        _execute(conn, compiled.sql, parameters, "executemany").close()
+        return len(many)
+    parameters = [compiled.parameters(params) for params in many]
+    cursor = _execute(conn, compiled.sql, parameters, "executemany")
+    count: int = cursor.rowcount
+    cursor.close()
+    return count

@@ -114,10 +114,12 @@ class Change:
 def change_many(conn: Connection, changes: Mapping[GrantId, Change]) -> None:
     """Add the changes to their grants, each only if the grant stays within its bounds; a
     grant that would not is a concurrent writer's doing, never a negative balance."""
-    for grant_id, c in changes.items():
-        params = {"grant_id": grant_id, "d_remaining": c.remaining, "d_held": c.held}
-        if direct.run(conn, _CHANGE, {**params, "d_amount": c.amount}) != 1:
-            raise ConcurrentUpdate(f"grant {grant_id} cannot change by {c}")
+    many = [
+        {"grant_id": g, "d_remaining": c.remaining, "d_held": c.held, "d_amount": c.amount}
+        for g, c in changes.items()
+    ]
+    if direct.run_many(conn, _CHANGE, many) != len(many):
+        raise ConcurrentUpdate(f"grants cannot change so: {dict(changes)}")
 
 
 def list_for_account(
