@@ -3,12 +3,16 @@
 Every storage and library test runs twice, on SQLite (a fresh file) and on PostgreSQL (a
 fresh schema in the database named by ``CREDITMETER_TEST_POSTGRES_URL``, by default the
 local server's ``test`` database). PostgreSQL being unreachable is a failure, not a skip.
+
+``database_url`` is an empty database; ``migrated_url`` (and so ``meter``) one already at
+the head revision, made cheaply from a template migrated once per session: a copy of the
+file on SQLite, the template's statements replayed into the fresh schema on PostgreSQL
+(tests/templates.py). A test asks for one or the other, never both.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from creditmeter import CreditMeter
+from tests import templates
 
 POSTGRES_URL = os.environ.get(
     "CREDITMETER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -70,34 +75,94 @@ def postgres_schema_url(schema: str) -> str:
     )
 
 
-@pytest.fixture
-def postgresql_url() -> Iterator[str]:
-    """A URL whose connections see only a new, empty schema, dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+@pytest.fixture(params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """The engine of a test that asks for a database: ``sqlite``, then ``postgresql``."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def postgresql_admin() -> Iterator[sa.Engine]:
+    """The session's connections for creating and dropping schemas. Pre-ping: a test may
+    restart the server (tests/reliability/test_postgres_restart.py)."""
+    admin = sa.create_engine(POSTGRES_URL, pool_size=1, pool_pre_ping=True)
     try:
-        yield postgres_schema_url(schema)
+        yield admin
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_template(postgresql_admin: sa.Engine) -> Iterator[templates.PostgresqlTemplate]:
+    """What migrating an empty schema sends, recorded once per session from a template
+    schema (dropped at the end of the session)."""
+    with templates.postgresql_schema(postgresql_admin, prefix="template") as schema:
+        statements = templates.record_migration(postgres_schema_url(schema), schema)
+        templates.check_replay(postgresql_admin, schema, statements)
+        yield templates.PostgresqlTemplate(postgresql_admin, statements)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session, to be copied."""
+    return templates.migrate_sqlite_template(tmp_path_factory.mktemp("template") / "creditmeter.db")
+
+
+@pytest.fixture
+def postgresql_url(postgresql_admin: sa.Engine) -> Iterator[str]:
+    """A URL whose connections see only a new, empty schema, dropped afterwards."""
+    with templates.postgresql_schema(postgresql_admin) as schema:
+        yield postgres_schema_url(schema)
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
+    """A URL of a new, empty SQLite file."""
     return f"sqlite:///{tmp_path / 'creditmeter.db'}"
 
 
-@pytest.fixture(params=ENGINES)
-def database_url(request: pytest.FixtureRequest) -> str:
+@pytest.fixture
+def migrated_postgresql_url(postgresql_template: templates.PostgresqlTemplate) -> Iterator[str]:
+    """Like ``postgresql_url``, but the schema is migrated: the template's statements
+    replayed into it."""
+    template = postgresql_template
+    with templates.postgresql_schema(template.admin, template.statements) as schema:
+        yield postgres_schema_url(schema)
+
+
+@pytest.fixture
+def migrated_sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """Like ``sqlite_url``, but the file is migrated: a copy of the template."""
+    return templates.copy_sqlite_template(sqlite_template, tmp_path / "migrated" / "creditmeter.db")
+
+
+def _one_database(request: pytest.FixtureRequest, other: str) -> None:
+    if other in request.fixturenames:
+        pytest.fail(
+            f"{request.node.nodeid} asks for both database_url and migrated_url (perhaps "
+            "through meter): they are two databases; ask for migrated_url alone",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, engine_name: str) -> str:
     """A URL of an empty database, once per engine."""
-    url: str = request.getfixturevalue(f"{request.param}_url")
+    _one_database(request, "migrated_url")
+    url: str = request.getfixturevalue(f"{engine_name}_url")
     return url
 
 
 @pytest.fixture
-def meter(database_url: str, clock: Clock) -> Iterator[CreditMeter]:
-    with CreditMeter(database_url, clock=clock) as m:
+def migrated_url(request: pytest.FixtureRequest, engine_name: str) -> str:
+    """A URL of a database migrated to the head revision, once per engine."""
+    _one_database(request, "database_url")
+    url: str = request.getfixturevalue(f"migrated_{engine_name}_url")
+    return url
+
+
+@pytest.fixture
+def meter(migrated_url: str, clock: Clock) -> Iterator[CreditMeter]:
+    with CreditMeter(migrated_url, clock=clock) as m:
         yield m

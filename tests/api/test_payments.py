@@ -371,10 +371,10 @@ class FailingProvider(DevProvider):
     ],
 )
 def test_a_provider_that_fails_is_a_clear_error_and_the_purchase_fails(
-    database_url: str, keys: Keys, meter: CreditMeter, error: PaymentError, status: int, kind: str
+    migrated_url: str, keys: Keys, meter: CreditMeter, error: PaymentError, status: int, kind: str
 ) -> None:
     starter(meter)
-    with CreditMeter(database_url, payments=FailingProvider(error)) as failing:
+    with CreditMeter(migrated_url, payments=FailingProvider(error)) as failing:
         app = create_app(
             ServerSettings(admin_key=SecretStr(ADMIN_KEY), worker=False), meter=failing
         )

@@ -17,9 +17,9 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture
-def library(database_url: str) -> Iterator[CreditMeter]:
+def library(migrated_url: str) -> Iterator[CreditMeter]:
     """The library on a migrated database, on the real clock like the command line."""
-    with CreditMeter(database_url) as meter:
+    with CreditMeter(migrated_url) as meter:
         yield meter
 
 

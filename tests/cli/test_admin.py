@@ -12,7 +12,7 @@ from tests.cli.conftest import assert_one_line_error, run
 
 
 def test_accounts_create_list_and_show(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     library.put_plan("pro", allowances={"*": 20_000})
     created = run(
@@ -25,26 +25,26 @@ def test_accounts_create_list_and_show(
         "--plan",
         "pro",
         "--database-url",
-        database_url,
+        migrated_url,
     )
     assert created.exit_code == 0, created.output
     assert created.output.startswith("created account acme\n")
-    again = run(runner, "accounts", "create", "acme", "--database-url", database_url)
+    again = run(runner, "accounts", "create", "acme", "--database-url", migrated_url)
     assert again.output.startswith("account acme exists already; nothing changed\n")
-    run(runner, "accounts", "create", "zeta", "--database-url", database_url)
+    run(runner, "accounts", "create", "zeta", "--database-url", migrated_url)
 
-    listed = run(runner, "accounts", "list", "--database-url", database_url)
+    listed = run(runner, "accounts", "list", "--database-url", migrated_url)
     assert [line.split()[0] for line in listed.output.splitlines()] == ["id", "acme", "zeta"]
     assert "20,000" in listed.output.splitlines()[1]
 
-    shown = run(runner, "accounts", "show", "acme", "--database-url", database_url)
+    shown = run(runner, "accounts", "show", "acme", "--database-url", migrated_url)
     assert shown.exit_code == 0
     assert "Acme Inc." in shown.output
     assert "0 of 20,000 used (0 %)" in shown.output
     assert "allocation" in shown.output
 
 
-def test_grant_then_balance(runner: CliRunner, library: CreditMeter, database_url: str) -> None:
+def test_grant_then_balance(runner: CliRunner, library: CreditMeter, migrated_url: str) -> None:
     library.create_account("acme")
     granted = run(
         runner,
@@ -56,11 +56,11 @@ def test_grant_then_balance(runner: CliRunner, library: CreditMeter, database_ur
         "--reason",
         "pack",
         "--database-url",
-        database_url,
+        migrated_url,
     )
     assert granted.exit_code == 0, granted.output
     assert granted.output.startswith("granted 5,000 purchase credits to acme; available 5,000")
-    balance = run(runner, "balance", "acme", "--database-url", database_url)
+    balance = run(runner, "balance", "acme", "--database-url", migrated_url)
     lines = {line.split()[0]: line.split()[1:] for line in balance.output.splitlines()[1:]}
     assert lines["available"] == ["5,000"]
     assert lines["purchased_available"] == ["5,000"]
@@ -68,7 +68,7 @@ def test_grant_then_balance(runner: CliRunner, library: CreditMeter, database_ur
 
 
 def test_grant_with_an_idempotency_key_applies_once(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     library.create_account("acme")
     for _ in range(2):
@@ -80,7 +80,7 @@ def test_grant_with_an_idempotency_key_applies_once(
             "--idempotency-key",
             "k1",
             "--database-url",
-            database_url,
+            migrated_url,
         )
         assert result.exit_code == 0
     assert library.balance("acme").available == 300
@@ -95,19 +95,19 @@ def test_grant_with_an_idempotency_key_applies_once(
     ],
 )
 def test_a_bad_amount_is_a_one_line_error(
-    runner: CliRunner, library: CreditMeter, database_url: str, amount: str, message: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str, amount: str, message: str
 ) -> None:
     library.create_account("acme")
-    result = run(runner, "grant", "acme", amount, "--database-url", database_url)
+    result = run(runner, "grant", "acme", amount, "--database-url", migrated_url)
     assert_one_line_error(result, containing=message)
     assert library.balance("acme").available == 0
 
 
 def test_an_unknown_account_is_a_one_line_error(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     for args in (["grant", "nobody", "5"], ["balance", "nobody"], ["accounts", "show", "nobody"]):
-        result = run(runner, *args, "--database-url", database_url)
+        result = run(runner, *args, "--database-url", migrated_url)
         assert_one_line_error(result, containing="account 'nobody' not found")
 
 
@@ -123,10 +123,10 @@ def charged_account(library: CreditMeter) -> list[str]:
 
 
 def test_export_writes_the_ledger_as_csv_to_stdout(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     ids = charged_account(library)
-    result = run(runner, "transactions", "export", "acme", "--database-url", database_url)
+    result = run(runner, "transactions", "export", "acme", "--database-url", migrated_url)
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["id"] for r in rows] == ids
@@ -139,7 +139,7 @@ def test_export_writes_the_ledger_as_csv_to_stdout(
 
 
 def test_export_to_a_file(
-    runner: CliRunner, library: CreditMeter, database_url: str, tmp_path: Path
+    runner: CliRunner, library: CreditMeter, migrated_url: str, tmp_path: Path
 ) -> None:
     ids = charged_account(library)
     target = tmp_path / "ledger.csv"
@@ -151,7 +151,7 @@ def test_export_to_a_file(
         "--output",
         str(target),
         "--database-url",
-        database_url,
+        migrated_url,
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == f"wrote 4 transactions to {target}\n"
@@ -162,7 +162,7 @@ def test_export_to_a_file(
 
 
 def test_export_of_an_unknown_account_writes_no_file(
-    runner: CliRunner, library: CreditMeter, database_url: str, tmp_path: Path
+    runner: CliRunner, library: CreditMeter, migrated_url: str, tmp_path: Path
 ) -> None:
     target = tmp_path / "ledger.csv"
     result = run(
@@ -173,18 +173,18 @@ def test_export_of_an_unknown_account_writes_no_file(
         "--output",
         str(target),
         "--database-url",
-        database_url,
+        migrated_url,
     )
     assert_one_line_error(result, containing="account 'nobody' not found")
     assert not target.exists()
 
 
 def test_transactions_list_shows_postings(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     charged_account(library)
     result = run(
-        runner, "transactions", "list", "acme", "--limit", "2", "--database-url", database_url
+        runner, "transactions", "list", "acme", "--limit", "2", "--database-url", migrated_url
     )
     assert result.exit_code == 0
     assert "refund → 15 into purchase" in result.output
@@ -194,7 +194,7 @@ def test_transactions_list_shows_postings(
 
 
 def test_api_keys_create_list_and_revoke(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     library.create_account("acme")
     created = run(
@@ -208,7 +208,7 @@ def test_api_keys_create_list_and_revoke(
         "--name",
         "acme dashboard",
         "--database-url",
-        database_url,
+        migrated_url,
     )
     assert created.exit_code == 0, created.output
     first, secret_line, warning = created.output.splitlines()
@@ -220,34 +220,34 @@ def test_api_keys_create_list_and_revoke(
     assert found is not None
     assert (found.id, found.account_id) == (key_id, "acme")
 
-    run(runner, "api-keys", "create", "--role", "service", "--database-url", database_url)
-    listed = run(runner, "api-keys", "list", "--database-url", database_url)
+    run(runner, "api-keys", "create", "--role", "service", "--database-url", migrated_url)
+    listed = run(runner, "api-keys", "list", "--database-url", migrated_url)
     header, *rows = listed.output.splitlines()
     assert header.split()[:4] == ["id", "role", "account", "name"]
     assert [row.split()[1] for row in rows] == ["account", "service"]
     assert secret not in listed.output
     assert secret[:9] in listed.output
 
-    revoked = run(runner, "api-keys", "revoke", key_id, "--database-url", database_url)
+    revoked = run(runner, "api-keys", "revoke", key_id, "--database-url", migrated_url)
     assert revoked.output == f"revoked API key {key_id}\n"
     # ``library`` may remember the key for a few seconds; a process that never saw it must not.
-    with CreditMeter(database_url, migrate=False) as elsewhere:
+    with CreditMeter(migrated_url, migrate=False) as elsewhere:
         assert elsewhere.authenticate(secret) is None
-    active = run(runner, "api-keys", "list", "--database-url", database_url)
+    active = run(runner, "api-keys", "list", "--database-url", migrated_url)
     assert key_id not in active.output
-    everything = run(runner, "api-keys", "list", "--all", "--database-url", database_url)
+    everything = run(runner, "api-keys", "list", "--all", "--database-url", migrated_url)
     assert key_id in everything.output
 
 
 def test_api_keys_refusals_are_one_line(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     no_account = run(
-        runner, "api-keys", "create", "--role", "account", "--database-url", database_url
+        runner, "api-keys", "create", "--role", "account", "--database-url", migrated_url
     )
     assert_one_line_error(no_account, containing="an account key names its account")
-    unknown = run(runner, "api-keys", "revoke", "key_nothing", "--database-url", database_url)
+    unknown = run(runner, "api-keys", "revoke", "key_nothing", "--database-url", migrated_url)
     assert_one_line_error(unknown, containing="api key 'key_nothing' not found")
-    assert run(runner, "api-keys", "list", "--database-url", database_url).output == (
+    assert run(runner, "api-keys", "list", "--database-url", migrated_url).output == (
         "no API keys\n"
     )

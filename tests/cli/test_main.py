@@ -36,25 +36,25 @@ def test_migrate_creates_the_schema_then_finds_it_current(
 
 
 def test_verify_exits_0_on_clean_books(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     library.create_account("acme")
     library.grant("acme", 100)
-    result = run(runner, "verify", database_url)
+    result = run(runner, "verify", migrated_url)
     assert result.exit_code == 0
     assert result.output == "ok: no violations\n"
 
 
 def test_verify_exits_1_and_names_each_violation_on_tampered_books(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     library.create_account("acme")
     library.grant("acme", 100)
-    engine = sa.create_engine(normalize_url(database_url))
+    engine = sa.create_engine(normalize_url(migrated_url))
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE accounts SET balance = balance + 7 WHERE id = 'acme'")
     engine.dispose()
-    result = run(runner, "verify", database_url)
+    result = run(runner, "verify", migrated_url)
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert any(line.startswith("violation I3 acme: stored balance 107") for line in lines)
@@ -62,9 +62,9 @@ def test_verify_exits_1_and_names_each_violation_on_tampered_books(
 
 
 def test_verify_takes_the_database_from_the_environment(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
-    result = runner.invoke(main, ["verify"], env={"CREDITMETER_DATABASE_URL": database_url})
+    result = runner.invoke(main, ["verify"], env={"CREDITMETER_DATABASE_URL": migrated_url})
     assert result.exit_code == 0
     assert "ok: no violations" in result.output
 
@@ -93,7 +93,7 @@ def test_an_unreachable_database_is_one_line(runner: CliRunner) -> None:
 
 
 def test_sweep_brings_idle_accounts_up_to_date(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     library.put_feature("chat", rates={"tokens": 1})
     library.create_account("acme")
@@ -101,7 +101,7 @@ def test_sweep_brings_idle_accounts_up_to_date(
     hold = library.authorize("acme", "chat", credits=40, ttl=timedelta(milliseconds=100))
     time.sleep(0.2)
 
-    swept = run(runner, "sweep", database_url)
+    swept = run(runner, "sweep", migrated_url)
     assert swept.exit_code == 0, swept.output
     assert swept.output == "ok: 1 account brought up to date\n"
     with library.db.engine.connect() as conn:
@@ -109,4 +109,4 @@ def test_sweep_brings_idle_accounts_up_to_date(
             sa.text("SELECT status FROM holds WHERE id = :id"), {"id": hold.id}
         ).scalar_one()
     assert status == "expired"
-    assert run(runner, "sweep", database_url).output == "ok: 0 accounts brought up to date\n"
+    assert run(runner, "sweep", migrated_url).output == "ok: 0 accounts brought up to date\n"

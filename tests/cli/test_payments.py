@@ -39,7 +39,7 @@ def test_packages_put_then_list_in_sort_order(runner: CliRunner, database_url: s
 
 
 def test_boost_packages_derive_from_the_smallest_plan(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     library.put_plan("starter", allowances={"*": 1_000})
     library.put_plan("pro", allowances={"*": 20_000})
@@ -52,7 +52,7 @@ def test_boost_packages_derive_from_the_smallest_plan(
         "--currency",
         "usd",
         "--database-url",
-        database_url,
+        migrated_url,
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -68,16 +68,16 @@ def test_boost_packages_derive_from_the_smallest_plan(
     based = run(
         runner,
         *("packages", "boost", "--price", "1900", "--currency", "usd"),
-        *("--base-credits", "20,000", "--database-url", database_url),
+        *("--base-credits", "20,000", "--database-url", migrated_url),
     )
     assert based.exit_code == 0, based.output
     assert [p.credits for p in library.packages()] == [10_000, 20_000, 40_000]
 
 
 def test_package_mistakes_are_one_line_errors(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
-    db = ("--database-url", database_url)
+    db = ("--database-url", migrated_url)
     no_plan = run(runner, "packages", "boost", "--price", "1900", "--currency", "usd", *db)
     assert_one_line_error(no_plan, containing="no plan has a limited allowance")
     unknown = ("packages", "put", "p", "--credits", "10", "--price", "100", "--currency", "xyz")
@@ -90,9 +90,9 @@ def test_package_mistakes_are_one_line_errors(
 
 
 def test_purchases_and_payment_events_of_a_pack_bought(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
-    db = ("--database-url", database_url)
+    db = ("--database-url", migrated_url)
     library.create_account("acme")
     assert run(runner, "purchases", "acme", *db).output == "no purchases by acme\n"
     assert run(runner, "payment-events", *db).output == "no payment events\n"
@@ -131,7 +131,7 @@ def test_purchases_and_payment_events_of_a_pack_bought(
 
 
 def test_purchases_of_an_unknown_account_is_a_one_line_error(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
-    result = run(runner, "purchases", "nobody", "--database-url", database_url)
+    result = run(runner, "purchases", "nobody", "--database-url", migrated_url)
     assert_one_line_error(result, containing="nobody")

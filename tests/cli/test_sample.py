@@ -8,9 +8,9 @@ from creditmeter.core.payments import PurchaseKind, PurchaseStatus
 from creditmeter.payments.dev import WORKING_CARD
 
 
-def test_sample_data_spreads_weeks_of_usage_over_past_days(database_url: str) -> None:
+def test_sample_data_spreads_weeks_of_usage_over_past_days(migrated_url: str) -> None:
     clock = WalkingClock()
-    with CreditMeter(database_url, clock=clock) as meter:
+    with CreditMeter(migrated_url, clock=clock) as meter:
         data = seed(meter, clock)
         assert data.accounts == ("acme", "globex", "initech", "umbrella")
         assert [p.key for p in meter.plans()] == ["enterprise", "pro", "starter"]
@@ -32,9 +32,9 @@ def test_sample_data_spreads_weeks_of_usage_over_past_days(database_url: str) ->
         assert meter.verify() == []
 
 
-def test_sample_data_sells_packs_and_recharges_one_account(database_url: str) -> None:
+def test_sample_data_sells_packs_and_recharges_one_account(migrated_url: str) -> None:
     clock = WalkingClock()
-    with CreditMeter(database_url, clock=clock) as meter:
+    with CreditMeter(migrated_url, clock=clock) as meter:
         data = seed(meter, clock)
         packs = meter.packages()
         assert [p.id for p in packs] == list(data.packages) == ["small", "medium", "large"]
@@ -67,9 +67,9 @@ def test_sample_data_sells_packs_and_recharges_one_account(database_url: str) ->
         assert meter.payment_events(status="flagged") == []
 
 
-def test_sample_data_is_the_same_every_run(sqlite_url: str) -> None:
+def test_sample_data_is_the_same_every_run(migrated_sqlite_url: str) -> None:
     first, second = WalkingClock(), WalkingClock()
-    with CreditMeter(sqlite_url, clock=first) as meter:
+    with CreditMeter(migrated_sqlite_url, clock=first) as meter:
         one = seed(meter, first, days=3)
     with CreditMeter("sqlite://", clock=second) as meter:
         other = seed(meter, second, days=3)

@@ -79,16 +79,16 @@ def wait_for(
 
 
 def test_once_runs_the_due_jobs_then_exits(
-    runner: CliRunner, library: CreditMeter, database_url: str
+    runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
     paid = paid_checkouts(library, accounts=2)
     assert statuses(library, paid) == {PurchaseStatus.PENDING}
-    first = run(runner, "worker", "--once", "--database-url", database_url)
+    first = run(runner, "worker", "--once", "--database-url", migrated_url)
     assert first.exit_code == 0, first.output
     assert jobs_ran(first.stdout) >= len(paid)
     assert statuses(library, paid) == {PurchaseStatus.FULFILLED}
     assert library.balance("acct-0").purchased_available == 100
-    again = run(runner, "worker", "--once", "--database-url", database_url)
+    again = run(runner, "worker", "--once", "--database-url", migrated_url)
     assert again.stdout == "ok: 0 jobs ran; 0 pending, 0 dead\n"
     assert library.verify() == []
 
@@ -111,11 +111,13 @@ def test_the_worker_refuses_a_missing_database_or_stripe_without_keys(
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_the_worker_applies_payments_until_it_is_stopped(
-    sqlite_url: str, tmp_path: Path, stop_signal: signal.Signals
+    migrated_sqlite_url: str, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     log = tmp_path / "worker.log"
-    with CreditMeter(sqlite_url) as meter:
-        process = worker_process(sqlite_url, log, "--interval", "0.1", "--log-format", "text")
+    with CreditMeter(migrated_sqlite_url) as meter:
+        process = worker_process(
+            migrated_sqlite_url, log, "--interval", "0.1", "--log-format", "text"
+        )
         try:
             started = "Ctrl-C or SIGTERM stops it"
             wait_for("the start", lambda: started in log.read_text(), process, log)
@@ -133,12 +135,12 @@ def test_the_worker_applies_payments_until_it_is_stopped(
 
 
 def test_workers_at_once_on_postgresql_run_each_job_once(
-    postgresql_url: str, tmp_path: Path
+    migrated_postgresql_url: str, tmp_path: Path
 ) -> None:
-    with CreditMeter(postgresql_url) as meter:
+    with CreditMeter(migrated_postgresql_url) as meter:
         paid = paid_checkouts(meter, accounts=10, each=5)
         logs = [tmp_path / f"worker-{n}.log" for n in range(2)]
-        processes = [worker_process(postgresql_url, log, "--once") for log in logs]
+        processes = [worker_process(migrated_postgresql_url, log, "--once") for log in logs]
         assert [p.wait(timeout=60) for p in processes] == [0, 0]
         ran = sum(jobs_ran(log.read_text()) for log in logs)
         jobs = meter.jobs()

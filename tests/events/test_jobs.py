@@ -128,10 +128,10 @@ meter.work()
 
 @pytest.mark.parametrize("moment", ["before", "after"])
 def test_a_worker_killed_mid_job_leaves_it_to_run_again_once_in_effect(
-    meter: CreditMeter, database_url: str, clock: Clock, paid: str, moment: str
+    meter: CreditMeter, migrated_url: str, clock: Clock, paid: str, moment: str
 ) -> None:
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_WORKER, database_url, moment],
+        [sys.executable, "-c", KILLED_WORKER, migrated_url, moment],
         capture_output=True,
         text=True,
         timeout=60,

@@ -834,15 +834,15 @@ def creditmeter_verify(url: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_killed_workers_leave_books_that_balance(
-    database_url: str, tmp_path: Path, reliability: Reliability
+    migrated_url: str, tmp_path: Path, reliability: Reliability
 ) -> None:
     started = time.monotonic()
-    engine = sa.make_url(database_url).get_backend_name()
+    engine = sa.make_url(migrated_url).get_backend_name()
     budget, kills = BUDGET * reliability.scale, KILLS * reliability.scale
-    initial, before = prepare(database_url)
+    initial, before = prepare(migrated_url)
     plans = [
         WorkerPlan(
-            database_url,
+            migrated_url,
             worker,
             reliability.seed,
             budget,
@@ -860,12 +860,12 @@ def test_killed_workers_leave_books_that_balance(
     ]
     late = max(short_ends, default=datetime.now(UTC)) - datetime.now(UTC)
     time.sleep(max(late.total_seconds() + 0.05, 0))
-    with CreditMeter(database_url, migrate=False) as meter:
+    with CreditMeter(migrated_url, migrate=False) as meter:
         meter.sweep()
         after = Snapshot.read(meter)
         violations = meter.verify()
         balances = {account: meter.balance(account) for account in ACCOUNTS}
-    verified = creditmeter_verify(database_url)
+    verified = creditmeter_verify(migrated_url)
     audit = Audit(journals, before, after, initial)
     audit.run()
     audit.balances({account: b.available for account, b in balances.items()})

@@ -193,11 +193,11 @@ def in_threads(url: str, count: int, work: Callable[[CreditMeter, int], T]) -> l
         return list(pool.map(run, range(count)))
 
 
-def test_threads_never_overdraw_one_account(database_url: str) -> None:
-    prepare(database_url)
-    with watching_balance(database_url) as seen:
+def test_threads_never_overdraw_one_account(migrated_url: str) -> None:
+    prepare(migrated_url)
+    with watching_balance(migrated_url) as seen:
         tallies = in_threads(
-            database_url, THREADS, lambda meter, i: run_operations(meter, i, OPERATIONS)
+            migrated_url, THREADS, lambda meter, i: run_operations(meter, i, OPERATIONS)
         )
     tally = Tally()
     for t in tallies:
@@ -205,7 +205,7 @@ def test_threads_never_overdraw_one_account(database_url: str) -> None:
     assert tally.attempted == THREADS * OPERATIONS
     assert seen
     assert min(seen) >= 0
-    assert_books_agree(database_url, tally)
+    assert_books_agree(migrated_url, tally)
 
 
 def _process_worker(
@@ -227,19 +227,19 @@ def _process_worker(
         results.put(("error", traceback.format_exc()))
 
 
-def test_processes_never_overdraw_one_account(database_url: str) -> None:
-    prepare(database_url)
+def test_processes_never_overdraw_one_account(migrated_url: str) -> None:
+    prepare(migrated_url)
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES)
     results: Queue[tuple[str, object]] = context.Queue()
     processes = [
-        context.Process(target=_process_worker, args=(database_url, seed, barrier, results))
+        context.Process(target=_process_worker, args=(migrated_url, seed, barrier, results))
         for seed in range(PROCESSES)
     ]
     for p in processes:
         p.start()
     try:
-        with watching_balance(database_url) as seen:
+        with watching_balance(migrated_url) as seen:
             outcomes = [results.get(timeout=WAIT_SECONDS) for _ in processes]
     finally:
         for p in processes:
@@ -252,23 +252,23 @@ def test_processes_never_overdraw_one_account(database_url: str) -> None:
         tally.add(outcome)
     assert tally.attempted == PROCESSES * THREADS_PER_PROCESS * OPERATIONS
     assert min(seen) >= 0
-    assert_books_agree(database_url, tally)
+    assert_books_agree(migrated_url, tally)
 
 
 def test_concurrent_creation_makes_one_account_with_one_welcome_bonus(
-    database_url: str,
+    migrated_url: str,
 ) -> None:
-    with CreditMeter(database_url) as meter:
+    with CreditMeter(migrated_url) as meter:
         meter.change_settings({"welcome_bonus": 50}, changed_by="test")
         meter.put_plan("starter", allowances={"*": 100})
     accounts = in_threads(
-        database_url,
+        migrated_url,
         THREADS,
         lambda meter, _: meter.create_account("new", name="New", plan="starter"),
     )
     assert {a.id for a in accounts} == {"new"}
     assert len({a.created_at for a in accounts}) == 1
-    with CreditMeter(database_url, migrate=False) as meter:
+    with CreditMeter(migrated_url, migrate=False) as meter:
         assert [a.id for a in meter.list_accounts()] == ["new"]
         assert meter.balance("new").available == 150
         ledger = list(meter.iter_transactions("new"))
@@ -287,15 +287,15 @@ def _settle_or_refuse(meter: CreditMeter, hold_id: str, release: bool) -> str:
     return "settled"
 
 
-def test_concurrent_settles_of_one_hold_charge_it_once(database_url: str) -> None:
-    prepare(database_url)
-    with CreditMeter(database_url, migrate=False) as meter:
+def test_concurrent_settles_of_one_hold_charge_it_once(migrated_url: str) -> None:
+    prepare(migrated_url)
+    with CreditMeter(migrated_url, migrate=False) as meter:
         hold = meter.authorize(ACCOUNT, FEATURE, credits=10)
     outcomes = in_threads(
-        database_url, THREADS, lambda meter, _: _settle_or_refuse(meter, hold.id, release=False)
+        migrated_url, THREADS, lambda meter, _: _settle_or_refuse(meter, hold.id, release=False)
     )
     assert sorted(outcomes) == ["not pending"] * (THREADS - 1) + ["settled"]
-    with CreditMeter(database_url, migrate=False) as meter:
+    with CreditMeter(migrated_url, migrate=False) as meter:
         assert meter.hold(hold.id).status.value == "settled"
         balance = meter.balance(ACCOUNT)
         assert (balance.available, balance.held) == (INITIAL - 7, 0)
@@ -303,18 +303,18 @@ def test_concurrent_settles_of_one_hold_charge_it_once(database_url: str) -> Non
         assert meter.verify() == []
 
 
-def test_concurrent_settle_and_release_of_one_hold_finish_it_once(database_url: str) -> None:
-    prepare(database_url)
-    with CreditMeter(database_url, migrate=False) as meter:
+def test_concurrent_settle_and_release_of_one_hold_finish_it_once(migrated_url: str) -> None:
+    prepare(migrated_url)
+    with CreditMeter(migrated_url, migrate=False) as meter:
         hold = meter.authorize(ACCOUNT, FEATURE, credits=10)
     outcomes = in_threads(
-        database_url,
+        migrated_url,
         THREADS,
         lambda meter, i: _settle_or_refuse(meter, hold.id, release=i % 2 == 1),
     )
     assert sorted(outcomes)[: THREADS - 1] == ["not pending"] * (THREADS - 1)
     winner = sorted(outcomes)[-1]
-    with CreditMeter(database_url, migrate=False) as meter:
+    with CreditMeter(migrated_url, migrate=False) as meter:
         assert meter.hold(hold.id).status.value == winner
         balance = meter.balance(ACCOUNT)
         expected = INITIAL - 7 if winner == "settled" else INITIAL
@@ -324,16 +324,16 @@ def test_concurrent_settle_and_release_of_one_hold_finish_it_once(database_url: 
         assert meter.verify() == []
 
 
-def test_concurrent_retries_of_one_idempotency_key_charge_once(database_url: str) -> None:
-    prepare(database_url)
+def test_concurrent_retries_of_one_idempotency_key_charge_once(migrated_url: str) -> None:
+    prepare(migrated_url)
     charges = in_threads(
-        database_url,
+        migrated_url,
         THREADS,
         lambda meter, _: meter.charge(ACCOUNT, FEATURE, credits=9, idempotency_key="once"),
     )
     assert len({c.usage_id for c in charges}) == 1
     assert len({c.transaction_id for c in charges}) == 1
-    with CreditMeter(database_url, migrate=False) as meter:
+    with CreditMeter(migrated_url, migrate=False) as meter:
         assert meter.balance(ACCOUNT).available == INITIAL - 9
         assert len(list(meter.iter_transactions(ACCOUNT, types=("usage",)))) == 1
         assert meter.verify() == []

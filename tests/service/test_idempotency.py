@@ -34,9 +34,9 @@ def acme(meter: CreditMeter) -> str:
 
 
 @pytest.fixture
-def meters(database_url: str, clock: Clock, meter: CreditMeter) -> Iterator[list[CreditMeter]]:
+def meters(migrated_url: str, clock: Clock, meter: CreditMeter) -> Iterator[list[CreditMeter]]:
     """One more ``CreditMeter`` per thread on the database of ``meter`` (already migrated)."""
-    opened = [CreditMeter(database_url, clock=clock, migrate=False) for _ in range(THREADS)]
+    opened = [CreditMeter(migrated_url, clock=clock, migrate=False) for _ in range(THREADS)]
     try:
         yield opened
     finally:

@@ -1,19 +1,19 @@
 """The meter against a model of its grants and holds in plain Python (DESIGN §3–5).
 
 A hypothesis state machine grants, charges, authorizes, settles, releases, refunds and
-moves the clock on one account of a real ``CreditMeter`` (a new database per run, on each
-engine), and does the same to a dictionary of grants and holds that follows the documented
-rules: charges draw in consumption order (lower priority number first, the feature's own
-pool before ``*``, soonest expiry, oldest), a settle draws from the held grants first and
-then from any other, expired credits leave the balance. After every step the meter's
-available and held credits are the model's and the books verify.
+moves the clock on one account of a real ``CreditMeter`` (a new database per run, on
+each engine, made from the session's migrated template), and does the same to a
+dictionary of grants and holds that follows the documented rules: charges draw in
+consumption order (lower priority number first, the feature's own pool before ``*``,
+soonest expiry, oldest), a settle draws from the held grants first and then from any
+other, expired credits leave the balance. After every step the meter's available and
+held credits are the model's and the books verify.
 """
 
 from __future__ import annotations
 
 import calendar
 import math
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -34,7 +33,8 @@ from hypothesis.stateful import (
 from creditmeter import CreditMeter, HoldNotPending, InsufficientCredits, InvalidRequest
 from creditmeter.core.records import Transaction
 from creditmeter.core.types import ANY_POOL, DEFAULT_PRIORITY, GrantSource
-from tests.conftest import ENGINES, POSTGRES_URL, Clock, postgres_schema_url
+from tests import templates
+from tests.conftest import ENGINES, Clock, postgres_schema_url
 
 ACCOUNT = "acme"
 START = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -68,36 +68,32 @@ def month_containing(at: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=days)
 
 
-class ScratchDatabase:
-    """An empty database for one run: a SQLite file or a PostgreSQL schema."""
+Template = Path | templates.PostgresqlTemplate
+"""The session's migrated template of an engine (tests/conftest.py)."""
 
-    def __init__(self, engine: str, directory: Path) -> None:
-        name = f"m_{uuid.uuid4().hex[:12]}"
-        self.engine = engine
-        self.path = directory / f"{name}.db"
-        self.schema = name
-        if engine == "sqlite":
-            self.url = f"sqlite:///{self.path}"
+
+class ScratchDatabase:
+    """A migrated database for one run, made from the template: a copy of the SQLite file,
+    or a new PostgreSQL schema made by the template's statements."""
+
+    def __init__(self, template: Template, directory: Path) -> None:
+        self.template = template
+        self.path = directory / f"{templates.new_schema_name('m')}.db"
+        self.schema = ""
+        if isinstance(template, Path):
+            self.url = templates.copy_sqlite_template(template, self.path)
             return
-        admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-        finally:
-            admin.dispose()
-        self.url = postgres_schema_url(name)
+        self.schema = templates.create_postgresql_schema(
+            template.admin, template.statements, prefix="m"
+        )
+        self.url = postgres_schema_url(self.schema)
 
     def drop(self) -> None:
-        if self.engine == "sqlite":
+        if isinstance(self.template, Path):
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             return
-        admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA {self.schema} CASCADE")
-        finally:
-            admin.dispose()
+        templates.drop_postgresql_schema(self.template.admin, self.schema)
 
 
 @dataclass
@@ -142,9 +138,9 @@ def merged(draws: Iterable[tuple[str, int]]) -> dict[str, int]:
 
 
 class MeterModel(RuleBasedStateMachine):
-    def __init__(self, engine: str, directory: Path) -> None:
+    def __init__(self, template: Template, directory: Path) -> None:
         super().__init__()
-        self.scratch = ScratchDatabase(engine, directory)
+        self.scratch = ScratchDatabase(template, directory)
         self.clock = Clock(START)
         self.meter = CreditMeter(self.scratch.url, clock=self.clock)
         self.grants: dict[str, ModelGrant] = {}
@@ -494,9 +490,13 @@ class MeterModel(RuleBasedStateMachine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_meter_behaves_like_the_model(engine: str, tmp_path: Path) -> None:
+def test_meter_behaves_like_the_model(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    template: Template = request.getfixturevalue(f"{engine}_template")
+
     class OnThisEngine(MeterModel):
         def __init__(self) -> None:
-            super().__init__(engine, tmp_path)
+            super().__init__(template, tmp_path)
 
     run_state_machine_as_test(OnThisEngine, settings=MODEL_SETTINGS)

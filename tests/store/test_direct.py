@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 
 from creditmeter.store import direct
 from creditmeter.store.database import Database
-from creditmeter.store.migrate import upgrade
 from creditmeter.store.tables import idempotency_keys
 
 AT = datetime(2026, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
@@ -28,9 +27,8 @@ RENAME = direct.Statement(
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    upgrade(database)
+def db(migrated_url: str) -> Iterator[Database]:
+    database = Database(migrated_url)
     yield database
     database.dispose()
 
