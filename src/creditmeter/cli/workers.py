@@ -110,7 +110,8 @@ class Supervisor:
                 os.getpid(),
                 self.workers,
             )
-            processes = [self._start(address) for _ in range(self.workers)]
+            for _ in range(self.workers):  # one by one: an interruption stops those started
+                processes.append(self._start(address))
             self._watch(processes, address)
         except KeyboardInterrupt:
             pass  # Ctrl-C: the workers, in the same process group, were interrupted too
