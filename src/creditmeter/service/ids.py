@@ -4,7 +4,8 @@ Within a process, ids are strictly increasing: the first id of a millisecond has
 part of its own, and the next ones in the same millisecond add one to the previous id
 (ULID's monotonic layout), so the rows one use case writes sort in the order written, and
 a batch that makes thousands of ids asks the system for randomness once a millisecond.
-Ids are not secrets: they name things that only their owner's key may read or change.
+Ids of one millisecond can be told from one another: an id is a name, never a credential
+(an API key's secret is made apart, from ``secrets``).
 """
 
 from __future__ import annotations
