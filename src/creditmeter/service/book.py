@@ -11,7 +11,6 @@ operations the use case did (a batch of usage is one save).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -74,6 +73,8 @@ class AccountBook:
         the caller to write (by default the book writes its own when it is saved)."""
         self.conn = conn
         self.row = row
+        self.wallet = wallet(row.id)
+        """The account's own ledger account, where its credits are."""
         self.now = now
         self._grants: dict[GrantId, Grant] | None = None
         self._account_as_loaded = row.account
@@ -85,10 +86,6 @@ class AccountBook:
     @property
     def id(self) -> str:
         return self.row.id
-
-    @property
-    def wallet(self) -> str:
-        return wallet(self.row.id)
 
     @property
     def grants(self) -> list[Grant]:
@@ -163,7 +160,7 @@ class AccountBook:
             if not 0 <= g.held + sign * d.credits <= g.remaining:
                 raise ConcurrentUpdate(f"grant {g.id} cannot hold {sign * d.credits} more")
             self._change(d.grant_id, GrantChange(held=sign * d.credits))
-            self._put(replace(g, held=g.held + sign * d.credits))
+            self._put(g.moved(held=sign * d.credits))
             total += d.credits
         self.row.held += sign * total
         return total
@@ -252,15 +249,15 @@ class AccountBook:
         legs = [leg for leg in legs if leg.amount != 0]
         if sum(leg.amount for leg in legs) != 0:
             raise AssertionError(f"unbalanced postings: {legs}")
-        wallet_delta = sum(leg.amount for leg in legs if leg.ledger_account == self.wallet)
-        debt_delta = -sum(
-            leg.amount for leg in legs if leg.ledger_account == self.wallet and leg.grant_id is None
-        )
+        wallet_delta = debt_delta = 0
+        for leg in legs:
+            if leg.ledger_account == self.wallet:
+                wallet_delta += leg.amount
+                if leg.grant_id is None:
+                    debt_delta -= leg.amount
         for grant_id, change in changes.items():
             g = self.grant(grant_id)
-            g = replace(
-                g, remaining=g.remaining + change.remaining, amount=g.amount + change.amount
-            )
+            g = g.moved(remaining=change.remaining, amount=change.amount)
             if not 0 <= g.held <= g.remaining <= g.amount:
                 raise ConcurrentUpdate(f"grant {grant_id} cannot change by {change}")
             self._change(grant_id, change)
@@ -278,7 +275,9 @@ class AccountBook:
             description=description,
             created_at=created_at or self.now,
             postings=tuple(
-                replace(leg, grant_source=self.grant(leg.grant_id).source)
+                Posting(
+                    leg.ledger_account, leg.amount, leg.grant_id, self.grant(leg.grant_id).source
+                )
                 if leg.grant_id is not None
                 else leg
                 for leg in legs

@@ -285,9 +285,7 @@ def _charge(
             short -= take
     if short:
         taken = {d.grant_id: d.credits for d in draws}
-        others = [
-            replace(g, held=g.held + taken[g.id]) if g.id in taken else g for g in book.grants
-        ]
+        others = [g.moved(held=taken[g.id]) if g.id in taken else g for g in book.grants]
         more, short = plan_draws(consumption_order(others, feature.pool, book.now), short)
         draws += more
     debited = min(short, _headroom(book))
