@@ -585,6 +585,39 @@ def test_a_batch_answers_each_event_in_order_and_a_refusal_stops_nothing(
     assert_books_balance(meter)
 
 
+def test_a_charged_event_is_answered_with_the_body_of_its_usage_posted_alone(
+    client: TestClient, service: dict[str, str], meter: CreditMeter, pro: str
+) -> None:
+    """With a warning and what observe mode would refuse: each result of a charged event
+    is the body `POST /v1/usage` replays under the event's key, and the whole body is
+    `BatchOut` as FastAPI would serialize it."""
+    meter.change_settings({"enforcement": "observe"}, changed_by="t")
+    meter.charge(pro, "chat", credits=17_000)
+    events = [
+        event("w0", account=pro, usage={"tokens": 1_000}),
+        event("w1", account=pro, feature="nope"),
+        event("w2", account=pro, credits=5_000, metadata={"run": 1}),
+    ]
+
+    answered = batch(client, service, events)
+
+    results = answered.json()["results"]
+    assert [r["status"] for r in results] == [200, 404, 200]
+    assert results[0]["warnings"] == [
+        {"code": "allowance_90", "message": "90 % of monthly allowance used"}
+    ]
+    assert results[2]["would_refuse"]["code"] == "insufficient_credits"
+    for index in (0, 2):
+        body = {k: v for k, v in events[index].items() if k != "idempotency_key"}
+        alone = client.post(
+            "/v1/usage", json=body, headers={**service, "Idempotency-Key": f"w{index}"}
+        )
+        assert results[index] == {**alone.json(), "index": index, "status": 200}
+    adapter = TypeAdapter(BatchOut)
+    assert answered.content == adapter.dump_json(adapter.validate_json(answered.content))
+    assert_books_balance(meter)
+
+
 def test_a_replayed_batch_changes_nothing_and_a_reused_key_is_409_for_its_event(
     client: TestClient, service: dict[str, str], meter: CreditMeter, acme: str
 ) -> None:

@@ -1,20 +1,20 @@
 """Metering: holds (authorize → settle / release), one-shot usage, batches of usage and
 price checks. Each endpoint is one call of the library, answered with its response model
-serialized once (``answer``): these are the calls made for every operation a customer
-meters."""
+serialized once (``answer``), a batch with the plain data of its results (``answer_data``):
+these are the calls made for every operation a customer meters."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Response
 
 from creditmeter.api.auth import AccountService, Meter, Service
 from creditmeter.api.errors import body_of, status_of
 from creditmeter.api.observability import count_refusal
-from creditmeter.api.schemas.common import ErrorDetail, IdempotencyKey, answer, errors
+from creditmeter.api.schemas.common import IdempotencyKey, answer, answer_data, errors
 from creditmeter.api.schemas.metering import (
-    BatchErrorOut,
     BatchOut,
-    BatchUsageOut,
     CheckOut,
     CheckRequest,
     HoldCreate,
@@ -25,6 +25,8 @@ from creditmeter.api.schemas.metering import (
     UsageCreate,
     UsageEvent,
     UsageOut,
+    batch_error_data,
+    batch_usage_data,
     decimal_or_none,
 )
 from creditmeter.core.errors import CreditMeterError, Refusal
@@ -119,7 +121,7 @@ def record_usage_batch(body: UsageBatch, meter: Meter, _: Service) -> Response:
     not stop the others. A batch that is not valid as a whole (no events or more than
     1,000, a malformed event) is 422 and changes nothing."""
     outcomes = meter.charge_many([_event(e) for e in body.events])
-    return answer(BatchOut(results=[_batch_result(i, o) for i, o in enumerate(outcomes)]))
+    return answer_data({"results": [_batch_result(i, o) for i, o in enumerate(outcomes)]})
 
 
 @router.post(
@@ -163,10 +165,9 @@ def _event(event: UsageEvent) -> ChargeEvent:
     )
 
 
-def _batch_result(index: int, outcome: Charge | CreditMeterError) -> BatchUsageOut | BatchErrorOut:
+def _batch_result(index: int, outcome: Charge | CreditMeterError) -> dict[str, Any]:
     if isinstance(outcome, CreditMeterError):
         if isinstance(outcome, Refusal):
             count_refusal(outcome.code)
-        detail = ErrorDetail(**body_of(outcome)["error"])
-        return BatchErrorOut(index=index, status=status_of(outcome), error=detail)
-    return BatchUsageOut(index=index, status=200, **UsageOut.of(outcome).model_dump())
+        return batch_error_data(index, status_of(outcome), body_of(outcome)["error"])
+    return batch_usage_data(index, outcome)

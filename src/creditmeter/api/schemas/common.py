@@ -17,7 +17,7 @@ from pydantic import (
     StrictInt,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, to_json
 from typing_extensions import TypeAliasType
 
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
@@ -169,3 +169,10 @@ def answer(model: BaseModel) -> Response:
     document) spares FastAPI validating the model it has just built a second time, which
     for a plain ``def`` endpoint is one more trip to the thread pool per request."""
     return Response(model.__pydantic_serializer__.to_json(model), media_type="application/json")
+
+
+def answer_data(data: dict[str, Any]) -> Response:
+    """Plain data (dicts, lists, strings, integers, None) as JSON, serialized as ``answer``
+    serializes a model: for a body too large to build as models cheaply, whose endpoint
+    documents it with ``response_model=`` all the same."""
+    return Response(to_json(data), media_type="application/json")

@@ -302,13 +302,22 @@ class UsageOut(ChargedOut):
 
     @classmethod
     def of(cls, c: records.Charge) -> UsageOut:
-        return cls(
-            id=c.usage_id,
-            account=c.account_id,
-            feature=c.feature,
-            would_refuse=refused_out(c.would_refuse),
-            **_charged(c),
-        )
+        return cls.model_validate(usage_data(c))
+
+
+def usage_data(c: records.Charge) -> dict[str, Any]:
+    """The ``UsageOut`` of a charge as the plain data it serializes to, its fields in the
+    model's order. A batch answers up to 1,000 of them serialized as they are: a charge's
+    values already have the types the model declares, so validating them only spends CPU."""
+    return {
+        **_charged(c),
+        "id": c.usage_id,
+        "account": c.account_id,
+        "feature": c.feature,
+        "would_refuse": None
+        if c.would_refuse is None
+        else {"code": c.would_refuse.code, "message": c.would_refuse.message},
+    }
 
 
 def _charged(c: records.Charge) -> dict[str, Any]:
@@ -319,7 +328,7 @@ def _charged(c: records.Charge) -> dict[str, Any]:
         "uncollected": c.uncollected,
         "available_after": c.available_after,
         "transaction_id": c.transaction_id,
-        "warnings": warnings_out(c.warnings),
+        "warnings": [{"code": w.code, "message": w.message} for w in c.warnings],
     }
 
 
@@ -336,6 +345,17 @@ class BatchErrorOut(BaseModel):
     index: int
     status: int = Field(description="The HTTP status the event would have had alone.")
     error: ErrorDetail
+
+
+def batch_usage_data(index: int, c: records.Charge) -> dict[str, Any]:
+    """The ``BatchUsageOut`` of an event charged, as plain data (see ``usage_data``)."""
+    return {**usage_data(c), "index": index, "status": 200}
+
+
+def batch_error_data(index: int, status: int, error: dict[str, Any]) -> dict[str, Any]:
+    """The ``BatchErrorOut`` of an event refused, as plain data: ``error`` is what the
+    body of the event's answer alone would have had under ``error``."""
+    return {"index": index, "status": status, "error": error}
 
 
 class BatchOut(BaseModel):
