@@ -66,7 +66,7 @@ from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.maintenance import lock_current
 from creditmeter.service.purchases import Outcome
 from creditmeter.service.verify import Violation, verify
-from creditmeter.store import accounts, catalog, holds, outbox, usage
+from creditmeter.store import accounts, catalog, direct, holds, outbox, usage
 from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
@@ -1239,9 +1239,10 @@ class CreditMeter:
         book = AccountBook(conn, row, now, self._catalog(row))
         settings = self._settings(conn, row.settings_version)
         outcome = use_case(book, settings)
-        book.save()
-        if key is not None:
-            idempotency.remember(conn, key, operation, fingerprint, outcome, now)
+        with direct.pipelined(conn):
+            book.save()
+            if key is not None:
+                idempotency.remember(conn, key, operation, fingerprint, outcome, now)
         return outcome, True
 
     def _charge_groups(

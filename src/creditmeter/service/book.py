@@ -30,7 +30,7 @@ from creditmeter.core.types import (
     wallet,
 )
 from creditmeter.service.ids import new_id
-from creditmeter.store import accounts, grants, ledger, usage
+from creditmeter.store import accounts, direct, grants, holds, ledger, usage
 from creditmeter.store.accounts import AccountRow
 from creditmeter.store.grants import Change as GrantChange
 from creditmeter.store.grants import ConcurrentUpdate
@@ -40,24 +40,32 @@ T = TypeVar("T")
 
 
 class Appends:
-    """What one or more books write, written together: the ledger transactions and usage
-    records, one insert a table for a whole batch of accounts; and the grants' changes
-    and the accounts' running totals of books that share it, one statement of each (sent
-    in one round trip) for the whole batch. Their accounts stay locked until the end of
-    the transaction, so writing their changes last changes nothing for anyone else."""
+    """What one or more books write, written together: new and finished holds, the ledger
+    transactions and usage records, one insert a table for a whole batch of accounts; and
+    the grants' changes and the accounts' running totals of books that share it, one
+    statement of each (sent in one round trip) for the whole batch. Their accounts stay
+    locked until the end of the transaction, so writing their changes last changes nothing
+    for anyone else."""
 
     def __init__(self) -> None:
+        self.new_holds: list[holds.NewHold] = []
+        self.finished_holds: list[holds.Finished] = []
         self.transactions: list[Transaction] = []
         self.usage: list[NewUsage] = []
         self.grant_changes: dict[GrantId, GrantChange] = {}
         self.totals: dict[str, AccountRow] = {}
 
     def write(self, conn: Connection) -> None:
+        for new in self.new_holds:
+            holds.insert(conn, new)
+        for finished in self.finished_holds:
+            holds.finish(conn, finished)
         grants.change_many(conn, self.grant_changes)
         accounts.save_totals(conn, list(self.totals.values()))
         ledger.insert_many(conn, self.transactions)
         usage.insert_many(conn, self.usage)
-        self.transactions, self.usage, self.grant_changes, self.totals = [], [], {}, {}
+        self.new_holds, self.finished_holds, self.transactions, self.usage = [], [], [], []
+        self.grant_changes, self.totals = {}, {}
 
 
 class AccountBook:
@@ -117,8 +125,9 @@ class AccountBook:
             self.row.due_at = at
 
     def save(self) -> None:
-        """Write everything this use case changed; a book that shares its appends leaves
-        its grants' changes, its running totals, transactions and usage records to them."""
+        """Write everything this use case changed, pipelined; a book that shares its
+        appends leaves its grants' changes, its running totals, holds, transactions and
+        usage records to them."""
         changed = self.row.account != self._account_as_loaded
         if self._shared and not changed:
             pending = self._appends.grant_changes
@@ -126,10 +135,11 @@ class AccountBook:
                 pending[grant_id] = pending.get(grant_id, GrantChange()) + change
             self._appends.totals[self.id] = self.row
         else:
-            grants.change_many(self.conn, self._changes)
-            accounts.save(self.conn, self.row, fields_changed=changed)
-            if not self._shared:
-                self._appends.write(self.conn)
+            with direct.pipelined(self.conn):
+                grants.change_many(self.conn, self._changes)
+                accounts.save(self.conn, self.row, fields_changed=changed)
+                if not self._shared:
+                    self._appends.write(self.conn)
         self._changes = {}
         self._account_as_loaded = self.row.account
 
@@ -142,6 +152,14 @@ class AccountBook:
 
     def record_usage(self, new: NewUsage) -> None:
         self._appends.usage.append(new)
+
+    def record_hold(self, new: holds.NewHold) -> None:
+        self._appends.new_holds.append(new)
+
+    def finish_hold(self, finished: holds.Finished) -> None:
+        """Move a pending hold to its final status when the book is saved (a hold that
+        another writer finished first makes the save fail)."""
+        self._appends.finished_holds.append(finished)
 
     def next_grant_expiry(self) -> datetime | None:
         """When the first grant that still holds credits expires."""

@@ -59,7 +59,8 @@ def bring_up_to_date(book: AccountBook) -> None:
         return
     for hold_id in holds.expired_ids(book.conn, book.id, book.now):
         book.unreserve(holds.allocations(book.conn, hold_id))
-        holds.finish(book.conn, hold_id, HoldStatus.EXPIRED, book.now)
+        # At once: the next expiry, below, is read from the holds still pending.
+        holds.finish(book.conn, holds.Finished(hold_id, HoldStatus.EXPIRED, book.now))
     if book.now >= book.row.account.period_end:
         roll_period(book)
     expire_grants(book)

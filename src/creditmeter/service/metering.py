@@ -142,16 +142,17 @@ def authorize(
         expires_at=book.now + ttl,
         would_refuse=refused,
     )
-    holds.insert(
-        book.conn,
-        hold,
-        pool=feature.pool,
-        unlimited=unlimited,
-        model=model,
-        member=member,
-        estimate=_plain(rated.quantities),
-        metadata=dict(metadata),
-        allocations=draws,
+    book.record_hold(
+        holds.NewHold(
+            hold,
+            pool=feature.pool,
+            unlimited=unlimited,
+            model=model,
+            member=member,
+            estimate=_plain(rated.quantities),
+            metadata=dict(metadata),
+            allocations=draws,
+        )
     )
     book.lower_due(hold.expires_at)
     return hold
@@ -210,7 +211,7 @@ def settle(
         hold_id=hold_id,
         would_refuse=None,
     )
-    holds.finish(book.conn, hold_id, HoldStatus.SETTLED, book.now, charge.usage_id)
+    book.finish_hold(holds.Finished(hold_id, HoldStatus.SETTLED, book.now, charge.usage_id))
     expire_grants(book)
     settled = replace(hold, status=HoldStatus.SETTLED, usage_id=charge.usage_id)
     return replace(charge, available_after=book.available, hold=settled)
@@ -220,7 +221,7 @@ def release(book: AccountBook, found: FoundHold) -> Hold:
     hold = found.hold
     _pending(book, hold)
     book.unreserve(found.allocations)
-    holds.finish(book.conn, hold.id, HoldStatus.RELEASED, book.now)
+    book.finish_hold(holds.Finished(hold.id, HoldStatus.RELEASED, book.now))
     expire_grants(book)
     return replace(hold, status=HoldStatus.RELEASED)
 

@@ -142,14 +142,13 @@ _SAVE_TOTALS = direct.Statement(
 )
 
 
+_SAVE = direct.Statement(accounts.update().where(accounts.c.id == sa.bindparam("account_id")))
+
+
 def save(conn: Connection, row: AccountRow, *, fields_changed: bool) -> None:
     """Write back the account's running totals, and its other fields if they changed."""
     if fields_changed:
-        conn.execute(
-            accounts.update()
-            .where(accounts.c.id == row.id)
-            .values(**_fields(row.account), **_totals(row))
-        )
+        direct.run(conn, _SAVE, {"account_id": row.id, **_fields(row.account), **_totals(row)})
     else:
         save_totals(conn, [row])
 

@@ -11,7 +11,8 @@ as on the ordinary path. Listeners of ``before_cursor_execute`` still see each s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -169,13 +170,45 @@ def first(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> 
     return found[0] if found else None
 
 
-def run(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> int:
-    """Execute a change; how many rows it matched."""
-    compiled = _prepared(conn, statement, params)
-    cursor = _execute(conn, compiled.sql, compiled.parameters(params), "execute")
-    count: int = cursor.rowcount
-    cursor.close()
-    return count
+def run(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> None:
+    """Execute a change (whose count of rows matters not: see ``run_expecting``)."""
+    run_many(conn, statement, [params])
+
+
+def run_many(conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]]) -> None:
+    """Execute a change once for each set of parameters (all with the same names), in one
+    round trip on PostgreSQL."""
+    if many:
+        _changed(conn, statement, many).close()
+
+
+def run_expecting(
+    conn: Connection,
+    statement: Statement,
+    many: Sequence[Mapping[str, Any]],
+    rows: int,
+    otherwise: Callable[[], Exception],
+) -> None:
+    """``run_many``, where the changes must match ``rows`` rows in all, or else
+    ``otherwise()`` is raised: at once, or at the end of a ``pipelined`` block, when the
+    counts are known."""
+    if not many:
+        if rows:
+            raise otherwise()
+        return
+    cursor = _changed(conn, statement, many)
+
+    def check() -> None:
+        count: int = cursor.rowcount
+        cursor.close()
+        if count != rows:
+            raise otherwise()
+
+    pending: list[Callable[[], None]] | None = conn.info.get(_PIPELINE)
+    if pending is None:
+        check()
+    else:
+        pending.append(check)
 
 
 COPY_FROM = 16
@@ -183,19 +216,49 @@ COPY_FROM = 16
 for hundreds of rows, a round trip more for a few."""
 
 
-def run_many(conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]]) -> int:
-    """Execute a change once for each set of parameters (all with the same names), in one
-    round trip on PostgreSQL; how many rows they matched in all."""
-    if len(many) <= 1:
-        return run(conn, statement, many[0]) if many else 0
+def _changed(conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]]) -> Any:
+    """The cursor that executed the changes (at least one), to be closed."""
     compiled = _prepared(conn, statement, many[0])
-    if compiled.copy is not None and len(many) >= COPY_FROM:
+    # COPY cannot be pipelined.
+    if compiled.copy is not None and len(many) >= COPY_FROM and _PIPELINE not in conn.info:
         sql, columns = compiled.copy
         values = [compiled.values(params, columns) for params in many]
-        _execute(conn, sql, values, "copy").close()
-        return len(many)
+        return _execute(conn, sql, values, "copy")
+    if len(many) == 1:
+        return _execute(conn, compiled.sql, compiled.parameters(many[0]), "execute")
     parameters = [compiled.parameters(params) for params in many]
-    cursor = _execute(conn, compiled.sql, parameters, "executemany")
-    count: int = cursor.rowcount
-    cursor.close()
-    return count
+    return _execute(conn, compiled.sql, parameters, "executemany")
+
+
+_PIPELINE = "creditmeter_pipeline"
+"""The key, in a connection's ``info``, of the checks of the pipelined block it is in."""
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """Run this module's changes in the block without waiting for each one's answer, on
+    PostgreSQL: the answers come back together at the end of the block, one round trip
+    for all, where an error among them is raised and the counts of ``run_expecting`` are
+    checked. A read in the block waits for the changes sent before it. SQLAlchemy's own
+    executions must not run in the block (they would look at their results before these
+    arrive). A block in a block is part of it; on SQLite, where statements do not travel,
+    the block changes nothing.
+
+    A use case's last writes are such a block: while it holds its account's lock, each
+    round trip saved is time that another request for the account is not kept waiting."""
+    if conn.dialect.name != "postgresql" or _PIPELINE in conn.info:
+        yield
+        return
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    checks: list[Callable[[], None]] = []
+    conn.info[_PIPELINE] = checks
+    try:
+        with dbapi_connection.pipeline():
+            yield
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise translated(conn, error, dbapi_connection, "(pipelined)", ()) from error
+    finally:
+        conn.info.pop(_PIPELINE, None)
+    for check in checks:
+        check()

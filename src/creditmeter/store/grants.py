@@ -118,8 +118,13 @@ def change_many(conn: Connection, changes: Mapping[GrantId, Change]) -> None:
         {"grant_id": g, "d_remaining": c.remaining, "d_held": c.held, "d_amount": c.amount}
         for g, c in changes.items()
     ]
-    if direct.run_many(conn, _CHANGE, many) != len(many):
-        raise ConcurrentUpdate(f"grants cannot change so: {dict(changes)}")
+    direct.run_expecting(
+        conn,
+        _CHANGE,
+        many,
+        len(many),
+        lambda: ConcurrentUpdate(f"grants cannot change so: {dict(changes)}"),
+    )
 
 
 def list_for_account(

@@ -85,18 +85,22 @@ def get(conn: Connection, hold_id: HoldId) -> FoundHold | None:
     return FoundHold(_hold(row), details, allocations)
 
 
-def insert(
-    conn: Connection,
-    hold: Hold,
-    *,
-    pool: str,
-    unlimited: bool,
-    model: str | None,
-    member: str | None,
-    estimate: dict[str, Any],
-    metadata: dict[str, Any],
-    allocations: Sequence[Draw],
-) -> None:
+@dataclass(frozen=True)
+class NewHold:
+    """A hold to store, with what the record itself does not carry."""
+
+    hold: Hold
+    pool: str
+    unlimited: bool
+    model: str | None
+    member: str | None
+    estimate: dict[str, Any]
+    metadata: dict[str, Any]
+    allocations: Sequence[Draw]
+
+
+def insert(conn: Connection, new: NewHold) -> None:
+    hold = new.hold
     direct.run(
         conn,
         _INSERT,
@@ -104,28 +108,27 @@ def insert(
             "id": hold.id,
             "account_id": hold.account_id,
             "feature_key": hold.feature,
-            "pool": pool,
+            "pool": new.pool,
             "credits": hold.credits,
             "reserved": hold.reserved,
-            "unlimited": unlimited,
+            "unlimited": new.unlimited,
             "status": hold.status.value,
-            "model": model,
-            "member": member,
-            "estimate": estimate,
-            "metadata": metadata,
+            "model": new.model,
+            "member": new.member,
+            "estimate": new.estimate,
+            "metadata": new.metadata,
             "created_at": hold.created_at,
             "expires_at": hold.expires_at,
         },
     )
-    if allocations:
-        direct.run_many(
-            conn,
-            _INSERT_ALLOCATIONS,
-            [
-                {"hold_id": hold.id, "grant_id": d.grant_id, "position": i, "credits": d.credits}
-                for i, d in enumerate(allocations)
-            ],
-        )
+    direct.run_many(
+        conn,
+        _INSERT_ALLOCATIONS,
+        [
+            {"hold_id": hold.id, "grant_id": d.grant_id, "position": i, "credits": d.credits}
+            for i, d in enumerate(new.allocations)
+        ],
+    )
 
 
 def allocations(conn: Connection, hold_id: HoldId) -> list[Draw]:
@@ -133,18 +136,32 @@ def allocations(conn: Connection, hold_id: HoldId) -> list[Draw]:
     return [Draw(r["grant_id"], r["credits"]) for r in found]
 
 
-def finish(
-    conn: Connection,
-    hold_id: HoldId,
-    status: HoldStatus,
-    at: datetime,
-    usage_id: UsageId | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Finished:
+    """A pending hold's move to its final status."""
+
+    hold_id: HoldId
+    status: HoldStatus
+    at: datetime
+    usage_id: UsageId | None = None
+
+
+def finish(conn: Connection, finished: Finished) -> None:
     """Move a pending hold to its final status; only a pending hold can move (one that
     another writer finished first is a :class:`ConcurrentUpdate`)."""
-    params = {"hold_id": hold_id, "new_status": status.value, "at": at, "the_usage_id": usage_id}
-    if direct.run(conn, _FINISH, params) != 1:
-        raise ConcurrentUpdate(f"hold {hold_id} is no longer pending")
+    params = {
+        "hold_id": finished.hold_id,
+        "new_status": finished.status.value,
+        "at": finished.at,
+        "the_usage_id": finished.usage_id,
+    }
+    direct.run_expecting(
+        conn,
+        _FINISH,
+        [params],
+        1,
+        lambda: ConcurrentUpdate(f"hold {finished.hold_id} is no longer pending"),
+    )
 
 
 def expired_ids(conn: Connection, account_id: AccountId, at: datetime) -> list[HoldId]:
