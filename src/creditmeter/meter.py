@@ -1229,14 +1229,14 @@ class CreditMeter:
         result: type[T] | None,
     ) -> tuple[T, bool]:
         """The use case's outcome, and whether it is new (not the replay of a key)."""
-        row = lock_current(conn, now, account_id)
+        row, loaded = lock_current(conn, now, account_id)
         # Only a keyed call is fingerprinted: unkeyed ones pay nothing for idempotency.
         fingerprint = "" if key is None else idempotency.fingerprint(operation, params)
         if key is not None and result is not None:
             first = idempotency.replay(conn, key, operation, fingerprint, result)
             if first is not None:
                 return first, False
-        book = AccountBook(conn, row, now, self._catalog(row))
+        book = AccountBook(conn, row, now, self._catalog(row), loaded=loaded)
         settings = self._settings(conn, row.settings_version)
         outcome = use_case(book, settings)
         with direct.pipelined(conn):
@@ -1261,11 +1261,11 @@ class CreditMeter:
         for account_id in sorted(groups):
             events = groups[account_id]
             try:
-                row = lock_current(conn, now, account_id, commit_upkeep=False)
+                row, loaded = lock_current(conn, now, account_id, commit_upkeep=False)
             except CreditMeterError as error:  # the account itself: unknown, or a bad id
                 outcomes[account_id] = [(error, False)] * len(events)
                 continue
-            book = AccountBook(conn, row, now, self._catalog(row), appends)
+            book = AccountBook(conn, row, now, self._catalog(row), appends, loaded=loaded)
             outcomes[account_id] = [
                 self._charge_event(book, settings, event, stored, new_keys) for event in events
             ]

@@ -76,15 +76,19 @@ class AccountBook:
         now: datetime,
         memo: dict[tuple[str, str], object] | None = None,
         appends: Appends | None = None,
+        *,
+        loaded: Sequence[Grant] | None = None,
     ) -> None:
         """``appends``: where to leave the book's new transactions and usage records for
-        the caller to write (by default the book writes its own when it is saved)."""
+        the caller to write (by default the book writes its own when it is saved);
+        ``loaded``: the account's grants read with its row, if they were (else they are
+        read when first needed)."""
         self.conn = conn
         self.row = row
         self.wallet = wallet(row.id)
         """The account's own ledger account, where its credits are."""
         self.now = now
-        self._grants: dict[GrantId, Grant] | None = None
+        self._grants = None if loaded is None else {g.id: g for g in loaded}
         self._account_as_loaded = row.account
         self._changes: dict[GrantId, GrantChange] = {}
         self._shared = appends is not None

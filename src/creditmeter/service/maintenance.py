@@ -34,24 +34,25 @@ from creditmeter.store.grants import Change as GrantChange
 
 def lock_current(
     conn: Connection, now: datetime, account_id: str, *, commit_upkeep: bool = True
-) -> AccountRow:
-    """Lock the account, brought up to date: its upkeep (expired holds, an ended period,
-    expired grants) is committed by itself, so a refusal that follows cannot undo it
-    (``commit_upkeep=False``: for a caller whose refusals raise nothing, and which locks
-    several accounts in one transaction)."""
-    row = accounts.get(conn, account_id, lock=True)
-    if row is None:
+) -> tuple[AccountRow, list[Grant]]:
+    """Lock the account, brought up to date, and read its grants with it: its upkeep
+    (expired holds, an ended period, expired grants) is committed by itself, so a refusal
+    that follows cannot undo it (``commit_upkeep=False``: for a caller whose refusals
+    raise nothing, and which locks several accounts in one transaction)."""
+    found = accounts.lock_with_grants(conn, account_id)
+    if found is None:
         raise NotFound("account", account_id)
+    row, loaded = found
     if now < row.due_at:
-        return row
-    upkeep = AccountBook(conn, row, now)
+        return found
+    upkeep = AccountBook(conn, row, now, loaded=loaded)
     bring_up_to_date(upkeep)
     upkeep.save()
     if commit_upkeep:
         conn.commit()
-    row = accounts.get(conn, account_id, lock=True)
-    assert row is not None
-    return row
+    found = accounts.lock_with_grants(conn, account_id)
+    assert found is not None
+    return found
 
 
 def bring_up_to_date(book: AccountBook) -> None:

@@ -94,14 +94,14 @@ def apply(
     if isinstance(subject, Outcome):
         return _finish(conn, event, subject, now)
     account_id, purchase = subject
-    row = lock_current(conn, now, account_id)
+    row, loaded = lock_current(conn, now, account_id)
     current = store.get_event(conn, event.id, lock=True)
     if current is None or current["status"] != "received":
         return "received" if current is None else str(current["status"])
     if purchase is not None:
         purchase = store.get_purchase(conn, purchase.id)  # as it is under the lock
         assert purchase is not None
-    book = AccountBook(conn, row, now)
+    book = AccountBook(conn, row, now, loaded=loaded)
     outcome = _act(book, settings, event, purchase)
     book.save()
     return _finish(conn, event, outcome, now)

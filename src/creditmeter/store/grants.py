@@ -21,27 +21,37 @@ class ConcurrentUpdate(Exception):
 
 
 def _grant(row: direct.Row) -> Grant:
+    return grant_of(row)
+
+
+def grant_of(row: direct.Row, prefix: str = "") -> Grant:
+    """The grant in ``row``, its columns named as the table's after ``prefix``."""
     return Grant(
-        id=row["id"],
-        account_id=row["account_id"],
-        source=GrantSource(row["source"]),
-        pool=row["pool"],
-        priority=row["priority"],
-        amount=row["amount"],
-        remaining=row["remaining"],
-        held=row["held"],
-        effective_at=row["effective_at"],
-        expires_at=row["expires_at"],
-        created_at=row["created_at"],
-        period_start=row["period_start"],
-        reference=row["reference"],
+        id=row[f"{prefix}id"],
+        account_id=row[f"{prefix}account_id"],
+        source=GrantSource(row[f"{prefix}source"]),
+        pool=row[f"{prefix}pool"],
+        priority=row[f"{prefix}priority"],
+        amount=row[f"{prefix}amount"],
+        remaining=row[f"{prefix}remaining"],
+        held=row[f"{prefix}held"],
+        effective_at=row[f"{prefix}effective_at"],
+        expires_at=row[f"{prefix}expires_at"],
+        created_at=row[f"{prefix}created_at"],
+        period_start=row[f"{prefix}period_start"],
+        reference=row[f"{prefix}reference"],
     )
+
+
+def live(account_period_start: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
+    """A grant worth loading for a use case: one that still holds credits, or an allowance
+    grant of the account's current period (whose spent state the allowance reports)."""
+    return sa.or_(grants.c.remaining > 0, grants.c.period_start == account_period_start)
 
 
 _FOR_ACCOUNT = direct.Statement(
     sa.select(grants).where(
-        grants.c.account_id == sa.bindparam("account_id"),
-        sa.or_(grants.c.remaining > 0, grants.c.period_start == sa.bindparam("period_start")),
+        grants.c.account_id == sa.bindparam("account_id"), live(sa.bindparam("period_start"))
     )
 )
 
