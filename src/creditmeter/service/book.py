@@ -3,9 +3,10 @@
 Every change of credits goes through :meth:`AccountBook.post`, which makes one ledger
 transaction whose postings sum to zero, applies the postings to the grants and moves the
 account's running totals with them. The book keeps the grants it has read up to date in
-memory and writes in bulk when it is saved: the changes of each grant as one conditional
-update, the transactions, postings and usage records as one insert each, however many
-operations the use case did (a batch of usage is one save).
+memory and writes in bulk when it is saved: the holds it opened or finished, the changes
+of each grant as one conditional update, the transactions, postings and usage records as
+one insert each, however many operations the use case did (a batch of usage is one
+save). On PostgreSQL the save is pipelined: one round trip for all its statements.
 """
 
 from __future__ import annotations
