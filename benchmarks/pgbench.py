@@ -45,10 +45,11 @@ class PgbenchResult:
         )
 
 
-def _connection_args() -> list[str]:
+def _connection_args(via: tuple[str, int] | None = None) -> list[str]:
+    """Where PostgreSQL is, or ``via`` that host and port (a relay in front of it, say)."""
     url = sa.make_url(POSTGRES_URL)
-    args = ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432)]
-    return [*args, "-U", url.username or "postgres"]
+    host, port = via or (url.host or "127.0.0.1", url.port or 5432)
+    return ["-h", host, "-p", str(port), "-U", url.username or "postgres"]
 
 
 @contextlib.contextmanager
@@ -113,11 +114,14 @@ def _result(output: str, command: str, cpu: CpuShares) -> PgbenchResult:
     return PgbenchResult(float(tps[1]), int(count[1]), float(latency[1]), command, cpu)
 
 
-def tpcb(clients: int, jobs: int, seconds: int) -> PgbenchResult:
-    """``pgbench -i`` (scale 1) then the TPC-B-like script for ``seconds``."""
+def tpcb(
+    clients: int, jobs: int, seconds: int, *, via: tuple[str, int] | None = None
+) -> PgbenchResult:
+    """``pgbench -i`` (scale 1) then the TPC-B-like script for ``seconds``, connecting
+    ``via`` that host and port if given (the initialization connects directly)."""
     with own_database() as db:
-        connection = _connection_args()
-        _run(["-i", "-q", "-s", "1", *connection, db], timeout=120)
+        _run(["-i", "-q", "-s", "1", *_connection_args(), db], timeout=120)
+        connection = _connection_args(via)
         args = ["-c", str(clients), "-j", str(jobs), "-T", str(seconds), *connection, db]
         return _measured(args, seconds, "pgbench " + " ".join(args[:6]))
 

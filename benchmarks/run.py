@@ -23,6 +23,7 @@ MODULES: dict[str, str] = {
     "embedded": "benchmarks.embedded",
     "balance": "benchmarks.balance",
     "http": "benchmarks.http",
+    "remote": "benchmarks.remote",
 }
 
 
