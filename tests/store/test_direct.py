@@ -135,3 +135,49 @@ def test_a_pipelined_driver_error_is_sqlalchemys_and_undoes_the_transaction(
     with db.read() as conn:
         assert direct.rows(conn, FIND, {"the_key": "k1"}) == []
         assert direct.rows(conn, FIND, {"the_key": "k2"}) == []
+
+
+@pytest.mark.parametrize("count", [1, 40])
+def test_a_driver_error_is_sqlalchemys_and_undoes_the_transaction(db: Database, count: int) -> None:
+    with db.write() as conn:
+        direct.run(conn, INSERT, key(0))
+
+    def insert_a_key_twice() -> None:
+        with db.write() as conn:
+            direct.run(conn, INSERT, key(1))
+            direct.run_many(conn, INSERT, [key(n + 2) for n in range(count)] + [key(0)])
+
+    with pytest.raises(IntegrityError):
+        insert_a_key_twice()
+    with db.read() as conn:
+        assert direct.rows(conn, FIND, {"the_key": "k1"}) == []
+
+
+def test_a_statement_after_a_commit_begins_the_next_transaction(db: Database) -> None:
+    def fail_after_a_commit() -> None:
+        with db.write() as conn:
+            direct.run(conn, INSERT, key(1))
+            conn.commit()
+            direct.run(conn, INSERT, key(2))
+            raise RuntimeError("undo what followed the commit")
+
+    with pytest.raises(RuntimeError):
+        fail_after_a_commit()
+    with db.read() as conn:
+        assert direct.first(conn, FIND, {"the_key": "k1"}) is not None
+        assert direct.first(conn, FIND, {"the_key": "k2"}) is None
+
+
+def test_listeners_see_each_statement(db: Database) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def before(*args: Any) -> None:
+        seen.append((args[2].split()[0], args[5]))
+
+    sa.event.listen(db.engine, "before_cursor_execute", before)
+    with db.write() as conn:
+        direct.run(conn, INSERT, key(1))
+        direct.run_many(conn, INSERT, [key(n + 2) for n in range(direct.COPY_FROM)])
+        direct.rows(conn, FIND, {"the_key": "k1"})
+    bulk = "COPY" if db.dialect == "postgresql" else "INSERT"
+    assert seen == [("INSERT", False), (bulk, True), ("SELECT", False)]
