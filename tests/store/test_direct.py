@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from creditmeter.store import direct
 from creditmeter.store.database import Database
 from creditmeter.store.tables import idempotency_keys
+from tests.conftest import POSTGRES_URL
 
 AT = datetime(2026, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -135,6 +136,30 @@ def test_a_pipelined_driver_error_is_sqlalchemys_and_undoes_the_transaction(
     with db.read() as conn:
         assert direct.rows(conn, FIND, {"the_key": "k1"}) == []
         assert direct.rows(conn, FIND, {"the_key": "k2"}) == []
+
+
+def test_a_connection_lost_in_a_pipelined_block_is_reported_as_lost(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("a pipeline is PostgreSQL's")
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+
+    def write_on_a_connection_killed_under_it() -> None:
+        with db.write() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with direct.pipelined(conn):
+                direct.run(conn, INSERT, key(1))
+                with admin.connect() as other:
+                    other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                direct.run(conn, INSERT, key(2))
+
+    try:
+        with pytest.raises(DBAPIError) as lost:
+            write_on_a_connection_killed_under_it()
+    finally:
+        admin.dispose()
+    assert lost.value.connection_invalidated
+    with db.read() as conn:  # and the pool goes on with a new connection
+        assert direct.rows(conn, FIND, {"the_key": "k1"}) == []
 
 
 @pytest.mark.parametrize("count", [1, 40])

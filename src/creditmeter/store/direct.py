@@ -252,13 +252,16 @@ def pipelined(conn: Connection) -> Iterator[None]:
     dbapi_connection = conn.connection.dbapi_connection
     assert dbapi_connection is not None
     checks: list[Callable[[], None]] = []
-    conn.info[_PIPELINE] = checks
+    # Kept at hand: a connection lost in the block is invalidated, and asking it for its
+    # info then would raise instead of the error that lost it.
+    info = conn.info
+    info[_PIPELINE] = checks
     try:
         with dbapi_connection.pipeline():
             yield
     except conn.dialect.loaded_dbapi.Error as error:
         raise translated(conn, error, dbapi_connection, "(pipelined)", ()) from error
     finally:
-        conn.info.pop(_PIPELINE, None)
+        info.pop(_PIPELINE, None)
     for check in checks:
         check()
