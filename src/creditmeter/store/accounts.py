@@ -87,12 +87,11 @@ _SELECT = sa.select(accounts, _SETTINGS_VERSION, _CATALOG_VERSION).where(
     accounts.c.id == sa.bindparam("account_id")
 )
 _GET = direct.Statement(_SELECT)
-_GET_FOR_UPDATE = direct.Statement(_SELECT.with_for_update())
 
 
-def get(conn: Connection, account_id: AccountId, *, lock: bool = False) -> AccountRow | None:
-    query = _GET_FOR_UPDATE if lock else _GET
-    row = direct.first(conn, query, {"account_id": account_id})
+def get(conn: Connection, account_id: AccountId) -> AccountRow | None:
+    """The account, unlocked (see :func:`lock_with_grants` to change it)."""
+    row = direct.first(conn, _GET, {"account_id": account_id})
     return None if row is None else _row(row)
 
 
