@@ -10,17 +10,26 @@ from __future__ import annotations
 import multiprocessing
 import random
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier as ProcessBarrier
 from typing import TypeVar
 
+import sqlalchemy as sa
+
 from creditmeter import CreditMeter, HoldNotPending, InsufficientCredits
-from creditmeter.core.records import Charge, UsageRecord
+from creditmeter.core.grants import Grant
+from creditmeter.core.records import Charge, Hold, UsageRecord
+from creditmeter.core.types import ANY_POOL, DEFAULT_PRIORITY, GrantSource
+from creditmeter.service.ids import new_id
+from creditmeter.store import accounts
+from creditmeter.store import grants as grant_store
 
 T = TypeVar("T")
 
@@ -337,3 +346,73 @@ def test_concurrent_retries_of_one_idempotency_key_charge_once(migrated_url: str
         assert meter.balance(ACCOUNT).available == INITIAL - 9
         assert len(list(meter.iter_transactions(ACCOUNT, types=("usage",)))) == 1
         assert meter.verify() == []
+
+
+def test_a_writer_waiting_for_an_account_sees_what_its_holder_committed(
+    migrated_url: str,
+) -> None:
+    # The waiter's grants are read once it has the lock: a grant the holder added is there.
+    with CreditMeter(migrated_url) as setup:
+        setup.put_feature("late.call", rates={"requests": 10})
+        setup.create_account("late")
+    holder, waiter = CreditMeter(migrated_url), CreditMeter(migrated_url)
+    outcome: dict[str, object] = {}
+
+    def authorize() -> None:
+        try:
+            outcome["hold"] = waiter.authorize("late", "late.call", credits=10)
+        except Exception as error:  # reported by the assertion below
+            outcome["error"] = error
+
+    try:
+        with holder.db.write() as conn:
+            found = accounts.lock_with_grants(conn, "late")
+            assert found is not None
+            row, _ = found
+            thread = threading.Thread(target=authorize)
+            thread.start()
+            _wait_until_waiting_for_a_lock(holder, thread)
+            # In effect before the waiter's clock read, so it is the waiter's to use.
+            now = datetime.now(UTC) - timedelta(minutes=1)
+            granted = Grant(
+                id=new_id("grt"),
+                account_id="late",
+                source=GrantSource.ADMIN,
+                pool=ANY_POOL,
+                priority=DEFAULT_PRIORITY[GrantSource.ADMIN],
+                amount=100,
+                remaining=100,
+                held=0,
+                effective_at=now,
+                expires_at=None,
+                created_at=now,
+            )
+            grant_store.insert(conn, granted)
+            row.balance += 100
+            accounts.save_totals(conn, [row])
+            assert not outcome, "the waiter did not wait for the lock"
+        thread.join(WAIT_SECONDS)
+    finally:
+        holder.close()
+        waiter.close()
+    assert "error" not in outcome, outcome
+    hold = outcome["hold"]
+    assert isinstance(hold, Hold)
+    assert hold.reserved == 10
+
+
+def _wait_until_waiting_for_a_lock(meter: CreditMeter, thread: threading.Thread) -> None:
+    """On PostgreSQL, until a session of this test's schema waits for a lock; on SQLite,
+    whose writers wait in the driver, a moment."""
+    if meter.db.is_sqlite:
+        time.sleep(0.5)
+        return
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + WAIT_SECONDS
+    with meter.db.engine.connect() as conn:
+        while not conn.execute(query).scalar() and thread.is_alive():
+            assert time.monotonic() < deadline, "the waiter never waited for the lock"
+            time.sleep(0.01)

@@ -95,22 +95,16 @@ def get(conn: Connection, account_id: AccountId) -> AccountRow | None:
     return None if row is None else _row(row)
 
 
-_GRANT = "grant_"
-_LOCK_WITH_GRANTS = direct.Statement(
-    sa.select(
-        accounts,
-        _SETTINGS_VERSION,
-        _CATALOG_VERSION,
-        *(column.label(f"{_GRANT}{column.name}") for column in grants.c),
+_LOCK = direct.Statement(_SELECT.with_for_update())
+_LIVE_GRANTS = direct.Statement(
+    sa.select(grants).where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        live(
+            sa.select(accounts.c.period_start)
+            .where(accounts.c.id == sa.bindparam("account_id"))
+            .scalar_subquery()
+        ),
     )
-    .select_from(
-        accounts.outerjoin(
-            grants,
-            sa.and_(grants.c.account_id == accounts.c.id, live(accounts.c.period_start)),
-        )
-    )
-    .where(accounts.c.id == sa.bindparam("account_id"))
-    .with_for_update(of=accounts)
 )
 
 
@@ -118,12 +112,14 @@ def lock_with_grants(
     conn: Connection, account_id: AccountId
 ) -> tuple[AccountRow, list[Grant]] | None:
     """The account, locked, with the grants a use case loads (see
-    :func:`creditmeter.store.grants.live`): one statement, so one round trip between
-    taking the lock and the use case's writes fewer."""
-    found = direct.rows(conn, _LOCK_WITH_GRANTS, {"account_id": account_id})
-    if not found:
+    :func:`creditmeter.store.grants.live`), in one round trip on PostgreSQL. Two queries,
+    not one join: the grants are read once the lock is taken, so they are as its last
+    holder left them (a join would return the grants as they were before it waited)."""
+    params = {"account_id": account_id}
+    locked, found = direct.rows_each(conn, [(_LOCK, params), (_LIVE_GRANTS, params)])
+    if not locked:
         return None
-    return _row(found[0]), [grant_of(r, _GRANT) for r in found if r[f"{_GRANT}id"] is not None]
+    return _row(locked[0]), [grant_of(r) for r in found]
 
 
 def _totals(row: AccountRow) -> dict[str, Any]:

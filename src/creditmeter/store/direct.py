@@ -165,6 +165,28 @@ def rows(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> l
         cursor.close()
 
 
+def rows_each(
+    conn: Connection, queries: Sequence[tuple[Statement, Mapping[str, Any]]]
+) -> list[list[Row]]:
+    """The rows of each query, run one after the other: on PostgreSQL sent together and
+    answered in one round trip. Each query still runs after the one before it has
+    finished, with a snapshot of its own, so it sees what that one waited for (a lock
+    taken, and what its holder committed)."""
+    if conn.dialect.name != "postgresql" or _PIPELINE in conn.info:
+        return [rows(conn, statement, params) for statement, params in queries]
+    compiled = [(_prepared(conn, statement, params), params) for statement, params in queries]
+    with pipelined(conn):
+        cursors = [_execute(conn, c.sql, c.parameters(params), "execute") for c, params in compiled]
+    try:
+        return [
+            [c.row(values) for values in cursor.fetchall()]
+            for (c, _), cursor in zip(compiled, cursors, strict=True)
+        ]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
 def first(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> Row | None:
     found = rows(conn, statement, params)
     return found[0] if found else None

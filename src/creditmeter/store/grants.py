@@ -20,26 +20,21 @@ class ConcurrentUpdate(Exception):
     """A conditional update matched no row: another writer changed it first."""
 
 
-def _grant(row: direct.Row) -> Grant:
-    return grant_of(row)
-
-
-def grant_of(row: direct.Row, prefix: str = "") -> Grant:
-    """The grant in ``row``, its columns named as the table's after ``prefix``."""
+def grant_of(row: direct.Row) -> Grant:
     return Grant(
-        id=row[f"{prefix}id"],
-        account_id=row[f"{prefix}account_id"],
-        source=GrantSource(row[f"{prefix}source"]),
-        pool=row[f"{prefix}pool"],
-        priority=row[f"{prefix}priority"],
-        amount=row[f"{prefix}amount"],
-        remaining=row[f"{prefix}remaining"],
-        held=row[f"{prefix}held"],
-        effective_at=row[f"{prefix}effective_at"],
-        expires_at=row[f"{prefix}expires_at"],
-        created_at=row[f"{prefix}created_at"],
-        period_start=row[f"{prefix}period_start"],
-        reference=row[f"{prefix}reference"],
+        id=row["id"],
+        account_id=row["account_id"],
+        source=GrantSource(row["source"]),
+        pool=row["pool"],
+        priority=row["priority"],
+        amount=row["amount"],
+        remaining=row["remaining"],
+        held=row["held"],
+        effective_at=row["effective_at"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        period_start=row["period_start"],
+        reference=row["reference"],
     )
 
 
@@ -59,12 +54,12 @@ _FOR_ACCOUNT = direct.Statement(
 def for_account(conn: Connection, account_id: AccountId, period_start: datetime) -> list[Grant]:
     """The grants that still hold credits, and the current period's allowance grants."""
     rows = direct.rows(conn, _FOR_ACCOUNT, {"account_id": account_id, "period_start": period_start})
-    return [_grant(r) for r in rows]
+    return [grant_of(r) for r in rows]
 
 
 def get_many(conn: Connection, ids: Iterable[GrantId]) -> list[Grant]:
     query = sa.select(grants).where(grants.c.id.in_(list(ids)))
-    return [_grant(r) for r in conn.execute(query).mappings()]
+    return [grant_of(r) for r in conn.execute(query).mappings()]
 
 
 _INSERT = direct.Statement(grants.insert())
@@ -144,4 +139,4 @@ def list_for_account(
     if not include_spent:
         query = query.where(grants.c.remaining > 0)
     query = query.order_by(grants.c.priority, grants.c.created_at, grants.c.id)
-    return [_grant(r) for r in conn.execute(query).mappings()]
+    return [grant_of(r) for r in conn.execute(query).mappings()]
