@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -333,3 +334,24 @@ def test_consumption_order_is_sorted_by_the_documented_key(
             assert first.expires_at <= second.expires_at
         if first.expires_at == second.expires_at:
             assert first.created_at <= second.created_at
+
+
+def test_a_moved_grant_keeps_every_other_field() -> None:
+    # Every field set to a value that is not its default, so one left behind shows.
+    g = Grant(
+        id="g1",
+        account_id="acme",
+        source=GrantSource.PURCHASE,
+        pool="images",
+        priority=7,
+        amount=100,
+        remaining=60,
+        held=10,
+        effective_at=NOW,
+        expires_at=NOW + timedelta(days=30),
+        created_at=NOW - timedelta(days=1),
+        period_start=PERIOD,
+        reference="pi_1",
+    )
+    expected = replace(g, amount=101, remaining=58, held=13)
+    assert g.moved(amount=1, remaining=-2, held=3) == expected

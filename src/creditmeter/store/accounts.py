@@ -14,8 +14,8 @@ from creditmeter.core.grants import Grant
 from creditmeter.core.records import Account
 from creditmeter.core.types import AccountId, AccountStatus, Credits
 from creditmeter.store import direct
-from creditmeter.store.grants import grant_of, live
-from creditmeter.store.tables import accounts, catalog_version, grants, members, settings_versions
+from creditmeter.store.grants import FOR_ACCOUNT_AS_STORED, grant_of
+from creditmeter.store.tables import accounts, catalog_version, members, settings_versions
 
 
 @dataclass
@@ -96,27 +96,18 @@ def get(conn: Connection, account_id: AccountId) -> AccountRow | None:
 
 
 _LOCK = direct.Statement(_SELECT.with_for_update())
-_LIVE_GRANTS = direct.Statement(
-    sa.select(grants).where(
-        grants.c.account_id == sa.bindparam("account_id"),
-        live(
-            sa.select(accounts.c.period_start)
-            .where(accounts.c.id == sa.bindparam("account_id"))
-            .scalar_subquery()
-        ),
-    )
-)
 
 
 def lock_with_grants(
     conn: Connection, account_id: AccountId
 ) -> tuple[AccountRow, list[Grant]] | None:
-    """The account, locked, with the grants a use case loads (see
-    :func:`creditmeter.store.grants.live`), in one round trip on PostgreSQL. Two queries,
-    not one join: the grants are read once the lock is taken, so they are as its last
-    holder left them (a join would return the grants as they were before it waited)."""
+    """The account, locked, with the grants a use case loads (those of
+    :func:`creditmeter.store.grants.for_account`), in one round trip on PostgreSQL. Two
+    queries, not one join: the grants are read once the lock is taken, so they are as its
+    last holder left them (a join would return them as they were before it waited)."""
     params = {"account_id": account_id}
-    locked, found = direct.rows_each(conn, [(_LOCK, params), (_LIVE_GRANTS, params)])
+    queries = [(_LOCK, params), (FOR_ACCOUNT_AS_STORED, params)]
+    locked, found = direct.rows_each(conn, queries)
     if not locked:
         return None
     return _row(locked[0]), [grant_of(r) for r in found]

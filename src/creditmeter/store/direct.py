@@ -158,7 +158,11 @@ def _prepared(conn: Connection, statement: Statement, params: Mapping[str, Any])
 def rows(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
     """The rows a query returns, as dictionaries of converted values."""
     compiled = _prepared(conn, statement, params)
-    cursor = _execute(conn, compiled.sql, compiled.parameters(params), "execute")
+    return _fetched(compiled, _execute(conn, compiled.sql, compiled.parameters(params), "execute"))
+
+
+def _fetched(compiled: _Compiled, cursor: Any) -> list[Row]:
+    """The rows of an executed query, converted; its cursor closed."""
     try:
         return [compiled.row(values) for values in cursor.fetchall()]
     finally:
@@ -177,14 +181,7 @@ def rows_each(
     compiled = [(_prepared(conn, statement, params), params) for statement, params in queries]
     with pipelined(conn):
         cursors = [_execute(conn, c.sql, c.parameters(params), "execute") for c, params in compiled]
-    try:
-        return [
-            [c.row(values) for values in cursor.fetchall()]
-            for (c, _), cursor in zip(compiled, cursors, strict=True)
-        ]
-    finally:
-        for cursor in cursors:
-            cursor.close()
+    return [_fetched(c, cursor) for (c, _), cursor in zip(compiled, cursors, strict=True)]
 
 
 def first(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> Row | None:

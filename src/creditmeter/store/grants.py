@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from creditmeter.core.grants import Grant
 from creditmeter.core.types import AccountId, Credits, GrantId, GrantSource
 from creditmeter.store import direct
-from creditmeter.store.tables import grants
+from creditmeter.store.tables import accounts, grants
 
 
 class ConcurrentUpdate(Exception):
@@ -38,7 +38,7 @@ def grant_of(row: direct.Row) -> Grant:
     )
 
 
-def live(account_period_start: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
+def _live(account_period_start: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
     """A grant worth loading for a use case: one that still holds credits, or an allowance
     grant of the account's current period (whose spent state the allowance reports)."""
     return sa.or_(grants.c.remaining > 0, grants.c.period_start == account_period_start)
@@ -46,9 +46,21 @@ def live(account_period_start: sa.ColumnElement[datetime]) -> sa.ColumnElement[b
 
 _FOR_ACCOUNT = direct.Statement(
     sa.select(grants).where(
-        grants.c.account_id == sa.bindparam("account_id"), live(sa.bindparam("period_start"))
+        grants.c.account_id == sa.bindparam("account_id"), _live(sa.bindparam("period_start"))
     )
 )
+FOR_ACCOUNT_AS_STORED = direct.Statement(
+    sa.select(grants).where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        _live(
+            sa.select(accounts.c.period_start)
+            .where(accounts.c.id == sa.bindparam("account_id"))
+            .scalar_subquery()
+        ),
+    )
+)
+"""The grants :func:`for_account` returns, the account's period read by the query itself:
+for a caller that sends it together with the query that locks the account."""
 
 
 def for_account(conn: Connection, account_id: AccountId, period_start: datetime) -> list[Grant]:
