@@ -3,6 +3,7 @@ pages, and the worker that runs in its process."""
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
 from creditmeter import CreditMeter
-from creditmeter.api.app import create_app
+from creditmeter.api.app import create_app, create_server_app
 from creditmeter.api.config import ServerSettings
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.signature import sign
@@ -177,3 +178,24 @@ def test_the_worker_in_the_server_applies_payments_without_being_asked(
     assert meter.balance("acme").available == 11_000
     assert len(listening) == 1
     assert meter.job_listeners == []  # stopped with the app
+
+
+def test_the_server_app_freezes_what_lives_as_long_as_its_process(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``creditmeter serve``'s factory: the app made, then everything made so far kept
+    out of the collector's generations; the app itself among it."""
+    monkeypatch.setenv("CREDITMETER_DATABASE_URL", database_url)
+    monkeypatch.setenv("CREDITMETER_WORKER", "false")
+    monkeypatch.setenv("CREDITMETER_SWEEP_INTERVAL", "0")
+    assert gc.get_freeze_count() == 0
+    app = create_server_app()
+    try:
+        assert gc.get_freeze_count() > 0
+        assert gc.is_tracked(app)
+        assert all(o is not app for o in gc.get_objects())  # in no generation: frozen
+        with TestClient(app) as client:
+            assert client.get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()
+        app.state.meter.close()

@@ -2,7 +2,7 @@
 
 Configuration comes from ``CREDITMETER_*`` variables (:class:`ServerSettings`); options
 given on the command line override them. Each worker builds its application with the
-factory ``creditmeter.api.app:create_app``, which reads the same variables, so the
+factory ``creditmeter.api.app:create_server_app``, which reads the same variables, so the
 effective database URL is put into the environment the workers inherit.
 """
 
@@ -26,7 +26,7 @@ from creditmeter.cli.failures import CommandFailed
 from creditmeter.store.database import Database
 from creditmeter.store.migrate import current_revision, head_revision, upgrade
 
-APP_FACTORY: Final = "creditmeter.api.app:create_app"
+APP_FACTORY: Final = "creditmeter.api.app:create_server_app"
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug", "trace")
 LOG_FORMATS: Final = ("json", "text")
 METRICS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
