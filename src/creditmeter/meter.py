@@ -63,7 +63,7 @@ from creditmeter.service import grants as grants_service
 from creditmeter.service import idempotency, metering, payment_events, purchases, queries
 from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook, Appends
-from creditmeter.service.maintenance import lock_current
+from creditmeter.service.maintenance import lock_current, lock_current_many
 from creditmeter.service.purchases import Outcome
 from creditmeter.service.verify import Violation, verify
 from creditmeter.store import accounts, catalog, direct, holds, outbox, usage
@@ -1258,13 +1258,13 @@ class CreditMeter:
         new_keys: list[tuple[str, str, str, Any]] = []
         appends = Appends()
         outcomes: dict[str, list[tuple[Charge | CreditMeterError, bool]]] = {}
+        locked = lock_current_many(conn, now, sorted(groups))
         for account_id in sorted(groups):
             events = groups[account_id]
-            try:
-                row, loaded = lock_current(conn, now, account_id, commit_upkeep=False)
-            except CreditMeterError as error:  # the account itself: unknown, or a bad id
-                outcomes[account_id] = [(error, False)] * len(events)
+            if account_id not in locked:
+                outcomes[account_id] = [(NotFound("account", account_id), False)] * len(events)
                 continue
+            row, loaded = locked[account_id]
             book = AccountBook(conn, row, now, self._catalog(row), appends, loaded=loaded)
             outcomes[account_id] = [
                 self._charge_event(book, settings, event, stored, new_keys) for event in events

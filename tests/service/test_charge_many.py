@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from creditmeter import (
@@ -10,7 +12,9 @@ from creditmeter import (
     NotFound,
 )
 from creditmeter.core.records import Charge
+from creditmeter.core.types import HoldStatus
 from creditmeter.meter import UsageEvent
+from tests.conftest import Clock
 
 
 @pytest.fixture
@@ -104,4 +108,24 @@ def test_the_same_as_charging_one_by_one(meter: CreditMeter, accounts: list[str]
     one_by_one = [meter.charge("initech", "chat", credits=n) for n in amounts[:5]]
     assert [c.available_after for c in batch] == [c.available_after for c in one_by_one]
     assert meter.balance("acme").available == meter.balance("initech").available == 14
+    assert meter.verify() == []
+
+
+def test_accounts_due_for_upkeep_are_brought_up_to_date_first(
+    meter: CreditMeter, accounts: list[str], clock: Clock
+) -> None:
+    held = meter.authorize("acme", "chat", credits=80, ttl=timedelta(minutes=1))
+    meter.grant("globex", 50, source="promotional", expires_at=clock() + timedelta(minutes=1))
+    clock.advance(minutes=2)
+
+    results = meter.charge_many(
+        [UsageEvent("acme", "chat", credits=90), UsageEvent("globex", "chat", credits=120)]
+    )
+
+    assert [type(r).__name__ for r in results] == ["Charge", "InsufficientCredits"]
+    assert meter.hold(held.id).status is HoldStatus.EXPIRED  # its 80 credits free again
+    assert meter.balance("acme").available == 10
+    refused = results[1]
+    assert isinstance(refused, InsufficientCredits)
+    assert refused.available == 100  # the promotional 50 expired
     assert meter.verify() == []

@@ -21,12 +21,14 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier as ProcessBarrier
 from typing import TypeVar
 
+import pytest
 import sqlalchemy as sa
 
 from creditmeter import CreditMeter, HoldNotPending, InsufficientCredits
 from creditmeter.core.grants import Grant
-from creditmeter.core.records import Charge, Hold, UsageRecord
+from creditmeter.core.records import Charge, UsageRecord
 from creditmeter.core.types import ANY_POOL, DEFAULT_PRIORITY, GrantSource
+from creditmeter.meter import UsageEvent
 from creditmeter.service.ids import new_id
 from creditmeter.store import accounts
 from creditmeter.store import grants as grant_store
@@ -348,10 +350,22 @@ def test_concurrent_retries_of_one_idempotency_key_charge_once(migrated_url: str
         assert meter.verify() == []
 
 
+def _authorize(meter: CreditMeter) -> int:
+    return meter.authorize("late", "late.call", credits=10).reserved
+
+
+def _charge_in_a_batch(meter: CreditMeter) -> int:
+    (charged,) = meter.charge_many([UsageEvent("late", "late.call", credits=10)])
+    assert isinstance(charged, Charge), charged
+    return charged.charged
+
+
+@pytest.mark.parametrize("write", [_authorize, _charge_in_a_batch])
 def test_a_writer_waiting_for_an_account_sees_what_its_holder_committed(
-    migrated_url: str,
+    migrated_url: str, write: Callable[[CreditMeter], int]
 ) -> None:
-    # The waiter's grants are read once it has the lock: a grant the holder added is there.
+    # The waiter's grants are read once it has the lock: a grant the holder added is there
+    # (a batch's accounts are locked together, their grants read the same way).
     with CreditMeter(migrated_url) as setup:
         setup.put_feature("late.call", rates={"requests": 10})
         setup.create_account("late")
@@ -360,7 +374,7 @@ def test_a_writer_waiting_for_an_account_sees_what_its_holder_committed(
 
     def authorize() -> None:
         try:
-            outcome["hold"] = waiter.authorize("late", "late.call", credits=10)
+            outcome["drawn"] = write(waiter)
         except Exception as error:  # reported by the assertion below
             outcome["error"] = error
 
@@ -395,10 +409,7 @@ def test_a_writer_waiting_for_an_account_sees_what_its_holder_committed(
     finally:
         holder.close()
         waiter.close()
-    assert "error" not in outcome, outcome
-    hold = outcome["hold"]
-    assert isinstance(hold, Hold)
-    assert hold.reserved == 10
+    assert outcome == {"drawn": 10}
 
 
 def _wait_until_waiting_for_a_lock(meter: CreditMeter, thread: threading.Thread) -> None:

@@ -206,3 +206,21 @@ def test_listeners_see_each_statement(db: Database) -> None:
         direct.rows(conn, FIND, {"the_key": "k1"})
     bulk = "COPY" if db.dialect == "postgresql" else "INSERT"
     assert seen == [("INSERT", False), (bulk, True), ("SELECT", False)]
+
+
+ONE_OF = direct.Statement(
+    sa.select(idempotency_keys.c.key).where(direct.one_of(idempotency_keys.c.key, "keys"))
+)
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [[], ["k1"], ["k0", "k2", "absent", "k0"], ["it's", 'a "quoted" key', "ключ"]],
+)
+def test_one_of_takes_a_list_as_one_parameter(db: Database, wanted: list[str]) -> None:
+    stored = [key(n) for n in range(3)] + [key(3, key="it's"), key(4, key="ключ")]
+    with db.write() as conn:
+        direct.run_many(conn, INSERT, stored)
+    with db.read() as conn:
+        found = direct.rows(conn, ONE_OF, {"keys": wanted})
+    assert sorted(r["key"] for r in found) == sorted({k["key"] for k in stored} & set(wanted))

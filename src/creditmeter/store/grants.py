@@ -61,6 +61,17 @@ FOR_ACCOUNT_AS_STORED = direct.Statement(
 )
 """The grants :func:`for_account` returns, the account's period read by the query itself:
 for a caller that sends it together with the query that locks the account."""
+FOR_ACCOUNTS_AS_STORED = direct.Statement(
+    sa.select(grants).where(
+        direct.one_of(grants.c.account_id, "account_ids"),
+        _live(
+            sa.select(accounts.c.period_start)
+            .where(accounts.c.id == grants.c.account_id)
+            .scalar_subquery()
+        ),
+    )
+)
+"""``FOR_ACCOUNT_AS_STORED`` for the accounts of a list."""
 
 
 def for_account(conn: Connection, account_id: AccountId, period_start: datetime) -> list[Grant]:

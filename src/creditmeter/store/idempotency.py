@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from creditmeter.store import direct
-from creditmeter.store.tables import Key, idempotency_keys
+from creditmeter.store.tables import idempotency_keys
 
 _FIND = direct.Statement(
     sa.select(
@@ -47,36 +46,18 @@ def find_many(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[str, str
     """``find`` for many keys in one statement."""
     if not keys:
         return {}
-    found = direct.rows(conn, _FIND_MANY[conn.dialect.name], {"keys": list(keys)})
+    found = direct.rows(conn, _FIND_MANY, {"keys": list(keys)})
     return {r["key"]: (r["operation"], r["fingerprint"], r["result"]) for r in found}
 
 
-def _find_many(keys: sa.ColumnElement[bool]) -> direct.Statement:
-    return direct.Statement(
-        sa.select(
-            idempotency_keys.c.key,
-            idempotency_keys.c.operation,
-            idempotency_keys.c.fingerprint,
-            idempotency_keys.c.result,
-        ).where(keys)
-    )
-
-
-# The keys as one parameter (an array; a JSON array on SQLite), not one parameter a key: a
-# batch looks up a thousand, and ``IN (…)`` with a thousand parameters costs far more to
-# build, send and plan.
-_FIND_MANY = {
-    "postgresql": _find_many(
-        idempotency_keys.c.key == sa.any_(sa.bindparam("keys", type_=postgresql.ARRAY(Key)))
-    ),
-    "sqlite": _find_many(
-        idempotency_keys.c.key.in_(
-            sa.select(sa.column("value")).select_from(
-                sa.func.json_each(sa.bindparam("keys", type_=sa.JSON))
-            )
-        )
-    ),
-}
+_FIND_MANY = direct.Statement(
+    sa.select(
+        idempotency_keys.c.key,
+        idempotency_keys.c.operation,
+        idempotency_keys.c.fingerprint,
+        idempotency_keys.c.result,
+    ).where(direct.one_of(idempotency_keys.c.key, "keys"))
+)
 
 
 def record_many(
