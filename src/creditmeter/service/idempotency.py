@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 def fingerprint(operation: str, params: Mapping[str, Any]) -> str:
-    canonical = json.dumps([operation, params], sort_keys=True, default=_plain)
+    canonical = _CANONICAL.encode([operation, params])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -64,6 +64,9 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=_plain)
+"""``json.dumps(…, sort_keys=True, default=_plain)``, made once rather than per call."""
+
 _PLAIN = frozenset({str, int, bool, type(None)})
 _field_names: dict[type, tuple[str, ...]] = {}
 
@@ -76,7 +79,9 @@ def dump(value: object) -> Any:
         names = _field_names.get(kind)
         if names is None:
             names = _field_names[kind] = tuple(f.name for f in dataclasses.fields(value))
-        return {name: dump(getattr(value, name)) for name in names}
+        fields = {name: getattr(value, name) for name in names}
+        # Most fields are plain: only the others are taken apart.
+        return {n: v if type(v) in _PLAIN else dump(v) for n, v in fields.items()}
     if isinstance(value, Mapping):
         return {str(k): dump(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
