@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,7 +45,8 @@ def index_conditions(db: Database) -> dict[str, str]:
     inspector = sa.inspect(db.engine)
     option = f"{db.engine.dialect.name}_where"
     return {
-        str(index["name"]): str(index["dialect_options"][option]).strip("()")
+        # As PostgreSQL prints it back: "((status)::text = 'pending'::text)".
+        str(index["name"]): re.sub(r"::\w+|[()]", "", str(index["dialect_options"][option]))
         for table in sorted(CREDITMETER_TABLES)
         for index in inspector.get_indexes(table)
         if option in index.get("dialect_options", {})

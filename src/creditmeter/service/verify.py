@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from creditmeter.core.payments import PurchaseStatus
-from creditmeter.core.types import HoldStatus, SystemAccount, TransactionType
+from creditmeter.core.types import SystemAccount, TransactionType
+from creditmeter.store.holds import PENDING
 from creditmeter.store.tables import (
     accounts,
     grants,
@@ -71,7 +72,7 @@ def grants_match_postings(conn: Connection) -> Iterator[Violation]:
     reserved = (
         sa.select(hold_allocations.c.grant_id, _sum(hold_allocations.c.credits).label("total"))
         .select_from(hold_allocations.join(holds, holds.c.id == hold_allocations.c.hold_id))
-        .where(holds.c.status == HoldStatus.PENDING.value)
+        .where(PENDING)
         .group_by(hold_allocations.c.grant_id)
         .subquery()
     )
@@ -127,7 +128,7 @@ def accounts_match_postings(conn: Connection) -> Iterator[Violation]:
     )
     held = (
         sa.select(holds.c.account_id, _sum(holds.c.reserved).label("held"))
-        .where(holds.c.status == HoldStatus.PENDING.value)
+        .where(PENDING)
         .group_by(holds.c.account_id)
         .subquery()
     )
@@ -194,7 +195,7 @@ def holds_within_grants(conn: Connection) -> Iterator[Violation]:
         sa.select(holds.c.id, holds.c.reserved, holds.c.credits, total.label("allocated"))
         .select_from(holds.outerjoin(allocated, allocated.c.hold_id == holds.c.id))
         .where(
-            holds.c.status == HoldStatus.PENDING.value,
+            PENDING,
             sa.or_(holds.c.reserved != total, holds.c.reserved > holds.c.credits),
         )
     )

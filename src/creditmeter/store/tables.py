@@ -146,6 +146,10 @@ grants = sa.Table(
     sa.UniqueConstraint("account_id", "source", "pool", "period_start", name="uq_grants_period"),
 )
 
+PENDING_HOLD = "status = 'pending'"
+"""The condition of the index of pending holds (queries ask for it with
+``creditmeter.store.holds.PENDING``)."""
+
 holds = sa.Table(
     "holds",
     metadata,
@@ -169,8 +173,15 @@ holds = sa.Table(
     sa.CheckConstraint(
         "status IN ('pending', 'settled', 'released', 'expired')", name="status_known"
     ),
-    sa.Index("ix_holds_account_status", "account_id", "status"),
-    sa.Index("ix_holds_status_expires", "status", "expires_at"),
+    # Only pending holds are ever looked for by status (an account's, by expiry): a
+    # finished hold leaves the index, and only its own row is written when it finishes.
+    sa.Index(
+        "ix_holds_pending",
+        "account_id",
+        "expires_at",
+        postgresql_where=sa.text(PENDING_HOLD),
+        sqlite_where=sa.text(PENDING_HOLD),
+    ),
 )
 
 hold_allocations = sa.Table(
