@@ -73,7 +73,7 @@ from creditmeter.store import idempotency as idempotency_store
 from creditmeter.store import payments as payments_store
 from creditmeter.store.accounts import AccountRow
 from creditmeter.store.database import Database
-from creditmeter.store.grants import ConcurrentUpdate
+from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.migrate import upgrade as upgrade_schema
 
 T = TypeVar("T")
@@ -1239,10 +1239,13 @@ class CreditMeter:
         book = AccountBook(conn, row, now, self._catalog(row), loaded=loaded)
         settings = self._settings(conn, row.settings_version)
         outcome = use_case(book, settings)
+        # The writes and the COMMIT in one round trip on PostgreSQL: a conditional change
+        # that misses is refused by the database, which makes the COMMIT a rollback.
         with direct.pipelined(conn):
             book.save()
             if key is not None:
                 idempotency.remember(conn, key, operation, fingerprint, outcome, now)
+            direct.commit(conn)
         return outcome, True
 
     def _charge_groups(

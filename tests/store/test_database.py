@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from creditmeter import CreditMeter
 from creditmeter.store import grants as grant_store
 from creditmeter.store.database import Database, json_text, normalize_url
-from creditmeter.store.grants import ConcurrentUpdate
+from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.tables import grants
 from tests.conftest import POSTGRES_URL
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from creditmeter.store import direct
 from creditmeter.store.database import Database
+from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.tables import idempotency_keys
 from tests.conftest import POSTGRES_URL
 
@@ -22,7 +23,7 @@ SELECT_KEY = sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bind
 FIND = direct.Statement(SELECT_KEY)
 RENAME = direct.Statement(
     idempotency_keys.update()
-    .where(idempotency_keys.c.operation == sa.bindparam("old"))
+    .where(idempotency_keys.c.key == sa.bindparam("the_key"))
     .values(operation=sa.bindparam("new"))
 )
 
@@ -73,36 +74,42 @@ def test_many_rows_are_written_in_one_call(db: Database, count: int) -> None:
         assert [dict(row) for row in stored] == [key(n) for n in range(count)]
 
 
-class Missed(Exception):
-    pass
+def rename(the_key: str) -> dict[str, str]:
+    return {"the_key": the_key, "new": "settle"}
 
 
-def test_a_change_expecting_other_counts_of_rows_raises(db: Database) -> None:
-    rename = {"old": "charge", "new": "settle"}
+def stored_keys(db: Database) -> dict[str, str]:
+    with db.read() as conn:
+        query = sa.select(idempotency_keys.c.key, idempotency_keys.c.operation)
+        return {row.key: row.operation for row in conn.execute(query)}
+
+
+def test_a_conditional_change_that_misses_is_a_concurrent_update(db: Database) -> None:
     with db.write() as conn:
-        direct.run_many(conn, INSERT, [key(n) for n in range(4)])
-        direct.run_expecting(conn, RENAME, [rename], 4, Missed)
-        with pytest.raises(Missed):
-            direct.run_expecting(conn, RENAME, [rename], 4, Missed)
-        direct.run_expecting(conn, RENAME, [], 0, Missed)
+        direct.run_many(conn, INSERT, [key(n) for n in range(3)])
+        direct.run_expecting(conn, RENAME, [rename("k0"), rename("k1")], "renaming")
+        direct.run_expecting(conn, RENAME, [], "renaming nothing")
+    with pytest.raises(ConcurrentUpdate, match="renaming: matched"), db.write() as conn:
+        direct.run_expecting(conn, RENAME, [rename("k2"), rename("absent")], "renaming")
+    assert stored_keys(db) == {"k0": "settle", "k1": "settle", "k2": "charge"}
 
 
 def test_pipelined_changes_are_checked_at_the_end_of_the_block(db: Database) -> None:
-    # On PostgreSQL the counts arrive at the end of the block; on SQLite, at once.
+    # On PostgreSQL the database refuses the change, and the error arrives at the end of
+    # the block; on SQLite, at once.
     reached: list[str] = []
 
-    def rename_more_than_there_are() -> None:
+    def rename_a_missing_key() -> None:
         with db.write() as conn, direct.pipelined(conn):
             direct.run(conn, INSERT, key(1))
-            direct.run_expecting(conn, RENAME, [{"old": "charge", "new": "settle"}], 2, Missed)
+            direct.run_expecting(conn, RENAME, [rename("absent")], "renaming")
             direct.run_many(conn, INSERT, [key(n + 2) for n in range(direct.COPY_FROM)])
             reached.append("the end of the block")
 
-    with pytest.raises(Missed):
-        rename_more_than_there_are()
+    with pytest.raises(ConcurrentUpdate, match="renaming: matched 0 rows"):
+        rename_a_missing_key()
     assert bool(reached) is (db.dialect == "postgresql")
-    with db.read() as conn:
-        assert direct.rows(conn, FIND, {"the_key": "k1"}) == []
+    assert stored_keys(db) == {}
 
 
 def test_pipelined_changes_are_written_and_read_back_in_the_block(db: Database) -> None:
@@ -112,11 +119,35 @@ def test_pipelined_changes_are_written_and_read_back_in_the_block(db: Database) 
         assert direct.first(conn, FIND, {"the_key": "k1"}) == key(1)
         # Many rows, in a block, are not a COPY (PostgreSQL cannot pipeline one).
         direct.run_many(conn, INSERT, [key(n + 2) for n in range(direct.COPY_FROM)])
-        direct.run_expecting(conn, RENAME, [{"old": "charge", "new": "settle"}], 17, Missed)
+        renames = [rename(f"k{n + 1}") for n in range(direct.COPY_FROM + 1)]
+        direct.run_expecting(conn, RENAME, renames, "renaming")
     with db.read() as conn:
         stored = conn.execute(sa.select(idempotency_keys).order_by("created_at")).mappings()
         expected = [key(n + 1, operation="settle") for n in range(direct.COPY_FROM + 1)]
         assert [dict(row) for row in stored] == expected
+
+
+def test_a_commit_in_a_pipelined_block_goes_with_its_changes(db: Database) -> None:
+    with db.write() as conn, direct.pipelined(conn):
+        direct.run(conn, INSERT, key(1))
+        direct.run_expecting(conn, RENAME, [rename("k1")], "renaming")
+        direct.commit(conn)
+        assert stored_keys(db) == {"k1": "settle"}  # committed, seen from elsewhere
+        direct.run(conn, INSERT, key(2))  # the next transaction, committed on leaving
+    assert stored_keys(db) == {"k1": "settle", "k2": "charge"}
+
+
+def test_a_change_refused_before_a_commit_in_the_block_undoes_everything(db: Database) -> None:
+    def write_then_commit() -> None:
+        with db.write() as conn, direct.pipelined(conn):
+            direct.run(conn, INSERT, key(1))
+            direct.run_expecting(conn, RENAME, [rename("absent")], "renaming")
+            direct.run(conn, INSERT, key(2))
+            direct.commit(conn)
+
+    with pytest.raises(ConcurrentUpdate):
+        write_then_commit()
+    assert stored_keys(db) == {}
 
 
 def test_a_pipelined_driver_error_is_sqlalchemys_and_undoes_the_transaction(

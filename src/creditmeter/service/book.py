@@ -33,8 +33,8 @@ from creditmeter.core.types import (
 from creditmeter.service.ids import new_id
 from creditmeter.store import accounts, direct, grants, holds, ledger, usage
 from creditmeter.store.accounts import AccountRow
+from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.grants import Change as GrantChange
-from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.usage import NewUsage
 
 T = TypeVar("T")

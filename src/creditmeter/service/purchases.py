@@ -43,8 +43,8 @@ from creditmeter.service.ids import new_id
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import accounts, catalog, outbox
 from creditmeter.store import payments as store
+from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.grants import Change as GrantChange
-from creditmeter.store.grants import ConcurrentUpdate
 
 AUTO_RECHARGE_JOB = "auto_recharge"
 

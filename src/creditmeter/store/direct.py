@@ -111,6 +111,7 @@ class Statement:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, frozenset[str]], _Compiled] = {}
+        self._changing_one: Statement | None = None
 
     def compiled(self, dialect: Dialect, names: frozenset[str]) -> _Compiled:
         key = (dialect.name, names)
@@ -118,6 +119,18 @@ class Statement:
         if found is None:
             found = self._compiled[key] = _compile(self.statement, dialect, names)
         return found
+
+    def changing_one(self) -> Statement:
+        """This UPDATE as PostgreSQL runs it for :func:`run_expecting`: the count of rows
+        it changed passed to ``creditmeter_changed_one``, which refuses any other than 1
+        (the parameter ``what`` names the change in the error)."""
+        if self._changing_one is None:
+            assert isinstance(self.statement, sa.Update)
+            changed = self.statement.returning(sa.literal_column("1")).cte("changed")
+            count = sa.select(sa.func.count()).select_from(changed).scalar_subquery()
+            checked = sa.func.creditmeter_changed_one(count, sa.bindparam("what", type_=sa.Text))
+            self._changing_one = Statement(sa.select(checked))
+        return self._changing_one
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, names: frozenset[str]) -> _Compiled:
@@ -175,10 +188,21 @@ def _execute(conn: Connection, sql: str, parameters: Any, how: str) -> Any:
     return cursor
 
 
+class ConcurrentUpdate(Exception):
+    """A conditional update matched no row: another writer changed it first."""
+
+
+CHANGE_MISSED = "CM001"
+"""The SQLSTATE of a conditional change that PostgreSQL refused (migration 0005)."""
+
+
 def translated(
     conn: Connection, error: Any, dbapi_connection: Any, sql: str, parameters: Any
 ) -> BaseException:
-    """A driver's error as SQLAlchemy raises it; ``conn`` invalidated if it was lost."""
+    """A driver's error as SQLAlchemy raises it (a conditional change the database
+    refused, as :class:`ConcurrentUpdate`); ``conn`` invalidated if it was lost."""
+    if getattr(error, "sqlstate", None) == CHANGE_MISSED:
+        return ConcurrentUpdate(error.diag.message_primary)
     dialect = conn.dialect
     lost = dialect.is_disconnect(error, dbapi_connection, None)
     if lost:
@@ -245,32 +269,23 @@ def run_many(conn: Connection, statement: Statement, many: Sequence[Mapping[str,
 
 
 def run_expecting(
-    conn: Connection,
-    statement: Statement,
-    many: Sequence[Mapping[str, Any]],
-    rows: int,
-    otherwise: Callable[[], Exception],
+    conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]], what: str
 ) -> None:
-    """``run_many``, where the changes must match ``rows`` rows in all, or else
-    ``otherwise()`` is raised: at once, or at the end of a ``pipelined`` block, when the
-    counts are known."""
+    """``run_many`` of a conditional update (``statement``), each of whose changes must
+    match exactly one row, or else a :class:`ConcurrentUpdate` naming ``what`` is raised:
+    another writer changed the row first. On PostgreSQL the database itself refuses a
+    change that misses, which undoes the transaction (in a ``pipelined`` block, the error
+    comes at its end); on SQLite the counts are checked at once."""
     if not many:
-        if rows:
-            raise otherwise()
+        return
+    if conn.dialect.name == "postgresql":
+        _changed(conn, statement.changing_one(), [{**p, "what": what} for p in many]).close()
         return
     cursor = _changed(conn, statement, many)
-
-    def check() -> None:
-        count: int = cursor.rowcount
-        cursor.close()
-        if count != rows:
-            raise otherwise()
-
-    pending: list[Callable[[], None]] | None = conn.info.get(_PIPELINE)
-    if pending is None:
-        check()
-    else:
-        pending.append(check)
+    count: int = cursor.rowcount
+    cursor.close()
+    if count != len(many):
+        raise ConcurrentUpdate(f"{what}: matched {count} rows, not {len(many)}")
 
 
 COPY_FROM = 16
@@ -293,31 +308,31 @@ def _changed(conn: Connection, statement: Statement, many: Sequence[Mapping[str,
 
 
 _PIPELINE = "creditmeter_pipeline"
-"""The key, in a connection's ``info``, of the checks of the pipelined block it is in."""
+"""The key, in a connection's ``info``, that marks a pipelined block."""
 
 
 @contextmanager
 def pipelined(conn: Connection) -> Iterator[None]:
     """Run this module's changes in the block without waiting for each one's answer, on
-    PostgreSQL: the answers come back together at the end of the block, one round trip
-    for all, where an error among them is raised and the counts of ``run_expecting`` are
-    checked. A read in the block waits for the changes sent before it. SQLAlchemy's own
-    executions must not run in the block (they would look at their results before these
-    arrive). A block in a block is part of it; on SQLite, where statements do not travel,
-    the block changes nothing.
+    PostgreSQL: the answers come back together at the end of the block (or at a
+    :func:`commit` in it), one round trip for all, where an error among them is raised. A
+    read in the block waits for the changes sent before it. SQLAlchemy's own executions
+    must not run in the block (they would look at their results before these arrive). A
+    block in a block is part of it; on SQLite, where statements do not travel, the block
+    changes nothing.
 
-    A use case's last writes are such a block: while it holds its account's lock, each
-    round trip saved is time that another request for the account is not kept waiting."""
+    A use case's last writes are such a block, with its commit: while it holds its
+    account's lock, each round trip saved is time that another request for the account
+    is not kept waiting."""
     if conn.dialect.name != "postgresql" or _PIPELINE in conn.info:
         yield
         return
     dbapi_connection = conn.connection.dbapi_connection
     assert dbapi_connection is not None
-    checks: list[Callable[[], None]] = []
     # Kept at hand: a connection lost in the block is invalidated, and asking it for its
     # info then would raise instead of the error that lost it.
     info = conn.info
-    info[_PIPELINE] = checks
+    info[_PIPELINE] = True
     try:
         with dbapi_connection.pipeline():
             yield
@@ -325,5 +340,17 @@ def pipelined(conn: Connection) -> Iterator[None]:
         raise translated(conn, error, dbapi_connection, "(pipelined)", ()) from error
     finally:
         info.pop(_PIPELINE, None)
-    for check in checks:
-        check()
+
+
+def commit(conn: Connection) -> None:
+    """Commit the transaction; in a ``pipelined`` block, the ``COMMIT`` goes with the
+    changes sent before it, and their answers and its own come back in one round trip
+    (an error among them undoes them all: the ``COMMIT`` of a failed transaction is a
+    rollback). The next statement begins a new transaction."""
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    try:
+        dbapi_connection.commit()
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise translated(conn, error, dbapi_connection, "COMMIT", ()) from error
+    conn.commit()  # SQLAlchemy's transaction ends; the driver has nothing left to commit

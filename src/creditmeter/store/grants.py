@@ -16,10 +16,6 @@ from creditmeter.store import direct
 from creditmeter.store.tables import accounts, grants
 
 
-class ConcurrentUpdate(Exception):
-    """A conditional update matched no row: another writer changed it first."""
-
-
 def grant_of(row: direct.Row) -> Grant:
     return Grant(
         id=row["id"],
@@ -146,13 +142,7 @@ def change_many(conn: Connection, changes: Mapping[GrantId, Change]) -> None:
         {"grant_id": g, "d_remaining": c.remaining, "d_held": c.held, "d_amount": c.amount}
         for g, c in changes.items()
     ]
-    direct.run_expecting(
-        conn,
-        _CHANGE,
-        many,
-        len(many),
-        lambda: ConcurrentUpdate(f"grants cannot change so: {dict(changes)}"),
-    )
+    direct.run_expecting(conn, _CHANGE, many, "a grant's change")
 
 
 def list_for_account(

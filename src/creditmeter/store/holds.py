@@ -14,7 +14,6 @@ from creditmeter.core.grants import Draw
 from creditmeter.core.records import Hold
 from creditmeter.core.types import AccountId, HoldId, HoldStatus, UsageId
 from creditmeter.store import direct
-from creditmeter.store.grants import ConcurrentUpdate
 from creditmeter.store.tables import hold_allocations, holds
 
 
@@ -152,20 +151,14 @@ class Finished:
 
 def finish(conn: Connection, finished: Finished) -> None:
     """Move a pending hold to its final status; only a pending hold can move (one that
-    another writer finished first is a :class:`ConcurrentUpdate`)."""
+    another writer finished first is a :class:`~creditmeter.store.direct.ConcurrentUpdate`)."""
     params = {
         "hold_id": finished.hold_id,
         "new_status": finished.status.value,
         "at": finished.at,
         "the_usage_id": finished.usage_id,
     }
-    direct.run_expecting(
-        conn,
-        _FINISH,
-        [params],
-        1,
-        lambda: ConcurrentUpdate(f"hold {finished.hold_id} is no longer pending"),
-    )
+    direct.run_expecting(conn, _FINISH, [params], f"hold {finished.hold_id} finishing")
 
 
 def expired_ids(conn: Connection, account_id: AccountId, at: datetime) -> list[HoldId]:
