@@ -1241,11 +1241,10 @@ class CreditMeter:
         outcome = use_case(book, settings)
         # The writes and the COMMIT in one round trip on PostgreSQL: a conditional change
         # that misses is refused by the database, which makes the COMMIT a rollback.
-        with direct.pipelined(conn):
+        with direct.pipelined(conn, commit=True):
             book.save()
             if key is not None:
                 idempotency.remember(conn, key, operation, fingerprint, outcome, now)
-            direct.commit(conn)
         return outcome, True
 
     def _charge_groups(

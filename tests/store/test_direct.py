@@ -128,10 +128,11 @@ def test_pipelined_changes_are_written_and_read_back_in_the_block(db: Database) 
 
 
 def test_a_commit_in_a_pipelined_block_goes_with_its_changes(db: Database) -> None:
-    with db.write() as conn, direct.pipelined(conn):
-        direct.run(conn, INSERT, key(1))
-        direct.run_expecting(conn, RENAME, [rename("k1")], "renaming")
-        direct.commit(conn)
+    with db.write() as conn:
+        with direct.pipelined(conn, commit=True):
+            direct.run(conn, INSERT, key(1))
+            direct.run_expecting(conn, RENAME, [rename("k1")], "renaming")
+        assert not conn.in_transaction()
         assert stored_keys(db) == {"k1": "settle"}  # committed, seen from elsewhere
         direct.run(conn, INSERT, key(2))  # the next transaction, committed on leaving
     assert stored_keys(db) == {"k1": "settle", "k2": "charge"}
@@ -139,11 +140,10 @@ def test_a_commit_in_a_pipelined_block_goes_with_its_changes(db: Database) -> No
 
 def test_a_change_refused_before_a_commit_in_the_block_undoes_everything(db: Database) -> None:
     def write_then_commit() -> None:
-        with db.write() as conn, direct.pipelined(conn):
+        with db.write() as conn, direct.pipelined(conn, commit=True):
             direct.run(conn, INSERT, key(1))
             direct.run_expecting(conn, RENAME, [rename("absent")], "renaming")
             direct.run(conn, INSERT, key(2))
-            direct.commit(conn)
 
     with pytest.raises(ConcurrentUpdate):
         write_then_commit()

@@ -312,19 +312,26 @@ _PIPELINE = "creditmeter_pipeline"
 
 
 @contextmanager
-def pipelined(conn: Connection) -> Iterator[None]:
+def pipelined(conn: Connection, *, commit: bool = False) -> Iterator[None]:
     """Run this module's changes in the block without waiting for each one's answer, on
-    PostgreSQL: the answers come back together at the end of the block (or at a
-    :func:`commit` in it), one round trip for all, where an error among them is raised. A
-    read in the block waits for the changes sent before it. SQLAlchemy's own executions
-    must not run in the block (they would look at their results before these arrive). A
-    block in a block is part of it; on SQLite, where statements do not travel, the block
-    changes nothing.
+    PostgreSQL: the answers come back together at the end of the block, one round trip
+    for all, where an error among them is raised. A read in the block waits for the
+    changes sent before it. SQLAlchemy's own executions must not run in the block (they
+    would look at their results before these arrive). A block in a block is part of it;
+    on SQLite, where statements do not travel, the block changes nothing.
 
-    A use case's last writes are such a block, with its commit: while it holds its
-    account's lock, each round trip saved is time that another request for the account
-    is not kept waiting."""
-    if conn.dialect.name != "postgresql" or _PIPELINE in conn.info:
+    ``commit``: the transaction is committed at the end of the block, the ``COMMIT`` sent
+    with the block's changes and answered in the same round trip (an error among them
+    undoes them all: the ``COMMIT`` of a failed transaction is a rollback). A use case's
+    last writes are such a block: while it holds its account's lock, each round trip
+    saved is time that another request for the account is not kept waiting."""
+    if conn.dialect.name != "postgresql":
+        yield
+        if commit:
+            conn.commit()
+        return
+    if _PIPELINE in conn.info:
+        assert not commit, "the COMMIT of a block in a block"
         yield
         return
     dbapi_connection = conn.connection.dbapi_connection
@@ -336,21 +343,11 @@ def pipelined(conn: Connection) -> Iterator[None]:
     try:
         with dbapi_connection.pipeline():
             yield
+            if commit:
+                dbapi_connection.execute("COMMIT")
     except conn.dialect.loaded_dbapi.Error as error:
         raise translated(conn, error, dbapi_connection, "(pipelined)", ()) from error
     finally:
         info.pop(_PIPELINE, None)
-
-
-def commit(conn: Connection) -> None:
-    """Commit the transaction; in a ``pipelined`` block, the ``COMMIT`` goes with the
-    changes sent before it, and their answers and its own come back in one round trip
-    (an error among them undoes them all: the ``COMMIT`` of a failed transaction is a
-    rollback). The next statement begins a new transaction."""
-    dbapi_connection = conn.connection.dbapi_connection
-    assert dbapi_connection is not None
-    try:
-        dbapi_connection.commit()
-    except conn.dialect.loaded_dbapi.Error as error:
-        raise translated(conn, error, dbapi_connection, "COMMIT", ()) from error
-    conn.commit()  # SQLAlchemy's transaction ends; the driver has nothing left to commit
+    if commit:
+        conn.commit()  # SQLAlchemy's transaction ends; the driver's has ended already
