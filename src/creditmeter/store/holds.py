@@ -55,7 +55,7 @@ _ALLOCATIONS = direct.Statement(
 )
 _FINISH = direct.Statement(
     holds.update()
-    .where(holds.c.id == sa.bindparam("hold_id"), holds.c.status == HoldStatus.PENDING.value)
+    .where(holds.c.id == sa.bindparam("hold_id"), PENDING)
     .values(
         status=sa.bindparam("new_status"),
         finished_at=sa.bindparam("at"),
