@@ -1,7 +1,9 @@
 """The HTTP service on PostgreSQL under load, each figure against a baseline of the same run.
 
 2. authorize + settle pairs, ``creditmeter serve --workers 2``, 32 clients on 32 accounts:
-   pairs/s, p50 and p99 of a pair, against ``pgbench`` TPC-B-like (8 clients) tps.
+   pairs/s, p50 and p99 of a pair, against ``pgbench`` TPC-B-like (8 clients) tps; then,
+   for information, the same requests answered by empty endpoints on the same HTTP stack
+   (``benchmarks.floor``): the floor under the service's figures.
 3. the same on ONE account: pairs/s against ``pgbench`` updating one row at 32 clients;
    then the books: no overdraft when 32 clients race for the last credits, ``verify`` empty.
 4. ``POST /v1/usage/batch`` of 1,000 events over 50 accounts, 4 senders: events/s (target
@@ -48,7 +50,16 @@ from benchmarks.load import (
 )
 from benchmarks.netns import Namespace, available, namespaces
 from benchmarks.pgactivity import Activity, session_pids
-from benchmarks.server import FEATURE, Seeded, Server, fresh_schema, schema_url, seed, serving
+from benchmarks.server import (
+    FEATURE,
+    Seeded,
+    Server,
+    floor_serving,
+    fresh_schema,
+    schema_url,
+    seed,
+    serving,
+)
 from creditmeter import CreditMeter
 
 CLIENTS = 32
@@ -500,6 +511,16 @@ def bench_pairs(d: Durations, tpcb_tps: float) -> list[Result]:
                 run_pairs(f"2 workers, {n} clients", [server], seeded, n, 1.0, d.short, schema)
                 for n in (8, 64)
             ]
+        with floor_serving(workers=2) as floor:
+            empty = run_pairs(
+                "empty endpoints, 2 workers, 32 clients",
+                [floor],
+                seeded,
+                CLIENTS,
+                d.warmup,
+                d.measure,
+                schema,
+            )
     results = [
         compared(
             "2 HTTP authorize+settle, --workers 2, 32 clients",
@@ -518,6 +539,17 @@ def bench_pairs(d: Durations, tpcb_tps: float) -> list[Result]:
             meets=lambda ms: ms <= 25,
         ),
         Result("2 HTTP pair latency p50", main.ms(50), "ms"),
+        compared(
+            "2 the HTTP stack alone: empty endpoints, no database",
+            empty.rate,
+            "pairs/s",
+            tpcb_tps,
+            "tps pgbench TPC-B-like -c 8",
+            target="(information)",
+            meets=None,
+        ),
+        Result("2 the HTTP stack alone: pair latency p99", empty.ms(99), "ms"),
+        Result("2 the HTTP stack alone: pair latency p50", empty.ms(50), "ms"),
     ]
     if main.spread:
         results.append(busiest("2 keep-alive connections on the busiest worker", main))

@@ -151,6 +151,24 @@ def serving(
     command += ["--database-url", database_url, "--log-format", "json"]
     if namespace is not None:
         command = ["ip", "netns", "exec", namespace, *command]
+    with _running(command, env, host, port, workers) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def floor_serving(*, workers: int) -> Iterator[Server]:
+    """``benchmarks.floor``'s empty endpoints with ``workers`` workers, on 127.0.0.1."""
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks.floor", "--port", str(port)]
+    command += ["--workers", str(workers)]
+    with _running(command, dict(os.environ), "127.0.0.1", port, workers) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _running(
+    command: list[str], env: dict[str, str], host: str, port: int, workers: int
+) -> Iterator[Server]:
     logs = Path(tempfile.mkdtemp(prefix="cmbench-serve-"))
     log = logs / "serve.log"
     try:
@@ -175,9 +193,7 @@ def _wait_until_healthy(server: Server, workers: int) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(
-                f"creditmeter serve exited {server.process.returncode}:\n{server.output()}"
-            )
+            raise RuntimeError(f"the server exited {server.process.returncode}:\n{server.output()}")
         try:
             answer = httpx2.get(f"{server.url}/healthz", timeout=1, trust_env=False)
             if answer.status_code == 200 and listening(server.process.pid, server.port) >= workers:
@@ -185,4 +201,4 @@ def _wait_until_healthy(server: Server, workers: int) -> None:
         except httpx2.TransportError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"creditmeter serve did not answer in {STARTUP_SECONDS} s")
+    raise RuntimeError(f"the server did not answer in {STARTUP_SECONDS} s")

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from creditmeter.store import direct
 from creditmeter.store.database import Database
 from creditmeter.store.direct import ConcurrentUpdate
-from creditmeter.store.tables import idempotency_keys
+from creditmeter.store.tables import feature_versions, features, idempotency_keys
 from tests.conftest import POSTGRES_URL
 
 AT = datetime(2026, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
@@ -148,6 +148,87 @@ def test_a_change_refused_before_a_commit_in_the_block_undoes_everything(db: Dat
     with pytest.raises(ConcurrentUpdate):
         write_then_commit()
     assert stored_keys(db) == {}
+
+
+INSERT_FEATURE = direct.Statement(features.insert())
+INSERT_FEATURE_VERSION = direct.Statement(feature_versions.insert())
+
+
+def feature(n: int) -> dict[str, Any]:
+    return {"key": f"f{n}", "name": f"F{n}", "pool": "default", "rule": {"n": n}, "version": 1}
+
+
+def statements_seen(db: Database) -> list[tuple[str, Any]]:
+    """Each statement sent from now on, with its parameters."""
+    seen: list[tuple[str, Any]] = []
+    sa.event.listen(
+        db.engine, "before_cursor_execute", lambda *args: seen.append((args[2], args[3]))
+    )
+    return seen
+
+
+def test_a_blocks_changes_of_different_tables_go_as_one_statement(db: Database) -> None:
+    seen = statements_seen(db)
+    with db.write() as conn, direct.pipelined(conn, commit=True):
+        direct.run(conn, INSERT_FEATURE, {**feature(1), "updated_at": AT})
+        # Its foreign key is checked at the end of the statement, once the feature is in.
+        direct.run(conn, INSERT_FEATURE_VERSION, {**feature(1), "valid_from": AT})
+        direct.run(conn, INSERT, key(1))
+        # A second change of a table waits for the first: it sees the key.
+        direct.run_expecting(conn, RENAME, [rename("k1")], "renaming")
+    changes = [sql.split()[0] for sql, _ in seen]
+    if db.dialect == "postgresql":
+        assert changes == ["WITH", "WITH"]
+        assert seen[0][0].count(" AS (INSERT INTO ") == 3
+    else:
+        assert changes == ["INSERT", "INSERT", "INSERT", "UPDATE"]
+    assert stored_keys(db) == {"k1": "settle"}
+    with db.read() as conn:
+        assert conn.execute(sa.select(feature_versions.c.key)).scalars().all() == ["f1"]
+
+
+def test_changes_held_past_what_psycopg_caches_go_as_several_statements(db: Database) -> None:
+    seen = statements_seen(db)
+    with db.write() as conn, direct.pipelined(conn, commit=True):
+        direct.run_many(conn, INSERT_FEATURE, [{**feature(n), "updated_at": AT} for n in range(3)])
+        versions = [{**feature(n), "valid_from": AT} for n in range(3)]
+        direct.run_many(conn, INSERT_FEATURE_VERSION, versions)
+        direct.run_many(conn, INSERT, [key(n) for n in range(3)])
+    if db.dialect == "postgresql":
+        assert len(seen) == 2
+        for sql, params in seen:
+            assert sql.startswith("WITH")
+            assert len(sql.encode()) <= direct.STATEMENT_BYTES
+            assert len(params) <= direct.STATEMENT_PARAMETERS
+    with db.read() as conn:
+        assert len(conn.execute(sa.select(feature_versions.c.key)).all()) == 3
+    assert len(stored_keys(db)) == 3
+
+
+def test_a_change_too_large_to_hold_goes_by_itself_in_order(db: Database) -> None:
+    seen = statements_seen(db)
+    with db.write() as conn, direct.pipelined(conn, commit=True):
+        direct.run(conn, INSERT, key(0))
+        direct.run_many(conn, INSERT_FEATURE, [{**feature(n), "updated_at": AT} for n in range(9)])
+    if db.dialect == "postgresql":
+        # The key held, sent first; then the features, one statement executed for each.
+        assert [sql.split()[0] for sql, _ in seen] == ["WITH", "INSERT"]
+        assert len(seen[1][1]) == 9
+    with db.read() as conn:
+        assert len(conn.execute(sa.select(features.c.key)).all()) == 9
+    assert stored_keys(db) == {"k0": "charge"}
+
+
+def test_a_held_conditional_change_that_misses_undoes_the_others(db: Database) -> None:
+    def write_then_rename_a_missing_key() -> None:
+        with db.write() as conn, direct.pipelined(conn, commit=True):
+            direct.run(conn, INSERT_FEATURE, {**feature(1), "updated_at": AT})
+            direct.run_expecting(conn, RENAME, [rename("absent")], "renaming")
+
+    with pytest.raises(ConcurrentUpdate, match="renaming: matched 0 rows"):
+        write_then_rename_a_missing_key()
+    with db.read() as conn:
+        assert conn.execute(sa.select(features.c.key)).all() == []
 
 
 def test_a_pipelined_driver_error_is_sqlalchemys_and_undoes_the_transaction(

@@ -11,9 +11,11 @@ as on the ordinary path. Listeners of ``before_cursor_execute`` still see each s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -42,6 +44,32 @@ class _Compiled:
     keys: tuple[str, ...]
     results: tuple[tuple[str, _Processor], ...]
     """The columns whose values a type converts, with its conversion."""
+    table: str | None
+    """The table an INSERT or UPDATE changes."""
+
+    @cached_property
+    def positional(self) -> tuple[str, tuple[str, ...]]:
+        """For PostgreSQL: the SQL with ``%s`` for each named parameter, and their names
+        in order (a part of a statement that :func:`pipelined` puts together)."""
+        names = tuple(_NAMED.findall(self.sql))
+        return _NAMED.sub("%s", self.sql), names
+
+    def parts(self, many: Sequence[Mapping[str, Any]], what: str | None) -> Iterator[_Part]:
+        """The changes, with their parameters converted, as parts of a statement that
+        :func:`pipelined` puts together: an INSERT of several rows as one (its rows are
+        inserted in order, so a serial column numbers them in order), else one a row (a
+        conditional update's returning a row for each it changed)."""
+        sql, names = self.positional
+        head, values_clause, row = sql.partition(" VALUES ")
+        if sql.startswith("INSERT ") and values_clause and len(many) > 1 and what is None:
+            # Without the RETURNING of a serial key that SQLAlchemy adds: nothing reads it.
+            rows = ", ".join([row.partition(" RETURNING ")[0]] * len(many))
+            yield _Part(f"{head} VALUES {rows}", [p[n] for p in many for n in names], None)
+            return
+        if what is not None:
+            sql += " RETURNING 1"
+        for params in many:
+            yield _Part(sql, [params[name] for name in names], what)
 
     def parameters(self, given: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         values = {**self.defaults, **given} if self.defaults else dict(given)
@@ -61,6 +89,20 @@ class _Compiled:
         for key, process in self.results:
             row[key] = process(row[key])
         return row
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
+"""A named parameter in psycopg's SQL."""
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A change as a part of a statement that :func:`pipelined` puts together."""
+
+    sql: str
+    values: list[Any]
+    what: str | None
+    """For a conditional update: what it changes, named in the error if it misses."""
 
 
 class _Strings(sa.types.TypeDecorator[list[str]]):
@@ -146,8 +188,10 @@ def _compile(statement: ClauseElement, dialect: Dialect, names: frozenset[str]) 
     copy = None
     if isinstance(statement, sa.Insert) and dialect.name == "postgresql" and not defaults:
         copy = (f"COPY {statement.table.name} ({', '.join(bound)}) FROM STDIN", tuple(bound))
+    table = statement.table.description if isinstance(statement, sa.Insert | sa.Update) else None
     return _Compiled(
         sql=compiled.string,
+        table=table,
         copy=copy,
         positions=tuple(compiled.positiontup) if compiled.positiontup is not None else None,
         defaults=defaults,
@@ -225,6 +269,7 @@ def _prepared(conn: Connection, statement: Statement, params: Mapping[str, Any])
 def rows(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
     """The rows a query returns, as dictionaries of converted values."""
     compiled = _prepared(conn, statement, params)
+    _send_held(conn)
     return _fetched(compiled, _execute(conn, compiled.sql, compiled.parameters(params), "execute"))
 
 
@@ -264,7 +309,7 @@ def run(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> No
 def run_many(conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]]) -> None:
     """Execute a change once for each set of parameters (all with the same names), in one
     round trip on PostgreSQL."""
-    if many:
+    if many and not _held(conn, statement, many, None):
         _changed(conn, statement, many).close()
 
 
@@ -276,7 +321,7 @@ def run_expecting(
     another writer changed the row first. On PostgreSQL the database itself refuses a
     change that misses, which undoes the transaction (in a ``pipelined`` block, the error
     comes at its end); on SQLite the counts are checked at once."""
-    if not many:
+    if not many or _held(conn, statement, many, what):
         return
     if conn.dialect.name == "postgresql":
         _changed(conn, statement.changing_one(), [{**p, "what": what} for p in many]).close()
@@ -308,17 +353,113 @@ def _changed(conn: Connection, statement: Statement, many: Sequence[Mapping[str,
 
 
 _PIPELINE = "creditmeter_pipeline"
-"""The key, in a connection's ``info``, that marks a pipelined block."""
+"""The key, in a connection's ``info``, of the changes a pipelined block holds back."""
+
+
+@dataclass(frozen=True)
+class _Held:
+    compiled: _Compiled
+    many: list[Any]
+    """Each row's parameters, converted."""
+    what: str | None
+    """For a conditional update: what it changes, named in the error if a row misses."""
+
+
+def _held(
+    conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]], what: str | None
+) -> bool:
+    """Whether the change is held back, to be sent with the other changes of the pipelined
+    block it is in as one statement. Before one that cannot join them (it would not fit
+    in a statement by itself, or it changes a table that one of them changes, whose rows
+    it might see changed), those are sent."""
+    held: list[_Held] | None = conn.info.get(_PIPELINE)
+    if held is None:
+        return False
+    compiled = _prepared(conn, statement, many[0])
+    if held and compiled.table in {h.compiled.table for h in held}:
+        _send_held(conn)
+    sql, names = compiled.positional
+    rows = len(many)
+    if rows * (len(names) + 1) >= STATEMENT_PARAMETERS or rows * len(sql) >= STATEMENT_BYTES:
+        _send_held(conn)
+        return False
+    held.append(_Held(compiled, [compiled.parameters(p) for p in many], what))
+    return True
+
+
+def _send_held(conn: Connection) -> None:
+    """Send the changes held back, in order, as few statements as they fit in."""
+    held: list[_Held] | None = conn.info.get(_PIPELINE)
+    if not held:
+        return
+    together = _Together()
+    for change in held:
+        for part in change.compiled.parts(change.many, change.what):
+            if not together.fits(part):
+                together.send(conn)
+            together.add(part)
+    held.clear()
+    together.send(conn)
+
+
+STATEMENT_BYTES = 4096
+STATEMENT_PARAMETERS = 50
+"""psycopg remembers how it converted a statement's placeholders only for statements of at
+most so many bytes and parameters: a longer one is parsed again each time it runs, which
+costs more than sending its parts as statements of their own."""
+
+
+class _Together:
+    """Changes sent as one statement, each a part of a data-modifying ``WITH``, each
+    conditional update's count of rows checked by ``creditmeter_changed_one``. The parts
+    share one snapshot: none sees another's rows, which is why two changes of one table
+    are never held together; the checks of foreign keys come at the end of the
+    statement, when all its rows are there."""
+
+    def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        self.parts: list[str] = []
+        self.checks: list[str] = []
+        self.values: list[Any] = []
+        self.whats: list[str] = []
+        self.length = len("WITH  SELECT 1")
+
+    def fits(self, part: _Part) -> bool:
+        check = len("creditmeter_changed_one((SELECT count(*) FROM c00000), %s), ")
+        return not self.parts or (
+            self.length + len(part.sql) + len("c00000 AS (), ") + check <= STATEMENT_BYTES
+            and len(self.values) + len(self.whats) + len(part.values) + 1 <= STATEMENT_PARAMETERS
+        )
+
+    def add(self, part: _Part) -> None:
+        name = f"c{len(self.parts)}"
+        self.parts.append(f"{name} AS ({part.sql})")
+        self.values += part.values
+        self.length += len(self.parts[-1]) + 2
+        if part.what is not None:
+            self.checks.append(f"creditmeter_changed_one((SELECT count(*) FROM {name}), %s)")
+            self.whats.append(part.what)
+            self.length += len(self.checks[-1]) + 2
+
+    def send(self, conn: Connection) -> None:
+        if not self.parts:
+            return
+        statement = f"WITH {', '.join(self.parts)} SELECT {', '.join(self.checks) or '1'}"
+        _execute(conn, statement, self.values + self.whats, "execute").close()
+        self._clear()
 
 
 @contextmanager
 def pipelined(conn: Connection, *, commit: bool = False) -> Iterator[None]:
     """Run this module's changes in the block without waiting for each one's answer, on
-    PostgreSQL: the answers come back together at the end of the block, one round trip
-    for all, where an error among them is raised. A read in the block waits for the
-    changes sent before it. SQLAlchemy's own executions must not run in the block (they
-    would look at their results before these arrive). A block in a block is part of it;
-    on SQLite, where statements do not travel, the block changes nothing.
+    PostgreSQL: they are held back and sent at the end of the block as one statement
+    (see :func:`_send_held`), one round trip for all, where an error among them is raised.
+    A read in the block sends the changes held before it and waits for them. SQLAlchemy's
+    own executions must not run in the block (they would not see the changes held). A
+    block in a block is part of it; on SQLite, where statements do not travel, the block
+    changes nothing.
 
     ``commit``: the transaction is committed at the end of the block, the ``COMMIT`` sent
     with the block's changes and answered in the same round trip (an error among them
@@ -339,10 +480,11 @@ def pipelined(conn: Connection, *, commit: bool = False) -> Iterator[None]:
     # Kept at hand: a connection lost in the block is invalidated, and asking it for its
     # info then would raise instead of the error that lost it.
     info = conn.info
-    info[_PIPELINE] = True
+    info[_PIPELINE] = []
     try:
         with dbapi_connection.pipeline():
             yield
+            _send_held(conn)
             if commit:
                 dbapi_connection.execute("COMMIT")
     except conn.dialect.loaded_dbapi.Error as error:
