@@ -1229,13 +1229,17 @@ class CreditMeter:
         result: type[T] | None,
     ) -> tuple[T, bool]:
         """The use case's outcome, and whether it is new (not the replay of a key)."""
+        replay = None
+        if key is not None and result is not None:
+            # The key is read in the round trip that takes the lock, once it is taken: a
+            # retry waits for the call it repeats, then finds its result.
+            replay = idempotency.replay_with_next(conn, key, operation, result)
         row, loaded = lock_current(conn, now, account_id)
         # Only a keyed call is fingerprinted: unkeyed ones pay nothing for idempotency.
         fingerprint = "" if key is None else idempotency.fingerprint(operation, params)
-        if key is not None and result is not None:
-            first = idempotency.replay(conn, key, operation, fingerprint, result)
-            if first is not None:
-                return first, False
+        first = None if replay is None else replay(fingerprint)
+        if first is not None:
+            return first, False
         book = AccountBook(conn, row, now, self._catalog(row), loaded=loaded)
         settings = self._settings(conn, row.settings_version)
         outcome = use_case(book, settings)

@@ -336,3 +336,25 @@ def test_one_of_takes_a_list_as_one_parameter(db: Database, wanted: list[str]) -
     with db.read() as conn:
         found = direct.rows(conn, ONE_OF, {"keys": wanted})
     assert sorted(r["key"] for r in found) == sorted({k["key"] for k in stored} & set(wanted))
+
+
+def test_a_query_queued_with_the_next_runs_after_them_in_their_round_trip(db: Database) -> None:
+    seen = statements_seen(db)
+    with db.write() as conn:
+        direct.run_many(conn, INSERT, [key(0), key(1)])
+        later = direct.with_next(conn, FIND, {"the_key": "k1"})
+        direct.run(conn, RENAME, rename("k1"))  # before the queued query is sent
+        assert direct.rows_each(conn, [(FIND, {"the_key": "k0"})]) == [[key(0)]]
+        assert later() == [key(1, operation="settle")]
+        assert later() == [key(1, operation="settle")]  # read once
+    assert [sql.split()[0] for sql, _ in seen] == ["INSERT", "UPDATE", "SELECT", "SELECT"]
+
+
+def test_a_queued_query_asked_for_first_runs_by_itself_once(db: Database) -> None:
+    seen = statements_seen(db)
+    with db.write() as conn:
+        direct.run(conn, INSERT, key(1))
+        later = direct.with_next(conn, FIND, {"the_key": "k1"})
+        assert later() == [key(1)]
+        assert direct.rows_each(conn, [(FIND, {"the_key": "k0"})]) == [[]]
+    assert [sql.split()[0] for sql, _ in seen] == ["INSERT", "SELECT", "SELECT"]

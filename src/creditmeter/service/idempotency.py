@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -32,6 +32,15 @@ def fingerprint(operation: str, params: Mapping[str, Any]) -> str:
 def replay(conn: Connection, key: str, operation: str, print_: str, cls: type[T]) -> T | None:
     """The first result stored under ``key``, or ``None`` if the key is new."""
     return first_result(key, idempotency.find(conn, key), operation, print_, cls)
+
+
+def replay_with_next(
+    conn: Connection, key: str, operation: str, cls: type[T]
+) -> Callable[[str], T | None]:
+    """``replay``, given the fingerprint, of a key read with the next queries of
+    ``direct.rows_each`` (in the round trip that takes an account's lock)."""
+    found = idempotency.find_with_next(conn, key)
+    return lambda print_: first_result(key, found(), operation, print_, cls)
 
 
 def first_result(

@@ -287,13 +287,54 @@ def rows_each(
     """The rows of each query, run one after the other: on PostgreSQL sent together and
     answered in one round trip. Each query still runs after the one before it has
     finished, with a snapshot of its own, so it sees what that one waited for (a lock
-    taken, and what its holder committed)."""
+    taken, and what its holder committed). The queries queued by :func:`with_next` run
+    after them, in the same round trip."""
+    queued: list[_Queued] = conn.info.pop(_QUEUED, [])
+    queries = [*queries, *((q.statement, q.params) for q in queued)]
     if conn.dialect.name != "postgresql" or _PIPELINE in conn.info:
-        return [rows(conn, statement, params) for statement, params in queries]
-    compiled = [(_prepared(conn, statement, params), params) for statement, params in queries]
-    with pipelined(conn):
-        cursors = [_execute(conn, c.sql, c.parameters(params), "execute") for c, params in compiled]
-    return [_fetched(c, cursor) for (c, _), cursor in zip(compiled, cursors, strict=True)]
+        found = [rows(conn, statement, params) for statement, params in queries]
+    else:
+        compiled = [(_prepared(conn, statement, params), params) for statement, params in queries]
+        with pipelined(conn):
+            cursors = [
+                _execute(conn, c.sql, c.parameters(params), "execute") for c, params in compiled
+            ]
+        found = [_fetched(c, cursor) for (c, _), cursor in zip(compiled, cursors, strict=True)]
+    for query, its_rows in zip(queued, found[len(found) - len(queued) :], strict=True):
+        query.found = its_rows
+    return found[: len(found) - len(queued)]
+
+
+_QUEUED = "creditmeter_queued"
+"""The key, in a connection's ``info``, of the queries that :func:`with_next` queued."""
+
+
+@dataclass(eq=False)  # each query is itself: two alike are still two
+class _Queued:
+    statement: Statement
+    params: Mapping[str, Any]
+    found: list[Row] | None = None
+
+
+def with_next(
+    conn: Connection, statement: Statement, params: Mapping[str, Any]
+) -> Callable[[], list[Row]]:
+    """The rows of a query that is sent with the next queries of :func:`rows_each` on this
+    connection, after them and in the same round trip (or by itself, if its rows are asked
+    for before): a query that must see what those waited for (a lock) without a round
+    trip of its own. Its rows are to be asked for in the same transaction."""
+    query = _Queued(statement, params)
+    conn.info.setdefault(_QUEUED, []).append(query)
+
+    def found() -> list[Row]:
+        if query.found is None:
+            queue = conn.info.get(_QUEUED, [])
+            if query in queue:  # not sent yet: it goes now, by itself
+                queue.remove(query)
+            query.found = rows(conn, statement, params)
+        return query.found
+
+    return found
 
 
 def first(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> Row | None:

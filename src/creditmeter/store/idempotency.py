@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,18 @@ _RECORD = direct.Statement(idempotency_keys.insert())
 
 def find(conn: Connection, key: str) -> tuple[str, str, Any] | None:
     """``(operation, fingerprint, result)`` stored under ``key``, if any."""
-    row = direct.first(conn, _FIND, {"the_key": key})
-    return None if row is None else (row["operation"], row["fingerprint"], row["result"])
+    return _stored(direct.rows(conn, _FIND, {"the_key": key}))
+
+
+def find_with_next(conn: Connection, key: str) -> Callable[[], tuple[str, str, Any] | None]:
+    """``find``, its query sent with the next queries of ``direct.rows_each``, after them
+    and in the same round trip (``direct.with_next``)."""
+    found = direct.with_next(conn, _FIND, {"the_key": key})
+    return lambda: _stored(found())
+
+
+def _stored(rows: Sequence[direct.Row]) -> tuple[str, str, Any] | None:
+    return (rows[0]["operation"], rows[0]["fingerprint"], rows[0]["result"]) if rows else None
 
 
 def record(
