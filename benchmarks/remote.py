@@ -9,7 +9,8 @@ forwards each chunk DELAY_MS after it arrived in either direction (a round trip 
 
 - the relay's round trip: the median of 200 × ``SELECT 1`` (psycopg, autocommit) through
   it, beside the same straight to PostgreSQL;
-- sequential ``authorize(credits=10)`` + ``settle(credits=7)`` pairs on one account:
+- sequential ``authorize(credits=10)`` + ``settle(credits=7)`` pairs on one account, each
+  call with its own idempotency key (as the service's clients send them):
   pairs/s against ``pgbench`` TPC-B-like ``-c 1`` through the same relay, alternating the
   two in rounds; a pair is two use cases, each its own transaction, and a TPC-B-like
   transaction one (``BEGIN``, three ``UPDATE``, a ``SELECT``, an ``INSERT``, ``END``).
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,8 +155,10 @@ def round_trip_ms(host: str, port: int) -> float:
 
 
 def pair(meter: CreditMeter, account: str) -> None:
-    hold = meter.authorize(account, FEATURE, credits=HELD)
-    meter.settle(hold.id, credits=CHARGED)
+    """A pair as the service's clients make one: each call with its own idempotency key."""
+    key = uuid.uuid4().hex
+    hold = meter.authorize(account, FEATURE, credits=HELD, idempotency_key=f"{key}-h")
+    meter.settle(hold.id, credits=CHARGED, idempotency_key=f"{key}-s")
 
 
 def sequential(meter: CreditMeter, seconds: float) -> int:

@@ -56,9 +56,10 @@ class _Compiled:
 
     def parts(self, many: Sequence[Mapping[str, Any]], what: str | None) -> Iterator[_Part]:
         """The changes, with their parameters converted, as parts of a statement that
-        :func:`pipelined` puts together: an INSERT of several rows as one (its rows are
-        inserted in order, so a serial column numbers them in order), else one a row (a
-        conditional update's returning a row for each it changed)."""
+        :func:`pipelined` puts together: an INSERT of several rows as one part (its rows
+        are inserted in order, so a serial column numbers them in order), else a part for
+        each row (a conditional update's returning the row it changed, for the statement
+        to count)."""
         sql, names = self.positional
         head, values_clause, row = sql.partition(" VALUES ")
         if sql.startswith("INSERT ") and values_clause and len(many) > 1 and what is None:
