@@ -362,7 +362,8 @@ def run_expecting(
     match exactly one row, or else a :class:`ConcurrentUpdate` naming ``what`` is raised:
     another writer changed the row first. On PostgreSQL the database itself refuses a
     change that misses, which undoes the transaction (in a ``pipelined`` block, the error
-    comes at its end); on SQLite the counts are checked at once."""
+    comes with a later answer, at the latest at the block's end); on SQLite the counts are
+    checked at once."""
     if not many or _held(conn, statement, many, what):
         return
     if conn.dialect.name == "postgresql":
@@ -497,7 +498,8 @@ class _Together:
 def pipelined(conn: Connection, *, commit: bool = False) -> Iterator[None]:
     """Run this module's changes in the block without waiting for each one's answer, on
     PostgreSQL: they are held back and sent at the end of the block as one statement
-    (see :func:`_send_held`), one round trip for all, where an error among them is raised.
+    (see :func:`_send_held`), one round trip for all, where an error among them is raised
+    (a change sent before the end, see :func:`_held`, may raise with any later answer).
     A read in the block sends the changes held before it and waits for them. SQLAlchemy's
     own executions must not run in the block (they would not see the changes held). A
     block in a block is part of it; on SQLite, where statements do not travel, the block
