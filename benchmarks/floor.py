@@ -1,9 +1,10 @@
 """The HTTP stack's own floor: benchmark 2's requests answered by empty endpoints.
 
 The same uvicorn, FastAPI and pydantic as the service, the same workers (each on its own
-socket, as ``creditmeter serve --workers N`` runs them) and the same shape of request and
-answer, but no database, no authentication and no logging: what a pair costs before
-creditmeter does anything. Run as ``python -m benchmarks.floor --port P --workers N``.
+socket, as ``creditmeter serve --workers N`` runs them) and the service's own request
+bodies, validated as it validates them, but no database, no authentication and no
+logging: what a pair costs before creditmeter does anything. Run as
+``python -m benchmarks.floor --port P --workers N``.
 """
 
 from __future__ import annotations
@@ -12,32 +13,21 @@ import argparse
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel
 
+from creditmeter.api.schemas.metering import HoldCreate, HoldSettle
 from creditmeter.cli import workers
-
-
-class HoldIn(BaseModel):
-    account: str
-    feature: str
-    estimate: dict[str, int]
-    ttl_seconds: int
-
-
-class SettleIn(BaseModel):
-    usage: dict[str, int]
 
 
 def create() -> FastAPI:
     app = FastAPI()
 
     @app.post("/v1/holds")
-    def authorize(body: HoldIn) -> dict[str, Any]:
+    def authorize(body: HoldCreate) -> dict[str, Any]:
         return {"id": "hold_1", "account": body.account, "credits": 1_000, "status": "pending"}
 
     @app.post("/v1/holds/{hold_id}/settle")
-    def settle(hold_id: str, body: SettleIn) -> dict[str, Any]:
-        return {"hold_id": hold_id, "credits": sum(body.usage.values()), "status": "settled"}
+    def settle(hold_id: str, body: HoldSettle) -> dict[str, Any]:
+        return {"hold_id": hold_id, "usage": body.usage, "status": "settled"}
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

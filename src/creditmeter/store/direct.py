@@ -55,7 +55,7 @@ class _Compiled:
         return _NAMED.sub("%s", self.sql), names
 
     def parts(self, many: Sequence[Mapping[str, Any]], what: str | None) -> Iterator[_Part]:
-        """The changes, with their parameters converted, as parts of a statement that
+        """The changes, their parameters converted, as parts of a statement that
         :func:`pipelined` puts together: an INSERT of several rows as one part (its rows
         are inserted in order, so a serial column numbers them in order), else a part for
         each row (a conditional update's returning the row it changed, for the statement
@@ -65,12 +65,13 @@ class _Compiled:
         if sql.startswith("INSERT ") and values_clause and len(many) > 1 and what is None:
             # Without the RETURNING of a serial key that SQLAlchemy adds: nothing reads it.
             rows = ", ".join([row.partition(" RETURNING ")[0]] * len(many))
-            yield _Part(f"{head} VALUES {rows}", [p[n] for p in many for n in names], None)
+            values = [v for params in many for v in self.values(params, names)]
+            yield _Part(self.table, f"{head} VALUES {rows}", values, None)
             return
         if what is not None:
             sql += " RETURNING 1"
         for params in many:
-            yield _Part(sql, [params[name] for name in names], what)
+            yield _Part(self.table, sql, self.values(params, names), what)
 
     def parameters(self, given: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         values = {**self.defaults, **given} if self.defaults else dict(given)
@@ -100,6 +101,7 @@ _NAMED = re.compile(r"%\((\w+)\)s")
 class _Part:
     """A change as a part of a statement that :func:`pipelined` puts together."""
 
+    table: str | None
     sql: str
     values: list[Any]
     what: str | None
@@ -399,15 +401,6 @@ _PIPELINE = "creditmeter_pipeline"
 """The key, in a connection's ``info``, of the changes a pipelined block holds back."""
 
 
-@dataclass(frozen=True)
-class _Held:
-    compiled: _Compiled
-    many: list[Any]
-    """Each row's parameters, converted."""
-    what: str | None
-    """For a conditional update: what it changes, named in the error if a row misses."""
-
-
 def _held(
     conn: Connection, statement: Statement, many: Sequence[Mapping[str, Any]], what: str | None
 ) -> bool:
@@ -415,32 +408,31 @@ def _held(
     block it is in as one statement. Before one that cannot join them (it would not fit
     in a statement by itself, or it changes a table that one of them changes, whose rows
     it might see changed), those are sent."""
-    held: list[_Held] | None = conn.info.get(_PIPELINE)
+    held: list[_Part] | None = conn.info.get(_PIPELINE)
     if held is None:
         return False
     compiled = _prepared(conn, statement, many[0])
-    if held and compiled.table in {h.compiled.table for h in held}:
+    if compiled.table in {part.table for part in held}:
         _send_held(conn)
     sql, names = compiled.positional
     rows = len(many)
     if rows * (len(names) + 1) >= STATEMENT_PARAMETERS or rows * len(sql) >= STATEMENT_BYTES:
         _send_held(conn)
         return False
-    held.append(_Held(compiled, [compiled.parameters(p) for p in many], what))
+    held += compiled.parts(many, what)
     return True
 
 
 def _send_held(conn: Connection) -> None:
     """Send the changes held back, in order, as few statements as they fit in."""
-    held: list[_Held] | None = conn.info.get(_PIPELINE)
+    held: list[_Part] | None = conn.info.get(_PIPELINE)
     if not held:
         return
     together = _Together()
-    for change in held:
-        for part in change.compiled.parts(change.many, change.what):
-            if not together.fits(part):
-                together.send(conn)
-            together.add(part)
+    for part in held:
+        if not together.fits(part):
+            together.send(conn)
+        together.add(part)
     held.clear()
     together.send(conn)
 
