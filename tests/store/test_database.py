@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from creditmeter import CreditMeter
 from creditmeter.store import grants as grant_store
 from creditmeter.store.database import Database, json_text, normalize_url
 from creditmeter.store.direct import ConcurrentUpdate
-from creditmeter.store.tables import grants
+from creditmeter.store.tables import UTCDateTime, grants
 from tests.conftest import POSTGRES_URL
 
 
@@ -250,6 +251,55 @@ def test_json_columns_keep_what_json_can_say(meter: CreditMeter) -> None:
     meter.grant("acme", 10)
     charge = meter.charge("acme", "call", metadata=METADATA)
     assert meter.usage_record(charge.usage_id).metadata == METADATA
+
+
+_STAMPS = sa.Table(
+    "stamps",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UTCDateTime(), nullable=True),
+)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        datetime(2026, 12, 1, 9, 30, tzinfo=UTC),
+        datetime(2026, 12, 1, 10, 30, 0, 250, tzinfo=timezone(timedelta(hours=1))),
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        None,
+    ],
+)
+def test_datetimes_read_back_as_the_same_instant_in_utc(
+    database_url: str, given: datetime | None
+) -> None:
+    db = Database(database_url)
+    try:
+        with db.write() as conn:
+            _STAMPS.create(conn)
+            conn.execute(_STAMPS.insert(), {"id": 1, "at": given})
+            read = conn.execute(sa.select(_STAMPS.c.at)).scalar_one()
+            stored = conn.execute(sa.text("SELECT CAST(at AS TEXT) FROM stamps")).scalar_one()
+    finally:
+        db.dispose()
+    assert read == given
+    assert read is None or read.tzinfo is UTC
+    if given is not None and db.is_sqlite:
+        # SQLAlchemy's own layout for SQLite, which sorts as the instants do.
+        utc = given.astimezone(UTC)
+        day = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+        assert (
+            stored
+            == f"{day} {utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}"
+        )
+
+
+def test_a_naive_datetime_is_refused(sqlite_db: Database) -> None:
+    naive = datetime(2026, 12, 1)  # noqa: DTZ001 - what is refused
+    with sqlite_db.write() as conn:
+        _STAMPS.create(conn)
+        with pytest.raises(sa.exc.StatementError, match="naive datetime"):
+            conn.execute(_STAMPS.insert(), {"id": 1, "at": naive})
 
 
 @pytest.mark.parametrize(

@@ -6,28 +6,52 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on both engines (SQLite stores them naive)."""
+    """Timezone-aware UTC datetimes on both engines. SQLite stores them as naive UTC text,
+    ``2026-12-01 09:30:00.000000`` (SQLAlchemy's own layout, which sorts as it compares),
+    converted here by the standard library's ISO functions rather than SQLAlchemy's
+    patterns: the hot path converts a score of them a call."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _SQLiteText()  # type: ignore[no-untyped-call]  # SQLAlchemy's, untyped
+        return super().load_dialect_impl(dialect)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | str | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(
+        self, value: datetime | str | None, dialect: Dialect
+    ) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class _SQLiteText(sqlite.DATETIME):
+    """A ``DATETIME`` column on SQLite whose values :class:`UTCDateTime` converts itself."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
 
 
 JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
