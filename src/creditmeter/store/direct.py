@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -33,8 +34,9 @@ _Processor = Callable[[Any], Any]
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    positions: tuple[str, ...] | None
-    """The parameters' names in order for a positional driver (SQLite), else ``None``."""
+    in_order: Callable[[Mapping[str, Any]], Sequence[Any]] | None
+    """For a positional driver (SQLite): the parameters' values in their order, from
+    their values by name; else ``None``."""
     defaults: Mapping[str, Any]
     binds: tuple[tuple[str, _Processor], ...]
     """The parameters whose values a type converts, with its conversion."""
@@ -77,9 +79,7 @@ class _Compiled:
         values = {**self.defaults, **given} if self.defaults else dict(given)
         for name, process in self.binds:
             values[name] = process(values[name])
-        if self.positions is None:
-            return values
-        return [values[name] for name in self.positions]
+        return values if self.in_order is None else self.in_order(values)
 
     def values(self, given: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
         converted = self.parameters(given)
@@ -196,7 +196,7 @@ def _compile(statement: ClauseElement, dialect: Dialect, names: frozenset[str]) 
         sql=compiled.string,
         table=table,
         copy=copy,
-        positions=tuple(compiled.positiontup) if compiled.positiontup is not None else None,
+        in_order=None if compiled.positiontup is None else _in_order(tuple(compiled.positiontup)),
         defaults=defaults,
         binds=tuple((name, processors[name]) for name in bound if name in processors),
         keys=tuple(entry.keyname for entry in compiled._result_columns),
@@ -206,6 +206,14 @@ def _compile(statement: ClauseElement, dialect: Dialect, names: frozenset[str]) 
             if (process := entry.type._cached_result_processor(dialect, None)) is not None
         ),
     )
+
+
+def _in_order(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """The values of ``names`` in order, from values by name."""
+    if len(names) == 1:  # itemgetter's one-name form returns the value alone
+        [name] = names
+        return lambda values: (values[name],)
+    return itemgetter(*names) if names else lambda _: ()
 
 
 def _execute(conn: Connection, sql: str, parameters: Any, how: str) -> Any:
