@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from creditmeter import CreditMeter
 from creditmeter.store import grants as grant_store
-from creditmeter.store.database import Database, json_text, normalize_url
+from creditmeter.store.database import Database, json_text, json_value, normalize_url
 from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.tables import UTCDateTime, grants
 from tests.conftest import POSTGRES_URL
@@ -307,6 +307,18 @@ def test_a_naive_datetime_is_refused(sqlite_db: Database) -> None:
 )
 def test_json_text_is_what_the_standard_library_reads_back(value: object) -> None:
     assert json.loads(json_text(value)) == json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize("text", [json_text(METADATA), "{}", ' {"a": 1} ', "[1, 2.5]\n", "10"])
+def test_json_value_reads_what_the_standard_library_reads(text: str) -> None:
+    assert json_value(text) == json.loads(text)
+    assert json_value(text.encode()) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", "{", "{} {}", "{} x", "nul"])
+def test_json_value_refuses_what_the_standard_library_refuses(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json_value(text)
 
 
 def backend_pid(db: Database) -> int:
