@@ -6,7 +6,8 @@ same as on the ordinary path. What is skipped is the work SQLAlchemy does around
 execution (execution contexts, result objects, its cache lookup): on these statements it
 cost more than running them. A driver error is raised as SQLAlchemy's own (an
 ``IntegrityError`` is still an ``IntegrityError``), and a lost connection is invalidated,
-as on the ordinary path. Listeners of ``before_cursor_execute`` still see each statement.
+as on the ordinary path. Listeners of the engine's ``before_cursor_execute`` still see
+each statement.
 """
 
 from __future__ import annotations
@@ -155,14 +156,16 @@ class Statement:
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
-        self._compiled: dict[tuple[str, frozenset[str]], _Compiled] = {}
+        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
         self._changing_one: Statement | None = None
 
-    def compiled(self, dialect: Dialect, names: frozenset[str]) -> _Compiled:
+    def compiled(self, dialect: Dialect, names: tuple[str, ...]) -> _Compiled:
+        """For the parameters ``names``, in any order (each order remembered apart: a
+        caller names them in one order)."""
         key = (dialect.name, names)
         found = self._compiled.get(key)
         if found is None:
-            found = self._compiled[key] = _compile(self.statement, dialect, names)
+            found = self._compiled[key] = _compile(self.statement, dialect, frozenset(names))
         return found
 
     def changing_one(self) -> Statement:
@@ -227,9 +230,9 @@ def _execute(conn: Connection, sql: str, parameters: Any, how: str) -> Any:
     dbapi_connection = conn.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
-    if conn.dispatch.before_cursor_execute:
-        many = how != "execute"
-        conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, many)
+    listeners = conn.engine.dispatch.before_cursor_execute
+    if listeners:
+        listeners(conn, cursor, sql, parameters, None, how != "execute")
     try:
         if how == "copy":
             with cursor.copy(sql) as copy:
@@ -274,7 +277,7 @@ def translated(
 
 
 def _prepared(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> _Compiled:
-    return statement.compiled(conn.dialect, frozenset(params))
+    return statement.compiled(conn.dialect, tuple(params))
 
 
 def rows(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
