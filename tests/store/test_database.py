@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from creditmeter import CreditMeter
 from creditmeter.store import grants as grant_store
 from creditmeter.store.database import Database, json_text, json_value, normalize_url
 from creditmeter.store.direct import ConcurrentUpdate
-from creditmeter.store.tables import UTCDateTime, grants
+from creditmeter.store.tables import UTCDateTime, grants, usage_records
 from tests.conftest import POSTGRES_URL
 
 
@@ -300,6 +301,24 @@ def test_a_naive_datetime_is_refused(sqlite_db: Database) -> None:
         _STAMPS.create(conn)
         with pytest.raises(sa.exc.StatementError, match="naive datetime"):
             conn.execute(_STAMPS.insert(), {"id": 1, "at": naive})
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("0.0125", "0.0125"),
+        ("9999999999.9999999999", "9999999999.9999999999"),  # 20 digits: beyond a float
+        ("0.00000000005", "0.0000000001"),  # rounded to the scale, half away from zero
+    ],
+)
+def test_provider_costs_are_stored_exactly(meter: CreditMeter, given: str, stored: str) -> None:
+    meter.put_feature("call", rates={"calls": 1})
+    meter.create_account("acme")
+    meter.grant("acme", 10)
+    charge = meter.charge("acme", "call", provider_cost=Decimal(given))
+    with meter.db.read() as conn:
+        cost = sa.select(usage_records.c.provider_cost).where(usage_records.c.id == charge.usage_id)
+        assert conn.execute(cost).scalar_one() == Decimal(stored)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from creditmeter import CreditMeter
 from creditmeter.store import migrate
 from creditmeter.store.database import Database
 from creditmeter.store.tables import metadata
@@ -146,6 +149,32 @@ def test_upgrading_keeps_the_data(database_url: str) -> None:
             keys = conn.execute(sa.text("SELECT key FROM idempotency_keys")).scalars().all()
         assert keys == ["k"]
     finally:
+        db.dispose()
+
+
+def test_sqlite_provider_costs_stored_as_floats_are_kept_as_text(sqlite_url: str) -> None:
+    """Revision 0006 builds SQLite's table of usage records again, its provider cost as
+    text; the costs stored before keep their value, and going back makes them floats."""
+    db = Database(sqlite_url)
+    migrate.upgrade(db, "0005")
+    with CreditMeter(sqlite_url, migrate=False) as meter:
+        meter.put_feature("call", rates={"calls": 1})
+        meter.create_account("acme")
+        meter.grant("acme", 10)
+        meter.charge("acme", "call", provider_cost=Decimal("0.0125"))
+    path = sa.make_url(sqlite_url).database
+    assert path is not None
+    raw = sqlite3.connect(path)
+    try:
+        stored = "SELECT provider_cost, typeof(provider_cost), credits FROM usage_records"
+        assert raw.execute(stored).fetchall() == [(0.0125, "real", 1)]
+        migrate.upgrade(db)
+        assert raw.execute(stored).fetchall() == [("0.0125", "text", 1)]
+        assert differences(db) == []
+        migrate.downgrade(db, "0005")
+        assert raw.execute(stored).fetchall() == [(0.0125, "real", 1)]
+    finally:
+        raw.close()
         db.dispose()
 
 

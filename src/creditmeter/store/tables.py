@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,6 +53,32 @@ class _SQLiteText(sqlite.DATETIME):
 
     def result_processor(self, dialect: Dialect, coltype: object) -> None:
         return None
+
+
+class ExactDecimal(sa.TypeDecorator[Decimal]):
+    """A decimal stored exactly on both engines: ``NUMERIC(precision, scale)`` on
+    PostgreSQL; on SQLite, whose ``NUMERIC`` keeps a float (15 significant digits), its
+    text in a ``TEXT`` column, rounded to the scale as PostgreSQL rounds it."""
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision, scale)
+        self.unit = Decimal(1).scaleb(-scale)
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.Text())
+        return super().load_dialect_impl(dialect)
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Decimal | str | None:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return format(value.quantize(self.unit, rounding=ROUND_HALF_UP), "f")
+
+    def process_result_value(self, value: Decimal | str | None, dialect: Dialect) -> Decimal | None:
+        return Decimal(value) if isinstance(value, str) else value
 
 
 JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -229,7 +256,7 @@ usage_records = sa.Table(
     sa.Column("model", sa.String(255), nullable=True),
     sa.Column("member", Key, nullable=True),
     _json("quantities"),
-    sa.Column("provider_cost", sa.Numeric(20, 10), nullable=True),
+    sa.Column("provider_cost", ExactDecimal(20, 10), nullable=True),
     sa.Column("credits", Credits, nullable=False),
     sa.Column("charged", Credits, nullable=False),
     sa.Column("debited", Credits, nullable=False),
