@@ -65,6 +65,9 @@ class ExactDecimal(sa.TypeDecorator[Decimal]):
 
     def __init__(self, precision: int, scale: int) -> None:
         super().__init__(precision, scale)
+        # Kept on the type itself too: SQLAlchemy's cache key of a type is made of its
+        # arguments found among its attributes.
+        self.precision, self.scale = precision, scale
         self.unit = Decimal(1).scaleb(-scale)
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
