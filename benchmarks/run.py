@@ -24,7 +24,10 @@ MODULES: dict[str, str] = {
     "balance": "benchmarks.balance",
     "http": "benchmarks.http",
     "remote": "benchmarks.remote",
+    "instructions": "benchmarks.instructions",
 }
+ON_REQUEST = frozenset({"instructions"})
+"""Run only when named with ``--only``: they need a tool the others do not (valgrind)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,13 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=sorted(MODULES),
         metavar="NAME",
-        help=f"run only this benchmark (repeatable): {', '.join(MODULES)}",
+        help=f"run only this benchmark (repeatable): {', '.join(MODULES)}; "
+        f"{', '.join(sorted(ON_REQUEST))} only when named",
     )
     parser.add_argument(
         "--profile", action="store_true", help="also print the profiles benchmarks offer"
     )
     args = parser.parse_args(argv)
-    names = args.only or list(MODULES)
+    names = args.only or [name for name in MODULES if name not in ON_REQUEST]
     results: list[Result] = []
     profiles: list[tuple[str, str]] = []
     failed: list[str] = []
