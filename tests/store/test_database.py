@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from creditmeter import CreditMeter
+from creditmeter import CreditMeter, InvalidRequest
 from creditmeter.store import grants as grant_store
 from creditmeter.store.database import Database, json_text, json_value, normalize_url
 from creditmeter.store.direct import ConcurrentUpdate
@@ -319,6 +319,26 @@ def test_provider_costs_are_stored_exactly(meter: CreditMeter, given: str, store
     with meter.db.read() as conn:
         cost = sa.select(usage_records.c.provider_cost).where(usage_records.c.id == charge.usage_id)
         assert conn.execute(cost).scalar_one() == Decimal(stored)
+
+
+@pytest.mark.parametrize(
+    "cost",
+    [Decimal("-0.01"), Decimal("NaN"), Decimal("Infinity"), Decimal("1E+10"), 0.01],
+    ids=["negative", "nan", "infinite", "too-large", "float"],
+)
+def test_a_provider_cost_that_cannot_be_kept_is_refused(meter: CreditMeter, cost: object) -> None:
+    meter.put_feature("call", rates={"calls": 1})
+    meter.create_account("acme")
+    meter.grant("acme", 10)
+    hold = meter.authorize("acme", "call", credits=2)
+    with pytest.raises(InvalidRequest, match="provider_cost"):
+        meter.charge("acme", "call", provider_cost=cost)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="provider_cost"):
+        meter.settle(hold.id, credits=1, provider_cost=cost)  # type: ignore[arg-type]
+    assert meter.hold(hold.id).status.value == "pending"
+    assert meter.balance("acme").available == 8
+    with meter.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(usage_records)).scalar() == 0
 
 
 @pytest.mark.parametrize(

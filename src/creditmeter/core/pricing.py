@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Context, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Final
 
 from creditmeter.core.errors import InvalidRequest
@@ -54,6 +54,23 @@ def decimal_of(value: object, what: str) -> Decimal:
     if not result.is_finite() or result < 0:
         raise InvalidRequest(f"{what} must be a finite number ≥ 0, not {value!r}")
     return result
+
+
+PROVIDER_COST_LIMIT: Final = Decimal(10) ** 10
+"""A provider's cost is kept with 10 digits before the point and 10 after it."""
+_PROVIDER_COST_UNIT: Final = Decimal(1).scaleb(-10)
+
+
+def provider_cost_of(value: object) -> Decimal:
+    """A provider's cost as it is kept: a finite decimal ≥ 0 below 10^10 (never a float),
+    rounded to 10 decimals half away from zero, as PostgreSQL's ``NUMERIC(20, 10)``
+    rounds it."""
+    cost = decimal_of(value, "provider_cost")
+    if cost < PROVIDER_COST_LIMIT:
+        cost = cost.quantize(_PROVIDER_COST_UNIT, rounding=ROUND_HALF_UP)
+    if cost >= PROVIDER_COST_LIMIT:
+        raise InvalidRequest(f"provider_cost must be less than 10^10, not {value!r}")
+    return cost
 
 
 def rule_from_json(data: Mapping[str, object]) -> PricingRule:

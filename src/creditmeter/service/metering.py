@@ -32,6 +32,7 @@ from creditmeter.core.pricing import (
     credit_amount,
     normalize_usage,
     price,
+    provider_cost_of,
 )
 from creditmeter.core.records import Charge, CheckResult, Hold, Refused, UsageRecord
 from creditmeter.core.settings import Settings, balance_warnings
@@ -276,6 +277,7 @@ def _charge(
     hold_id: str | None,
     would_refuse: Refused | None,
 ) -> Charge:
+    cost = None if provider_cost is None else provider_cost_of(provider_cost)
     feature = rated.feature
     draws: list[Draw] = []
     short = 0 if unlimited else rated.credits
@@ -322,7 +324,7 @@ def _charge(
         created_at=book.now,
         metadata=dict(metadata),
     )
-    book.record_usage(NewUsage(record, feature.pool, provider_cost, txn.id))
+    book.record_usage(NewUsage(record, feature.pool, cost, txn.id))
     allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
     return Charge(
         usage_id=usage_id,
