@@ -1234,21 +1234,24 @@ class CreditMeter:
             # The key is read in the round trip that takes the lock, once it is taken: a
             # retry waits for the call it repeats, then finds its result.
             replay = idempotency.replay_with_next(conn, key, operation, result)
-        row, loaded = lock_current(conn, now, account_id)
-        # Only a keyed call is fingerprinted: unkeyed ones pay nothing for idempotency.
-        fingerprint = "" if key is None else idempotency.fingerprint(operation, params)
-        first = None if replay is None else replay(fingerprint)
-        if first is not None:
-            return first, False
-        book = AccountBook(conn, row, now, self._catalog(row), loaded=loaded)
-        settings = self._settings(conn, row.settings_version)
-        outcome = use_case(book, settings)
-        # The writes and the COMMIT in one round trip on PostgreSQL: a conditional change
-        # that misses is refused by the database, which makes the COMMIT a rollback.
-        with direct.pipelined(conn, commit=True):
-            book.save()
-            if key is not None:
-                idempotency.remember(conn, key, operation, fingerprint, outcome, now)
+        # From the lock to the end of the transaction, the process's one turn on the account.
+        with self.db.turn(conn, account_id):
+            row, loaded = lock_current(conn, now, account_id)
+            # Only a keyed call is fingerprinted: unkeyed ones pay nothing for idempotency.
+            fingerprint = "" if key is None else idempotency.fingerprint(operation, params)
+            first = None if replay is None else replay(fingerprint)
+            if first is not None:
+                return first, False
+            book = AccountBook(conn, row, now, self._catalog(row), loaded=loaded)
+            settings = self._settings(conn, row.settings_version)
+            outcome = use_case(book, settings)
+            # The writes and the COMMIT in one round trip on PostgreSQL: a conditional
+            # change that misses is refused by the database, which makes the COMMIT a
+            # rollback.
+            with direct.pipelined(conn, commit=True):
+                book.save()
+                if key is not None:
+                    idempotency.remember(conn, key, operation, fingerprint, outcome, now)
         return outcome, True
 
     def _charge_groups(

@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue
@@ -217,6 +217,110 @@ def test_threads_never_overdraw_one_account(migrated_url: str) -> None:
     assert seen
     assert min(seen) >= 0
     assert_books_agree(migrated_url, tally)
+
+
+@contextmanager
+def counting_lock_waits(url: str, application: str) -> Iterator[list[int]]:
+    """While the block runs, count again and again the sessions of ``application`` that
+    PostgreSQL keeps waiting for a lock; yields the counts."""
+    counts: list[int] = []
+    stop = threading.Event()
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = :application AND wait_event_type = 'Lock'"
+    )
+
+    def watch() -> None:
+        engine = sa.create_engine(url, pool_size=1)
+        try:
+            with engine.connect() as conn:
+                while not stop.is_set():
+                    counts.append(conn.execute(query, {"application": application}).scalar_one())
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(1) as pool:
+        watcher = pool.submit(watch)
+        try:
+            yield counts
+        finally:
+            stop.set()
+        watcher.result()
+
+
+def _named(url: str, engine_name: str) -> str:
+    """``url`` with its PostgreSQL sessions named ``TURNS``, to be told apart."""
+    if engine_name != "postgresql":
+        return url
+    named = sa.make_url(url).update_query_dict({"application_name": TURNS})
+    return named.render_as_string(hide_password=False)
+
+
+TURNS = "creditmeter-turns"
+
+
+def _lock_waits(url: str, engine_name: str) -> AbstractContextManager[list[int]]:
+    if engine_name != "postgresql":
+        return nullcontext([])
+    return counting_lock_waits(url, TURNS)
+
+
+def in_one_meter(url: str, engine_name: str, work: Callable[[CreditMeter, int], T]) -> list[T]:
+    """``work(meter, index)`` in ``THREADS`` threads started together, all with one meter
+    and a connection each, as the request threads of a server worker; on PostgreSQL, no
+    session of the meter may be kept waiting by PostgreSQL for a lock meanwhile."""
+    barrier = threading.Barrier(THREADS)
+
+    def run(meter: CreditMeter, index: int) -> T:
+        barrier.wait(timeout=WAIT_SECONDS)
+        return work(meter, index)
+
+    with (
+        CreditMeter(_named(url, engine_name), migrate=False, pool_size=THREADS) as meter,
+        _lock_waits(url, engine_name) as waits,
+        ThreadPoolExecutor(THREADS) as pool,
+    ):
+        done = list(pool.map(lambda i: run(meter, i), range(THREADS)))
+    if engine_name == "postgresql":
+        assert waits, "the sessions were never looked at"
+        assert max(waits) == 0, "sessions of one meter waited for each other's locks"
+    return done
+
+
+def test_threads_of_one_meter_take_turns_on_one_account(
+    migrated_url: str, engine_name: str
+) -> None:
+    """Whatever the threads of one meter do to one account, none of their transactions
+    waits in PostgreSQL for another's lock (they take turns in the process, a failed one
+    rolled back within its turn), and the books agree."""
+    prepare(migrated_url)
+    tallies = in_one_meter(
+        migrated_url, engine_name, lambda meter, i: run_operations(meter, i, OPERATIONS)
+    )
+    tally = Tally()
+    for t in tallies:
+        tally.add(t)
+    assert tally.attempted == THREADS * OPERATIONS
+    assert_books_agree(migrated_url, tally)
+
+
+def test_retries_in_threads_of_one_meter_take_turns(migrated_url: str, engine_name: str) -> None:
+    """Retries of one charge from the threads of one meter: one charge, every retry
+    answered with it, and none waits in PostgreSQL for another's lock (a replay's
+    transaction, which took the account's lock to read its key, ends within its turn)."""
+    prepare(migrated_url)
+
+    def retry(meter: CreditMeter, _: int) -> set[str]:
+        return {
+            meter.charge(ACCOUNT, FEATURE, credits=3, idempotency_key="turns").usage_id
+            for _ in range(OPERATIONS)
+        }
+
+    answered = set().union(*in_one_meter(migrated_url, engine_name, retry))
+    assert len(answered) == 1
+    with CreditMeter(migrated_url, migrate=False) as meter:
+        assert meter.balance(ACCOUNT).available == INITIAL - 3
+        assert meter.verify() == []
 
 
 def _process_worker(

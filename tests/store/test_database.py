@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from creditmeter import CreditMeter, InvalidRequest
 from creditmeter.store import grants as grant_store
-from creditmeter.store.database import Database, json_text, json_value, normalize_url
+from creditmeter.store.database import Database, Turns, json_text, json_value, normalize_url
 from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.tables import UTCDateTime, grants, usage_records
 from tests.conftest import POSTGRES_URL
@@ -386,3 +387,70 @@ def test_a_pooled_connection_the_server_closed_is_replaced_on_checkout(
     finally:
         admin.dispose()
         db.dispose()
+
+
+def _in_turn(turns: Turns, key: str, entered: threading.Event, leave: threading.Event) -> None:
+    with turns.turn(key):
+        entered.set()
+        assert leave.wait(timeout=30)
+
+
+def test_a_turn_waits_for_the_turn_of_the_same_key_and_not_of_another() -> None:
+    turns = Turns()
+    first_in, first_leave = threading.Event(), threading.Event()
+    second_in, second_leave = threading.Event(), threading.Event()
+    other_in, other_leave = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(target=_in_turn, args=(turns, "acme", first_in, first_leave)),
+        threading.Thread(target=_in_turn, args=(turns, "acme", second_in, second_leave)),
+        threading.Thread(target=_in_turn, args=(turns, "globex", other_in, other_leave)),
+    ]
+    threads[0].start()
+    assert first_in.wait(timeout=30)
+    threads[1].start()
+    threads[2].start()
+    assert other_in.wait(timeout=30)  # another key: not kept waiting
+    deadline = time.monotonic() + 30
+    while turns.waiting("acme") < 2:  # the second has asked for its turn…
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert not second_in.is_set()  # …and waits for the first's to end
+    first_leave.set()
+    assert second_in.wait(timeout=30)
+    second_leave.set()
+    other_leave.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert turns.waiting("acme") == turns.waiting("globex") == 0
+
+
+def test_a_turn_ends_when_its_block_raises() -> None:
+    turns = Turns()
+
+    def failing() -> None:
+        with turns.turn("acme"):
+            assert turns.waiting("acme") == 1
+            raise RuntimeError("the use case failed")
+
+    with pytest.raises(RuntimeError):
+        failing()
+    assert turns.waiting("acme") == 0
+    with turns.turn("acme"):  # the next one gets its turn
+        assert turns.waiting("acme") == 1
+
+
+def test_sqlite_writes_take_no_turns(sqlite_db: Database) -> None:
+    """A process writes to SQLite one transaction at a time anyway: two threads in blocks
+    of one account at once are not kept apart."""
+    both_in = threading.Barrier(2, timeout=30)
+
+    def in_turn() -> None:
+        with sqlite_db.read() as conn, sqlite_db.turn(conn, "acme"):
+            both_in.wait()
+
+    threads = [threading.Thread(target=in_turn) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not both_in.broken
