@@ -7,7 +7,7 @@ import select
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from json.scanner import make_scanner
 from pathlib import Path
 from typing import Any, Final
@@ -89,8 +89,7 @@ class Database:
             raise
         conn.commit()
 
-    @contextmanager
-    def turn(self, conn: Connection, account_id: str) -> Iterator[None]:
+    def turn(self, conn: Connection, account_id: str) -> AbstractContextManager[None]:
         """The block, once no other thread of this process is in a block of the same
         account; ``conn``'s transaction ends with it (committed, or rolled back if the
         block raises), so that the next turn does not wait for its locks. On
@@ -102,8 +101,11 @@ class Database:
         and a payment event, rare, go straight to the row locks). On SQLite, where a
         process writes one transaction at a time anyway, the block runs at once."""
         if self.is_sqlite:
-            yield
-            return
+            return _AT_ONCE
+        return self._turn(conn, account_id)
+
+    @contextmanager
+    def _turn(self, conn: Connection, account_id: str) -> Iterator[None]:
         with self._turns.turn(account_id):
             try:
                 yield
@@ -131,6 +133,9 @@ class Database:
                 self._writer.close()
                 self._writer = None
         self.engine.dispose()
+
+
+_AT_ONCE = nullcontext()
 
 
 class Turns:
