@@ -78,16 +78,20 @@ class Draw:
     credits: Credits
 
 
-def consumption_order(grants: Iterable[Grant], pool: PoolName | None, at: datetime) -> list[Grant]:
-    """The grants a charge of ``pool`` (``None``: of any pool) may draw at ``at``, in the
-    order it draws them."""
-    usable = [
+def drawable(grants: Iterable[Grant], pool: PoolName | None, at: datetime) -> list[Grant]:
+    """The grants a charge of ``pool`` (``None``: of any pool) may draw at ``at``."""
+    return [
         g
         for g in grants
         if g.free > 0 and g.is_active(at) and (pool is None or pool_matches(g.pool, pool))
     ]
+
+
+def consumption_order(grants: Iterable[Grant], pool: PoolName | None, at: datetime) -> list[Grant]:
+    """The grants a charge of ``pool`` (``None``: of any pool) may draw at ``at``, in the
+    order it draws them."""
     return sorted(
-        usable,
+        drawable(grants, pool, at),
         key=lambda g: (
             g.priority,
             g.pool != pool,
@@ -114,11 +118,11 @@ def plan_draws(ordered: Sequence[Grant], credits: Credits) -> tuple[list[Draw], 
 
 
 def free_credits(grants: Iterable[Grant], pool: PoolName, at: datetime) -> Credits:
-    return sum(g.free for g in consumption_order(grants, pool, at))
+    return sum(g.free for g in drawable(grants, pool, at))
 
 
 def purchased_free(grants: Iterable[Grant], pool: PoolName, at: datetime) -> Credits:
-    return sum(g.free for g in consumption_order(grants, pool, at) if g.source in PURCHASED_SOURCES)
+    return sum(g.free for g in drawable(grants, pool, at) if g.source in PURCHASED_SOURCES)
 
 
 def allowance_state(

@@ -326,6 +326,7 @@ def _charge(
     )
     book.record_usage(NewUsage(record, feature.pool, cost, txn.id))
     allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
+    available = book.available
     return Charge(
         usage_id=usage_id,
         account_id=book.id,
@@ -334,10 +335,10 @@ def _charge(
         charged=record.charged,
         debited=debited,
         uncollected=record.uncollected,
-        available_after=book.available,
+        available_after=available,
         transaction_id=txn.id,
         hold_id=hold_id,
-        warnings=tuple(balance_warnings(settings, book.available, allowance, unlimited=unlimited)),
+        warnings=tuple(balance_warnings(settings, available, allowance, unlimited=unlimited)),
         would_refuse=would_refuse,
     )
 
