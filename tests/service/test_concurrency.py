@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -68,6 +68,13 @@ class Tally:
         self.refused += other.refused
         self.released += other.released
         self.charges += other.charges
+
+    @classmethod
+    def of(cls, tallies: Iterable[Tally]) -> Tally:
+        total = cls()
+        for tally in tallies:
+            total.add(tally)
+        return total
 
     @property
     def acknowledged(self) -> int:
@@ -169,25 +176,33 @@ def assert_books_agree(url: str, tally: Tally) -> None:
 
 
 @contextmanager
+def alongside(watch: Callable[[threading.Event], None]) -> Iterator[None]:
+    """``watch(stop)`` in a thread of its own while the block runs; ``stop`` is set when
+    the block ends, and what ``watch`` raised is raised then."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        watcher = pool.submit(watch, stop)
+        try:
+            yield
+        finally:
+            stop.set()
+        watcher.result()
+
+
+@contextmanager
 def watching_balance(url: str) -> Iterator[list[int]]:
     """Read the balance over and over while the block runs; yields what was seen."""
     seen: list[int] = []
-    stop = threading.Event()
 
-    def watch() -> None:
+    def watch(stop: threading.Event) -> None:
         with CreditMeter(url, migrate=False) as meter:
             while not stop.is_set():
                 balance = meter.balance(ACCOUNT)
                 seen.append(balance.available)
                 assert balance.held >= 0
 
-    with ThreadPoolExecutor(1) as pool:
-        watcher = pool.submit(watch)
-        try:
-            yield seen
-        finally:
-            stop.set()
-        watcher.result()
+    with alongside(watch):
+        yield seen
 
 
 def in_threads(url: str, count: int, work: Callable[[CreditMeter, int], T]) -> list[T]:
@@ -210,9 +225,7 @@ def test_threads_never_overdraw_one_account(migrated_url: str) -> None:
         tallies = in_threads(
             migrated_url, THREADS, lambda meter, i: run_operations(meter, i, OPERATIONS)
         )
-    tally = Tally()
-    for t in tallies:
-        tally.add(t)
+    tally = Tally.of(tallies)
     assert tally.attempted == THREADS * OPERATIONS
     assert seen
     assert min(seen) >= 0
@@ -224,13 +237,12 @@ def counting_lock_waits(url: str, application: str) -> Iterator[list[int]]:
     """While the block runs, count again and again the sessions of ``application`` that
     PostgreSQL keeps waiting for a lock; yields the counts."""
     counts: list[int] = []
-    stop = threading.Event()
     query = sa.text(
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE application_name = :application AND wait_event_type = 'Lock'"
     )
 
-    def watch() -> None:
+    def watch(stop: threading.Event) -> None:
         engine = sa.create_engine(url, pool_size=1)
         try:
             with engine.connect() as conn:
@@ -239,13 +251,8 @@ def counting_lock_waits(url: str, application: str) -> Iterator[list[int]]:
         finally:
             engine.dispose()
 
-    with ThreadPoolExecutor(1) as pool:
-        watcher = pool.submit(watch)
-        try:
-            yield counts
-        finally:
-            stop.set()
-        watcher.result()
+    with alongside(watch):
+        yield counts
 
 
 def _named(url: str, engine_name: str) -> str:
@@ -297,9 +304,7 @@ def test_threads_of_one_meter_take_turns_on_one_account(
     tallies = in_one_meter(
         migrated_url, engine_name, lambda meter, i: run_operations(meter, i, OPERATIONS)
     )
-    tally = Tally()
-    for t in tallies:
-        tally.add(t)
+    tally = Tally.of(tallies)
     assert tally.attempted == THREADS * OPERATIONS
     assert_books_agree(migrated_url, tally)
 
@@ -334,10 +339,7 @@ def _process_worker(
             THREADS_PER_PROCESS,
             lambda meter, i: run_operations(meter, seed * 100 + i, OPERATIONS),
         )
-        tally = Tally()
-        for t in tallies:
-            tally.add(t)
-        results.put(("ok", tally))
+        results.put(("ok", Tally.of(tallies)))
     except BaseException:
         results.put(("error", traceback.format_exc()))
 
