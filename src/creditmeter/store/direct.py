@@ -419,7 +419,7 @@ def _held(
     block it is in as one statement. Before one that cannot join them (it would not fit
     in a statement by itself, or it changes a table that one of them changes, whose rows
     it might see changed), those are sent."""
-    held: list[_Part] | None = conn.info.get(_PIPELINE)
+    held = _held_back(conn)
     if held is None:
         return False
     compiled = _prepared(conn, statement, many[0])
@@ -434,9 +434,19 @@ def _held(
     return True
 
 
+def _held_back(conn: Connection) -> list[_Part] | None:
+    """The changes of the pipelined block ``conn`` is in; ``None`` out of one, and always
+    on SQLite, whose blocks hold nothing (asked first: a connection's ``info`` is a few
+    calls away, and every statement asks)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    held: list[_Part] | None = conn.info.get(_PIPELINE)
+    return held
+
+
 def _send_held(conn: Connection) -> None:
     """Send the changes held back, in order, as few statements as they fit in."""
-    held: list[_Part] | None = conn.info.get(_PIPELINE)
+    held = _held_back(conn)
     if not held:
         return
     together = _Together()
