@@ -1257,32 +1257,34 @@ class CreditMeter:
     def _charge_groups(
         self, conn: Connection, now: datetime, groups: Mapping[str, Sequence[UsageEvent]]
     ) -> dict[str, list[tuple[Charge | CreditMeterError, bool]]]:
-        """Each account's events, its account locked in id order: each event charged or
-        refused on its own, with its own idempotency key; each account's grants and totals
-        written in one save, and the transactions, usage records and keys of all of them
-        in one insert each, all in one transaction."""
+        """Each account's events, its account locked in id order (after the process's
+        turns on them): each event charged or refused on its own, with its own idempotency
+        key; each account's grants and totals written in one save, and the transactions,
+        usage records and keys of all of them in one insert each, all in one
+        transaction."""
         keys = [e.idempotency_key for g in groups.values() for e in g if e.idempotency_key]
         stored = idempotency_store.find_many(conn, keys)
         settings = settings_service.current(conn)
         new_keys: list[tuple[str, str, str, Any]] = []
         appends = Appends()
         outcomes: dict[str, list[tuple[Charge | CreditMeterError, bool]]] = {}
-        locked = lock_current_many(conn, now, sorted(groups))
-        for account_id in sorted(groups):
-            events = groups[account_id]
-            if account_id not in locked:
-                outcomes[account_id] = [(NotFound("account", account_id), False)] * len(events)
-                continue
-            row, loaded = locked[account_id]
-            book = AccountBook(conn, row, now, self._catalog(row), appends, loaded=loaded)
-            outcomes[account_id] = [
-                self._charge_event(book, settings, event, stored, new_keys) for event in events
-            ]
-            if purchases.start_recharge_if_low(book, settings, self.payments.name):
-                self._local.jobs_queued = True
-            book.save()
-        appends.write(conn)
-        idempotency_store.record_many(conn, new_keys, now)
+        with self.db.turn(conn, *groups):
+            locked = lock_current_many(conn, now, sorted(groups))
+            for account_id in sorted(groups):
+                events = groups[account_id]
+                if account_id not in locked:
+                    outcomes[account_id] = [(NotFound("account", account_id), False)] * len(events)
+                    continue
+                row, loaded = locked[account_id]
+                book = AccountBook(conn, row, now, self._catalog(row), appends, loaded=loaded)
+                outcomes[account_id] = [
+                    self._charge_event(book, settings, event, stored, new_keys) for event in events
+                ]
+                if purchases.start_recharge_if_low(book, settings, self.payments.name):
+                    self._local.jobs_queued = True
+                book.save()
+            appends.write(conn)
+            idempotency_store.record_many(conn, new_keys, now)
         return outcomes
 
     def _charge_event(

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -325,6 +326,41 @@ def test_retries_in_threads_of_one_meter_take_turns(migrated_url: str, engine_na
     assert len(answered) == 1
     with CreditMeter(migrated_url, migrate=False) as meter:
         assert meter.balance(ACCOUNT).available == INITIAL - 3
+        assert meter.verify() == []
+
+
+def test_batches_and_charges_in_threads_of_one_meter_take_turns(
+    migrated_url: str, engine_name: str
+) -> None:
+    """Batches over overlapping sets of accounts and one-shot charges, from the threads of
+    one meter: a batch takes the turns of all its accounts (in the order of their ids, as
+    it locks them), so none of their transactions waits in PostgreSQL for another's lock,
+    none waits for another in a cycle, and every credit charged is accounted for."""
+    prepare(migrated_url)
+    others = ["warm-1", "warm-2"]
+    with CreditMeter(migrated_url, migrate=False) as meter:
+        for account in others:
+            meter.create_account(account)
+            meter.grant(account, 1_000)
+    accounts = [ACCOUNT, *others]
+
+    def charge(meter: CreditMeter, index: int) -> Counter[str]:
+        charged: Counter[str] = Counter()
+        for n in range(OPERATIONS // 3):
+            batch = accounts[(index + n) % 2 :]  # all three, or the last two
+            events = [UsageEvent(a, FEATURE, credits=1) for a in reversed(batch)]
+            for outcome in meter.charge_many(events):
+                assert isinstance(outcome, Charge)
+                charged[outcome.account_id] += outcome.charged
+            charged[ACCOUNT] += meter.charge(ACCOUNT, FEATURE, credits=1).charged
+        return charged
+
+    charged = sum(in_one_meter(migrated_url, engine_name, charge), Counter[str]())
+    assert all(charged[a] > 0 for a in accounts)
+    with CreditMeter(migrated_url, migrate=False) as meter:
+        assert meter.balance(ACCOUNT).available == INITIAL - charged[ACCOUNT]
+        for account in others:
+            assert meter.balance(account).available == 1_000 - charged[account]
         assert meter.verify() == []
 
 

@@ -7,7 +7,7 @@ import select
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from json.scanner import make_scanner
 from pathlib import Path
 from typing import Any, Final
@@ -89,24 +89,28 @@ class Database:
             raise
         conn.commit()
 
-    def turn(self, conn: Connection, account_id: str) -> AbstractContextManager[None]:
-        """The block, once no other thread of this process is in a block of the same
-        account; ``conn``'s transaction ends with it (committed, or rolled back if the
-        block raises), so that the next turn does not wait for its locks. On
-        PostgreSQL a use case on one account takes its lock and commits in one, so that
-        of a process's transactions on a busy account one at a time asks for the
-        account's row lock while the others wait here: each commit wakes every waiter
-        for the row to race for it again, and a dozen of them cost PostgreSQL a third
-        more CPU a pair and made the slowest answers (a batch, which locks many accounts,
-        and a payment event, rare, go straight to the row locks). On SQLite, where a
-        process writes one transaction at a time anyway, the block runs at once."""
+    def turn(self, conn: Connection, *account_ids: str) -> AbstractContextManager[None]:
+        """The block, once no other thread of this process is in a block of any of these
+        accounts (their turns are taken in the order of their ids, as their row locks
+        are); ``conn``'s transaction ends with it (committed, or rolled back if the block
+        raises), so that the next turn does not wait for its locks. On PostgreSQL a use
+        case locks and changes its accounts in one, so that of a process's transactions on
+        a busy account one at a time asks for the account's row lock while the others wait
+        here: each commit wakes every waiter for the row to race for it again, and a dozen
+        of them cost PostgreSQL a third more CPU a pair and made the slowest answers (a
+        payment event, rare, goes straight to the row lock). No thread waits for a turn
+        while it holds a row lock, so turns and row locks, both taken in id order, make no
+        cycle. On SQLite, where a process writes one transaction at a time anyway, the
+        block runs at once."""
         if self.is_sqlite:
             return _AT_ONCE
-        return self._turn(conn, account_id)
+        return self._turn(conn, sorted(set(account_ids)))
 
     @contextmanager
-    def _turn(self, conn: Connection, account_id: str) -> Iterator[None]:
-        with self._turns.turn(account_id):
+    def _turn(self, conn: Connection, account_ids: list[str]) -> Iterator[None]:
+        with ExitStack() as turns:
+            for account_id in account_ids:
+                turns.enter_context(self._turns.turn(account_id))
             try:
                 yield
             except BaseException:
