@@ -94,14 +94,14 @@ class Database:
         accounts (their turns are taken in the order of their ids, as their row locks
         are); ``conn``'s transaction ends with it (committed, or rolled back if the block
         raises), so that the next turn does not wait for its locks. On PostgreSQL a use
-        case locks and changes its accounts in one, so that of a process's transactions on
-        a busy account one at a time asks for the account's row lock while the others wait
-        here: each commit wakes every waiter for the row to race for it again, and a dozen
-        of them cost PostgreSQL a third more CPU a pair and made the slowest answers (a
-        payment event, rare, goes straight to the row lock). No thread waits for a turn
-        while it holds a row lock, so turns and row locks, both taken in id order, make no
-        cycle. On SQLite, where a process writes one transaction at a time anyway, the
-        block runs at once."""
+        case locks and changes its accounts in such a block, so that of a process's
+        transactions on a busy account one at a time asks for the account's row lock
+        while the others wait here: each commit wakes every waiter for the row to race
+        for it again, and a dozen of them cost PostgreSQL a third more CPU a pair and made
+        the slowest answers (a payment event, rare, goes straight to the row lock). No
+        thread waits for a turn while it holds a row lock, so turns and row locks, both
+        taken in id order, make no cycle. On SQLite, where a process writes one
+        transaction at a time anyway, the block runs at once."""
         if self.is_sqlite:
             return _AT_ONCE
         return self._turn(conn, sorted(set(account_ids)))
