@@ -82,12 +82,8 @@ class Database:
     @staticmethod
     def _in_transaction(conn: Connection) -> Iterator[Connection]:
         conn.begin()
-        try:
+        with _ended(conn):
             yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
 
     def turn(self, conn: Connection, *account_ids: str) -> AbstractContextManager[None]:
         """The block, once no other thread of this process is in a block of any of these
@@ -111,12 +107,8 @@ class Database:
         with ExitStack() as turns:
             for account_id in account_ids:
                 turns.enter_context(self._turns.turn(account_id))
-            try:
+            with _ended(conn):
                 yield
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -137,6 +129,17 @@ class Database:
                 self._writer.close()
                 self._writer = None
         self.engine.dispose()
+
+
+@contextmanager
+def _ended(conn: Connection) -> Iterator[None]:
+    """The block, then ``conn``'s transaction committed, or rolled back if it raises."""
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 _AT_ONCE = nullcontext()
