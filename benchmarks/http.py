@@ -6,8 +6,9 @@
    (``benchmarks.floor``): the floor under the service's figures.
 3. the same on ONE account: pairs/s against ``pgbench`` updating one row at 32 clients;
    then the books: no overdraft when 32 clients race for the last credits, ``verify`` empty.
-4. ``POST /v1/usage/batch`` of 1,000 events over 50 accounts, 4 senders: events/s (target
-   20,000), with the TPC-B-like tps beside it.
+4. ``POST /v1/usage/batch`` of 1,000 events over 50 accounts, 4 senders, their connections
+   spread evenly over the workers: events/s (target 20,000), with the TPC-B-like tps
+   beside it.
 6. scale-out: ``--workers 1``, ``--workers 2`` (also with a pool of 32), and two ``serve
    --workers 1`` each in a network namespace of its own, all running at once and measured
    in alternating rounds (so that a change in the machine's other load hits them alike);
