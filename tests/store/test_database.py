@@ -17,8 +17,9 @@ from sqlalchemy.exc import IntegrityError
 
 from creditmeter import CreditMeter, InvalidRequest
 from creditmeter.store import grants as grant_store
-from creditmeter.store.database import Database, Turns, json_text, json_value, normalize_url
+from creditmeter.store.database import Database, Turns, normalize_url
 from creditmeter.store.direct import ConcurrentUpdate
+from creditmeter.store.documents import json_text, json_value
 from creditmeter.store.tables import UTCDateTime, grants, usage_records
 from tests.conftest import POSTGRES_URL
 

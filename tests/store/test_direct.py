@@ -74,6 +74,31 @@ def test_many_rows_are_written_in_one_call(db: Database, count: int) -> None:
         assert [dict(row) for row in stored] == [key(n) for n in range(count)]
 
 
+DOCUMENTS: list[Any] = [
+    {"text": 'a tab\there, a line\nbreak, a back\\slash, "quotes", ünïcødé, 🙂, \\N'},
+    {"beyond 64 bits": 2**70, "below": -(2**65), "fraction": 2.5},
+    [1, True, None, {"nested": [], "empty": {}}],
+    "a string alone",
+    None,
+]
+
+
+def test_json_documents_read_back_alike_from_one_row_and_from_many(db: Database) -> None:
+    # Many rows go by COPY on PostgreSQL, each document as its text; one row's, as a
+    # parameter the driver is told is JSON.
+    alone = [key(n, result=d) for n, d in enumerate(DOCUMENTS)]
+    many = [key(100 + n, result=DOCUMENTS[n % len(DOCUMENTS)]) for n in range(direct.COPY_FROM)]
+    with db.write() as conn:
+        for row in alone:
+            direct.run(conn, INSERT, row)
+        direct.run_many(conn, INSERT, many)
+    with db.read() as conn:
+        stored = conn.execute(sa.select(idempotency_keys.c.key, idempotency_keys.c.result))
+        results = {row.key: row.result for row in stored}
+    assert [results[row["key"]] for row in alone] == DOCUMENTS
+    assert [results[row["key"]] for row in many] == [row["result"] for row in many]
+
+
 def rename(the_key: str) -> dict[str, str]:
     return {"the_key": the_key, "new": "settle"}
 

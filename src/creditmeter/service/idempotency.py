@@ -84,13 +84,15 @@ def dump(value: object) -> Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = _field_names.get(kind)
-        if names is None:
-            names = _field_names[kind] = tuple(f.name for f in dataclasses.fields(value))
+    names = _field_names.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _field_names[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
         fields = {name: getattr(value, name) for name in names}
         # Most fields are plain: only the others are taken apart.
         return {n: v if type(v) in _PLAIN else dump(v) for n, v in fields.items()}
+    if type(value) is tuple:  # a record's list of things, before the slower checks below
+        return [dump(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): dump(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

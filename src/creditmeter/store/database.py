@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import select
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from json.scanner import make_scanner
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -21,6 +18,7 @@ from sqlalchemy.pool import StaticPool
 
 from creditmeter.core.errors import InvalidRequest
 from creditmeter.store import direct
+from creditmeter.store.documents import json_text, json_value
 
 DEFAULT_URL: Final = "sqlite:///creditmeter.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
@@ -229,34 +227,6 @@ def _replace_if_closed(dbapi_connection: Any, _record: object, _proxy: object) -
     readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
     if readable:
         raise DisconnectionError("the server closed this pooled connection")
-
-
-def json_text(value: Any) -> str:
-    """A JSON column's text: orjson's, several times faster than the standard library's
-    on what a charge writes (its quantities, metadata and stored result); the standard
-    library's for what orjson refuses and JSON can say, integers beyond 64 bits (in a
-    customer's metadata, say) or keys that are not strings."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value)
-
-
-_scan = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed's is a class
-
-
-def json_value(text: str | bytes) -> Any:
-    """A JSON column's value (text on SQLite, UTF-8 bytes from PostgreSQL's driver): read
-    by the standard library's scanner (its C part) without the checks of ``json.loads``
-    around it, a fifth of the time for what is stored here; ``json.loads`` decides on
-    anything else (space around the document, or an error)."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
 
 
 def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:

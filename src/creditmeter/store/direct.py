@@ -27,6 +27,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
+from creditmeter.store.documents import json_text
+
 Row = Mapping[Any, Any]
 """A row by column name: one read here, or SQLAlchemy's ``RowMapping``."""
 _Processor = Callable[[Any], Any]
@@ -41,9 +43,8 @@ class _Compiled:
     defaults: Mapping[str, Any]
     binds: tuple[tuple[str, _Processor], ...]
     """The parameters whose values a type converts, with its conversion."""
-    copy: tuple[str, tuple[str, ...]] | None
-    """For an INSERT on PostgreSQL: the ``COPY`` that loads the same rows faster, and its
-    columns in order."""
+    copy: _Copy | None
+    """For an INSERT on PostgreSQL: the ``COPY`` that loads the same rows faster."""
     keys: tuple[str, ...]
     results: tuple[tuple[str, _Processor], ...]
     """The columns whose values a type converts, with its conversion."""
@@ -77,14 +78,19 @@ class _Compiled:
             yield _Part(self.table, sql, self.values(params, names), what)
 
     def parameters(self, given: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        converted = self.converted(given)
+        return converted if self.in_order is None else self.in_order(converted)
+
+    def converted(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The values by name, the defaults of those not given added, each converted by
+        its type."""
         values = {**self.defaults, **given} if self.defaults else dict(given)
         for name, process in self.binds:
             values[name] = process(values[name])
-        return values if self.in_order is None else self.in_order(values)
+        return values
 
     def values(self, given: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
-        converted = self.parameters(given)
-        assert isinstance(converted, Mapping)
+        converted = self.converted(given)
         return [converted[name] for name in names]
 
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
@@ -96,6 +102,24 @@ class _Compiled:
 
 _NAMED = re.compile(r"%\((\w+)\)s")
 """A named parameter in psycopg's SQL."""
+
+
+@dataclass(frozen=True)
+class _Copy:
+    sql: str
+    columns: tuple[tuple[str, _Processor | None], ...]
+    """The columns in order, each with the conversion of its values, if any: its type's,
+    but for a JSON document its text, which ``COPY`` reads as the column's type reads
+    it (without the wrapper that tells the driver a parameter's type)."""
+
+    def rows(self, many: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        return [
+            [
+                params[name] if process is None else process(params[name])
+                for name, process in self.columns
+            ]
+            for params in many
+        ]
 
 
 @dataclass(frozen=True)
@@ -193,7 +217,7 @@ def _compile(statement: ClauseElement, dialect: Dialect, names: frozenset[str]) 
     bound = sorted(set(defaults) | set(names))
     copy = None
     if isinstance(statement, sa.Insert) and dialect.name == "postgresql" and not defaults:
-        copy = (f"COPY {statement.table.name} ({', '.join(bound)}) FROM STDIN", tuple(bound))
+        copy = _copy(statement.table, bound, processors)
     table = statement.table.description if isinstance(statement, sa.Insert | sa.Update) else None
     return _Compiled(
         sql=compiled.string,
@@ -209,6 +233,16 @@ def _compile(statement: ClauseElement, dialect: Dialect, names: frozenset[str]) 
             if (process := entry.type._cached_result_processor(dialect, None)) is not None
         ),
     )
+
+
+def _copy(
+    table: sa.TableClause, columns: Sequence[str], processors: Mapping[str, _Processor]
+) -> _Copy:
+    converted: list[tuple[str, _Processor | None]] = []
+    for name in columns:
+        document = isinstance(table.c[name].type, sa.JSON)
+        converted.append((name, json_text if document else processors.get(name)))
+    return _Copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN", tuple(converted))
 
 
 def _in_order(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
@@ -399,9 +433,7 @@ def _changed(conn: Connection, statement: Statement, many: Sequence[Mapping[str,
     compiled = _prepared(conn, statement, many[0])
     # COPY cannot be pipelined.
     if compiled.copy is not None and len(many) >= COPY_FROM and _PIPELINE not in conn.info:
-        sql, columns = compiled.copy
-        values = [compiled.values(params, columns) for params in many]
-        return _execute(conn, sql, values, "copy")
+        return _execute(conn, compiled.copy.sql, compiled.copy.rows(many), "copy")
     if len(many) == 1:
         return _execute(conn, compiled.sql, compiled.parameters(many[0]), "execute")
     parameters = [compiled.parameters(params) for params in many]
