@@ -44,7 +44,7 @@ class _Compiled:
     binds: tuple[tuple[str, _Processor], ...]
     """The parameters whose values a type converts, with its conversion."""
     copy: _Copy | None
-    """For an INSERT on PostgreSQL: the ``COPY`` that loads the same rows faster."""
+    """For an INSERT on PostgreSQL; else ``None``."""
     keys: tuple[str, ...]
     results: tuple[tuple[str, _Processor], ...]
     """The columns whose values a type converts, with its conversion."""
@@ -106,6 +106,8 @@ _NAMED = re.compile(r"%\((\w+)\)s")
 
 @dataclass(frozen=True)
 class _Copy:
+    """The ``COPY`` that loads the rows of an INSERT faster."""
+
     sql: str
     columns: tuple[tuple[str, _Processor | None], ...]
     """The columns in order, each with the conversion of its values, if any: its type's,
@@ -113,6 +115,7 @@ class _Copy:
     it (without the wrapper that tells the driver a parameter's type)."""
 
     def rows(self, many: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        """Each row's values, converted, in the order of the columns."""
         return [
             [
                 params[name] if process is None else process(params[name])
@@ -240,6 +243,7 @@ def _copy(
 ) -> _Copy:
     converted: list[tuple[str, _Processor | None]] = []
     for name in columns:
+        # (A type of the project's own around JSON converts by its own processor.)
         document = isinstance(table.c[name].type, sa.JSON)
         converted.append((name, json_text if document else processors.get(name)))
     return _Copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN", tuple(converted))
