@@ -256,15 +256,15 @@ def counting_lock_waits(url: str, application: str) -> Iterator[list[int]]:
         yield counts
 
 
+TURNS = "creditmeter-turns"
+
+
 def _named(url: str, engine_name: str) -> str:
     """``url`` with its PostgreSQL sessions named ``TURNS``, to be told apart."""
     if engine_name != "postgresql":
         return url
     named = sa.make_url(url).update_query_dict({"application_name": TURNS})
     return named.render_as_string(hide_password=False)
-
-
-TURNS = "creditmeter-turns"
 
 
 def _lock_waits(url: str, engine_name: str) -> AbstractContextManager[list[int]]:

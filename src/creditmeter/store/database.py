@@ -95,7 +95,8 @@ class Database:
         the slowest answers (a payment event, rare, goes straight to the row lock). No
         thread waits for a turn while it holds a row lock, so turns and row locks, both
         taken in id order, make no cycle. On SQLite, where a process writes one
-        transaction at a time anyway, the block runs at once."""
+        transaction at a time anyway, the block runs at once and leaves the transaction
+        to the write transaction around it."""
         if self.is_sqlite:
             return _AT_ONCE
         return self._turn(conn, sorted(set(account_ids)))
