@@ -433,6 +433,7 @@ BAD_GRANTS: list[Json] = [
     {"amount": 100, "expires_at": "2026-04-01T00:00:00"},
     {"amount": 100, "expires_at": 1_800_000_000},
     {"amount": 100, "expires_at": "2026-03-01T00:00:00Z"},
+    {"amount": 100, "effective_at": "2025-03-10T12:00:00Z", "expires_at": "2025-03-11T12:00:00Z"},
     {"amount": 100, "priority": 1.5},
     {"amount": 100, "priority": -1},
     {"amount": 100, "pool": "chat pool"},

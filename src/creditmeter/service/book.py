@@ -112,6 +112,17 @@ class AccountBook:
                 loaded[g.id] = g
         return loaded[grant_id]
 
+    def grant_in_period(
+        self, source: GrantSource, pool: PoolName, period_start: datetime
+    ) -> Grant | None:
+        """The account's grant of ``source`` and ``pool`` for the period that starts at
+        ``period_start`` (one at most), also a spent one."""
+        for g in self._loaded().values():
+            if (g.source, g.pool, g.period_start) == (source, pool, period_start):
+                return g
+        found = grants.in_period(self.conn, self.row.id, source, pool, period_start)
+        return None if found is None else self.grant(found)
+
     def _loaded(self) -> dict[GrantId, Grant]:
         if self._grants is None:
             found = grants.for_account(self.conn, self.row.id, self.row.account.period_start)

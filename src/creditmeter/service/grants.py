@@ -35,6 +35,8 @@ def grant(
         raise InvalidRequest(f"unknown grant source {source!r}") from None
     if kind in PLAN_SOURCES:
         raise InvalidRequest(f"{kind.value} grants come from the plan, not by hand")
+    if expires_at is not None and expires_at <= book.now:
+        raise InvalidRequest("expires_at must be in the future: an expired grant adds nothing")
     if expires_at is not None and expires_at <= (effective_at or book.now):
         raise InvalidRequest("expires_at must be after the grant takes effect")
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
@@ -61,7 +63,8 @@ def grant(
 
 def refund_usage(book: AccountBook, usage_id: str, reason: str | None) -> Transaction:
     """A usage's credits go back to the grants they came from; a grant that has expired
-    since, and debt already repaid, give theirs back as a new refund grant."""
+    since, and debt already repaid, give theirs back as a new refund grant. The credits
+    given back repay the account's debt first, as any new credits do."""
     record = usage.get(book.conn, usage_id)
     if record is None or record.account_id != book.id:
         raise NotFound("usage", usage_id)
@@ -70,6 +73,7 @@ def refund_usage(book: AccountBook, usage_id: str, reason: str | None) -> Transa
         raise InvalidRequest(f"usage {usage_id} has nothing left to refund")
     legs: list[Posting] = []
     changes: dict[str, GrantChange] = {}
+    credited: list[str] = []
     new_grant_credits = 0
     for leg in ledger.usage_postings(book.conn, usage_id):
         if leg.ledger_account != book.wallet:
@@ -82,21 +86,25 @@ def refund_usage(book: AccountBook, usage_id: str, reason: str | None) -> Transa
         elif book.grant(leg.grant_id).is_active(book.now):
             legs.append(Posting(book.wallet, credits, leg.grant_id))
             changes[leg.grant_id] = GrantChange(remaining=credits)
+            credited.append(leg.grant_id)
         else:
             new_grant_credits += credits
     if new_grant_credits:
         g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL, reference=f"usage:{usage_id}")
         legs.append(Posting(book.wallet, new_grant_credits, g.id))
         changes[g.id] = GrantChange(remaining=new_grant_credits, amount=new_grant_credits)
+        credited.append(g.id)
     legs.append(Posting(SystemAccount.REFUND.value, -refundable))
     usage.add_refunded(book.conn, usage_id, refundable)
-    return book.post(
+    txn = book.post(
         TransactionType.REFUND,
         legs,
         changes,
         reason or f"usage {usage_id} refunded",
         usage_id=usage_id,
     )
+    repay_debt(book, credited)
+    return txn
 
 
 def refund_credits(book: AccountBook, amount: int, reason: str | None) -> Transaction:

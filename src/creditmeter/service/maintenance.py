@@ -8,7 +8,6 @@ run a no-op.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -77,13 +76,15 @@ def _relocked(conn: Connection, account_id: str) -> tuple[AccountRow, list[Grant
 
 
 def bring_up_to_date(book: AccountBook) -> None:
+    """Expire the holds past their end, end every period that has ended, one at a time
+    and each as it would have ended on time, and lapse the grants past their end."""
     if book.now < book.row.due_at:
         return
     for hold_id in holds.expired_ids(book.conn, book.id, book.now):
         book.unreserve(holds.allocations(book.conn, hold_id))
         # At once: the next expiry, below, is read from the holds still pending.
         holds.finish(book.conn, holds.Finished(hold_id, HoldStatus.EXPIRED, book.now))
-    if book.now >= book.row.account.period_end:
+    while book.now >= book.row.account.period_end:
         roll_period(book)
     expire_grants(book)
     candidates = [
@@ -94,14 +95,22 @@ def bring_up_to_date(book: AccountBook) -> None:
     book.row.due_at = min(c for c in candidates if c is not None)
 
 
-def expire_grants(book: AccountBook) -> None:
-    """Post the expiry of what is left in grants past their end (a held part waits)."""
-    by_moment: dict[datetime, list[Grant]] = defaultdict(list)
-    for g in book.grants:
-        if g.expires_at is not None and g.expires_at <= book.now and g.free > 0:
-            by_moment[g.expires_at].append(g)
-    for moment in sorted(by_moment):
-        post_expiry(book, by_moment[moment], moment)
+def expire_grants(book: AccountBook, until: datetime | None = None) -> None:
+    """Lapse what is free in the grants that ended by ``until`` (by default now), in the
+    order they ended: an allowance carries what its plan's rollover cap still has room
+    for into the next period, and the rest expires at the grant's end. A held part waits
+    for its hold, and lapses the same way when the hold gives it back, so a hold that is
+    released late leaves the account as if it had never been."""
+    until = book.now if until is None else until
+    while lapsing := [
+        g for g in book.grants if g.expires_at is not None and g.expires_at <= until and g.free > 0
+    ]:
+        moment = min(g.expires_at for g in lapsing if g.expires_at is not None)
+        ending = [g for g in lapsing if g.expires_at == moment]
+        for g in ending:
+            if g.source is GrantSource.ALLOWANCE:
+                _roll_over(book, g)
+        post_expiry(book, [book.grant(g.id) for g in ending], moment)
 
 
 def post_expiry(book: AccountBook, expiring: list[Grant], moment: datetime) -> None:
@@ -122,8 +131,10 @@ def post_expiry(book: AccountBook, expiring: list[Grant], moment: datetime) -> N
 
 def plan_of(book: AccountBook) -> Plan | None:
     key = book.row.account.plan
-    if key is None:
-        return None
+    return None if key is None else _plan(book, key)
+
+
+def _plan(book: AccountBook, key: str) -> Plan | None:
     return book.memo(("plan", key), lambda: catalog.get_plan(book.conn, key))
 
 
@@ -133,59 +144,53 @@ def current_period(plan: Plan | None, anchor: datetime, at: datetime) -> Period:
 
 
 def roll_period(book: AccountBook) -> None:
+    """End the account's current period as it would have ended on time: its grants lapse
+    at their end, a pending plan change takes effect, and the following period (the one
+    that starts where this one ends) gets its allowance."""
+    ended = book.row.account.period_end
+    expire_grants(book, until=ended)
     account = book.row.account
-    old_plan = plan_of(book)
-    if old_plan is not None and old_plan.rollover_cap > 0:
-        _roll_over_unused(book, old_plan)
-    new_plan = old_plan
+    plan = plan_of(book)
     if account.pending_plan is not None:
-        new_plan = catalog.get_plan(book.conn, account.pending_plan)
+        plan = catalog.get_plan(book.conn, account.pending_plan)
         account = replace(account, plan=account.pending_plan, pending_plan=None)
-    period = current_period(new_plan, account.created_at, book.now)
+    period = current_period(plan, account.created_at, ended)
     book.row.account = replace(account, period_start=period.start, period_end=period.end)
-    if new_plan is not None and not new_plan.renewed_by_invoice:
-        issue_allowance(book, new_plan, period)
+    if plan is not None and not plan.renewed_by_invoice:
+        issue_allowance(book, plan, period)
 
 
-def _roll_over_unused(book: AccountBook, plan: Plan) -> None:
-    """Carry up to the plan's cap of each pool's unused allowance into the next period."""
-    account = book.row.account
-    following = current_period(plan, account.created_at, account.period_end)
-    if following.end <= book.now:
-        return  # the carried credits would already have expired
-    unused: dict[str, list[Grant]] = defaultdict(list)
-    for g in book.grants:
-        if g.source is GrantSource.ALLOWANCE and g.period_start == account.period_start:
-            unused[g.pool].append(g)
-    for pool, pool_grants in sorted(unused.items()):
-        carry = min(sum(g.free for g in pool_grants), plan.rollover_cap)
-        if carry <= 0:
-            continue
+def _roll_over(book: AccountBook, allowance: Grant) -> None:
+    """Carry what is free in an ended allowance grant into the next period's ``rollover``
+    grant of its pool, as far as the cap of the plan that issued it still has room."""
+    key = (allowance.reference or "").removeprefix("plan:")
+    plan = _plan(book, key) if allowance.reference and key else None
+    if plan is None or plan.rollover_cap <= 0 or allowance.expires_at is None:
+        return
+    following = current_period(plan, book.row.account.created_at, allowance.expires_at)
+    target = book.grant_in_period(GrantSource.ROLLOVER, allowance.pool, following.start)
+    carried = 0 if target is None else target.amount
+    carry = min(allowance.free, plan.rollover_cap - carried)
+    if carry <= 0:
+        return
+    if target is None:
         target = book.open_grant(
             GrantSource.ROLLOVER,
-            pool=pool,
+            pool=allowance.pool,
             effective_at=following.start,
             expires_at=following.end,
             period_start=following.start,
         )
-        legs: list[Posting] = []
-        changes: dict[str, GrantChange] = {}
-        left = carry
-        for g in pool_grants:
-            take = min(g.free, left)
-            if take:
-                legs.append(Posting(book.wallet, -take, g.id))
-                changes[g.id] = GrantChange(remaining=-take)
-                left -= take
-        legs.append(Posting(book.wallet, carry, target.id))
-        changes[target.id] = GrantChange(remaining=carry, amount=carry)
-        book.post(
-            TransactionType.ROLLOVER,
-            legs,
-            changes,
-            f"{carry} unused {pool} allowance carried into the next period",
-            created_at=account.period_end,
-        )
+    book.post(
+        TransactionType.ROLLOVER,
+        [Posting(book.wallet, -carry, allowance.id), Posting(book.wallet, carry, target.id)],
+        {
+            allowance.id: GrantChange(remaining=-carry),
+            target.id: GrantChange(remaining=carry, amount=carry),
+        },
+        f"{carry} unused {allowance.pool} allowance carried into the next period",
+        created_at=allowance.expires_at,
+    )
 
 
 def issue_allowance(book: AccountBook, plan: Plan, period: Period) -> None:

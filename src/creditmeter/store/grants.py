@@ -81,6 +81,25 @@ def get_many(conn: Connection, ids: Iterable[GrantId]) -> list[Grant]:
     return [grant_of(r) for r in conn.execute(query).mappings()]
 
 
+def in_period(
+    conn: Connection,
+    account_id: AccountId,
+    source: GrantSource,
+    pool: str,
+    period_start: datetime,
+) -> GrantId | None:
+    """The id of the account's grant of ``source`` and ``pool`` for a period, if any (the
+    unique constraint allows one)."""
+    query = sa.select(grants.c.id).where(
+        grants.c.account_id == account_id,
+        grants.c.source == source.value,
+        grants.c.pool == pool,
+        grants.c.period_start == period_start,
+    )
+    found: GrantId | None = conn.execute(query).scalar_one_or_none()
+    return found
+
+
 _INSERT = direct.Statement(grants.insert())
 
 
