@@ -9,14 +9,13 @@ idempotency key, if one is given, in the same transaction.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -79,8 +78,6 @@ from creditmeter.store.migrate import upgrade as upgrade_schema
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 ATTEMPTS = 5
-KEY_CACHE_SECONDS: Final = 5.0
-KEY_CACHE_SIZE: Final = 10_000
 
 
 def utc_now() -> datetime:
@@ -112,7 +109,6 @@ class CreditMeter:
         self.charge_observers: list[Callable[[Charge], None]] = []
         """Called with every charge (one-shot or settle) once it is committed; a retry
         that replays an idempotency key is not a new charge."""
-        self._known_keys: dict[str, tuple[float, ApiKey]] = {}
         self._remembered_settings: tuple[int, Settings] | None = None
         self._remembered_catalog: tuple[int, dict[tuple[str, str], object]] | None
         self._remembered_catalog = None
@@ -707,34 +703,16 @@ class CreditMeter:
 
     def revoke_api_key(self, key_id: str) -> None:
         self._write(lambda conn, now: api_keys_service.revoke(conn, now, key_id))
-        self._known_keys.clear()
 
     def api_keys(self) -> list[ApiKey]:
         with self.db.read() as conn:
             return api_keys_store.list_all(conn)
 
-    def remembered_key(self, secret: str) -> ApiKey | None:
-        """The key of this secret if :meth:`authenticate` found it in the last
-        ``KEY_CACHE_SECONDS`` (and it was not revoked here since); no I/O."""
-        known = self._known_keys.get(api_keys_service.digest(secret))
-        return known[1] if known is not None and known[0] > time.monotonic() else None
-
     def authenticate(self, secret: str) -> ApiKey | None:
-        """The active key whose secret this is, if any. A key found is remembered for
-        ``KEY_CACHE_SECONDS``: revoked in this process it is refused at once, revoked by
-        another within that time."""
-        known = self.remembered_key(secret)
-        if known is not None:
-            return known
-        digest = api_keys_service.digest(secret)
-        now = time.monotonic()
+        """The active key whose secret this is, if any. Read from the database every time,
+        so that a key revoked by any process is refused by every other at once."""
         with self.db.read() as conn:
-            key = api_keys_store.active_by_digest(conn, digest)
-        if key is not None:
-            if len(self._known_keys) >= KEY_CACHE_SIZE:
-                self._known_keys.clear()
-            self._known_keys[digest] = (now + KEY_CACHE_SECONDS, key)
-        return key
+            return api_keys_store.active_by_digest(conn, api_keys_service.digest(secret))
 
     # Credit packs, purchases and auto-recharge.
 

@@ -169,7 +169,6 @@ def test_the_client_has_the_library_verbs_with_their_parameters() -> None:
         "sweep",
         "verify",
         "authenticate",
-        "remembered_key",
         "usage_record",
         "pending_holds",
         # Payments: a purchase is read and refunded on its account's path over HTTP, the

@@ -29,7 +29,7 @@ ADMIN_KEY = ApiKey(
 
 
 # The dependencies are coroutines: FastAPI would run plain functions in its thread pool,
-# a thread hop each on every request. Only a key not remembered is looked up in a thread.
+# a thread hop each on every request. Only the key's lookup in the database takes one.
 # Those that admit a role or an account take the credentials and call ``caller`` rather
 # than depend on ``Caller``: each level of dependencies costs FastAPI a pass per request.
 
@@ -55,7 +55,7 @@ async def caller(request: Request, credentials: Credentials) -> ApiKey:
         key: ApiKey | None = ADMIN_KEY
     else:
         meter: CreditMeter = request.app.state.meter
-        key = meter.remembered_key(secret) or await run_in_threadpool(meter.authenticate, secret)
+        key = await run_in_threadpool(meter.authenticate, secret)
     if key is None:
         raise Unauthenticated("the API key is not valid or was revoked")
     request.state.api_key = key
