@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from creditmeter.api import errors, observability
+from creditmeter.api import docs, errors, observability
 from creditmeter.api.config import ServerSettings
 from creditmeter.api.routers import (
     accounts,
@@ -21,6 +21,7 @@ from creditmeter.api.routers import (
     payments,
     webhooks,
 )
+from creditmeter.api.security_headers import SecurityHeaders
 from creditmeter.events.jobs import Worker
 from creditmeter.events.sweeper import Sweeper
 from creditmeter.meter import CreditMeter
@@ -83,17 +84,26 @@ def create_app(
         if own_meter:
             meter.close()
 
-    app = FastAPI(title="creditmeter", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="creditmeter",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.meter = meter
     admin_key = settings.admin_key
     app.state.admin_key = None if admin_key is None else admin_key.get_secret_value()
     errors.install(app)
     observability.install(app)
+    app.add_middleware(SecurityHeaders)
     meter.charge_observers.append(observability.count_charge)
     for router in ROUTERS:
         app.include_router(router)
     if isinstance(meter.payments, DevProvider):
         app.include_router(dev_checkout.router)
+    docs.install(app)
     return app
 
 

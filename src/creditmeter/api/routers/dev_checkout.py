@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from creditmeter.api.auth import Meter
+from creditmeter.api.security_headers import content_security_policy, inline_source
 from creditmeter.core.errors import NotFound
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 from creditmeter.core.payments import Money, Package, Purchase, PurchaseStatus, amount_text
@@ -52,6 +53,10 @@ code { font-size: .85em; }
 """
 
 
+POLICY = content_security_policy(style_src=inline_source(STYLE))
+"""The pages' policy, with their one inline style allowed by its hash."""
+
+
 def format_price(price: Money) -> str:
     """``$9.99`` from 999 ``usd``: integer arithmetic on minor units, never a float."""
     amount = amount_text(price.amount, price.currency)
@@ -67,7 +72,8 @@ def _html(title: str, body: str, *, status: int = 200, refresh: bool = False) ->
         f"{meta}<title>{escape(title)} · creditmeter</title><style>{STYLE}</style></head>"
         f'<body><main><span class="badge">Development checkout</span>{body}</main></body></html>'
     )
-    return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "Content-Security-Policy": POLICY}
+    return HTMLResponse(page, status_code=status, headers=headers)
 
 
 def _message(title: str, text: str, *, status: int = 200, refresh: bool = False) -> HTMLResponse:
