@@ -33,8 +33,10 @@ class Keys:
 
 @pytest.fixture
 def client(meter: CreditMeter) -> Iterator[TestClient]:
-    """No worker thread: a test runs the jobs itself, with ``meter.work()``."""
-    app = create_app(ServerSettings(admin_key=SecretStr(ADMIN_KEY), worker=False), meter=meter)
+    """No worker thread: a test runs the jobs itself, with ``meter.work()``. No rate limits
+    on the test's clock, which stands still: test_rate_limits.py moves it."""
+    settings = ServerSettings(admin_key=SecretStr(ADMIN_KEY), worker=False, rate_limits=False)
+    app = create_app(settings, meter=meter)
     with TestClient(app) as test_client:
         yield test_client
 

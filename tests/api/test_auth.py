@@ -19,7 +19,7 @@ from tests.conftest import Clock
 def other_process(migrated_url: str, clock: Clock) -> Iterator[TestClient]:
     """A second server on the same database, as another worker process would be."""
     with CreditMeter(migrated_url, clock=clock) as meter:
-        settings = ServerSettings(admin_key=SecretStr(ADMIN_KEY), worker=False)
+        settings = ServerSettings(admin_key=SecretStr(ADMIN_KEY), worker=False, rate_limits=False)
         with TestClient(create_app(settings, meter=meter)) as client:
             yield client
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from creditmeter.api import docs, errors, observability
 from creditmeter.api.config import ServerSettings
+from creditmeter.api.rate_limits import Limiter, RateLimits
 from creditmeter.api.routers import (
     accounts,
     admin,
@@ -96,6 +97,9 @@ def create_app(
     admin_key = settings.admin_key
     app.state.admin_key = None if admin_key is None else admin_key.get_secret_value()
     errors.install(app)
+    limits = settings.limits()
+    if limits is not None:
+        app.add_middleware(RateLimits, limiter=Limiter(limits, meter.clock))
     observability.install(app)
     app.add_middleware(SecurityHeaders)
     meter.charge_observers.append(observability.count_charge)

@@ -9,7 +9,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from creditmeter.api.errors import Forbidden, Unauthenticated
 from creditmeter.core.errors import NotFound
@@ -45,17 +48,32 @@ Meter = Annotated[CreditMeter, Depends(meter_of)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+async def authenticated(scope: Scope) -> ApiKey | None:
+    """The key of the request's bearer secret, if it is valid: the admin key from the
+    environment, or an active key in the database. Looked up once a request (the rate
+    limits ask first, then the route's dependency)."""
+    state = scope.setdefault("state", {})
+    if "authenticated" in state:
+        found: ApiKey | None = state["authenticated"]
+        return found
+    scheme, secret = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
+    key: ApiKey | None = None
+    if scheme.lower() == "bearer" and secret:
+        admin_key: str | None = scope["app"].state.admin_key
+        if admin_key is not None and hmac.compare_digest(secret.encode(), admin_key.encode()):
+            key = ADMIN_KEY
+        else:
+            meter: CreditMeter = scope["app"].state.meter
+            key = await run_in_threadpool(meter.authenticate, secret)
+    state["authenticated"] = key
+    return key
+
+
 async def caller(request: Request, credentials: Credentials) -> ApiKey:
     """The key the request is made with; 401 without a valid one."""
     if credentials is None:
         raise Unauthenticated("an API key is required: Authorization: Bearer <key>")
-    secret = credentials.credentials
-    admin_key: str | None = request.app.state.admin_key
-    if admin_key is not None and hmac.compare_digest(secret.encode(), admin_key.encode()):
-        key: ApiKey | None = ADMIN_KEY
-    else:
-        meter: CreditMeter = request.app.state.meter
-        key = await run_in_threadpool(meter.authenticate, secret)
+    key = await authenticated(request.scope)
     if key is None:
         raise Unauthenticated("the API key is not valid or was revoked")
     request.state.api_key = key

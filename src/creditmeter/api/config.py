@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from creditmeter.api.rate_limits import Limits, parse
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.provider import PaymentProvider
 from creditmeter.store.database import DEFAULT_URL
@@ -44,6 +45,16 @@ class ServerSettings(BaseSettings):
     server process."""
     worker_interval: float = 1.0
     """Seconds between the worker's looks for due jobs when nothing wakes it earlier."""
+    rate_limits: bool = True
+    """Whether the rate limits below apply at all."""
+    rate_limit_account_key: str = "20/second"
+    """Requests an account key may make (``N/second``, ``N/minute``, ``N/hour``, in bursts
+    of up to N; ``off``: no limit)."""
+    rate_limit_staff_key: str = "off"
+    """Requests a service, admin or superadmin key may make."""
+    rate_limit_address: str = "20/second"
+    """Requests a client address may make without a valid key (webhooks, health checks,
+    the checkout and documentation pages, refused keys)."""
 
     @model_validator(mode="after")
     def _stripe_is_complete(self) -> ServerSettings:
@@ -58,6 +69,22 @@ class ServerSettings(BaseSettings):
         if self.worker_interval <= 0:
             raise ValueError("worker_interval must be positive")
         return self
+
+    @field_validator("rate_limit_account_key", "rate_limit_staff_key", "rate_limit_address")
+    @classmethod
+    def _is_a_rate(cls, value: str) -> str:
+        parse(value)
+        return value
+
+    def limits(self) -> Limits | None:
+        """The rate limits; ``None`` when they are off."""
+        if not self.rate_limits:
+            return None
+        return Limits(
+            account_key=parse(self.rate_limit_account_key),
+            staff_key=parse(self.rate_limit_staff_key),
+            address=parse(self.rate_limit_address),
+        )
 
     def base_url(self) -> str:
         """Where the server's own pages are reached."""
