@@ -52,7 +52,7 @@ class ServerSettings(BaseSettings):
     of up to N; ``off``: no limit)."""
     rate_limit_staff_key: str = "off"
     """Requests a service, admin or superadmin key may make."""
-    rate_limit_address: str = "20/second"
+    rate_limit_address: str = "50/second"
     """Requests a client address may make without a valid key (webhooks, health checks,
     the checkout and documentation pages, refused keys)."""
 
