@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from creditmeter.core import payments as payments_core
+from creditmeter.core.audit import LIBRARY, Action, Actor, AuditEntry
 from creditmeter.core.errors import CreditMeterError, InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import identifier
@@ -57,6 +58,7 @@ from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.provider import CheckoutRequest, PaymentEvent, PaymentProvider
 from creditmeter.service import accounts as accounts_service
 from creditmeter.service import api_keys as api_keys_service
+from creditmeter.service import audit as audit_service
 from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
 from creditmeter.service import idempotency, metering, payment_events, purchases, queries
@@ -139,12 +141,13 @@ class CreditMeter:
         multiplier: int | str | Decimal = 1,
         pool: str | None = None,
         name: str | None = None,
+        actor: Actor = LIBRARY,
     ) -> Feature:
         """Create or change a priced feature; a change is a new version of its rule."""
         rule = {"rates": rates, "models": models or {}, "multiplier": multiplier}
         return self._write(
             lambda conn, now: catalog_service.put_feature(
-                conn, now, key, name=name, pool=pool, rule=rule
+                conn, now, key, name=name, pool=pool, rule=rule, actor=actor
             )
         )
 
@@ -161,6 +164,7 @@ class CreditMeter:
         period: str = "calendar_month",
         rollover_cap: int = 0,
         name: str | None = None,
+        actor: Actor = LIBRARY,
     ) -> Plan:
         data = {
             "name": name or key,
@@ -169,7 +173,7 @@ class CreditMeter:
             "period": period,
             "rollover_cap": rollover_cap,
         }
-        return self._write(lambda conn, now: catalog_service.put_plan(conn, now, key, data))
+        return self._write(lambda conn, now: catalog_service.put_plan(conn, now, key, data, actor))
 
     def plans(self) -> list[Plan]:
         with self.db.read() as conn:
@@ -179,9 +183,11 @@ class CreditMeter:
         with self.db.read() as conn:
             return settings_service.current(conn)
 
-    def change_settings(self, changes: Mapping[str, object], *, changed_by: str) -> Settings:
+    def change_settings(
+        self, changes: Mapping[str, object], *, changed_by: str, actor: Actor = LIBRARY
+    ) -> Settings:
         return self._write(
-            lambda conn, now: settings_service.change(conn, now, changes, changed_by)
+            lambda conn, now: settings_service.change(conn, now, changes, changed_by, actor)
         )
 
     def settings_history(self) -> list[dict[str, Any]]:
@@ -199,6 +205,7 @@ class CreditMeter:
         metadata: Mapping[str, Any] | None = None,
         overdraft_limit: int = 0,
         idempotency_key: str | None = None,
+        actor: Actor = LIBRARY,
     ) -> Account:
         """Create an account, or return it as it is if the id exists (the welcome bonus
         and the first allowance are granted once, at creation)."""
@@ -228,6 +235,7 @@ class CreditMeter:
                 plan_key=plan,
                 metadata=metadata or {},
                 overdraft_limit=overdraft_limit,
+                actor=actor,
             )
             if idempotency_key is not None:
                 idempotency.remember(
@@ -248,19 +256,29 @@ class CreditMeter:
         status: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         overdraft_limit: int | None = None,
+        actor: Actor = LIBRARY,
     ) -> Account:
         return self._on_account(
             account_id,
             lambda book, _: accounts_service.update(
-                book, name=name, status=status, metadata=metadata, overdraft_limit=overdraft_limit
+                book,
+                name=name,
+                status=status,
+                metadata=metadata,
+                overdraft_limit=overdraft_limit,
+                actor=actor,
             ),
         )
 
-    def change_plan(self, account_id: str, plan: str, *, immediately: bool = False) -> Account:
+    def change_plan(
+        self, account_id: str, plan: str, *, immediately: bool = False, actor: Actor = LIBRARY
+    ) -> Account:
         """Upgrade now (the allowance is topped up), or downgrade at the next period."""
         return self._on_account(
             account_id,
-            lambda book, _: accounts_service.change_plan(book, plan, immediately=immediately),
+            lambda book, _: accounts_service.change_plan(
+                book, plan, immediately=immediately, actor=actor
+            ),
         )
 
     def add_member(self, account_id: str, member_id: str, *, name: str | None = None) -> None:
@@ -526,6 +544,7 @@ class CreditMeter:
         reason: str | None = None,
         reference: str | None = None,
         idempotency_key: str | None = None,
+        actor: Actor = LIBRARY,
     ) -> GrantResult:
         params = {
             "account": account_id,
@@ -550,6 +569,7 @@ class CreditMeter:
                 effective_at=effective_at,
                 reason=reason,
                 reference=reference,
+                actor=actor,
             ),
             key=idempotency_key,
             operation="grant",
@@ -565,6 +585,7 @@ class CreditMeter:
         amount: int | None = None,
         reason: str | None = None,
         idempotency_key: str | None = None,
+        actor: Actor = LIBRARY,
     ) -> Transaction:
         """Give a usage's credits back to the grants they came from, or ``amount`` credits
         as a new refund grant."""
@@ -574,9 +595,9 @@ class CreditMeter:
 
         def refund(book: AccountBook, _: Settings) -> Transaction:
             if usage_id is not None:
-                return grants_service.refund_usage(book, usage_id, reason)
+                return grants_service.refund_usage(book, usage_id, reason, actor)
             assert amount is not None
-            return grants_service.refund_credits(book, amount, reason)
+            return grants_service.refund_credits(book, amount, reason, actor)
 
         return self._on_account(
             account_id,
@@ -691,18 +712,65 @@ class CreditMeter:
         with self.db.read() as conn:
             return grants_store.list_for_account(conn, account_id, include_spent=include_spent)
 
+    # The audit log.
+
+    def audit_log(
+        self,
+        *,
+        actor: str | None = None,
+        account: str | None = None,
+        actions: tuple[str, ...] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[AuditEntry]:
+        """Who changed what, newest first; pass ``next_cursor`` back for the next page.
+        ``actor``: a key's id, or a kind of actor (``api_key``, ``admin_key_env``,
+        ``library``, ``cli``)."""
+        with self.db.read() as conn:
+            return audit_service.page(
+                conn,
+                actor=actor,
+                account=account,
+                actions=actions,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+
+    def iter_audit_log(self, **filters: Any) -> Iterator[AuditEntry]:
+        """Every entry matching the filters, newest first, a page at a time."""
+        cursor = None
+        while True:
+            page = self.audit_log(limit=500, cursor=cursor, **filters)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def export_audit_log_csv(self, out: IO[str], **filters: Any) -> int:
+        """Write the audit log as CSV; returns the number of entries written."""
+        return audit_service.write_csv(self.iter_audit_log(**filters), out)
+
     # API keys.
 
     def create_api_key(
-        self, role: str, *, account_id: str | None = None, name: str | None = None
+        self,
+        role: str,
+        *,
+        account_id: str | None = None,
+        name: str | None = None,
+        actor: Actor = LIBRARY,
     ) -> tuple[ApiKey, str]:
         """A new API key and its secret, which is not stored and cannot be shown again."""
         return self._write(
-            lambda conn, now: api_keys_service.create(conn, now, role, account_id, name)
+            lambda conn, now: api_keys_service.create(conn, now, role, account_id, name, actor)
         )
 
-    def revoke_api_key(self, key_id: str) -> None:
-        self._write(lambda conn, now: api_keys_service.revoke(conn, now, key_id))
+    def revoke_api_key(self, key_id: str, *, actor: Actor = LIBRARY) -> None:
+        self._write(lambda conn, now: api_keys_service.revoke(conn, now, key_id, actor))
 
     def api_keys(self) -> list[ApiKey]:
         with self.db.read() as conn:
@@ -730,6 +798,7 @@ class CreditMeter:
         active: bool = True,
         sort_order: int = 0,
         stripe_price_id: str | None = None,
+        actor: Actor = LIBRARY,
     ) -> Package:
         """Create a credit pack, or replace it (purchases keep what they were sold)."""
         pack = payments_core.package(
@@ -744,7 +813,7 @@ class CreditMeter:
             sort_order=sort_order,
             stripe_price_id=stripe_price_id,
         )
-        self._write(lambda conn, now: payments_store.put_package(conn, pack, now))
+        self._write(lambda conn, now: purchases.put_package(conn, now, pack, actor))
         return pack
 
     def package(self, package_id: str) -> Package:
@@ -757,7 +826,12 @@ class CreditMeter:
             return payments_store.list_packages(conn, include_inactive=include_inactive)
 
     def add_boost_packages(
-        self, price: int, currency: str, *, base_credits: int | None = None
+        self,
+        price: int,
+        currency: str,
+        *,
+        base_credits: int | None = None,
+        actor: Actor = LIBRARY,
     ) -> list[Package]:
         """Write the three boost packs (0.5×, 1× +10 %, 2× +15 %) derived from
         ``base_credits`` priced at ``price``; by default the smallest plan's allowance."""
@@ -769,7 +843,7 @@ class CreditMeter:
 
         def write(conn: Connection, now: datetime) -> None:
             for pack in packs:
-                payments_store.put_package(conn, pack, now)
+                purchases.put_package(conn, now, pack, actor)
 
         self._write(write)
         return packs
@@ -880,6 +954,7 @@ class CreditMeter:
         amount: int | None = None,
         reason: str | None = None,
         idempotency_key: str | None = None,
+        actor: Actor = LIBRARY,
     ) -> Purchase:
         """Refund a fulfilled purchase, all of what is left or ``amount`` minor units of
         it, through the payment provider, and claw its credits back pro rata. A retry
@@ -907,9 +982,23 @@ class CreditMeter:
         )
 
         def claw_back(book: AccountBook, settings: Settings) -> Purchase:
-            purchases.claw_back(
+            outcome = purchases.claw_back(
                 book, settings, self._current(book, purchase_id), total, reason=reason
             )
+            if outcome.status == "applied":
+                audit_service.record(
+                    book.conn,
+                    book.now,
+                    actor,
+                    Action.PURCHASE_REFUNDED,
+                    account_id=book.id,
+                    subject_id=purchase_id,
+                    details={
+                        "amount": amount,
+                        "currency": purchase.price.currency,
+                        "reason": reason,
+                    },
+                )
             return self._current(book, purchase_id)
 
         return self._on_account(

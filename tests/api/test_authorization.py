@@ -72,6 +72,7 @@ POLICY: dict[tuple[str, str], Who] = {
     ("GET", "/v1/accounts/{account_id}/auto-recharge"): Who.READER,
     ("PUT", "/v1/accounts/{account_id}/auto-recharge"): Who.READER,
     ("GET", "/v1/admin/payment-events"): Who.ADMIN,
+    ("GET", "/v1/audit-log"): Who.ADMIN,
 }
 
 CALLERS = ("nobody", "account", "other", "service", "admin", "superadmin")
@@ -120,6 +121,7 @@ def snapshot(meter: CreditMeter) -> dict[str, Any]:
                 "auto_recharges",
                 "payment_events",
                 "outbox",
+                "audit_log",
             )
         } | {
             "pending holds": conn.execute(

@@ -154,14 +154,16 @@ def test_upgrading_keeps_the_data(database_url: str) -> None:
 
 def test_sqlite_provider_costs_stored_as_floats_are_kept_as_text(sqlite_url: str) -> None:
     """Revision 0006 builds SQLite's table of usage records again, its provider cost as
-    text; the costs stored before keep their value, and going back makes them floats."""
+    text; the costs stored before keep their value, and going back makes them floats. (The
+    usage is recorded at the head revision, whose verbs write tables 0005 has not, and
+    taken back to 0005 as a float.)"""
     db = Database(sqlite_url)
-    migrate.upgrade(db, "0005")
-    with CreditMeter(sqlite_url, migrate=False) as meter:
+    with CreditMeter(sqlite_url) as meter:
         meter.put_feature("call", rates={"calls": 1})
         meter.create_account("acme")
         meter.grant("acme", 10)
         meter.charge("acme", "call", provider_cost=Decimal("0.0125"))
+    migrate.downgrade(db, "0005")
     path = sa.make_url(sqlite_url).database
     assert path is not None
     raw = sqlite3.connect(path)

@@ -14,6 +14,7 @@ from creditmeter.api.rate_limits import Limiter, RateLimits
 from creditmeter.api.routers import (
     accounts,
     admin,
+    audit,
     catalog,
     dev_checkout,
     health,
@@ -37,6 +38,7 @@ ROUTERS = (
     payments.router,
     webhooks.router,
     admin.router,
+    audit.router,
 )
 
 DESCRIPTION = """\

@@ -15,6 +15,8 @@ from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from creditmeter.api.errors import Forbidden, Unauthenticated
+from creditmeter.core import audit
+from creditmeter.core.audit import Actor
 from creditmeter.core.errors import NotFound
 from creditmeter.core.keys import ApiKey, Role
 from creditmeter.meter import CreditMeter
@@ -81,6 +83,12 @@ async def caller(request: Request, credentials: Credentials) -> ApiKey:
 
 
 Caller = Annotated[ApiKey, Depends(caller)]
+
+
+def actor(key: ApiKey) -> Actor:
+    """Who a request acts as, for the audit log: the key from the environment is told
+    apart from the stored keys."""
+    return audit.ADMIN_KEY_ENV if key is ADMIN_KEY else audit.key(key.id)
 
 
 def admitted(key: ApiKey, role: Role) -> ApiKey:

@@ -24,6 +24,7 @@ import httpx2
 
 from creditmeter.client import wire
 from creditmeter.client.errors import RemoteError, ServiceUnavailable, error_of
+from creditmeter.core.audit import AuditEntry
 from creditmeter.core.errors import CreditMeterError, InvalidRequest
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey
@@ -734,6 +735,60 @@ class CreditMeterClient:
         return {
             "feature": feature,
             "member": member,
+            "from": wire.query_time(since),
+            "to": wire.query_time(until),
+        }
+
+    # The audit log.
+
+    def audit_log(
+        self,
+        *,
+        actor: str | None = None,
+        account: str | None = None,
+        actions: tuple[str, ...] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[AuditEntry]:
+        """Who changed what, newest first; pass ``next_cursor`` back for the next page.
+        ``actor``: a key's id, or a kind of actor (``api_key``, ``admin_key_env``,
+        ``library``, ``cli``)."""
+        params = self._audit_filters(actor, account, actions, since, until)
+        data = self._call(
+            "GET", "/v1/audit-log", params={**params, "limit": limit, "cursor": cursor}
+        )
+        return wire.page(data, wire.audit_entry)
+
+    def iter_audit_log(self, **filters: Any) -> Iterator[AuditEntry]:
+        """Every entry matching the filters, newest first, a page at a time."""
+        cursor = None
+        while True:
+            page = self.audit_log(limit=PAGE_SIZE, cursor=cursor, **filters)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def export_audit_log_csv(self, out: IO[str], **filters: Any) -> int:
+        """Write the audit log as CSV, as the service streams it; returns the number of
+        entries written. The filters are those of :meth:`audit_log`."""
+        params = {**self._audit_filters(**filters), "format": "csv"}
+        return self._stream_csv("/v1/audit-log", params, out)
+
+    @staticmethod
+    def _audit_filters(
+        actor: str | None = None,
+        account: str | None = None,
+        actions: tuple[str, ...] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, str | list[str] | None]:
+        return {
+            "actor": actor,
+            "account": account,
+            "action": [str(a) for a in actions],
             "from": wire.query_time(since),
             "to": wire.query_time(until),
         }

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from creditmeter.core.audit import Action, Actor, ActorKind, AuditEntry
 from creditmeter.core.errors import AllowanceState
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey, Role
@@ -336,6 +337,18 @@ def api_key(data: Json) -> ApiKey:
         prefix=data["prefix"],
         created_at=time(data["created_at"]),
         revoked_at=optional_time(data.get("revoked_at")),
+    )
+
+
+def audit_entry(data: Json) -> AuditEntry:
+    return AuditEntry(
+        id=data["id"],
+        created_at=time(data["created_at"]),
+        actor=Actor(ActorKind(data["actor_kind"]), data.get("actor_key_id")),
+        action=Action(data["action"]),
+        account_id=data.get("account"),
+        subject_id=data.get("subject"),
+        details=data["details"],
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import identifier
@@ -22,6 +23,7 @@ from creditmeter.core.types import (
     GrantSource,
     TransactionType,
 )
+from creditmeter.service import audit
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import current_period, issue_allowance, plan_of
 from creditmeter.store import accounts, catalog
@@ -45,6 +47,7 @@ def create(
     plan_key: str | None,
     metadata: Mapping[str, Any],
     overdraft_limit: Credits,
+    actor: Actor,
 ) -> tuple[Account, bool]:
     """The account with this id, created with its allowance and welcome bonus if new;
     ``True`` when it was created now."""
@@ -73,6 +76,16 @@ def create(
         due_at=period.end,
     )
     accounts.insert(conn, row)
+    details = {"name": row.account.name, "plan": plan_key, "overdraft_limit": overdraft_limit}
+    audit.record(
+        conn,
+        now,
+        actor,
+        Action.ACCOUNT_CREATED,
+        account_id=account_id,
+        subject_id=account_id,
+        details=details,
+    )
     book = AccountBook(conn, row, now)
     if plan is not None and not plan.renewed_by_invoice:
         issue_allowance(book, plan, period)
@@ -95,8 +108,10 @@ def update(
     status: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     overdraft_limit: Credits | None = None,
+    actor: Actor,
 ) -> Account:
-    account = book.row.account
+    """Change what is given; each change of value is recorded in the audit log."""
+    before = account = book.row.account
     if name is not None:
         account = replace(account, name=name)
     if status is not None:
@@ -113,21 +128,71 @@ def update(
             raise InvalidRequest(f"the account owes {book.row.debt}; the limit cannot be lower")
         account = replace(account, overdraft_limit=overdraft_limit)
     book.row.account = account
+    _record_changes(book, before, account, actor)
     return account
 
 
-def change_plan(book: AccountBook, plan_key: str, *, immediately: bool = False) -> Account:
+def _record_changes(book: AccountBook, before: Account, after: Account, actor: Actor) -> None:
+    def record(action: Action, details: Mapping[str, Any]) -> None:
+        audit.record(
+            book.conn,
+            book.now,
+            actor,
+            action,
+            account_id=book.id,
+            subject_id=book.id,
+            details=details,
+        )
+
+    if before.status is not after.status:
+        record(
+            Action.ACCOUNT_STATUS_CHANGED, {"from": before.status.value, "to": after.status.value}
+        )
+    if before.overdraft_limit != after.overdraft_limit:
+        record(
+            Action.ACCOUNT_OVERDRAFT_CHANGED,
+            {"from": before.overdraft_limit, "to": after.overdraft_limit},
+        )
+    updated = {
+        field: {"from": old, "to": new}
+        for field, old, new in (
+            ("name", before.name, after.name),
+            ("metadata", dict(before.metadata), dict(after.metadata)),
+        )
+        if old != new
+    }
+    if updated:
+        record(Action.ACCOUNT_UPDATED, updated)
+
+
+def change_plan(
+    book: AccountBook, plan_key: str, *, immediately: bool = False, actor: Actor | None = None
+) -> Account:
     """Upgrades (and changes asked for ``immediately``) take effect now and top the
-    allowance up; downgrades wait for the next period."""
+    allowance up; downgrades wait for the next period. The change is recorded in the
+    audit log as ``actor``'s (a renewal by the payment provider names none: its invoice
+    is the record)."""
     new = get_plan(book.conn, plan_key)
     old = plan_of(book)
     account = book.row.account
     if old is not None and not immediately and not new.is_upgrade_from(old):
         book.row.account = replace(account, pending_plan=new.key)
-        return book.row.account
-    book.row.account = replace(account, plan=new.key, pending_plan=None)
-    if old is not None or not new.renewed_by_invoice:  # else its paid invoice issues it
-        _top_up_allowance(book, new)
+        effective = "next_period"
+    else:
+        book.row.account = replace(account, plan=new.key, pending_plan=None)
+        if old is not None or not new.renewed_by_invoice:  # else its paid invoice issues it
+            _top_up_allowance(book, new)
+        effective = "now"
+    if actor is not None:
+        audit.record(
+            book.conn,
+            book.now,
+            actor,
+            Action.ACCOUNT_PLAN_CHANGED,
+            account_id=book.id,
+            subject_id=book.id,
+            details={"from": account.plan, "to": new.key, "effective": effective},
+        )
     return book.row.account
 
 

@@ -11,8 +11,10 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.keys import ApiKey, Role
+from creditmeter.service import audit
 from creditmeter.service.ids import new_id
 from creditmeter.store import accounts, api_keys
 
@@ -24,7 +26,12 @@ def digest(secret: str) -> str:
 
 
 def create(
-    conn: Connection, now: datetime, role: str, account_id: str | None, name: str | None
+    conn: Connection,
+    now: datetime,
+    role: str,
+    account_id: str | None,
+    name: str | None,
+    actor: Actor,
 ) -> tuple[ApiKey, str]:
     """A new key and its secret (the only time the secret exists outside the caller)."""
     try:
@@ -46,9 +53,26 @@ def create(
         created_at=now,
     )
     api_keys.insert(conn, key, digest(secret))
+    _record(conn, now, actor, Action.API_KEY_CREATED, key)
     return key, secret
 
 
-def revoke(conn: Connection, now: datetime, key_id: str) -> None:
-    if not api_keys.revoke(conn, key_id, now) and not api_keys.exists(conn, key_id):
+def revoke(conn: Connection, now: datetime, key_id: str, actor: Actor) -> None:
+    """Revoke a key; revoking it again changes (and records) nothing."""
+    key = api_keys.get(conn, key_id)
+    if key is None:
         raise NotFound("api key", key_id)
+    if api_keys.revoke(conn, key_id, now):
+        _record(conn, now, actor, Action.API_KEY_REVOKED, key)
+
+
+def _record(conn: Connection, now: datetime, actor: Actor, action: Action, key: ApiKey) -> None:
+    audit.record(
+        conn,
+        now,
+        actor,
+        action,
+        account_id=key.account_id,
+        subject_id=key.id,
+        details={"role": key.role.value, "name": key.name},
+    )

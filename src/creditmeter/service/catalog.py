@@ -7,11 +7,13 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import InvalidRequest
 from creditmeter.core.identifiers import identifier
-from creditmeter.core.plans import Plan, plan_from_json
-from creditmeter.core.pricing import Feature, rule_from_json
+from creditmeter.core.plans import Plan, plan_from_json, plan_to_json
+from creditmeter.core.pricing import Feature, rule_from_json, rule_to_json
 from creditmeter.core.types import ANY_POOL
+from creditmeter.service import audit
 from creditmeter.store import catalog
 
 
@@ -27,6 +29,7 @@ def put_feature(
     name: str | None,
     pool: str | None,
     rule: Mapping[str, object],
+    actor: Actor,
 ) -> Feature:
     feature = Feature(
         key=identifier(key, "a feature key"),
@@ -34,13 +37,24 @@ def put_feature(
         pool=_pool(pool or key),
         rule=rule_from_json(rule),
     )
-    return catalog.put_feature(conn, feature, now)
+    stored = catalog.put_feature(conn, feature, now)
+    details = {
+        "name": stored.name,
+        "pool": stored.pool,
+        "rule": rule_to_json(stored.rule),
+        "version": stored.version,
+    }
+    audit.record(conn, now, actor, Action.FEATURE_PUT, subject_id=stored.key, details=details)
+    return stored
 
 
-def put_plan(conn: Connection, now: datetime, key: str, data: Mapping[str, object]) -> Plan:
+def put_plan(
+    conn: Connection, now: datetime, key: str, data: Mapping[str, object], actor: Actor
+) -> Plan:
     unknown = set(data) - {"name", "allowances", "features", "period", "rollover_cap"}
     if unknown:
         raise InvalidRequest(f"unknown plan fields: {', '.join(sorted(unknown))}")
     plan = plan_from_json(identifier(key, "a plan key"), data)
     catalog.put_plan(conn, plan, now)
+    audit.record(conn, now, actor, Action.PLAN_PUT, subject_id=plan.key, details=plan_to_json(plan))
     return plan

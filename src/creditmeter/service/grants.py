@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.pricing import credit_amount
 from creditmeter.core.records import GrantResult, Posting, Transaction
 from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
+from creditmeter.service import audit
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import ledger, usage
@@ -27,6 +29,7 @@ def grant(
     effective_at: datetime | None,
     reason: str | None,
     reference: str | None,
+    actor: Actor,
 ) -> GrantResult:
     amount = credit_amount(amount, "amount", minimum=1)
     try:
@@ -58,10 +61,29 @@ def grant(
         metadata={"reason": reason} if reason else None,
     )
     repay_debt(book, [g.id])
+    details = {
+        "amount": amount,
+        "source": kind.value,
+        "pool": g.pool,
+        "priority": g.priority,
+        "effective_at": audit.moment(g.effective_at),
+        "expires_at": audit.moment(g.expires_at),
+        "reason": reason,
+        "transaction": txn.id,
+    }
+    audit.record(
+        book.conn,
+        book.now,
+        actor,
+        Action.GRANT_CREATED,
+        account_id=book.id,
+        subject_id=g.id,
+        details=details,
+    )
     return GrantResult(g.id, txn.id, amount, book.available)
 
 
-def refund_usage(book: AccountBook, usage_id: str, reason: str | None) -> Transaction:
+def refund_usage(book: AccountBook, usage_id: str, reason: str | None, actor: Actor) -> Transaction:
     """A usage's credits go back to the grants they came from; a grant that has expired
     since, and debt already repaid, give theirs back as a new refund grant. The credits
     given back repay the account's debt first, as any new credits do."""
@@ -104,10 +126,11 @@ def refund_usage(book: AccountBook, usage_id: str, reason: str | None) -> Transa
         usage_id=usage_id,
     )
     repay_debt(book, credited)
+    _record_refund(book, txn, usage_id, reason, actor)
     return txn
 
 
-def refund_credits(book: AccountBook, amount: int, reason: str | None) -> Transaction:
+def refund_credits(book: AccountBook, amount: int, reason: str | None, actor: Actor) -> Transaction:
     """Credits given back outside any usage, as a new refund grant."""
     amount = credit_amount(amount, "amount", minimum=1)
     g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL)
@@ -118,4 +141,19 @@ def refund_credits(book: AccountBook, amount: int, reason: str | None) -> Transa
         reason or f"{amount} credits refunded",
     )
     repay_debt(book, [g.id])
+    _record_refund(book, txn, None, reason, actor)
     return txn
+
+
+def _record_refund(
+    book: AccountBook, txn: Transaction, usage_id: str | None, reason: str | None, actor: Actor
+) -> None:
+    audit.record(
+        book.conn,
+        book.now,
+        actor,
+        Action.REFUND_CREATED,
+        account_id=book.id,
+        subject_id=txn.id,
+        details={"amount": txn.amount, "usage": usage_id, "reason": reason},
+    )

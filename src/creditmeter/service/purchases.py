@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
+from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import AccountSuspended, InvalidRequest, NotFound
 from creditmeter.core.grants import Draw, consumption_order, plan_draws
 from creditmeter.core.identifiers import identifier
@@ -38,6 +39,7 @@ from creditmeter.core.types import (
     SystemAccount,
     TransactionType,
 )
+from creditmeter.service import audit
 from creditmeter.service.book import AccountBook
 from creditmeter.service.ids import new_id
 from creditmeter.service.maintenance import repay_debt
@@ -79,6 +81,22 @@ def get_package(conn: Connection, package_id: str) -> Package:
     if found is None:
         raise NotFound("package", package_id)
     return found
+
+
+def put_package(conn: Connection, now: datetime, pack: Package, actor: Actor) -> None:
+    store.put_package(conn, pack, now)
+    details = {
+        "name": pack.name,
+        "credits": pack.credits,
+        "bonus_credits": pack.bonus_credits,
+        "price": {"amount": pack.price.amount, "currency": pack.price.currency},
+        "popular": pack.popular,
+        "best_value": pack.best_value,
+        "active": pack.active,
+        "sort_order": pack.sort_order,
+        "stripe_price_id": pack.stripe_price_id,
+    }
+    audit.record(conn, now, actor, Action.PACKAGE_PUT, subject_id=pack.id, details=details)
 
 
 def smallest_plan_allowance(conn: Connection) -> Credits:

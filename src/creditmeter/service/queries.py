@@ -116,7 +116,7 @@ class _Listed(Protocol):
 L = TypeVar("L", bound=_Listed)
 
 
-def _page(
+def paged(
     fetch: Callable[[tuple[datetime, str] | None, int], list[L]], limit: int, cursor: str | None
 ) -> Page[L]:
     """One page, newest first, of what ``fetch(before, limit)`` lists; the cursor is the
@@ -145,7 +145,7 @@ def transactions(
     except ValueError:
         known = ", ".join(t.value for t in TransactionType)
         raise InvalidRequest(f"type must be one of {known}") from None
-    return _page(
+    return paged(
         lambda before, n: ledger.page(
             conn,
             account_id,
@@ -171,7 +171,7 @@ def usage_page(
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page[UsageRecord]:
-    return _page(
+    return paged(
         lambda before, n: usage.page(
             conn,
             account_id,

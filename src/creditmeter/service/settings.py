@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from creditmeter.core.audit import Action, Actor
 from creditmeter.core.settings import (
     Settings,
     apply_changes,
     settings_from_json,
     settings_to_json,
 )
+from creditmeter.service import audit
 from creditmeter.store import settings as store
 
 
@@ -28,18 +30,20 @@ def versioned(conn: Connection) -> tuple[int, Settings]:
 
 
 def change(
-    conn: Connection, now: datetime, changes: Mapping[str, object], changed_by: str
+    conn: Connection,
+    now: datetime,
+    changes: Mapping[str, object],
+    changed_by: str,
+    actor: Actor,
 ) -> Settings:
     version, values = store.current(conn)
     updated = apply_changes(settings_from_json(values), changes)
     new_values = settings_to_json(updated)
-    store.append(
-        conn,
-        version + 1,
-        new_values,
-        {name: new_values[name] for name in changes},
-        changed_by,
-        now,
+    changed = {name: new_values[name] for name in changes}
+    store.append(conn, version + 1, new_values, changed, changed_by, now)
+    details = {"changes": changed}
+    audit.record(
+        conn, now, actor, Action.SETTINGS_CHANGED, subject_id=str(version + 1), details=details
     )
     return updated
 

@@ -61,5 +61,6 @@ def revoke(conn: Connection, key_id: str, at: datetime) -> bool:
     return result.rowcount == 1
 
 
-def exists(conn: Connection, key_id: str) -> bool:
-    return conn.execute(sa.select(api_keys.c.id).where(api_keys.c.id == key_id)).first() is not None
+def get(conn: Connection, key_id: str) -> ApiKey | None:
+    row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+    return None if row is None else _key(row)

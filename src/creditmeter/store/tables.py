@@ -512,3 +512,28 @@ outbox = sa.Table(
     sa.CheckConstraint("status IN ('pending', 'done', 'dead')", name="status_known"),
     sa.Index("ix_outbox_status_run_at", "status", "run_at"),
 )
+
+# Who changed credits, prices, plans, settings or keys: written in the transaction of the
+# change. Ids are kept as they were recorded, without foreign keys: the log outlives what
+# it names.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_key_id", Key, nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("account_id", Key, nullable=True),
+    sa.Column("subject_id", Key, nullable=True),
+    _json("details"),
+    sa.CheckConstraint(
+        "actor_kind IN ('api_key', 'admin_key_env', 'library', 'cli')", name="actor_kind_known"
+    ),
+    sa.CheckConstraint(
+        "(actor_kind = 'api_key') = (actor_key_id IS NOT NULL)", name="api_key_actor_names_key"
+    ),
+    sa.Index("ix_audit_log_created", "created_at", "id"),
+    sa.Index("ix_audit_log_account_created", "account_id", "created_at", "id"),
+    sa.Index("ix_audit_log_actor_created", "actor_key_id", "created_at", "id"),
+)

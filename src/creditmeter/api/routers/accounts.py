@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from creditmeter.api.auth import AccountReader, Admin, Meter, Service
+from creditmeter.api.auth import AccountReader, Admin, Meter, Service, actor
 from creditmeter.api.schemas.accounts import (
     AccountChange,
     AccountCreate,
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 @router.post("", responses=errors(401, 403, 404, 409, 422))
 def create_account(
-    body: AccountCreate, meter: Meter, _: Service, idempotency_key: IdempotencyKey = None
+    body: AccountCreate, meter: Meter, key: Service, idempotency_key: IdempotencyKey = None
 ) -> AccountOut:
     """Create an account, or return it as it is if the id exists: its first allowance and
     the welcome bonus are granted once, however often it is created."""
@@ -31,6 +31,7 @@ def create_account(
         metadata=body.metadata,
         overdraft_limit=body.overdraft_limit,
         idempotency_key=idempotency_key,
+        actor=actor(key),
     )
     return AccountOut.of(account)
 
@@ -54,7 +55,7 @@ def get_account(account_id: str, meter: Meter, _: AccountReader) -> AccountOut:
 
 
 @router.patch("/{account_id}", responses=errors(401, 403, 404, 422))
-def change_account(account_id: str, body: AccountChange, meter: Meter, _: Admin) -> AccountOut:
+def change_account(account_id: str, body: AccountChange, meter: Meter, key: Admin) -> AccountOut:
     """Change the name, status, metadata, overdraft limit or plan."""
     account = meter.update_account(
         account_id,
@@ -62,9 +63,12 @@ def change_account(account_id: str, body: AccountChange, meter: Meter, _: Admin)
         status=body.status,
         metadata=body.metadata,
         overdraft_limit=body.overdraft_limit,
+        actor=actor(key),
     )
     if body.plan is not None:
-        account = meter.change_plan(account_id, body.plan, immediately=body.plan_immediately)
+        account = meter.change_plan(
+            account_id, body.plan, immediately=body.plan_immediately, actor=actor(key)
+        )
     return AccountOut.of(account)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from creditmeter.api.auth import Admin, Meter, Superadmin
+from creditmeter.api.auth import Admin, Meter, Superadmin, actor
 from creditmeter.api.schemas.admin import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -35,7 +35,8 @@ def get_settings(meter: Meter, _: Admin) -> SettingsOut:
 def change_settings(body: SettingsChange, meter: Meter, key: Superadmin) -> SettingsOut:
     """Change some settings; the others keep their values. Every change is a new version
     in the history, with the key that made it and when."""
-    return SettingsOut.of(meter.change_settings(body.changes(), changed_by=changed_by(key)))
+    changed = meter.change_settings(body.changes(), changed_by=changed_by(key), actor=actor(key))
+    return SettingsOut.of(changed)
 
 
 @router.get("/settings/history", responses=errors(401, 403))
@@ -46,10 +47,12 @@ def settings_history(meter: Meter, _: Admin) -> Page[SettingsVersionOut]:
 
 
 @router.post("/api-keys", status_code=201, responses=errors(401, 403, 404, 422))
-def create_api_key(body: ApiKeyCreate, meter: Meter, _: Superadmin) -> ApiKeyCreated:
+def create_api_key(body: ApiKeyCreate, meter: Meter, caller: Superadmin) -> ApiKeyCreated:
     """A new API key. Its secret, `key`, is in this response only: it is stored as a
     digest and cannot be shown again."""
-    key, secret = meter.create_api_key(body.role, account_id=body.account, name=body.name)
+    key, secret = meter.create_api_key(
+        body.role, account_id=body.account, name=body.name, actor=actor(caller)
+    )
     return ApiKeyCreated.of(key, secret)
 
 
@@ -63,7 +66,7 @@ def list_api_keys(meter: Meter, _: Superadmin) -> Page[ApiKeyOut]:
     "/api-keys/{key_id}", status_code=204, response_class=Response, responses=errors(401, 403, 404)
 )
 def revoke_api_key(
-    key_id: Annotated[str, Path(max_length=255)], meter: Meter, _: Superadmin
+    key_id: Annotated[str, Path(max_length=255)], meter: Meter, caller: Superadmin
 ) -> None:
     """Revoke a key: from now on it gets 401. Revoking it again changes nothing."""
-    meter.revoke_api_key(key_id)
+    meter.revoke_api_key(key_id, actor=actor(caller))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from creditmeter.api.auth import Admin, Caller, Meter
+from creditmeter.api.auth import Admin, Caller, Meter, actor
 from creditmeter.api.schemas.catalog import FeatureOut, FeaturePut, PlanOut, PlanPut
 from creditmeter.api.schemas.common import Page, errors
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
@@ -26,7 +26,7 @@ def list_features(meter: Meter, _: Caller) -> Page[FeatureOut]:
 
 
 @router.put("/features/{key}", responses=errors(401, 403, 422))
-def put_feature(key: Key, body: FeaturePut, meter: Meter, _: Admin) -> FeatureOut:
+def put_feature(key: Key, body: FeaturePut, meter: Meter, caller: Admin) -> FeatureOut:
     """Create a feature or change its price: a change is a new version, and usage is
     rated with the version in force when it happened. Putting it unchanged keeps the
     version."""
@@ -37,6 +37,7 @@ def put_feature(key: Key, body: FeaturePut, meter: Meter, _: Admin) -> FeatureOu
         rates=body.rates,
         models=body.models,
         multiplier=body.multiplier,
+        actor=actor(caller),
     )
     return FeatureOut.of(feature)
 
@@ -49,7 +50,7 @@ def list_plans(meter: Meter, _: Caller) -> Page[PlanOut]:
 
 
 @router.put("/plans/{key}", responses=errors(401, 403, 422))
-def put_plan(key: Key, body: PlanPut, meter: Meter, _: Admin) -> PlanOut:
+def put_plan(key: Key, body: PlanPut, meter: Meter, caller: Admin) -> PlanOut:
     """Create a plan or replace it. The features it allows apply at once; its allowances
     are issued to the accounts on it from their next period."""
     plan = meter.put_plan(
@@ -59,5 +60,6 @@ def put_plan(key: Key, body: PlanPut, meter: Meter, _: Admin) -> PlanOut:
         features=body.features,
         period=body.period,
         rollover_cap=body.rollover,
+        actor=actor(caller),
     )
     return PlanOut.of(plan)

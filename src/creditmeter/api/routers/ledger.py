@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from creditmeter.api.auth import AccountReader, Admin, Meter, Superadmin
+from creditmeter.api.auth import AccountReader, Admin, Meter, Superadmin, actor
 from creditmeter.api.schemas.common import IdempotencyKey, Page, errors
 from creditmeter.api.schemas.ledger import (
     GrantCreate,
@@ -267,7 +267,7 @@ def create_grant(
     account_id: str,
     body: GrantCreate,
     meter: Meter,
-    _: Superadmin,
+    key: Superadmin,
     idempotency_key: IdempotencyKey = None,
 ) -> GrantResultOut:
     """Give the account credits by hand: a new grant and its ledger transaction. Debt the
@@ -283,6 +283,7 @@ def create_grant(
         reason=body.reason,
         reference=body.reference,
         idempotency_key=idempotency_key,
+        actor=actor(key),
     )
     return GrantResultOut.of(account_id, result)
 
@@ -292,17 +293,25 @@ def create_refund(
     account_id: str,
     body: RefundCreate,
     meter: Meter,
-    _: Superadmin,
+    key: Superadmin,
     idempotency_key: IdempotencyKey = None,
 ) -> TransactionOut:
     """Give a usage's credits back to the grants it drew from (an expired grant's share
     comes back as a new refund grant), or give an amount as a new refund grant."""
     if isinstance(body, RefundOfUsage):
         refund = meter.refund(
-            account_id, usage_id=body.usage_id, reason=body.reason, idempotency_key=idempotency_key
+            account_id,
+            usage_id=body.usage_id,
+            reason=body.reason,
+            idempotency_key=idempotency_key,
+            actor=actor(key),
         )
     else:
         refund = meter.refund(
-            account_id, amount=body.amount, reason=body.reason, idempotency_key=idempotency_key
+            account_id,
+            amount=body.amount,
+            reason=body.reason,
+            idempotency_key=idempotency_key,
+            actor=actor(key),
         )
     return TransactionOut.of(refund)

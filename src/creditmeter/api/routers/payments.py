@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from creditmeter.api.auth import AccountReader, Admin, Caller, Meter, Superadmin
+from creditmeter.api.auth import AccountReader, Admin, Caller, Meter, Superadmin, actor
 from creditmeter.api.errors import Forbidden
 from creditmeter.api.schemas.common import IdempotencyKey, Page, errors
 from creditmeter.api.schemas.payments import (
@@ -64,7 +64,7 @@ def list_packages(
 
 
 @router.put("/v1/packages/{package_id}", responses=errors(401, 403, 422))
-def put_package(package_id: Id, body: PackagePut, meter: Meter, _: Admin) -> PackageOut:
+def put_package(package_id: Id, body: PackagePut, meter: Meter, key: Admin) -> PackageOut:
     """Create a credit pack or replace it; purchases keep what they were sold."""
     pack = meter.put_package(
         package_id,
@@ -78,16 +78,17 @@ def put_package(package_id: Id, body: PackagePut, meter: Meter, _: Admin) -> Pac
         active=body.active,
         sort_order=body.sort_order,
         stripe_price_id=body.stripe_price_id,
+        actor=actor(key),
     )
     return PackageOut.of(pack)
 
 
 @router.post("/v1/packages/boost", responses=errors(401, 403, 422))
-def add_boost_packages(body: BoostCreate, meter: Meter, _: Admin) -> Page[PackageOut]:
+def add_boost_packages(body: BoostCreate, meter: Meter, key: Admin) -> Page[PackageOut]:
     """Write the three boost packs derived from a base (by default the smallest limited
     plan's allowance) and its price; writing them again replaces them."""
     packs = meter.add_boost_packages(
-        body.price.amount, body.price.currency, base_credits=body.base_credits
+        body.price.amount, body.price.currency, base_credits=body.base_credits, actor=actor(key)
     )
     return Page(data=[PackageOut.of(p) for p in packs], next_cursor=None)
 
@@ -151,7 +152,7 @@ def refund_purchase(
     purchase_id: PurchaseId,
     body: PurchaseRefund,
     meter: Meter,
-    _: Superadmin,
+    key: Superadmin,
     idempotency_key: IdempotencyKey = None,
 ) -> PurchaseOut:
     """Refund a fulfilled purchase through the payment provider, all that is left of it or
@@ -160,7 +161,11 @@ def refund_purchase(
     _purchase_of(meter, account_id, purchase_id)
     return PurchaseOut.of(
         meter.refund_purchase(
-            purchase_id, amount=body.amount, reason=body.reason, idempotency_key=idempotency_key
+            purchase_id,
+            amount=body.amount,
+            reason=body.reason,
+            idempotency_key=idempotency_key,
+            actor=actor(key),
         )
     )
 

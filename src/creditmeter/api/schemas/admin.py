@@ -1,4 +1,4 @@
-"""System settings with their history, and API keys."""
+"""System settings with their history, API keys and the audit log."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from creditmeter.api.schemas.catalog import Rate
 from creditmeter.api.schemas.common import NO_NUL, Body, Credits, Identifier, Text, Whole
+from creditmeter.core.audit import AuditEntry
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.settings import Settings, settings_to_json
 
@@ -203,4 +204,60 @@ class ApiKeyCreated(BaseModel):
             prefix=k.prefix,
             created_at=k.created_at,
             key=secret,
+        )
+
+
+class AuditEntryOut(BaseModel):
+    id: str
+    created_at: datetime
+    actor_kind: str = Field(
+        description="`api_key` (a stored key), `admin_key_env` (the key of "
+        "`CREDITMETER_ADMIN_KEY`), `library` or `cli`."
+    )
+    actor_key_id: str | None = Field(description="The stored key that acted, if one did.")
+    action: str
+    account: str | None = Field(description="The account acted on, if any.")
+    subject: str | None = Field(
+        description="What was acted on: a grant, transaction, purchase, key, feature, plan, "
+        "package, account or settings version."
+    )
+    details: dict[str, Any]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "aud_01J…",
+                    "created_at": "2026-03-10T12:00:00Z",
+                    "actor_kind": "api_key",
+                    "actor_key_id": "key_01J…",
+                    "action": "grant.created",
+                    "account": "acme",
+                    "subject": "grt_01J…",
+                    "details": {
+                        "amount": 5000,
+                        "source": "promotional",
+                        "pool": "*",
+                        "priority": 20,
+                        "effective_at": "2026-03-10T12:00:00+00:00",
+                        "expires_at": None,
+                        "reason": "launch week",
+                        "transaction": "txn_01J…",
+                    },
+                }
+            ]
+        }
+    )
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditEntryOut:
+        return cls(
+            id=e.id,
+            created_at=e.created_at,
+            actor_kind=e.actor.kind.value,
+            actor_key_id=e.actor.key_id,
+            action=e.action.value,
+            account=e.account_id,
+            subject=e.subject_id,
+            details=dict(e.details),
         )
