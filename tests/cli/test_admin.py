@@ -251,3 +251,28 @@ def test_api_keys_refusals_are_one_line(
     assert run(runner, "api-keys", "list", "--database-url", migrated_url).output == (
         "no API keys\n"
     )
+
+
+def test_the_audit_log_names_the_command_line(
+    runner: CliRunner, library: CreditMeter, migrated_url: str
+) -> None:
+    library.create_account("acme")
+    run(runner, "grant", "acme", "300", "--database-url", migrated_url)
+    made = run(runner, "api-keys", "create", "--role", "service", "--database-url", migrated_url)
+    assert made.exit_code == 0, made.output
+
+    listed = run(runner, "audit-log", "--account", "acme", "--database-url", migrated_url)
+    exported = run(runner, "audit-log", "--actor", "cli", "--csv", "--database-url", migrated_url)
+    nothing = run(runner, "audit-log", "--action", "grant.voided", "--database-url", migrated_url)
+
+    assert listed.exit_code == 0, listed.output
+    header, granted, created = listed.output.splitlines()
+    assert header.split() == ["when", "(UTC)", "actor", "action", "account", "subject"]
+    assert granted.split()[2:4] == ["cli", "grant.created"]
+    assert created.split()[2:5] == ["library", "account.created", "acme"]
+    rows = list(csv.DictReader(io.StringIO(exported.output)))
+    assert [(r["action"], r["actor_kind"]) for r in rows] == [
+        ("api_key.created", "cli"),
+        ("grant.created", "cli"),
+    ]
+    assert nothing.output == "no audit log entries\n"

@@ -19,7 +19,7 @@ def test_help_lists_every_command(runner: CliRunner) -> None:
     assert result.exit_code == 0
     commands = ("demo", "serve", "api-keys", "verify", "migrate", "sweep", "accounts", "grant")
     selling = ("packages", "purchases", "payment-events", "worker")
-    for command in (*commands, "transactions", *selling):
+    for command in (*commands, "transactions", "audit-log", *selling):
         assert command in result.output
 
 

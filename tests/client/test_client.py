@@ -30,6 +30,7 @@ from creditmeter.client import (
     PermissionDenied,
     ServiceUnavailable,
 )
+from creditmeter.core.audit import Action, ActorKind
 from creditmeter.core.errors import AllowanceState
 from creditmeter.core.keys import Role
 from creditmeter.core.payments import PurchaseStatus
@@ -473,3 +474,27 @@ def wait_for(condition: Callable[[], bool], seconds: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not done in time"
         time.sleep(0.05)
+
+
+def test_the_audit_log_comes_back_as_the_library_records(
+    service: CreditMeterClient, admin: CreditMeterClient, fresh_id: str, library: CreditMeter
+) -> None:
+    service.create_account(fresh_id)
+    admin.grant(fresh_id, 50, reason="goodwill")
+
+    page = admin.audit_log(account=fresh_id)
+    out = io.StringIO()
+    exported = admin.export_audit_log_csv(out, account=fresh_id, actions=("grant.created",))
+
+    assert [(e.action, e.actor.kind) for e in page.data] == [
+        (Action.GRANT_CREATED, ActorKind.ADMIN_KEY_ENV),
+        (Action.ACCOUNT_CREATED, ActorKind.API_KEY),
+    ]
+    assert page.data == library.audit_log(account=fresh_id).data
+    assert list(admin.iter_audit_log(account=fresh_id)) == list(page.data)
+    assert exported == 1
+    assert [row["action"] for row in csv.DictReader(io.StringIO(out.getvalue()))] == [
+        "grant.created"
+    ]
+    with pytest.raises(PermissionDenied):
+        service.audit_log()

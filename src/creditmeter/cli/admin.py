@@ -1,16 +1,19 @@
-"""Admin commands over the library: accounts, grants, balances and the ledger."""
+"""Admin commands over the library: accounts, grants, balances, the ledger, API keys and
+the audit log. What they change is recorded in the audit log as the command line's."""
 
 from __future__ import annotations
 
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from creditmeter.cli import views
 from creditmeter.cli.connection import database_url_option, opened
 from creditmeter.cli.failures import CommandFailed
+from creditmeter.core.audit import CLI, Action
 from creditmeter.core.errors import NotFound
 from creditmeter.core.keys import Role
 from creditmeter.core.types import GrantSource
@@ -88,7 +91,7 @@ def create_account(
         except NotFound:
             existed = False
         account = meter.create_account(
-            account_id, name=name, plan=plan, overdraft_limit=overdraft_limit
+            account_id, name=name, plan=plan, overdraft_limit=overdraft_limit, actor=CLI
         )
         balance = meter.balance(account_id)
     click.echo(
@@ -153,6 +156,7 @@ def grant(
             reason=reason,
             pool=pool,
             idempotency_key=idempotency_key,
+            actor=CLI,
         )
     click.echo(
         f"granted {views.figure(result.amount)} {source} credits to {account_id}; "
@@ -238,7 +242,7 @@ def create_api_key(
 ) -> None:
     """Create a key and print its secret, which is shown this once and never again."""
     with opened(database_url) as meter:
-        key, secret = meter.create_api_key(role, account_id=account_id, name=name)
+        key, secret = meter.create_api_key(role, account_id=account_id, name=name, actor=CLI)
     scope = f" of account {key.account_id}" if key.account_id else ""
     click.echo(f"created {key.role.value} key {key.id}{scope} ({key.name})")
     click.echo(f"secret: {secret}")
@@ -264,5 +268,45 @@ def list_api_keys(database_url: str | None, everything: bool) -> None:
 def revoke_api_key(database_url: str | None, key_id: str) -> None:
     """Revoke a key: requests made with it are refused from now on (401)."""
     with opened(database_url) as meter:
-        meter.revoke_api_key(key_id)
+        meter.revoke_api_key(key_id, actor=CLI)
     click.echo(f"revoked API key {key_id}")
+
+
+@click.command("audit-log")
+@database_url_option
+@click.option("--account", metavar="ID", help="only entries about this account")
+@click.option(
+    "--actor",
+    metavar="KEY_ID|KIND",
+    help="a key's id, or a kind of actor: api_key, admin_key_env, library, cli",
+)
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    type=click.Choice([a.value for a in Action]),
+    help="only this action; repeat for several",
+)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="every matching entry, as CSV")
+def audit_log(
+    database_url: str | None,
+    account: str | None,
+    actor: str | None,
+    actions: tuple[str, ...],
+    limit: int,
+    as_csv: bool,
+) -> None:
+    """Who changed credits, prices, plans, settings or keys, newest first."""
+    filters: dict[str, Any] = {"account": account, "actor": actor, "actions": actions}
+    with opened(database_url) as meter:
+        if as_csv:
+            meter.export_audit_log_csv(sys.stdout, **filters)
+            return
+        page = meter.audit_log(limit=limit, **filters)
+    if not page.data:
+        click.echo("no audit log entries")
+        return
+    echo_lines(views.audit_log(page.data))
+    if page.next_cursor is not None:
+        click.echo(f"(newest {limit} shown; --csv for all of them)")

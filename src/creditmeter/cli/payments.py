@@ -11,6 +11,7 @@ from creditmeter.cli import views
 from creditmeter.cli.admin import credits_argument, echo_lines
 from creditmeter.cli.connection import database_url_option, opened
 from creditmeter.cli.failures import CommandFailed
+from creditmeter.core.audit import CLI
 
 EVENT_STATUSES: Final = ("received", "applied", "ignored", "flagged")
 
@@ -107,6 +108,7 @@ def put_package(
             active=not inactive,
             sort_order=sort_order,
             stripe_price_id=stripe_price_id,
+            actor=CLI,
         )
     click.echo(f"package {pack.id} written")
     echo_lines(views.packages([pack]))
@@ -128,7 +130,7 @@ def boost_packages(
     """Write the three boost packs: half the base credits for half the price, the same
     with 10 % more credits, and twice both with 15 % more."""
     with opened(database_url) as meter:
-        packs = meter.add_boost_packages(price, currency, base_credits=base_credits)
+        packs = meter.add_boost_packages(price, currency, base_credits=base_credits, actor=CLI)
     click.echo(f"{views.counted(len(packs), 'boost package')} written")
     echo_lines(views.packages(packs))
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from creditmeter.core.audit import AuditEntry
 from creditmeter.core.errors import AllowanceState, InsufficientCredits
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.payments import Package, Purchase, amount_text
@@ -260,6 +261,22 @@ def api_keys(keys: Iterable[ApiKey], *, indent: int = 0) -> list[str]:
                 f"{k.prefix}…",
                 f"{k.created_at:%Y-%m-%d %H:%M}",
                 "-" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
+            ]
+        )
+    return table(rows, indent=indent)
+
+
+def audit_log(entries: Iterable[AuditEntry], *, indent: int = 0) -> list[str]:
+    """Entries as a table: when, who (a key's id, or how they came in), what, on what."""
+    rows = [["when (UTC)", "actor", "action", "account", "subject"]]
+    for e in entries:
+        rows.append(
+            [
+                f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+                e.actor.key_id or e.actor.kind.value,
+                e.action.value,
+                e.account_id or "-",
+                e.subject_id or "-",
             ]
         )
     return table(rows, indent=indent)

@@ -80,6 +80,7 @@ def audit_log(
         "until": until,
     }
     if format == "csv":
+        meter.audit_log(limit=1, **filters)  # bad filters answer 422 before the stream starts
         return StreamingResponse(
             _csv(meter.iter_audit_log(**filters)),
             media_type="text/csv; charset=utf-8",
