@@ -18,7 +18,7 @@ from functools import partial
 from typing import IO, Any, TypeVar
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from creditmeter.core import payments as payments_core
 from creditmeter.core.audit import LIBRARY, Action, Actor, AuditEntry
@@ -67,13 +67,13 @@ from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.maintenance import lock_current, lock_current_many
 from creditmeter.service.purchases import Outcome
 from creditmeter.service.verify import Violation, verify
-from creditmeter.store import accounts, catalog, direct, holds, outbox, usage
+from creditmeter.store import accounts, catalog, database, direct, holds, outbox, usage
 from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
 from creditmeter.store import payments as payments_store
 from creditmeter.store.accounts import AccountRow
-from creditmeter.store.database import Database
+from creditmeter.store.database import DEFAULT_TIMEOUTS, Database, Timeouts
 from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.migrate import upgrade as upgrade_schema
 
@@ -91,7 +91,8 @@ class CreditMeter:
 
     ``CreditMeter()`` uses ``creditmeter.db`` in the working directory; pass a SQLAlchemy
     URL (``postgresql://…``) for PostgreSQL. The schema is migrated on first use unless
-    ``migrate=False``.
+    ``migrate=False``. ``timeouts`` bound how long a lock is waited for or kept by a
+    process that stopped (:class:`~creditmeter.store.database.Timeouts`).
     """
 
     def __init__(
@@ -102,8 +103,9 @@ class CreditMeter:
         migrate: bool = True,
         pool_size: int = 5,
         payments: PaymentProvider | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
-        self.db = Database(database_url, pool_size=pool_size)
+        self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
         self.payments: PaymentProvider = payments or DevProvider()
         """Where credits are sold: the development provider unless another is given."""
@@ -1449,19 +1451,20 @@ class HeldOperation:
 
 
 def _retrying(attempt: Callable[[], T]) -> T:
-    """Run a use case again when a concurrent writer got there first: a unique key taken
-    (same idempotency key, same new account id) or a conditional update that missed."""
+    """Run a use case again when a concurrent writer got there first (a unique key taken:
+    same idempotency key, same new account id; a conditional update that missed), or when
+    the database rolled its transaction back for a reason of the moment (a deadlock, a
+    serialization failure: :func:`database.transient`). A lock waited for until the lock
+    timeout is not waited for again: :class:`database.LockTimeout` goes to the caller."""
     for remaining in reversed(range(ATTEMPTS)):
         try:
             return attempt()
-        except (IntegrityError, ConcurrentUpdate, OperationalError) as error:
+        except (ConcurrentUpdate, DBAPIError) as error:
             if remaining == 0 or not _retryable(error):
                 raise
     raise AssertionError("unreachable")
 
 
 def _retryable(error: Exception) -> bool:
-    if isinstance(error, ConcurrentUpdate | IntegrityError):
-        return True
-    text = str(error).lower()
-    return any(s in text for s in ("deadlock", "could not serialize", "database is locked"))
+    """Decided by the error's type, SQLSTATE or SQLite result code, never by its text."""
+    return isinstance(error, ConcurrentUpdate | IntegrityError) or database.transient(error)

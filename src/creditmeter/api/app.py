@@ -67,6 +67,7 @@ def create_app(
         settings.database_url,
         pool_size=settings.pool_size,
         payments=settings.payment_provider(),
+        timeouts=settings.timeouts(),
     )
 
     @asynccontextmanager

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditmeter.api.rate_limits import Limits, parse
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.provider import PaymentProvider
-from creditmeter.store.database import DEFAULT_URL
+from creditmeter.store.database import DEFAULT_URL, Timeouts
 
 ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}
 """Addresses a server listens on but a browser cannot open: the loopback address instead."""
@@ -55,6 +55,24 @@ class ServerSettings(BaseSettings):
     rate_limit_address: str = "50/second"
     """Requests a client address may make without a valid key (webhooks, health checks,
     the checkout and documentation pages, refused keys)."""
+
+    # How long a lock is waited for or kept by a process that stopped (Timeouts).
+    lock_timeout: float = Field(default=Timeouts.lock, gt=0)
+    """Seconds a request waits for a lock (an account's; SQLite's write lock), then 503."""
+    idle_in_transaction_timeout: float = Field(default=Timeouts.idle_in_transaction, ge=0)
+    """Seconds PostgreSQL lets a session sit idle in a transaction before it ends it."""
+    statement_timeout: float = Field(default=Timeouts.statement, ge=0)
+    """Seconds PostgreSQL lets a statement run before it cancels it."""
+    tcp_keepalive: int = Field(default=Timeouts.keepalive, ge=0)
+    """Seconds a PostgreSQL connection may be silent before TCP probes the other end."""
+
+    def timeouts(self) -> Timeouts:
+        return Timeouts(
+            lock=self.lock_timeout,
+            idle_in_transaction=self.idle_in_transaction_timeout,
+            statement=self.statement_timeout,
+            keepalive=self.tcp_keepalive,
+        )
 
     @model_validator(mode="after")
     def _stripe_is_complete(self) -> ServerSettings:

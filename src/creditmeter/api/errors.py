@@ -24,6 +24,7 @@ from creditmeter.core.errors import (
     Refusal,
 )
 from creditmeter.core.payments import InvalidSignature, PaymentDeclined, PaymentError
+from creditmeter.store.database import LockTimeout
 
 
 class Unauthenticated(CreditMeterError):
@@ -52,9 +53,14 @@ STATUS: dict[type[CreditMeterError], int] = {
     InvalidSignature: 400,
     PaymentDeclined: 402,
     PaymentError: 502,
+    LockTimeout: 503,
 }
 """The type of a payment provider's failure that is not a declined payment: the provider
 refused the request or could not be reached (502)."""
+
+
+RETRY_AFTER = "1"
+"""Seconds a 503 (the database away, a lock not granted in time) asks a client to wait."""
 
 
 def status_of(error: CreditMeterError) -> int:
@@ -95,7 +101,11 @@ def install(app: FastAPI) -> None:
         assert isinstance(error, CreditMeterError)
         if isinstance(error, Refusal):
             count_refusal(error.code)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else None
+        headers = None
+        if isinstance(error, Unauthenticated):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(error, LockTimeout):
+            headers = {"Retry-After": RETRY_AFTER}
         return JSONResponse(body_of(error), status_of(error), headers=headers)
 
     async def invalid(request: Request, error: Exception) -> JSONResponse:
@@ -119,7 +129,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             error_body("unavailable", "the database is unavailable; retry shortly"),
             503,
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": RETRY_AFTER},
         )
 
     app.add_exception_handler(CreditMeterError, domain)

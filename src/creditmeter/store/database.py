@@ -7,21 +7,70 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, DisconnectionError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import StaticPool
 
-from creditmeter.core.errors import InvalidRequest
+from creditmeter.core.errors import CreditMeterError, InvalidRequest
 from creditmeter.store import direct
 from creditmeter.store.documents import json_text, json_value
 
 DEFAULT_URL: Final = "sqlite:///creditmeter.db"
-SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+KEEPALIVE_PROBES: Final = 3
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a lock may be waited for, and how long a connection may keep one while its
+    process says nothing, in seconds: the bounds that keep a stuck process (frozen, or cut
+    off from the database) from stalling an account for longer than seconds. 0 leaves a
+    bound to the server's own setting, except ``lock``, which is always bounded."""
+
+    lock: float = 5.0
+    """A wait for a lock: PostgreSQL's ``lock_timeout`` (an account's row lock) and a wait
+    for the process's turn on the account; on SQLite, the busy timeout (the database's
+    write lock) and a wait for the process's one writing connection."""
+    idle_in_transaction: float = 30.0
+    """PostgreSQL's ``idle_in_transaction_session_timeout``: a session whose process has
+    said nothing for this long in the middle of a transaction is ended, and its locks
+    released."""
+    statement: float = 60.0
+    """PostgreSQL's ``statement_timeout``: a statement running this long is cancelled (a
+    process that stops in the middle of a pipeline of statements included)."""
+    keepalive: int = 30
+    """Seconds a PostgreSQL connection may be silent before TCP probes the other end, on
+    both ends; an end that answers no probe, or leaves data unacknowledged, for twice as
+    long is given up on (a host that froze or lost its network)."""
+
+    def __post_init__(self) -> None:
+        if self.lock <= 0:
+            raise ValueError("the lock timeout must be positive")
+        if min(self.idle_in_transaction, self.statement, self.keepalive) < 0:
+            raise ValueError("a timeout cannot be negative")
+
+
+DEFAULT_TIMEOUTS: Final = Timeouts()
+
+
+class LockTimeout(CreditMeterError):
+    """A lock was not granted within the lock timeout (:attr:`Timeouts.lock`): another
+    writer holds it, perhaps a process that stopped. Nothing was written: make the call
+    again shortly, with the same idempotency key."""
+
+    code = "busy"
+
+
+def not_granted(what: str, seconds: float) -> LockTimeout:
+    return LockTimeout(
+        f"{what} was not granted within {seconds:g} s: another writer holds it; retry shortly"
+    )
 
 
 def normalize_url(url: str) -> str:
@@ -43,9 +92,12 @@ class Database:
     the transactions of a process on one account take turns (:meth:`turn`).
     """
 
-    def __init__(self, url: str | None = None, *, pool_size: int = 5) -> None:
+    def __init__(
+        self, url: str | None = None, *, pool_size: int = 5, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    ) -> None:
         self.url = normalize_url(url or DEFAULT_URL)
-        self.engine = _create_engine(self.url, pool_size)
+        self.timeouts = timeouts
+        self.engine = _create_engine(self.url, pool_size, timeouts)
         self.dialect: str = self.engine.dialect.name
         # SQLite has one writer at a time (BEGIN IMMEDIATE): a process writes through one
         # connection it keeps, taken in turn, instead of a pool checkout per transaction.
@@ -64,13 +116,35 @@ class Database:
         A use case may also ``commit()`` part of its work on the way (a new transaction
         begins with the next statement).
         """
-        with _refusing_bad_values():
+        with _refusing_bad_values(), self._lock_waits_bounded():
             if self.is_sqlite:
-                with self._writing:
+                with self._writer_turn():
                     yield from self._in_transaction(self._sqlite_writer())
                 return
             with self.engine.connect() as conn:
                 yield from self._in_transaction(conn)
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """The block, once no other thread of this process writes to SQLite (for up to the
+        lock timeout)."""
+        if not self._writing.acquire(timeout=self.timeouts.lock):
+            raise not_granted("the database's write lock", self.timeouts.lock)
+        try:
+            yield
+        finally:
+            self._writing.release()
+
+    @contextmanager
+    def _lock_waits_bounded(self) -> Iterator[None]:
+        """The block, its lock wait that the database cut short raised as
+        :class:`LockTimeout`."""
+        try:
+            yield
+        except DBAPIError as error:
+            if ended_lock_wait(error):
+                raise not_granted("a lock", self.timeouts.lock) from error
+            raise
 
     def _sqlite_writer(self) -> Connection:
         if self._writer is None or self._writer.closed or self._writer.invalidated:
@@ -105,7 +179,7 @@ class Database:
     def _turn(self, conn: Connection, account_ids: list[str]) -> Iterator[None]:
         with ExitStack() as turns:
             for account_id in account_ids:
-                turns.enter_context(self._turns.turn(account_id))
+                turns.enter_context(self._turns.turn(account_id, self.timeouts.lock))
             with _ended(conn):
                 yield
 
@@ -117,6 +191,7 @@ class Database:
             options["isolation_level"] = "REPEATABLE READ"
         with (
             _refusing_bad_values(),
+            self._lock_waits_bounded(),
             self.engine.connect().execution_options(**options) as conn,
             conn.begin(),
         ):
@@ -154,7 +229,9 @@ class Turns:
         self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
 
     @contextmanager
-    def turn(self, key: str) -> Iterator[None]:
+    def turn(self, key: str, timeout: float | None = None) -> Iterator[None]:
+        """The block, in the turn of ``key``; :class:`LockTimeout` if ``timeout`` seconds
+        pass before the turn comes."""
         with self._guard:
             found = self._locks.get(key)
             if found is None:
@@ -162,8 +239,12 @@ class Turns:
             lock, users = found
             users[0] += 1
         try:
-            with lock:
+            if not lock.acquire(timeout=-1 if timeout is None else timeout):
+                raise not_granted(f"the turn on {key!r}", timeout or 0)
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             with self._guard:
                 users[0] -= 1
@@ -187,7 +268,7 @@ def _refusing_bad_values() -> Iterator[None]:
         raise InvalidRequest(f"the database refused a value: {error.orig}") from None
 
 
-def _create_engine(url: str, pool_size: int) -> Engine:
+def _create_engine(url: str, pool_size: int, timeouts: Timeouts) -> Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # No overflow: more threads than connections wait for one, rather than open and
@@ -196,6 +277,7 @@ def _create_engine(url: str, pool_size: int) -> Engine:
             url,
             pool_size=pool_size,
             max_overflow=0,
+            connect_args=postgresql_parameters(parsed, timeouts),
             json_serializer=json_text,
             json_deserializer=json_value,
         )
@@ -203,7 +285,7 @@ def _create_engine(url: str, pool_size: int) -> Engine:
         return engine
     in_memory = parsed.database in (None, "", ":memory:")
     options: dict[str, Any] = {
-        "connect_args": {"check_same_thread": False, "timeout": 30},
+        "connect_args": {"check_same_thread": False, "timeout": timeouts.lock},
         "json_serializer": json_text,
         "json_deserializer": json_value,
     }
@@ -213,7 +295,7 @@ def _create_engine(url: str, pool_size: int) -> Engine:
         Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
         options["pool_size"] = pool_size
     engine = sa.create_engine(url, **options)
-    event.listen(engine, "connect", _configure_sqlite)
+    event.listen(engine, "connect", partial(_configure_sqlite, busy_timeout=timeouts.lock))
     event.listen(engine, "begin", _begin_sqlite)
     return engine
 
@@ -230,13 +312,49 @@ def _replace_if_closed(dbapi_connection: Any, _record: object, _proxy: object) -
         raise DisconnectionError("the server closed this pooled connection")
 
 
-def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+def postgresql_parameters(url: sa.URL, timeouts: Timeouts) -> dict[str, Any]:
+    """The connection parameters that put ``timeouts`` in force on each PostgreSQL
+    connection from its start (no statement of their own): the server's settings in its
+    ``options``, before the URL's own (so that a setting the URL gives wins), and libpq's
+    TCP keepalives and user timeout, unless the URL gives them."""
+    seconds = {
+        "lock_timeout": timeouts.lock,
+        "idle_in_transaction_session_timeout": timeouts.idle_in_transaction,
+        "statement_timeout": timeouts.statement,
+    }
+    settings = {name: str(max(1, round(s * 1000))) for name, s in seconds.items() if s}
+    tcp: dict[str, int] = {}
+    if timeouts.keepalive:
+        idle = timeouts.keepalive
+        tcp = {
+            "keepalives_idle": idle,
+            "keepalives_interval": max(1, idle // KEEPALIVE_PROBES),
+            "keepalives_count": KEEPALIVE_PROBES,
+            "tcp_user_timeout": 2 * idle * 1000,
+        }
+        settings["tcp_keepalives_idle"] = str(tcp["keepalives_idle"])
+        settings["tcp_keepalives_interval"] = str(tcp["keepalives_interval"])
+        settings["tcp_keepalives_count"] = str(KEEPALIVE_PROBES)
+        settings["tcp_user_timeout"] = str(tcp["tcp_user_timeout"])
+    given = url.query.get("options", ())
+    options = [f"-c {name}={value}" for name, value in settings.items()]
+    options += [given] if isinstance(given, str) else list(given)
+    parameters: dict[str, Any] = {"options": " ".join(options)}
+    if tcp and "keepalives" not in url.query:
+        parameters["keepalives"] = 1
+        parameters.update((name, value) for name, value in tcp.items() if name not in url.query)
+    return parameters
+
+
+def _configure_sqlite(
+    dbapi_connection: sqlite3.Connection, _record: object, *, busy_timeout: float
+) -> None:
     dbapi_connection.isolation_level = None  # transactions are begun explicitly below
     for pragma in (
         "journal_mode=WAL",
         "synchronous=FULL",
         "foreign_keys=ON",
-        f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        f"busy_timeout={round(busy_timeout * 1000)}",
     ):
         dbapi_connection.execute(f"PRAGMA {pragma}")
 
@@ -250,3 +368,63 @@ def _begin_sqlite(conn: Connection) -> None:
         dbapi_connection.execute(sql)
     except sqlite3.Error as error:  # "database is locked" after the busy timeout
         raise direct.translated(conn, error, dbapi_connection, sql, ()) from error
+
+
+# What a failed transaction means, from PostgreSQL's SQLSTATE or SQLite's (extended) result
+# code, never from the text of a message, which depends on the server's language.
+SERIALIZATION_FAILURE: Final = "40001"
+DEADLOCK_DETECTED: Final = "40P01"
+IDLE_IN_TRANSACTION_SESSION_TIMEOUT: Final = "25P03"
+LOCK_NOT_AVAILABLE: Final = "55P03"
+SQLITE_BUSY: Final = 5
+SQLITE_LOCKED: Final = 6
+SQLITE_BUSY_RECOVERY: Final = 261
+SQLITE_LOCKED_SHAREDCACHE: Final = 262
+SQLITE_BUSY_SNAPSHOT: Final = 517
+SQLITE_LOCKED_VTAB: Final = 518
+SQLITE_BUSY_TIMEOUT: Final = 773
+
+_ROLLED_BACK_SQLSTATES: Final = frozenset(
+    {SERIALIZATION_FAILURE, DEADLOCK_DETECTED, IDLE_IN_TRANSACTION_SESSION_TIMEOUT}
+)
+_ROLLED_BACK_SQLITE_CODES: Final = frozenset(
+    {
+        SQLITE_LOCKED,
+        SQLITE_LOCKED_SHAREDCACHE,
+        SQLITE_LOCKED_VTAB,
+        SQLITE_BUSY_RECOVERY,
+        SQLITE_BUSY_SNAPSHOT,
+    }
+)
+_LOCK_WAIT_SQLSTATES: Final = frozenset({LOCK_NOT_AVAILABLE})
+_LOCK_WAIT_SQLITE_CODES: Final = frozenset({SQLITE_BUSY, SQLITE_BUSY_TIMEOUT})
+
+
+def transient(error: BaseException) -> bool:
+    """Whether the database rolled the transaction back for a reason of the moment, so that
+    running it again from the start is safe and may succeed: a deadlock or a serialization
+    failure; a session ended idle in its transaction (its process had stopped, so no
+    ``COMMIT`` had been sent); on SQLite, a snapshot gone stale, a table locked within the
+    process, a log being recovered."""
+    sqlstate, sqlite_code = _codes(error)
+    return sqlstate in _ROLLED_BACK_SQLSTATES or sqlite_code in _ROLLED_BACK_SQLITE_CODES
+
+
+def ended_lock_wait(error: BaseException) -> bool:
+    """Whether the database gave up waiting for a lock: PostgreSQL's ``lock_timeout``,
+    SQLite's busy timeout. The wait already took the lock timeout: it is not worth
+    repeating at once."""
+    sqlstate, sqlite_code = _codes(error)
+    return sqlstate in _LOCK_WAIT_SQLSTATES or sqlite_code in _LOCK_WAIT_SQLITE_CODES
+
+
+def _codes(error: BaseException) -> tuple[str | None, int | None]:
+    """The SQLSTATE (psycopg) or SQLite result code of a driver's error, or of the one a
+    SQLAlchemy error wraps."""
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    sqlstate = getattr(cause, "sqlstate", None)
+    sqlite_code = getattr(cause, "sqlite_errorcode", None)
+    return (
+        sqlstate if isinstance(sqlstate, str) else None,
+        sqlite_code if isinstance(sqlite_code, int) else None,
+    )

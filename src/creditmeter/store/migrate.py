@@ -43,6 +43,10 @@ def upgrade(db: Database, revision: str = "head") -> None:
     config = alembic_config()
     with db.engine.begin() as conn:
         if db.dialect == "postgresql":
+            # A migration waits for another process's as long as that takes, and its
+            # statements (an index built over a large table) are not cut short.
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         if revision == "head" and MigrationContext.configure(conn).get_current_revision() == head:
             return
