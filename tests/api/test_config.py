@@ -16,6 +16,7 @@ from creditmeter.api.config import ServerSettings
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.signature import sign
 from creditmeter.payments.stripe import StripeProvider
+from creditmeter.store.database import Timeouts
 from tests.api.conftest import ADMIN_KEY, Keys
 from tests.api.test_payments import HOSTED, ok, refused, starter
 
@@ -199,3 +200,39 @@ def test_the_server_app_freezes_what_lives_as_long_as_its_process(
     finally:
         gc.unfreeze()
         app.state.meter.close()
+
+
+def test_the_timeouts_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, migrated_url: str
+) -> None:
+    assert ServerSettings().timeouts() == Timeouts()
+    monkeypatch.setenv("CREDITMETER_LOCK_TIMEOUT", "2.5")
+    monkeypatch.setenv("CREDITMETER_IDLE_IN_TRANSACTION_TIMEOUT", "12")
+    monkeypatch.setenv("CREDITMETER_STATEMENT_TIMEOUT", "0")
+    monkeypatch.setenv("CREDITMETER_TCP_KEEPALIVE", "20")
+    settings = ServerSettings(database_url=migrated_url, worker=False, sweep_interval=0)
+    expected = Timeouts(lock=2.5, idle_in_transaction=12, statement=0, keepalive=20)
+    assert settings.timeouts() == expected
+    with TestClient(create_app(settings)) as client:
+        meter = client.app.state.meter  # type: ignore[attr-defined]
+        assert isinstance(meter, CreditMeter)
+        assert meter.db.timeouts == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("lock_timeout", "0"),
+        ("lock_timeout", "-1"),
+        ("idle_in_transaction_timeout", "-1"),
+        ("statement_timeout", "-1"),
+        ("tcp_keepalive", "-1"),
+        ("tcp_keepalive", "2.5"),
+    ],
+)
+def test_a_timeout_that_bounds_nothing_is_refused_at_startup(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(f"CREDITMETER_{name.upper()}", value)
+    with pytest.raises(ValidationError, match=name):
+        ServerSettings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -16,8 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from creditmeter import CreditMeter, InvalidRequest
+from creditmeter.store import database
 from creditmeter.store import grants as grant_store
-from creditmeter.store.database import Database, Turns, normalize_url
+from creditmeter.store.database import Database, LockTimeout, Timeouts, Turns, normalize_url
 from creditmeter.store.direct import ConcurrentUpdate
 from creditmeter.store.documents import json_text, json_value
 from creditmeter.store.tables import UTCDateTime, grants, usage_records
@@ -43,7 +45,7 @@ def test_sqlite_pragmas_are_in_force_on_every_connection(sqlite_db: Database) ->
             assert pragma(conn, "journal_mode") == "wal"
             assert pragma(conn, "foreign_keys") == 1
             assert pragma(conn, "synchronous") == 2  # FULL
-            assert pragma(conn, "busy_timeout") == 30_000
+            assert pragma(conn, "busy_timeout") == 5_000  # the lock timeout
 
 
 def test_sqlite_pragmas_hold_inside_read_and_write_transactions(sqlite_db: Database) -> None:
@@ -455,3 +457,360 @@ def test_sqlite_writes_take_no_turns(sqlite_db: Database) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert not both_in.broken
+
+
+# Timeouts: how long a lock is waited for, and kept by a process that stopped.
+
+
+def shown(conn: sa.Connection, *names: str) -> dict[str, object]:
+    return {name: conn.exec_driver_sql(f"SHOW {name}").scalar() for name in names}
+
+
+SERVER_TIMEOUTS = (
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "statement_timeout",
+    "tcp_keepalives_idle",
+    "tcp_keepalives_interval",
+    "tcp_keepalives_count",
+    "tcp_user_timeout",
+)
+
+
+def client_socket(conn: sa.Connection) -> socket.socket:
+    """A duplicate of the socket of ``conn``'s libpq connection (closed by the caller)."""
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    return socket.fromfd(dbapi_connection.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+
+
+def test_postgresql_sessions_start_with_the_timeouts_in_force(postgresql_url: str) -> None:
+    """On both ends of the connection, with the URL's own options (here its schema) kept."""
+    db = Database(postgresql_url)
+    try:
+        with db.read() as conn:
+            assert shown(conn, *SERVER_TIMEOUTS) == {
+                "lock_timeout": "5s",
+                "idle_in_transaction_session_timeout": "30s",
+                "statement_timeout": "1min",
+                "tcp_keepalives_idle": "30",
+                "tcp_keepalives_interval": "10",
+                "tcp_keepalives_count": "3",
+                "tcp_user_timeout": "60000",  # milliseconds
+            }
+            schema = str(sa.make_url(postgresql_url).query["options"]).split("=", 1)[1]
+            assert shown(conn, "search_path") == {"search_path": schema}
+            with client_socket(conn) as sock:
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 60_000
+    finally:
+        db.dispose()
+
+
+def test_postgresql_timeouts_are_as_given_and_0_leaves_the_defaults(postgresql_url: str) -> None:
+    plain = sa.create_engine(POSTGRES_URL)
+    db = Database(
+        postgresql_url,
+        timeouts=Timeouts(lock=0.25, idle_in_transaction=2, statement=0, keepalive=0),
+    )
+    try:
+        with plain.connect() as conn:
+            defaults = shown(conn, "statement_timeout", "tcp_keepalives_idle")
+            with client_socket(conn) as sock:
+                default_idle = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+        with db.read() as conn:
+            assert shown(conn, "lock_timeout", "idle_in_transaction_session_timeout") == {
+                "lock_timeout": "250ms",
+                "idle_in_transaction_session_timeout": "2s",
+            }
+            assert shown(conn, "statement_timeout", "tcp_keepalives_idle") == defaults
+            with client_socket(conn) as sock:
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == default_idle
+    finally:
+        db.dispose()
+        plain.dispose()
+
+
+def test_a_setting_the_url_gives_wins() -> None:
+    url = sa.make_url(
+        "postgresql+psycopg://u@db/credits?options=-c%20lock_timeout%3D9s&keepalives_idle=99"
+    )
+    parameters = database.postgresql_parameters(url, Timeouts())
+    assert parameters["options"].startswith("-c lock_timeout=5000 ")
+    assert parameters["options"].endswith(" -c lock_timeout=9s")  # the later one counts
+    assert "keepalives_idle" not in parameters  # the URL's is used
+    assert parameters["keepalives_interval"] == 10
+
+
+@pytest.mark.parametrize(
+    "timeouts",
+    [
+        {"lock": 0},
+        {"lock": -1},
+        {"idle_in_transaction": -1},
+        {"statement": -0.5},
+        {"keepalive": -1},
+    ],
+)
+def test_timeouts_refuse_what_bounds_nothing(timeouts: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        Timeouts(**timeouts)  # type: ignore[arg-type]
+
+
+def test_the_sqlite_busy_timeout_is_the_lock_timeout(sqlite_url: str) -> None:
+    db = Database(sqlite_url, timeouts=Timeouts(lock=1.5))
+    try:
+        with db.read() as conn:
+            assert pragma(conn, "busy_timeout") == 1_500
+    finally:
+        db.dispose()
+
+
+def test_a_turn_not_given_within_its_timeout_raises_lock_timeout() -> None:
+    turns = Turns()
+    entered, leave = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_in_turn, args=(turns, "acme", entered, leave))
+    holder.start()
+    try:
+        assert entered.wait(timeout=30)
+        with (
+            pytest.raises(LockTimeout, match=r"the turn on 'acme' was not granted within 0\.05 s"),
+            turns.turn("acme", timeout=0.05),
+        ):
+            pytest.fail("the turn was taken while another thread had it")
+        assert turns.waiting("acme") == 1  # the one that gave up is gone
+        with turns.turn("globex", timeout=0.05):
+            pass  # another key is free
+    finally:
+        leave.set()
+        holder.join(timeout=30)
+    with turns.turn("acme", timeout=0.05):
+        assert turns.waiting("acme") == 1
+
+
+def test_a_sqlite_writer_waits_for_the_process_s_writer_up_to_the_lock_timeout(
+    sqlite_url: str,
+) -> None:
+    db = Database(sqlite_url, timeouts=Timeouts(lock=0.1))
+    writing, done = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with db.write():
+            writing.set()
+            assert done.wait(timeout=30)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert writing.wait(timeout=30)
+        with pytest.raises(LockTimeout, match="the database's write lock"), db.write():
+            pytest.fail("two threads of one process wrote at once")
+    finally:
+        done.set()
+        writer.join(timeout=30)
+    with db.write() as conn:  # free again
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    db.dispose()
+
+
+# What a failed transaction means, from errors provoked for real.
+
+Verdict = tuple[bool, bool]
+"""(``transient``, ``ended_lock_wait``) of an error."""
+RUN_AGAIN: Verdict = (True, False)
+LOCK_WAIT: Verdict = (False, True)
+NEITHER: Verdict = (False, False)
+
+
+def verdict(error: BaseException) -> Verdict:
+    return database.transient(error), database.ended_lock_wait(error)
+
+
+@pytest.fixture
+def rows(postgresql_url: str) -> Iterator[sa.Engine]:
+    """An engine on a schema with a table of two rows, ids 1 and 2."""
+    engine = sa.create_engine(postgresql_url, pool_size=3)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1, 0), (2, 0)")
+    yield engine
+    engine.dispose()
+
+
+def test_a_postgresql_deadlock_is_run_again(rows: sa.Engine) -> None:
+    first, second = rows.connect(), rows.connect()
+    failures: list[BaseException] = []
+    try:
+        first.begin()
+        second.begin()
+        first.exec_driver_sql("UPDATE t SET n = 1 WHERE id = 1")
+        second.exec_driver_sql("UPDATE t SET n = 1 WHERE id = 2")
+
+        def cross(conn: sa.Connection, row: int) -> None:
+            try:
+                conn.exec_driver_sql(f"UPDATE t SET n = 2 WHERE id = {row}")
+            except sa.exc.DBAPIError as error:
+                failures.append(error)
+                conn.rollback()
+
+        crossing = threading.Thread(target=cross, args=(first, 2))
+        crossing.start()
+        cross(second, 1)  # PostgreSQL ends one of the two after its deadlock_timeout
+        crossing.join(timeout=30)
+    finally:
+        first.close()
+        second.close()
+    assert len(failures) == 1
+    assert getattr(failures[0], "orig", None).sqlstate == "40P01"  # type: ignore[union-attr]
+    assert verdict(failures[0]) == RUN_AGAIN
+
+
+def test_a_postgresql_serialization_failure_is_run_again(rows: sa.Engine) -> None:
+    with (
+        rows.connect().execution_options(isolation_level="REPEATABLE READ") as reader,
+        reader.begin(),
+    ):
+        assert reader.exec_driver_sql("SELECT n FROM t WHERE id = 1").scalar() == 0
+        with rows.begin() as writer:
+            writer.exec_driver_sql("UPDATE t SET n = 1 WHERE id = 1")
+        with pytest.raises(sa.exc.DBAPIError) as raised:
+            reader.exec_driver_sql("UPDATE t SET n = 2 WHERE id = 1")
+    assert raised.value.orig.sqlstate == "40001"  # type: ignore[union-attr]
+    assert verdict(raised.value) == RUN_AGAIN
+
+
+def test_a_postgresql_session_ended_idle_in_its_transaction_is_run_again(
+    postgresql_url: str,
+) -> None:
+    """The timeout's own work: the session is ended, its transaction rolled back."""
+    db = Database(postgresql_url, timeouts=Timeouts(idle_in_transaction=0.05))
+
+    def idle_in_a_transaction() -> None:
+        with db.write() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until PostgreSQL ends the session
+                time.sleep(0.05)
+                conn.exec_driver_sql("SELECT 1")
+
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as raised:
+            idle_in_a_transaction()
+    finally:
+        db.dispose()
+    assert raised.value.orig.sqlstate == "25P03"  # type: ignore[union-attr]
+    assert verdict(raised.value) == RUN_AGAIN
+
+
+def test_a_postgresql_lock_timeout_is_a_lock_wait_ended(
+    rows: sa.Engine, postgresql_url: str
+) -> None:
+    db = Database(postgresql_url, timeouts=Timeouts(lock=0.05))
+    try:
+        with rows.begin() as holder:
+            holder.exec_driver_sql("SELECT n FROM t WHERE id = 1 FOR UPDATE")
+            with (
+                pytest.raises(LockTimeout, match="a lock was not granted") as raised,
+                db.write() as conn,
+            ):
+                conn.exec_driver_sql("SELECT n FROM t WHERE id = 1 FOR UPDATE")
+    finally:
+        db.dispose()
+    cause = raised.value.__cause__
+    assert isinstance(cause, sa.exc.DBAPIError)
+    assert cause.orig.sqlstate == "55P03"  # type: ignore[union-attr]
+    assert verdict(cause) == LOCK_WAIT
+
+
+def test_a_postgresql_statement_timeout_is_neither(postgresql_url: str) -> None:
+    db = Database(postgresql_url, timeouts=Timeouts(statement=0.05))
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as raised, db.write() as conn:
+            conn.exec_driver_sql("SELECT pg_sleep(30)")
+    finally:
+        db.dispose()
+    assert raised.value.orig.sqlstate == "57014"  # type: ignore[union-attr]
+    assert verdict(raised.value) == NEITHER
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Iterator[tuple[str, sqlite3.Connection]]:
+    """A SQLite file in WAL mode with a table ``t`` of two rows, and a connection to it."""
+    path = str(tmp_path / "t.db")
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    conn.execute("INSERT INTO t VALUES (0), (0)")
+    yield path, conn
+    conn.close()
+
+
+def test_sqlite_busy_is_a_lock_wait_ended(sqlite_file: tuple[str, sqlite3.Connection]) -> None:
+    path, writer = sqlite_file
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        other.execute("BEGIN IMMEDIATE")
+    other.close()
+    assert raised.value.sqlite_errorname == "SQLITE_BUSY"
+    assert verdict(raised.value) == LOCK_WAIT
+
+
+def test_sqlite_busy_through_the_database_is_lock_timeout(sqlite_url: str) -> None:
+    db = Database(sqlite_url, timeouts=Timeouts(lock=0.05))
+    path = sa.make_url(sqlite_url).database
+    assert path is not None
+    with db.write():
+        pass  # the file exists
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LockTimeout, match="a lock was not granted") as raised, db.write():
+            pytest.fail("two connections held the write lock")
+    finally:
+        other.close()
+        db.dispose()
+    assert verdict(raised.value.__cause__ or raised.value) == LOCK_WAIT
+
+
+def test_a_stale_sqlite_snapshot_is_run_again(
+    sqlite_file: tuple[str, sqlite3.Connection],
+) -> None:
+    path, writer = sqlite_file
+    reader = sqlite3.connect(path, isolation_level=None, timeout=0)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT n FROM t").fetchall() == [(0,), (0,)]
+    writer.execute("UPDATE t SET n = 1")
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        reader.execute("UPDATE t SET n = 2")
+    reader.close()
+    assert raised.value.sqlite_errorname == "SQLITE_BUSY_SNAPSHOT"
+    assert verdict(raised.value) == RUN_AGAIN
+
+
+def test_a_sqlite_table_locked_by_its_own_connection_is_run_again(
+    sqlite_file: tuple[str, sqlite3.Connection],
+) -> None:
+    _, conn = sqlite_file
+    reading = conn.execute("SELECT n FROM t")
+    reading.fetchone()  # the statement still has a row to read
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        conn.execute("DROP TABLE t")
+    reading.close()
+    assert raised.value.sqlite_errorname == "SQLITE_LOCKED"
+    assert verdict(raised.value) == RUN_AGAIN
+
+
+def test_a_read_only_sqlite_database_is_neither(
+    sqlite_file: tuple[str, sqlite3.Connection],
+) -> None:
+    path, _ = sqlite_file
+    read_only = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        read_only.execute("UPDATE t SET n = 1")
+    read_only.close()
+    assert raised.value.sqlite_errorname == "SQLITE_READONLY"
+    assert verdict(raised.value) == NEITHER
