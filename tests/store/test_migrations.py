@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 
 from creditmeter import CreditMeter
 from creditmeter.store import migrate
-from creditmeter.store.database import Database
+from creditmeter.store.database import Database, Timeouts
 from creditmeter.store.tables import metadata
 
 CREDITMETER_TABLES = frozenset(metadata.tables)
@@ -193,4 +195,32 @@ def test_downgrade_to_base_leaves_no_creditmeter_tables(database_url: str) -> No
         migrate.upgrade(db)
         assert differences(db) == []
     finally:
+        db.dispose()
+
+
+def test_a_migration_waits_for_another_s_beyond_the_lock_timeout(postgresql_url: str) -> None:
+    """Processes that start together migrate one at a time, however long the first takes:
+    the lock timeout does not cut the wait for the migrations' lock short."""
+    db = Database(postgresql_url, timeouts=Timeouts(lock=0.05, statement=0.05))
+    other = sa.create_engine(postgresql_url, pool_size=1)
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND objid = :key % 4294967296"
+    )
+    try:
+        with other.begin() as holder:
+            holder.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrate._LOCK_KEY}
+            )
+            migrating = threading.Thread(target=migrate.upgrade, args=(db,))
+            migrating.start()
+            deadline = time.monotonic() + 30
+            while not holder.execute(waiting, {"key": migrate._LOCK_KEY}).scalar_one():
+                assert time.monotonic() < deadline, "the migration did not wait for the lock"
+                time.sleep(0.01)
+            time.sleep(0.2)  # four times the lock timeout
+        migrating.join(timeout=60)
+        assert migrate.current_revision(db) == migrate.head_revision()
+    finally:
+        other.dispose()
         db.dispose()
