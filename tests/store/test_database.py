@@ -500,6 +500,7 @@ def test_postgresql_sessions_start_with_the_timeouts_in_force(postgresql_url: st
             }
             schema = str(sa.make_url(postgresql_url).query["options"]).split("=", 1)[1]
             assert shown(conn, "search_path") == {"search_path": schema}
+            assert shown(conn, "application_name") == {"application_name": "creditmeter"}
             with client_socket(conn) as sock:
                 assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
@@ -543,6 +544,8 @@ def test_a_setting_the_url_gives_wins() -> None:
     assert parameters["options"].endswith(" -c lock_timeout=9s")  # the later one counts
     assert "keepalives_idle" not in parameters  # the URL's is used
     assert parameters["keepalives_interval"] == 10
+    named = url.update_query_dict({"application_name": "billing"})
+    assert "application_name" not in database.postgresql_parameters(named, Timeouts())
 
 
 @pytest.mark.parametrize(
@@ -814,3 +817,40 @@ def test_a_read_only_sqlite_database_is_neither(
     read_only.close()
     assert raised.value.sqlite_errorname == "SQLITE_READONLY"
     assert verdict(raised.value) == NEITHER
+
+
+@pytest.mark.usefixtures("rows")
+def test_a_session_stuck_in_a_transaction_after_a_pipeline_is_ended_by_a_lock_waiter(
+    postgresql_url: str,
+) -> None:
+    """A session that holds a lock and says nothing after a pipelined round trip, as a
+    process that stopped there: PostgreSQL's idle-in-transaction timeout is off for it
+    (psycopg's Flush after the Sync), so the first wait for its lock that runs out after
+    the timeout ends it, and the next wait succeeds."""
+    db = Database(postgresql_url, timeouts=Timeouts(lock=0.1, idle_in_transaction=0.2))
+    other = Database(postgresql_url)  # another process of the application
+    stuck = other.engine.connect()
+    try:
+        stuck.begin()
+        dbapi_connection = stuck.connection.dbapi_connection
+        assert dbapi_connection is not None
+        with dbapi_connection.pipeline():
+            dbapi_connection.execute("SET LOCAL idle_in_transaction_session_timeout = 200")
+            dbapi_connection.execute("SELECT n FROM t WHERE id = 1 FOR UPDATE")
+        deadline = time.monotonic() + 30
+        while True:  # busy until the stuck session has been idle for the timeout
+            try:
+                with db.write() as conn:
+                    conn.exec_driver_sql("UPDATE t SET n = 1 WHERE id = 1")
+                break
+            except LockTimeout:
+                assert time.monotonic() < deadline, "the stuck session was never ended"
+        with pytest.raises(sa.exc.DBAPIError) as ended:
+            stuck.exec_driver_sql("SELECT 1")
+        assert ended.value.connection_invalidated
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT n FROM t WHERE id = 1").scalar() == 1
+    finally:
+        stuck.close()
+        other.dispose()
+        db.dispose()

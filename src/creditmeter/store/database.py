@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import select
 import sqlite3
 import threading
@@ -23,7 +24,11 @@ from creditmeter.store import direct
 from creditmeter.store.documents import json_text, json_value
 
 DEFAULT_URL: Final = "sqlite:///creditmeter.db"
+APPLICATION_NAME: Final = "creditmeter"
+"""The ``application_name`` of PostgreSQL sessions whose URL names none."""
 KEEPALIVE_PROBES: Final = 3
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,35 @@ class Database:
         try:
             yield
         except DBAPIError as error:
-            if ended_lock_wait(error):
-                raise not_granted("a lock", self.timeouts.lock) from error
-            raise
+            if not ended_lock_wait(error):
+                raise
+            if not self.is_sqlite and self.timeouts.idle_in_transaction:
+                self.end_stuck_sessions()
+            raise not_granted("a lock", self.timeouts.lock) from error
+
+    def end_stuck_sessions(self) -> int:
+        """End this application's PostgreSQL sessions that have sat idle in a transaction
+        for longer than the idle-in-transaction timeout (those of the same database, user
+        and ``application_name``), releasing their locks; how many. PostgreSQL ends them
+        itself only when it last answered them with its ReadyForQuery: psycopg leaves a
+        pipeline with a Sync followed by a Flush, and a Flush turns the timeout off until
+        the next ReadyForQuery, so a process that stops after a pipelined round trip
+        keeps its locks. Called by a use case that waited for a lock until the lock
+        timeout, so that a stuck holder costs the waiters seconds."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                ended = conn.execute(_END_STUCK, {"seconds": self.timeouts.idle_in_transaction})
+                count: int = ended.scalar_one()
+        except DBAPIError:
+            log.exception("ending the sessions idle in a transaction failed")
+            return 0
+        if count:
+            log.warning(
+                "ended %d database sessions idle in a transaction for over %g s",
+                count,
+                self.timeouts.idle_in_transaction,
+            )
+        return count
 
     def _sqlite_writer(self) -> Connection:
         if self._writer is None or self._writer.closed or self._writer.invalidated:
@@ -316,7 +347,8 @@ def postgresql_parameters(url: sa.URL, timeouts: Timeouts) -> dict[str, Any]:
     """The connection parameters that put ``timeouts`` in force on each PostgreSQL
     connection from its start (no statement of their own): the server's settings in its
     ``options``, before the URL's own (so that a setting the URL gives wins), and libpq's
-    TCP keepalives and user timeout, unless the URL gives them."""
+    TCP keepalives and user timeout, unless the URL gives them; the sessions are named
+    ``creditmeter`` unless the URL names them."""
     seconds = {
         "lock_timeout": timeouts.lock,
         "idle_in_transaction_session_timeout": timeouts.idle_in_transaction,
@@ -340,10 +372,22 @@ def postgresql_parameters(url: sa.URL, timeouts: Timeouts) -> dict[str, Any]:
     options = [f"-c {name}={value}" for name, value in settings.items()]
     options += [given] if isinstance(given, str) else list(given)
     parameters: dict[str, Any] = {"options": " ".join(options)}
+    if "application_name" not in url.query:
+        parameters["application_name"] = APPLICATION_NAME
     if tcp and "keepalives" not in url.query:
         parameters["keepalives"] = 1
         parameters.update((name, value) for name, value in tcp.items() if name not in url.query)
     return parameters
+
+
+_END_STUCK = sa.text(
+    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+    " WHERE application_name = current_setting('application_name')"
+    " AND datname = current_database() AND usename = current_user"
+    " AND pid <> pg_backend_pid()"
+    " AND state IN ('idle in transaction', 'idle in transaction (aborted)')"
+    " AND state_change < now() - make_interval(secs => :seconds)"
+)
 
 
 def _configure_sqlite(
