@@ -127,7 +127,12 @@ class Database:
                     yield from self._in_transaction(self._sqlite_writer())
                 return
             with self.engine.connect() as conn:
-                yield from self._in_transaction(conn)
+                try:
+                    yield from self._in_transaction(conn)
+                except DBAPIError as error:
+                    if ended_lock_wait(error) and self.timeouts.idle_in_transaction:
+                        self.end_stuck_sessions(conn)
+                    raise
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -149,24 +154,24 @@ class Database:
         except DBAPIError as error:
             if not ended_lock_wait(error):
                 raise
-            if not self.is_sqlite and self.timeouts.idle_in_transaction:
-                self.end_stuck_sessions()
             raise not_granted("a lock", self.timeouts.lock) from error
 
-    def end_stuck_sessions(self) -> int:
+    def end_stuck_sessions(self, conn: Connection) -> int:
         """End this application's PostgreSQL sessions that have sat idle in a transaction
         for longer than the idle-in-transaction timeout (those of the same database, user
         and ``application_name``), releasing their locks; how many. PostgreSQL ends them
         itself only when it last answered them with its ReadyForQuery: psycopg leaves a
         pipeline with a Sync followed by a Flush, and a Flush turns the timeout off until
         the next ReadyForQuery, so a process that stops after a pipelined round trip
-        keeps its locks. Called by a use case that waited for a lock until the lock
-        timeout, so that a stuck holder costs the waiters seconds."""
+        keeps its locks. Called on ``conn``, out of a transaction, by a use case that
+        waited for a lock until the lock timeout, so that a stuck holder costs the waiters
+        seconds."""
         try:
-            with self.engine.connect() as conn, conn.begin():
+            conn.rollback()
+            with conn.begin():
                 ended = conn.execute(_END_STUCK, {"seconds": self.timeouts.idle_in_transaction})
                 count: int = ended.scalar_one()
-        except DBAPIError:
+        except sa.exc.SQLAlchemyError:
             log.exception("ending the sessions idle in a transaction failed")
             return 0
         if count:
