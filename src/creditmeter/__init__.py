@@ -12,6 +12,7 @@ from creditmeter.core.errors import (
     Refusal,
 )
 from creditmeter.meter import CreditMeter, UsageEvent
+from creditmeter.store.database import LockTimeout, Timeouts
 
 __all__ = [
     "AccountSuspended",
@@ -22,7 +23,9 @@ __all__ = [
     "IdempotencyConflict",
     "InsufficientCredits",
     "InvalidRequest",
+    "LockTimeout",
     "NotFound",
     "Refusal",
+    "Timeouts",
     "UsageEvent",
 ]
