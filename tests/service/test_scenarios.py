@@ -389,12 +389,16 @@ def test_calendar_month_rollover(meter: CreditMeter, clock: Clock) -> None:
     assert balance.period_end == datetime(2026, 5, 1, tzinfo=UTC)
     assert [t.amount for t in transactions_of(meter, "acme", "expiry")] == [-1_500]
 
-    # Two periods later, untouched in between: one more refresh per boundary crossed.
+    # Two periods later, untouched in between: one refresh and one expiry per boundary
+    # crossed, each dated at its boundary, as if the account had been touched every day.
     clock.now = datetime(2026, 6, 15, tzinfo=UTC)
     balance = meter.balance("acme")
     assert balance.available == 2_000
     assert balance.period_start == datetime(2026, 6, 1, tzinfo=UTC)
-    assert [t.amount for t in transactions_of(meter, "acme", "expiry")] == [-2_000, -1_500]
+    expiries = transactions_of(meter, "acme", "expiry")
+    assert [t.amount for t in expiries] == [-2_000, -2_000, -1_500]
+    assert [t.created_at.month for t in expiries] == [6, 5, 4]
+    assert len(transactions_of(meter, "acme", "allocation")) == 4
     assert_books_balance(meter)
 
 
