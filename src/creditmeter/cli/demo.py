@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -50,7 +51,7 @@ def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> Non
             refuse_data(meter, database_url)
             tour.tell(meter, shown(database_url))
         return
-    clock = sample.WalkingClock()
+    clock = sample.WalkingClock(datetime.now(UTC))
     with CreditMeter(database_url, clock=clock) as meter:
         refuse_data(meter, database_url)
         click.echo(f"creditmeter demo: making sample data in {shown(database_url)} …")

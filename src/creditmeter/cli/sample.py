@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from creditmeter.core.errors import InsufficientCredits
@@ -51,15 +51,16 @@ ACCOUNTS: Final = (
     SampleAccount("acme", "Acme Inc.", "pro", ("ann", "bob", "chen"), 4, pack="medium"),
     SampleAccount("globex", "Globex", "starter", ("dana",), 3),
     SampleAccount("initech", "Initech", "enterprise", ("erin", "frank"), 6),
-    SampleAccount("umbrella", "Umbrella Labs", "pro", ("gus", "hana"), 4, recharge_below=6_000),
+    SampleAccount("umbrella", "Umbrella Labs", "pro", ("gus", "hana"), 4, recharge_below=8_000),
 )
 
 
 class WalkingClock:
-    """A clock that :func:`seed` sets in the past and moves forward towards now."""
+    """A clock that starts at ``now``, which :func:`seed` sets back in the past and moves
+    forward until it is ``now`` again."""
 
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+    def __init__(self, now: datetime) -> None:
+        self.now = now
 
     def __call__(self) -> datetime:
         return self.now
@@ -106,13 +107,21 @@ def price_book(meter: CreditMeter) -> tuple[str, ...]:
 
 
 def plans(meter: CreditMeter) -> tuple[str, ...]:
+    """Pro renews on each account's anniversary: the weeks of sample usage never cross a
+    renewal, so they tell the same story (a pack spent, a recharge) on every date."""
     meter.put_plan(
         "starter",
         name="Starter",
         allowances={"*": 1_000},
         features=["lead_collection", "csv_export", "generate_goal"],
     )
-    meter.put_plan("pro", name="Pro", allowances={"*": 20_000}, rollover_cap=5_000)
+    meter.put_plan(
+        "pro",
+        name="Pro",
+        allowances={"*": 20_000},
+        period="anniversary_month",
+        rollover_cap=5_000,
+    )
     meter.put_plan("enterprise", name="Enterprise", allowances={"*": None})
     return ("starter", "pro", "enterprise")
 
@@ -163,9 +172,9 @@ def buy(meter: CreditMeter, account_id: str, package_id: str) -> None:
 
 def seed(meter: CreditMeter, clock: WalkingClock, *, days: int = DAYS) -> SampleData:
     """Everything the demo serves, made on ``meter`` (with the development payment
-    provider) whose clock is ``clock``; the clock is set ``days`` days back and ends a
-    minute before now."""
-    end = datetime.now(UTC) - timedelta(minutes=1)
+    provider) whose clock is ``clock``; the clock is set ``days`` days back from its time
+    and ends a minute before it."""
+    end = clock.now - timedelta(minutes=1)
     start = (end - timedelta(days=days)).replace(hour=8, minute=0, second=0, microsecond=0)
     clock.now = start
     data = SampleData(first_day=start)
