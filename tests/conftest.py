@@ -13,12 +13,14 @@ file on SQLite, the template's statements replayed into the fresh schema on Post
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from creditmeter import CreditMeter
 from tests import templates
@@ -27,6 +29,9 @@ POSTGRES_URL = os.environ.get(
     "CREDITMETER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 ENGINES = ("sqlite", "postgresql")
+MOVED_CLOCK = Path(__file__).parent / "moved_clock"
+ENGINE_FIXTURES = {"sqlite": ("sqlite_", "migrated_sqlite_"), "postgresql": ("postgres",)}
+"""How the names of the fixtures of one engine alone begin."""
 
 LONG_SCALE = 20
 """How much ``--reliability-long`` multiplies the operation budget and the kills by."""
@@ -34,6 +39,24 @@ DEFAULT_SEED = 2026
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--engines",
+        default=",".join(ENGINES),
+        help="the engines to test on, comma-separated (default: sqlite,postgresql); "
+        "--engines sqlite is the fast loop, with no PostgreSQL server needed",
+    )
+    parser.addoption(
+        "--restart-postgres",
+        action="store_true",
+        default=False,
+        help="also run the tests that restart the local PostgreSQL server (CI does)",
+    )
+    parser.addoption(
+        "--today",
+        metavar="DATE",
+        help="run with this process's clock moved to DATE (ISO; a date keeps the time "
+        "of day) and ticking: for tests whose outcome could depend on the date",
+    )
     group = parser.getgroup("reliability", "fault-injection tests")
     group.addoption(
         "--reliability-long",
@@ -47,6 +70,69 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_SEED,
         help=f"seed of the operations and of the faults (default {DEFAULT_SEED})",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    engines = selected_engines(config)
+    if not engines or not set(engines) <= set(ENGINES):
+        raise pytest.UsageError(f"--engines takes some of {', '.join(ENGINES)}")
+    today = config.getoption("today")
+    if today is not None:
+        move_clocks(moved_now(today))
+
+
+def move_clocks(to: datetime) -> None:
+    """Move this process's clock to ``to``, ticking, and that of every Python process it
+    starts (tests/moved_clock/sitecustomize.py) by the same offset."""
+    os.environ["CREDITMETER_TEST_CLOCK_OFFSET"] = str(to.timestamp() - time.time())
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(MOVED_CLOCK), os.environ.get("PYTHONPATH")])
+    )
+    time_machine.travel(to, tick=True).start()
+
+
+def selected_engines(config: pytest.Config) -> list[str]:
+    return [e.strip() for e in str(config.getoption("engines")).split(",") if e.strip()]
+
+
+def moved_now(today: str) -> datetime:
+    """``today`` as an aware time: a date alone keeps the current time of day."""
+    try:
+        moved = datetime.fromisoformat(today)
+    except ValueError as error:
+        raise pytest.UsageError(f"--today: {error}") from None
+    if len(today) <= len("YYYY-MM-DD"):
+        moved = datetime.combine(moved.date(), datetime.now(UTC).time())
+    return moved if moved.tzinfo else moved.replace(tzinfo=UTC)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the engines not asked for, and the PostgreSQL restarts unless asked."""
+    skipped = set(ENGINES) - set(selected_engines(config))
+    restarts = config.getoption("restart_postgres")
+    kept, left_out = [], []
+    for item in items:
+        if uses_engine(item, skipped) or (
+            not restarts and item.get_closest_marker("restarts_postgres")
+        ):
+            left_out.append(item)
+        else:
+            kept.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
+def uses_engine(item: pytest.Item, engines: set[str]) -> bool:
+    """Whether the test runs on one of ``engines``: by a parameter naming it, or by asking
+    for a fixture of that engine's alone (``postgresql_url``, ``migrated_sqlite_url`` …)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and any(
+        isinstance(value, str) and value in engines for value in callspec.params.values()
+    ):
+        return True
+    prefixes = tuple(prefix for engine in engines for prefix in ENGINE_FIXTURES[engine])
+    return any(name.startswith(prefixes) for name in getattr(item, "fixturenames", ()))
 
 
 class Clock:

@@ -47,6 +47,8 @@ from tests.client.conftest import ADMIN_KEY, Server, start_server
 from tests.conftest import POSTGRES_URL, postgres_schema_url
 
 THREADS: Final = 8
+pytestmark = pytest.mark.restarts_postgres
+
 ACCOUNTS: Final = 4
 FEATURE: Final = "op"
 GRANT: Final = 10_000_000

@@ -98,8 +98,8 @@ def test_normalize_url(given: str, expected: str) -> None:
     assert normalize_url(given) == expected
 
 
-def test_a_plain_postgresql_url_connects_with_psycopg_3() -> None:
-    plain = "postgresql://" + POSTGRES_URL.split("://", 1)[1]
+def test_a_plain_postgresql_url_connects_with_psycopg_3(postgresql_url: str) -> None:
+    plain = "postgresql://" + postgresql_url.split("://", 1)[1]
     db = Database(plain)
     try:
         assert db.url.startswith("postgresql+psycopg://")
