@@ -3,7 +3,6 @@ pages, filtered, and its CSV."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -14,6 +13,7 @@ from sqlalchemy.engine import Connection
 from creditmeter.core.audit import Action, Actor, ActorKind, AuditEntry
 from creditmeter.core.errors import InvalidRequest
 from creditmeter.core.records import Page
+from creditmeter.service import csv_export
 from creditmeter.service.ids import new_id
 from creditmeter.service.queries import bound, paged
 from creditmeter.store import audit
@@ -104,7 +104,7 @@ CSV_COLUMNS = (
 
 def write_csv(entries: Iterator[AuditEntry], out: IO[str]) -> int:
     """Write entries as CSV, one line each (the details as JSON); returns how many."""
-    writer = csv.writer(out)
+    writer = csv_export.Writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for e in entries:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from creditmeter.core.grants import allowance_state, free_credits
 from creditmeter.core.records import Balance, Page, PoolBalance, Transaction, UsageRecord
 from creditmeter.core.settings import Settings, balance_warnings
 from creditmeter.core.types import ANY_POOL, PURCHASED_SOURCES, TransactionType
+from creditmeter.service import csv_export
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import plan_of
 from creditmeter.store import ledger, usage
@@ -209,7 +209,7 @@ CSV_COLUMNS = (
 
 def write_transactions_csv(rows: Iterator[Transaction], out: IO[str]) -> int:
     """Write transactions as CSV, one line each; returns how many were written."""
-    writer = csv.writer(out)
+    writer = csv_export.Writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for t in rows:

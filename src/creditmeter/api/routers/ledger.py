@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 from creditmeter.core.records import Transaction, UsageRecord
 from creditmeter.core.types import TransactionType
 from creditmeter.meter import CreditMeter
+from creditmeter.service import csv_export
 from creditmeter.service.queries import write_transactions_csv
 
 router = APIRouter(prefix="/v1/accounts", tags=["ledger"])
@@ -104,7 +104,7 @@ USAGE_CSV_COLUMNS = (
 
 def _usage_csv(rows: Iterator[UsageRecord]) -> Iterator[str]:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_export.Writer(out)
     writer.writerow(USAGE_CSV_COLUMNS)
     yield _drain(out)
     for batch in _batches(rows):
