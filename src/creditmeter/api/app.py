@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from creditmeter.api import docs, errors, observability
+from creditmeter.api.body_limit import BodyLimits
 from creditmeter.api.config import ServerSettings
 from creditmeter.api.rate_limits import Limiter, RateLimits
 from creditmeter.api.routers import (
@@ -100,6 +101,9 @@ def create_app(
     admin_key = settings.admin_key
     app.state.admin_key = None if admin_key is None else admin_key.get_secret_value()
     errors.install(app)
+    app.add_middleware(
+        BodyLimits, default=settings.max_body_bytes, batch=settings.max_batch_body_bytes
+    )
     limits = settings.limits()
     if limits is not None:
         app.add_middleware(RateLimits, limiter=Limiter(limits, meter.clock))

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from creditmeter.api.body_limit import DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BODY_BYTES
 from creditmeter.api.rate_limits import Limits, parse
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.provider import PaymentProvider
@@ -55,6 +56,11 @@ class ServerSettings(BaseSettings):
     rate_limit_address: str = "50/second"
     """Requests a client address may make without a valid key (webhooks, health checks,
     the checkout and documentation pages, refused keys)."""
+
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    """Bytes a request body may have; a larger one is 413, unread."""
+    max_batch_body_bytes: int = Field(default=DEFAULT_MAX_BATCH_BODY_BYTES, gt=0)
+    """Bytes the body of a batch of usage events (``POST /v1/usage/batch``) may have."""
 
     # How long a lock is waited for or kept by a process that stopped (Timeouts).
     lock_timeout: float = Field(default=Timeouts.lock, gt=0)

@@ -122,7 +122,8 @@ def install(app: FastAPI) -> None:
 
     async def http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        kinds = {404: "not_found", 405: "method_not_allowed", 413: PayloadTooLarge.code}
+        kind = kinds.get(error.status_code, "http_error")
         return JSONResponse(error_body(kind, str(error.detail)), error.status_code)
 
     async def database(request: Request, error: Exception) -> JSONResponse:
