@@ -13,6 +13,7 @@ from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import identifier
+from creditmeter.core.metadata import checked
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import credit_amount
 from creditmeter.core.records import Account
@@ -52,6 +53,7 @@ def create(
     """The account with this id, created with its allowance and welcome bonus if new;
     ``True`` when it was created now."""
     existing = accounts.get(conn, identifier(account_id, "an account id"))
+    metadata = checked(metadata)
     if existing is not None:
         return existing.account, False
     plan = None if plan_key is None else get_plan(conn, plan_key)
@@ -121,7 +123,7 @@ def update(
             known = ", ".join(s.value for s in AccountStatus)
             raise InvalidRequest(f"status must be one of {known}") from None
     if metadata is not None:
-        account = replace(account, metadata=dict(metadata))
+        account = replace(account, metadata=checked(metadata))
     if overdraft_limit is not None:
         credit_amount(overdraft_limit, "overdraft_limit")
         if overdraft_limit < book.row.debt:

@@ -25,6 +25,7 @@ from creditmeter.core.grants import (
     plan_draws,
     purchased_free,
 )
+from creditmeter.core.metadata import checked
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import (
     Feature,
@@ -119,6 +120,7 @@ def authorize(
     member: str | None,
     metadata: Mapping[str, Any],
 ) -> Hold:
+    metadata = checked(metadata)
     plan = plan_of(book)
     feature = rated.feature
     refused = _enforce(settings, _refusal(book, plan, feature))
@@ -187,6 +189,7 @@ def settle(
     part no grant covers becomes debt up to the overdraft limit, the rest uncollected."""
     hold, details = found.hold, found.details
     _pending(book, hold)
+    metadata = checked({**details["metadata"], **metadata})
     hold_id = hold.id
     model = model or details["model"]
     member = member or details["member"]
@@ -207,7 +210,7 @@ def settle(
         model=model,
         member=member,
         success=success,
-        metadata={**details["metadata"], **metadata},
+        metadata=metadata,
         provider_cost=provider_cost,
         hold_id=hold_id,
         would_refuse=None,
@@ -237,6 +240,7 @@ def charge(
     metadata: Mapping[str, Any],
     provider_cost: Decimal | None,
 ) -> Charge:
+    metadata = checked(metadata)
     plan = plan_of(book)
     feature = rated.feature
     refused = _enforce(settings, _refusal(book, plan, feature))

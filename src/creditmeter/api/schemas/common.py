@@ -3,7 +3,6 @@ store, pages, errors, idempotency."""
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from fastapi import Header, Response
@@ -20,6 +19,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, to_json
 from typing_extensions import TypeAliasType
 
+from creditmeter.core import metadata
+from creditmeter.core.errors import InvalidRequest
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 from creditmeter.core.types import MAX_CREDITS
 
@@ -91,26 +92,14 @@ else:  # recursive, for the JSON Schema only: ``_metadata`` validates
 
 
 def _metadata(value: object) -> dict[str, Any]:
-    """Any JSON object that both engines can store: PostgreSQL takes no NUL character in a
-    text, and no engine takes NaN or infinity."""
+    """Any JSON object within metadata's bounds that both engines can store
+    (core/metadata.py); what it passes is a 422 naming the bound."""
     if not isinstance(value, dict):
         raise ValueError("metadata is a JSON object")
-    _storable(value)
-    return value
-
-
-def _storable(value: object) -> None:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("metadata may not contain a NUL character")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("metadata numbers must be finite")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key)
-            _storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            _storable(item)
+    try:
+        return metadata.checked(value)
+    except InvalidRequest as error:
+        raise ValueError(error.message) from None
 
 
 Metadata = Annotated[
@@ -119,7 +108,11 @@ Metadata = Annotated[
         _metadata,
         json_schema_input_type=Annotated[dict[MetadataKey, MetadataValue], _NoOtherKeys()],
     ),
-    Field(description="Free-form JSON kept with the record."),
+    Field(
+        description=f"Free-form JSON kept with the record: at most {metadata.MAX_DEPTH} "
+        f"levels deep, {metadata.MAX_KEYS} keys, {metadata.MAX_TEXT} characters a key or "
+        f"text and {metadata.MAX_BYTES} bytes as JSON."
+    ),
 ]
 
 IdempotencyKey = Annotated[
