@@ -24,6 +24,12 @@ class InvalidRequest(CreditMeterError):
     code = "invalid_request"
 
 
+class TotalOutOfRange(InvalidRequest):
+    """A running total would pass the most it may count; nothing changed."""
+
+    code = "total_out_of_range"
+
+
 class NotFound(CreditMeterError):
     code = "not_found"
 

@@ -21,6 +21,11 @@ MAX_CREDITS: Final[Credits] = 10**15
 """The most credits one amount (a grant, a usage, a limit) may be: far above any real
 balance, far below what a 64-bit column holds, and exact as a JSON number."""
 
+MAX_PERIOD_USAGE: Final[Credits] = 10**18
+"""The most credits an account may use of an unlimited allowance in one pool and period
+(a thousand of the largest usages): the count stays far below 64 bits, and so do the
+totals summed from it."""
+
 
 class AccountStatus(StrEnum):
     ACTIVE = "active"

@@ -16,6 +16,7 @@ from creditmeter.core.errors import (
     InvalidRequest,
     NotFound,
     Refusal,
+    TotalOutOfRange,
 )
 from creditmeter.core.grants import (
     Draw,
@@ -37,7 +38,13 @@ from creditmeter.core.pricing import (
 )
 from creditmeter.core.records import Charge, CheckResult, Hold, Refused, UsageRecord
 from creditmeter.core.settings import Settings, balance_warnings
-from creditmeter.core.types import AccountStatus, Credits, Enforcement, HoldStatus
+from creditmeter.core.types import (
+    MAX_PERIOD_USAGE,
+    AccountStatus,
+    Credits,
+    Enforcement,
+    HoldStatus,
+)
 from creditmeter.service.book import AccountBook
 from creditmeter.service.ids import new_id
 from creditmeter.service.maintenance import expire_grants, plan_of
@@ -104,6 +111,17 @@ def _enforce(settings: Settings, refusal: Refusal | None) -> Refused | None:
     if settings.enforcement is Enforcement.ENFORCE:
         raise refusal
     return Refused(refusal.code, refusal.message)
+
+
+def _count_unlimited(book: AccountBook, pool: str, credits: Credits) -> None:
+    """Count a usage of an unlimited allowance, first of what the charge writes: a usage
+    that would take the period's count past ``MAX_PERIOD_USAGE`` writes nothing."""
+    start = book.row.account.period_start
+    if not usage.add_unlimited(book.conn, book.id, pool, start, credits):
+        raise TotalOutOfRange(
+            f"account {book.id!r} may use at most {MAX_PERIOD_USAGE} credits of the "
+            f"unlimited allowance of pool {pool!r} in a period"
+        )
 
 
 def _headroom(book: AccountBook) -> Credits:
@@ -296,6 +314,8 @@ def _charge(
         more, short = plan_draws(consumption_order(others, feature.pool, book.now), short)
         draws += more
     debited = min(short, _headroom(book))
+    if unlimited and rated.credits:
+        _count_unlimited(book, feature.pool, rated.credits)
     usage_id = new_id("use")
     txn = book.consume(
         draws,
@@ -305,10 +325,6 @@ def _charge(
         hold_id=hold_id,
         metadata={"feature": feature.key, "model": model, "member": member},
     )
-    if unlimited and rated.credits:
-        usage.add_unlimited(
-            book.conn, book.id, feature.pool, book.row.account.period_start, rated.credits
-        )
     record = UsageRecord(
         id=usage_id,
         account_id=book.id,

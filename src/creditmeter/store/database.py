@@ -16,10 +16,10 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from creditmeter.core.errors import CreditMeterError, InvalidRequest
+from creditmeter.core.errors import CreditMeterError, InvalidRequest, TotalOutOfRange
 from creditmeter.store import direct
 from creditmeter.store.documents import json_text, json_value
 
@@ -294,14 +294,30 @@ class Turns:
             return 0 if found is None else found[1][0]
 
 
+SQLITE_OVERFLOW: Final = "integer overflow"
+"""SQLite's error for a ``SUM`` past 64 bits."""
+NUMERIC_VALUE_OUT_OF_RANGE: Final = "22003"
+"""PostgreSQL's SQLSTATE for a number past its column's type (``bigint out of range``)."""
+
+
 @contextmanager
 def _refusing_bad_values() -> Iterator[None]:
     """A value the database cannot store or compare (a NUL character in PostgreSQL text, a
-    number out of its range, …) is the caller's error, not the database's."""
+    number out of its range, …) or a total past 64 bits is the caller's error, not the
+    database's: never a 500, never "unavailable"."""
     try:
         yield
     except DataError as error:
+        if getattr(error.orig, "sqlstate", None) == NUMERIC_VALUE_OUT_OF_RANGE:
+            out_of_range = f"a number is out of the database's range: {error.orig}"
+            raise TotalOutOfRange(out_of_range) from None
         raise InvalidRequest(f"the database refused a value: {error.orig}") from None
+    except OperationalError as error:
+        if str(error.orig) != SQLITE_OVERFLOW:
+            raise
+        raise TotalOutOfRange("a total is out of the database's range (64 bits)") from None
+    except OverflowError as error:  # the sqlite3 driver's, for an integer past 64 bits
+        raise TotalOutOfRange(f"a number is out of the database's range: {error}") from None
 
 
 def _create_engine(url: str, pool_size: int, timeouts: Timeouts) -> Engine:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.records import UsageGroup, UsageRecord
-from creditmeter.core.types import AccountId, UsageId
+from creditmeter.core.types import MAX_PERIOD_USAGE, AccountId, UsageId
 from creditmeter.store import direct
 from creditmeter.store.tables import unlimited_usage, usage_records
 
@@ -195,33 +195,44 @@ def summary(
     ]
 
 
+_UNLIMITED_ROW = (
+    unlimited_usage.c.account_id == sa.bindparam("the_account_id"),
+    unlimited_usage.c.pool == sa.bindparam("the_pool"),
+    unlimited_usage.c.period_start == sa.bindparam("the_period_start"),
+)
 _ADD_UNLIMITED = (
     unlimited_usage.update()
-    .where(
-        unlimited_usage.c.account_id == sa.bindparam("the_account_id"),
-        unlimited_usage.c.pool == sa.bindparam("the_pool"),
-        unlimited_usage.c.period_start == sa.bindparam("the_period_start"),
-    )
+    .where(*_UNLIMITED_ROW, unlimited_usage.c.credits <= sa.bindparam("ceiling"))
     .values(credits=unlimited_usage.c.credits + sa.bindparam("more"))
 )
+_HAS_UNLIMITED = sa.select(sa.literal(1)).where(*_UNLIMITED_ROW)
 
 
 def add_unlimited(
     conn: Connection, account_id: AccountId, pool: str, period_start: datetime, credits: int
-) -> None:
-    """Count credits used on an unlimited allowance (the caller holds the account lock)."""
+) -> bool:
+    """Count credits used on an unlimited allowance (the caller holds the account lock);
+    ``False``, counting nothing, if the period's count would pass ``MAX_PERIOD_USAGE``.
+    The bound is in the statement: SQLite would turn a sum past 64 bits into a float."""
+    if credits > MAX_PERIOD_USAGE:
+        return False
     params = {
         "the_account_id": account_id,
         "the_pool": pool,
         "the_period_start": period_start,
         "more": credits,
+        "ceiling": MAX_PERIOD_USAGE - credits,
     }
-    if conn.execute(_ADD_UNLIMITED, params).rowcount == 0:
-        conn.execute(
-            unlimited_usage.insert().values(
-                account_id=account_id, pool=pool, period_start=period_start, credits=credits
-            )
+    if conn.execute(_ADD_UNLIMITED, params).rowcount:
+        return True
+    if conn.execute(_HAS_UNLIMITED, params).first() is not None:
+        return False
+    conn.execute(
+        unlimited_usage.insert().values(
+            account_id=account_id, pool=pool, period_start=period_start, credits=credits
         )
+    )
+    return True
 
 
 def unlimited_used(
