@@ -10,6 +10,7 @@ from creditmeter.core.errors import (
     InvalidRequest,
     NotFound,
     Refusal,
+    TotalOutOfRange,
 )
 from creditmeter.meter import CreditMeter, UsageEvent
 from creditmeter.store.database import LockTimeout, Timeouts
@@ -27,5 +28,6 @@ __all__ = [
     "NotFound",
     "Refusal",
     "Timeouts",
+    "TotalOutOfRange",
     "UsageEvent",
 ]

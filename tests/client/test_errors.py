@@ -11,6 +11,7 @@ from creditmeter import (
     InsufficientCredits,
     InvalidRequest,
     NotFound,
+    TotalOutOfRange,
 )
 from creditmeter.client import (
     AuthenticationFailed,
@@ -112,6 +113,7 @@ def test_an_unlimited_allowance_in_a_402() -> None:
         (402, "payment_declined", "Your card was declined.", PaymentDeclined, {}),
         (502, "payment_provider_error", "Stripe: no such customer", PaymentError, {}),
         (422, "invalid_request", "body.amount: bad", InvalidRequest, {}),
+        (422, "total_out_of_range", "at most 10^18 credits", TotalOutOfRange, {}),
         (400, "malformed_json", "the body is not valid JSON", InvalidRequest, {}),
         (401, "unauthenticated", "the API key is not valid", AuthenticationFailed, {"status": 401}),
         (403, "forbidden", "this needs a service key", PermissionDenied, {"status": 403}),

@@ -24,6 +24,7 @@ from creditmeter.core.errors import (
     InsufficientCredits,
     InvalidRequest,
     NotFound,
+    TotalOutOfRange,
 )
 from creditmeter.core.payments import PaymentDeclined, PaymentError
 
@@ -124,6 +125,8 @@ def domain_error(kind: str, message: str, detail: Mapping[str, Any]) -> CreditMe
     for a type the library does not have."""
     if kind == "insufficient_credits":
         return insufficient(detail)
+    if kind == "total_out_of_range":
+        return TotalOutOfRange(message)
     if kind in ("invalid_request", "malformed_json"):
         return InvalidRequest(message)
     if kind == "not_found":
