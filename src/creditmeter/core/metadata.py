@@ -31,7 +31,7 @@ MAX_BYTES: Final = 16_384
 def checked(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """``metadata`` as a plain dict (empty for ``None``), or :class:`InvalidRequest`
     naming the bound it passes."""
-    if metadata is None:
+    if not metadata:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidRequest("metadata is a JSON object")
