@@ -307,9 +307,13 @@ class CreditMeter:
         member: str | None = None,
         ttl: timedelta | None = None,
         metadata: Mapping[str, Any] | None = None,
+        balancing: bool = False,
         idempotency_key: str | None = None,
     ) -> Hold:
-        """Reserve the estimate's credits; raises ``InsufficientCredits`` if short."""
+        """Reserve the estimate's credits; raises ``InsufficientCredits`` if short.
+        ``balancing=True`` reserves what the grants hold up to the estimate instead (the
+        hold's ``credits``, with ``requested`` the estimate's price) and raises only when
+        they hold nothing: for work that can shrink to fit."""
 
         def authorize(book: AccountBook, settings: Settings) -> Hold:
             seconds = settings.default_hold_ttl_seconds if ttl is None else ttl.total_seconds()
@@ -326,6 +330,7 @@ class CreditMeter:
                 model=model,
                 member=member,
                 metadata=metadata or {},
+                balancing=balancing,
             )
 
         params = {
@@ -338,6 +343,8 @@ class CreditMeter:
             "ttl": None if ttl is None else ttl.total_seconds(),
             "metadata": metadata,
         }
+        if balancing:  # absent otherwise: keys stored before it existed keep their print
+            params["balancing"] = True
         return self._on_account(
             account_id,
             self._spending(authorize),
@@ -606,6 +613,32 @@ class CreditMeter:
             refund,
             key=idempotency_key,
             operation="refund",
+            params=params,
+            result=Transaction,
+        )
+
+    def void_grant(
+        self,
+        account_id: str,
+        grant_id: str,
+        *,
+        reason: str,
+        held: str = "refuse",
+        idempotency_key: str | None = None,
+        actor: Actor = LIBRARY,
+    ) -> Transaction:
+        """Take the credits left in a grant away, as a ``void`` transaction; the grant is
+        never drawn from or refilled again. Credits of it that pending holds reserve raise
+        ``GrantHeld`` (naming the holds) unless ``held="release"``, which releases those
+        holds first."""
+        params = {"account": account_id, "grant": grant_id, "reason": reason, "held": held}
+        return self._on_account(
+            account_id,
+            lambda book, _: grants_service.void_grant(
+                book, grant_id, reason=reason, held=held, actor=actor
+            ),
+            key=idempotency_key,
+            operation="void_grant",
             params=params,
             result=Transaction,
         )

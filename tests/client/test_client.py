@@ -17,6 +17,7 @@ from creditmeter import (
     AccountSuspended,
     CreditMeter,
     FeatureNotInPlan,
+    GrantHeld,
     HoldNotPending,
     IdempotencyConflict,
     InsufficientCredits,
@@ -343,6 +344,40 @@ def test_grants_refunds_and_the_ledger(
     assert service.export_transactions_csv(acme, out) == 4
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [r["id"] for r in rows] == [t.id for t in everything]
+
+
+def test_voiding_a_grant_and_a_balancing_hold(
+    service: CreditMeterClient, admin: CreditMeterClient, acme: str, library: CreditMeter
+) -> None:
+    promo = admin.grant(acme, 700, source="promotional").grant_id
+    hold = service.authorize(acme, "llm.chat", credits=3_100)  # the allowance, 100 of promo
+    with pytest.raises(GrantHeld) as held:
+        admin.void_grant(acme, promo, reason="sent by mistake")
+    assert (held.value.grant_id, held.value.holds) == (promo, (hold.id,))
+    with pytest.raises(PermissionDenied):
+        service.void_grant(acme, promo, reason="sent by mistake", held="release")
+
+    key = f"void-{acme}"
+    void = admin.void_grant(
+        acme, promo, reason="sent by mistake", held="release", idempotency_key=key
+    )
+    again = admin.void_grant(
+        acme, promo, reason="sent by mistake", held="release", idempotency_key=key
+    )
+
+    assert again == void
+    assert (void.type, void.amount) == (TransactionType.VOID, -700)
+    assert void == next(library.iter_transactions(acme, types=("void",)))
+    assert service.hold(hold.id).status is HoldStatus.RELEASED
+    [voided] = [g for g in admin.grants(acme, include_spent=True) if g.id == promo]
+    assert voided.voided_at is not None
+
+    balancing = service.authorize(acme, "llm.chat", credits=5_000, balancing=True)
+    assert (balancing.credits, balancing.reserved, balancing.requested) == (3_000, 3_000, 5_000)
+    assert service.hold(balancing.id) == library.hold(balancing.id)
+    with pytest.raises(InsufficientCredits):
+        service.authorize(acme, "llm.chat", credits=1, balancing=True)
+    assert library.verify() == []
 
 
 def test_usage_queries_and_checks(

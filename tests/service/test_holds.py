@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from creditmeter import CreditMeter, HoldNotPending, InsufficientCredits, InvalidRequest
+from creditmeter import (
+    CreditMeter,
+    HoldNotPending,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidRequest,
+)
 from creditmeter.core.records import Transaction
 from creditmeter.core.types import GrantSource
 from creditmeter.meter import HeldOperation
@@ -449,3 +455,71 @@ def test_unlimited_plan_hold_settles_without_drawing(meter: CreditMeter) -> None
     assert meter.balance("acme").available == 100
     assert meter.usage_record(charge.usage_id).unlimited is True
     assert_books_balance(meter)
+
+
+def test_balancing_authorize_reserves_what_is_there(meter: CreditMeter, acme: str) -> None:
+    meter.authorize(acme, "chat", credits=800)
+
+    hold = meter.authorize(acme, "chat", estimate={"tokens": 500}, balancing=True)
+
+    assert (hold.credits, hold.reserved, hold.requested) == (200, 200, 500)
+    assert meter.hold(hold.id) == hold
+    balance = meter.balance(acme)
+    assert (balance.available, balance.held) == (0, 1_000)
+    # Settled without usage, it charges what it reserved, not the estimate.
+    charge = meter.settle(hold.id)
+    assert (charge.credits, charge.charged, charge.uncollected) == (200, 200, 0)
+    assert_books_balance(meter)
+
+
+def test_balancing_authorize_with_enough_is_a_plain_hold(meter: CreditMeter, acme: str) -> None:
+    hold = meter.authorize(acme, "chat", credits=300, balancing=True)
+
+    assert (hold.credits, hold.reserved, hold.requested) == (300, 300, None)
+
+
+def test_balancing_authorize_with_nothing_there_is_refused(meter: CreditMeter, acme: str) -> None:
+    meter.charge(acme, "chat", credits=1_000)
+
+    with pytest.raises(InsufficientCredits) as refused:
+        meter.authorize(acme, "chat", credits=10, balancing=True)
+
+    assert (refused.value.required, refused.value.available) == (10, 0)
+    assert meter.balance(acme).held == 0
+    assert_books_balance(meter)
+
+
+def test_balancing_authorize_does_not_count_the_overdraft(meter: CreditMeter) -> None:
+    meter.put_feature("chat", rates={"tokens": 1})
+    meter.create_account("acme", overdraft_limit=500)
+    meter.grant("acme", 100, source="purchase")
+
+    hold = meter.authorize("acme", "chat", credits=300, balancing=True)
+
+    assert (hold.credits, hold.reserved, hold.requested) == (100, 100, 300)
+    meter.release(hold.id)
+    meter.charge("acme", "chat", credits=100)
+    with pytest.raises(InsufficientCredits):
+        meter.authorize("acme", "chat", credits=300, balancing=True)
+    assert_books_balance(meter)
+
+
+def test_balancing_authorize_is_idempotent_by_key(meter: CreditMeter, acme: str) -> None:
+    first = meter.authorize(acme, "chat", credits=1_500, balancing=True, idempotency_key="b1")
+    again = meter.authorize(acme, "chat", credits=1_500, balancing=True, idempotency_key="b1")
+
+    assert again == first
+    assert (first.credits, first.requested) == (1_000, 1_500)
+    with pytest.raises(IdempotencyConflict):
+        meter.authorize(acme, "chat", credits=1_500, idempotency_key="b1")
+
+
+def test_balancing_authorize_in_observe_mode_holds_the_whole_estimate(
+    meter: CreditMeter, acme: str
+) -> None:
+    meter.change_settings({"enforcement": "observe"}, changed_by="test")
+
+    hold = meter.authorize(acme, "chat", credits=1_500, balancing=True)
+
+    assert (hold.credits, hold.reserved, hold.requested) == (1_500, 1_000, None)
+    assert hold.would_refuse is not None

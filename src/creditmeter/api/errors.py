@@ -16,6 +16,7 @@ from creditmeter.core.errors import (
     AccountSuspended,
     CreditMeterError,
     FeatureNotInPlan,
+    GrantHeld,
     HoldNotPending,
     IdempotencyConflict,
     InsufficientCredits,
@@ -50,6 +51,7 @@ STATUS: dict[type[CreditMeterError], int] = {
     NotFound: 404,
     IdempotencyConflict: 409,
     HoldNotPending: 409,
+    GrantHeld: 409,
     InvalidSignature: 400,
     PaymentDeclined: 402,
     PaymentError: 502,
@@ -93,6 +95,8 @@ def insufficient_body(error: InsufficientCredits) -> dict[str, Any]:
 def body_of(error: CreditMeterError) -> dict[str, Any]:
     if isinstance(error, InsufficientCredits):
         return insufficient_body(error)
+    if isinstance(error, GrantHeld):
+        return error_body(error.code, error.message, grant=error.grant_id, holds=list(error.holds))
     return error_body(error.code, error.message)
 
 

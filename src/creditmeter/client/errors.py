@@ -19,6 +19,7 @@ from creditmeter.core.errors import (
     AllowanceState,
     CreditMeterError,
     FeatureNotInPlan,
+    GrantHeld,
     HoldNotPending,
     IdempotencyConflict,
     InsufficientCredits,
@@ -146,6 +147,9 @@ def domain_error(kind: str, message: str, detail: Mapping[str, Any]) -> CreditMe
         found = _NOT_PENDING.match(message)
         hold, status = (_text(found[1]), found["status"]) if found else ("", "not pending")
         return _with_message(HoldNotPending(hold, status), message)
+    if kind == "grant_held":
+        held = GrantHeld(str(detail.get("grant", "")), tuple(detail.get("holds") or ()))
+        return _with_message(held, message)
     if kind == "idempotency_conflict":
         found = _CONFLICT.match(message)
         return _with_message(IdempotencyConflict(_text(found[1]) if found else ""), message)

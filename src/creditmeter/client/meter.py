@@ -254,9 +254,11 @@ class CreditMeterClient:
         member: str | None = None,
         ttl: timedelta | None = None,
         metadata: Mapping[str, Any] | None = None,
+        balancing: bool = False,
         idempotency_key: str | None = None,
     ) -> Hold:
-        """Reserve the estimate's credits; raises ``InsufficientCredits`` if short."""
+        """Reserve the estimate's credits; raises ``InsufficientCredits`` if short.
+        ``balancing=True`` reserves what there is up to the estimate instead."""
         body = wire.without_none(
             {
                 "account": account_id,
@@ -267,6 +269,7 @@ class CreditMeterClient:
                 "member": member,
                 "ttl_seconds": _seconds(ttl),
                 "metadata": None if metadata is None else dict(metadata),
+                "balancing": balancing or None,
             }
         )
         return wire.hold(
@@ -471,6 +474,23 @@ class CreditMeterClient:
         )
         path = f"/v1/accounts/{_segment(account_id)}/grants"
         return wire.grant_result(
+            self._call("POST", path, body=body, idempotency_key=idempotency_key)
+        )
+
+    def void_grant(
+        self,
+        account_id: str,
+        grant_id: str,
+        *,
+        reason: str,
+        held: str = "refuse",
+        idempotency_key: str | None = None,
+    ) -> Transaction:
+        """Take the credits left in a grant away; ``GrantHeld`` if pending holds reserve
+        some of them, unless ``held="release"``."""
+        path = f"/v1/accounts/{_segment(account_id)}/grants/{_segment(grant_id)}/void"
+        body = {"reason": reason, "held": held}
+        return wire.transaction(
             self._call("POST", path, body=body, idempotency_key=idempotency_key)
         )
 

@@ -163,6 +163,7 @@ def hold(data: Json) -> Hold:
         expires_at=time(data["expires_at"]),
         usage_id=data.get("usage_id"),
         would_refuse=refused(data.get("would_refuse")),
+        requested=data.get("requested"),
     )
 
 
@@ -282,6 +283,7 @@ def grant(data: Json) -> Grant:
         created_at=time(data["created_at"]),
         period_start=optional_time(data.get("period_start")),
         reference=data.get("reference"),
+        voided_at=optional_time(data.get("voided_at")),
     )
 
 

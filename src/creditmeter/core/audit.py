@@ -65,7 +65,8 @@ class Action(StrEnum):
     """subject: the grant. details: amount, source, pool, priority, effective_at,
     expires_at, reason, transaction."""
     GRANT_VOIDED = "grant.voided"
-    """subject: the grant. details: amount (what left the account), reason, transaction."""
+    """subject: the grant. details: amount (what left the account), reason, transaction,
+    released_holds (the pending holds on it that the void released)."""
     REFUND_CREATED = "refund.created"
     """subject: the refund's transaction. details: amount, usage, reason."""
     PURCHASE_REFUNDED = "purchase.refunded"

@@ -60,6 +60,20 @@ class HoldNotPending(CreditMeterError):
         self.status = status
 
 
+class GrantHeld(CreditMeterError):
+    """Pending holds reserve credits of a grant that was asked to be voided."""
+
+    code = "grant_held"
+
+    def __init__(self, grant_id: str, holds: tuple[str, ...]) -> None:
+        super().__init__(
+            f"grant {grant_id!r} has credits held by pending holds {', '.join(holds)}: "
+            "settle or release them first, or void with held='release'"
+        )
+        self.grant_id = grant_id
+        self.holds = holds
+
+
 class Refusal(CreditMeterError):
     """The account may not do this operation now."""
 

@@ -38,6 +38,8 @@ class Grant:
     created_at: datetime
     period_start: datetime | None = None
     reference: str | None = None
+    voided_at: datetime | None = None
+    """When an admin voided it: it holds nothing since and is never drawn or refilled."""
 
     @property
     def free(self) -> Credits:
@@ -61,10 +63,15 @@ class Grant:
             created_at=self.created_at,
             period_start=self.period_start,
             reference=self.reference,
+            voided_at=self.voided_at,
         )
 
     def is_active(self, at: datetime) -> bool:
-        return self.effective_at <= at and (self.expires_at is None or at < self.expires_at)
+        return (
+            self.voided_at is None
+            and self.effective_at <= at
+            and (self.expires_at is None or at < self.expires_at)
+        )
 
     def is_expired(self, at: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= at

@@ -63,6 +63,9 @@ class Hold:
     expires_at: datetime
     usage_id: UsageId | None = None
     would_refuse: Refused | None = None
+    requested: Credits | None = None
+    """What a balancing authorize asked for when less was available: the hold is then for
+    ``credits``, the part it could reserve. ``None`` for a hold for all it asked."""
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,8 @@ class TransactionType(StrEnum):
     DEBT_REPAYMENT = "debt_repayment"
     PURCHASE = "purchase"
     REVERSAL = "reversal"
+    VOID = "void"
+    """An admin took the credits left in a grant away (``void_grant``)."""
 
 
 class SystemAccount(StrEnum):
@@ -104,6 +106,8 @@ class SystemAccount(StrEnum):
     CONSUMPTION = "consumption"
     EXPIRY = "expiry"
     REFUND = "refund"
+    VOID = "void"
+    """Where the credits of voided grants go."""
 
 
 ISSUER: Final[dict[GrantSource, SystemAccount]] = {

@@ -12,6 +12,7 @@ save). On PostgreSQL the save is pipelined: one round trip for all its statement
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -265,6 +266,19 @@ class AccountBook:
         )
         changes = {d.grant_id: GrantChange(remaining=-d.credits) for d in draws}
         return self.post(TransactionType.USAGE, legs, changes, description, **extra)
+
+    def void(self, grant_id: GrantId, description: str, **extra: Any) -> Transaction:
+        """The credits left in a grant out to the void account; the grant is marked voided
+        and is never drawn from or refilled again. Its credits must not be held."""
+        g = self.grant(grant_id)
+        grants.mark_voided(self.conn, grant_id, self.now)
+        self._put(replace(g, voided_at=self.now))
+        legs = [
+            Posting(self.wallet, -g.remaining, grant_id),
+            Posting(SystemAccount.VOID.value, g.remaining),
+        ]
+        changes = {grant_id: GrantChange(remaining=-g.remaining)}
+        return self.post(TransactionType.VOID, legs, changes, description, **extra)
 
     def post(
         self,

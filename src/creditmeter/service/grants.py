@@ -5,17 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 
 from creditmeter.core.audit import Action, Actor
-from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.errors import GrantHeld, InvalidRequest, NotFound
 from creditmeter.core.pricing import credit_amount
 from creditmeter.core.records import GrantResult, Posting, Transaction
 from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
-from creditmeter.service import audit
+from creditmeter.service import audit, metering
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import repay_debt
-from creditmeter.store import ledger, usage
+from creditmeter.store import grants, holds, ledger, usage
 from creditmeter.store.grants import Change as GrantChange
 
 PLAN_SOURCES = frozenset({GrantSource.ALLOWANCE, GrantSource.ROLLOVER})
+
+VOID_HELD = ("refuse", "release")
+"""What a void does with credits of the grant that pending holds reserve: refuse
+(``GrantHeld``, naming the holds) or release those holds first."""
 
 
 def grant(
@@ -157,3 +161,47 @@ def _record_refund(
         subject_id=txn.id,
         details={"amount": txn.amount, "usage": usage_id, "reason": reason},
     )
+
+
+def void_grant(
+    book: AccountBook, grant_id: str, *, reason: str, held: str, actor: Actor
+) -> Transaction:
+    """Take the credits left in one grant away, as a ``void`` transaction. Credits of the
+    grant held by pending holds refuse the void unless ``held="release"``, which releases
+    those holds (all of each) first. Debt is not touched: a void takes only credits that
+    are there."""
+    if held not in VOID_HELD:
+        raise InvalidRequest(f"held must be one of {', '.join(VOID_HELD)}")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidRequest("a void needs a reason")
+    stored = grants.get_many(book.conn, [grant_id])
+    if not stored or stored[0].account_id != book.id:
+        raise NotFound("grant", grant_id)
+    g = book.grant(grant_id)
+    if g.voided_at is not None:
+        raise InvalidRequest(f"grant {grant_id} was voided at {audit.moment(g.voided_at)}")
+    holding = holds.pending_on_grant(book.conn, grant_id)
+    if holding and held == "refuse":
+        raise GrantHeld(grant_id, tuple(holding))
+    for hold_id in holding:
+        found = holds.get(book.conn, hold_id)
+        assert found is not None
+        metering.release(book, found)
+    if book.grant(grant_id).remaining == 0:
+        raise InvalidRequest(f"grant {grant_id} has nothing left to void")
+    txn = book.void(grant_id, reason, metadata={"reason": reason, "released_holds": holding})
+    audit.record(
+        book.conn,
+        book.now,
+        actor,
+        Action.GRANT_VOIDED,
+        account_id=book.id,
+        subject_id=grant_id,
+        details={
+            "amount": -txn.amount,
+            "reason": reason,
+            "transaction": txn.id,
+            "released_holds": holding,
+        },
+    )
+    return txn

@@ -137,31 +137,41 @@ def authorize(
     model: str | None,
     member: str | None,
     metadata: Mapping[str, Any],
+    balancing: bool = False,
 ) -> Hold:
+    """Reserve the estimate's credits from the grants. ``balancing``: when the grants hold
+    less (and enforcement is on), reserve what they hold and make the hold for that; it is
+    refused only when they hold nothing. Overdraft room never counts: a hold reserves only
+    credits that exist."""
     metadata = checked(metadata)
     plan = plan_of(book)
     feature = rated.feature
     refused = _enforce(settings, _refusal(book, plan, feature))
     unlimited = plan is not None and plan.is_unlimited(feature.pool)
+    credits, requested = rated.credits, None
     draws: list[Draw] = []
     if not unlimited:
         draws, short = plan_draws(
             consumption_order(book.grants, feature.pool, book.now), rated.credits
         )
-        if short:
-            available = rated.credits - short
+        available = rated.credits - short
+        shrinks = balancing and settings.enforcement is Enforcement.ENFORCE
+        if short and shrinks and available:
+            credits, requested = available, rated.credits
+        elif short:
             shortage = _shortage(book, settings, feature, rated.credits, available)
             refused = _enforce(settings, shortage) or refused
     hold = Hold(
         id=new_id("hold"),
         account_id=book.id,
         feature=feature.key,
-        credits=rated.credits,
+        credits=credits,
         reserved=book.reserve(draws),
         status=HoldStatus.PENDING,
         created_at=book.now,
         expires_at=book.now + ttl,
         would_refuse=refused,
+        requested=requested,
     )
     book.record_hold(
         holds.NewHold(
@@ -211,8 +221,8 @@ def settle(
     hold_id = hold.id
     model = model or details["model"]
     member = member or details["member"]
-    if usage_ is None and credits is None:  # the estimate was right
-        usage_ = details["estimate"] or None
+    if usage_ is None and credits is None:  # the estimate (or what a balancing hold got) was right
+        usage_ = None if hold.requested is not None else details["estimate"] or None
         credits = None if usage_ else hold.credits
     rated = rate(book, hold.feature, usage_, credits, model)
     if not success:

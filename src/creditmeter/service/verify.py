@@ -108,6 +108,67 @@ def grants_match_postings(conn: Connection) -> Iterator[Violation]:
         )
 
 
+def voids_empty_their_grants(conn: Connection) -> Iterator[Violation]:
+    """I2: a voided grant holds nothing, and a ``void`` transaction moves one voided
+    grant's credits to the void account and nothing else."""
+    g = grants.c
+    for r in conn.execute(
+        sa.select(g.id, g.remaining, g.held).where(
+            g.voided_at.is_not(None), sa.or_(g.remaining != 0, g.held != 0)
+        )
+    ):
+        yield Violation("I2", r.id, f"voided, yet remaining {r.remaining}, held {r.held}")
+    t, p = ledger_transactions.c, postings.c
+    void = SystemAccount.VOID.value
+    legs = (
+        sa.select(
+            t.id,
+            sa.func.count(sa.distinct(p.grant_id)).label("grants"),
+            sa.func.count(sa.distinct(g.id)).label("voided"),
+            _sum(sa.case((p.ledger_account == void, p.amount), else_=0)).label("voided_credits"),
+            _sum(sa.case((p.grant_id.is_not(None), -p.amount), else_=0)).label("drawn"),
+            _sum(
+                sa.case((sa.and_(p.grant_id.is_(None), p.ledger_account != void), 1), else_=0)
+            ).label("other_legs"),
+        )
+        .select_from(
+            ledger_transactions.join(postings, p.transaction_id == t.id).outerjoin(
+                grants, sa.and_(g.id == p.grant_id, g.voided_at.is_not(None))
+            )
+        )
+        .where(t.type == TransactionType.VOID.value)
+        .group_by(t.id)
+        .subquery()
+    )
+    wrong = sa.select(legs).where(
+        sa.or_(
+            legs.c.grants != 1,
+            legs.c.voided != 1,
+            legs.c.other_legs != 0,
+            legs.c.voided_credits != legs.c.drawn,
+        )
+    )
+    for v in conn.execute(wrong):
+        yield Violation(
+            "I2",
+            v.id,
+            f"void draws {v.drawn} from {v.grants} grants ({v.voided} voided) into the void "
+            f"account {v.voided_credits}, with {v.other_legs} other postings",
+        )
+    # A voided grant is never drawn again: no posting on it after its void.
+    later = (
+        sa.select(p.transaction_id, p.grant_id)
+        .select_from(
+            postings.join(ledger_transactions, t.id == p.transaction_id).join(
+                grants, g.id == p.grant_id
+            )
+        )
+        .where(g.voided_at.is_not(None), t.created_at > g.voided_at)
+    )
+    for a in conn.execute(later):
+        yield Violation("I2", a.transaction_id, f"posts to grant {a.grant_id} after its void")
+
+
 def accounts_match_postings(conn: Connection) -> Iterator[Violation]:
     """I3: stored totals are what a replay of the account's postings gives."""
     wallet = (
@@ -368,6 +429,7 @@ _ISSUERS = (SystemAccount.ISSUANCE_PURCHASE.value, SystemAccount.ISSUANCE_BONUS.
 CHECKS: tuple[Callable[[Connection], Iterator[Violation]], ...] = (
     books_balance,
     grants_match_postings,
+    voids_empty_their_grants,
     accounts_match_postings,
     holds_within_grants,
     applied_once,

@@ -31,6 +31,7 @@ def grant_of(row: direct.Row) -> Grant:
         created_at=row["created_at"],
         period_start=row["period_start"],
         reference=row["reference"],
+        voided_at=row["voided_at"],
     )
 
 
@@ -121,8 +122,21 @@ def insert(conn: Connection, grant: Grant) -> None:
             "created_at": grant.created_at,
             "period_start": grant.period_start,
             "reference": grant.reference,
+            "voided_at": grant.voided_at,
         },
     )
+
+
+_VOID = direct.Statement(
+    grants.update()
+    .where(grants.c.id == sa.bindparam("grant_id"), grants.c.voided_at.is_(None))
+    .values(voided_at=sa.bindparam("at"))
+)
+
+
+def mark_voided(conn: Connection, grant_id: GrantId, at: datetime) -> None:
+    """Mark a grant voided (once: a second writer's update misses and is refused)."""
+    direct.run_expecting(conn, _VOID, [{"grant_id": grant_id, "at": at}], "a grant's void")
 
 
 _NEW_REMAINING = grants.c.remaining + sa.bindparam("d_remaining")

@@ -28,6 +28,7 @@ def _hold(row: direct.Row) -> Hold:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         usage_id=row["usage_id"],
+        requested=row["requested"],
     )
 
 
@@ -114,6 +115,7 @@ def insert(conn: Connection, new: NewHold) -> None:
             "pool": new.pool,
             "credits": hold.credits,
             "reserved": hold.reserved,
+            "requested": hold.requested,
             "unlimited": new.unlimited,
             "status": hold.status.value,
             "model": new.model,
@@ -185,3 +187,14 @@ def next_expiry(conn: Connection, account_id: AccountId) -> datetime | None:
 def count_pending(conn: Connection) -> int:
     query = sa.select(sa.func.count()).where(PENDING)
     return int(conn.execute(query).scalar_one())
+
+
+def pending_on_grant(conn: Connection, grant_id: str) -> list[HoldId]:
+    """The pending holds that reserve credits of a grant, oldest first."""
+    query = (
+        sa.select(holds.c.id)
+        .select_from(holds.join(hold_allocations))
+        .where(hold_allocations.c.grant_id == grant_id, PENDING)
+        .order_by(holds.c.created_at, holds.c.id)
+    )
+    return list(conn.execute(query).scalars())

@@ -192,6 +192,7 @@ grants = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("period_start", UTCDateTime, nullable=True),
     sa.Column("reference", sa.String(255), nullable=True),
+    sa.Column("voided_at", UTCDateTime, nullable=True),
     sa.CheckConstraint("remaining >= 0", name="remaining_non_negative"),
     sa.CheckConstraint("held >= 0", name="held_non_negative"),
     sa.CheckConstraint("held <= remaining", name="held_within_remaining"),
@@ -213,6 +214,8 @@ holds = sa.Table(
     sa.Column("pool", Key, nullable=False),
     sa.Column("credits", Credits, nullable=False),
     sa.Column("reserved", Credits, nullable=False),
+    # What a balancing authorize asked for, when it could reserve less (then `credits`).
+    sa.Column("requested", Credits, nullable=True),
     sa.Column("unlimited", sa.Boolean, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("model", sa.String(255), nullable=True),

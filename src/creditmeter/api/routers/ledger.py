@@ -17,6 +17,7 @@ from creditmeter.api.schemas.ledger import (
     GrantCreate,
     GrantOut,
     GrantResultOut,
+    GrantVoid,
     RefundCreate,
     RefundOfUsage,
     Time,
@@ -315,3 +316,26 @@ def create_refund(
             actor=actor(key),
         )
     return TransactionOut.of(refund)
+
+
+@router.post("/{account_id}/grants/{grant_id}/void", responses=errors(401, 403, 404, 409, 422))
+def void_grant(
+    account_id: str,
+    grant_id: str,
+    body: GrantVoid,
+    meter: Meter,
+    key: Superadmin,
+    idempotency_key: IdempotencyKey = None,
+) -> TransactionOut:
+    """Take the credits left in a grant away, as a `void` transaction; the grant is never
+    drawn from or refilled again. Debt is not touched. Pending holds on the grant make it
+    409 `grant_held` (their ids in `holds`) unless `held` is `release`."""
+    txn = meter.void_grant(
+        account_id,
+        grant_id,
+        reason=body.reason,
+        held=body.held,
+        idempotency_key=idempotency_key,
+        actor=actor(key),
+    )
+    return TransactionOut.of(txn)

@@ -43,7 +43,8 @@ def authorize(
 ) -> Response:
     """Reserve the price of an estimate against the account's grants, in consumption
     order, until it is settled or released or its ttl runs out; 402 if the account cannot
-    pay for it."""
+    pay for it. A `balancing` hold reserves what there is up to the estimate, and is 402
+    only when there is nothing."""
     hold = meter.authorize(
         body.account,
         body.feature,
@@ -53,6 +54,7 @@ def authorize(
         member=body.member,
         ttl=body.ttl,
         metadata=body.metadata,
+        balancing=body.balancing,
         idempotency_key=idempotency_key,
     )
     return answer(HoldOut.of(hold))

@@ -242,6 +242,7 @@ class GrantOut(BaseModel):
     created_at: datetime
     period_start: datetime | None
     reference: str | None
+    voided_at: datetime | None = Field(description="When an admin voided it, if one did.")
 
     @classmethod
     def of(cls, g: Grant) -> GrantOut:
@@ -259,6 +260,7 @@ class GrantOut(BaseModel):
             created_at=g.created_at,
             period_start=g.period_start,
             reference=g.reference,
+            voided_at=g.voided_at,
         )
 
 
@@ -331,3 +333,18 @@ class RefundOfCredits(Body):
 
 
 RefundCreate = RefundOfUsage | RefundOfCredits
+
+
+class GrantVoid(Body):
+    """Take the credits left in a grant away."""
+
+    reason: Reason
+    held: Literal["refuse", "release"] = Field(
+        default="refuse",
+        description="What to do when pending holds reserve credits of the grant: `refuse` "
+        "(409 `grant_held`, naming the holds) or `release` those holds first.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "promotion sent by mistake"}]}
+    )

@@ -107,6 +107,11 @@ class HoldCreate(Body):
         "(by default the `default_hold_ttl_seconds` setting).",
     )
     metadata: Metadata = Field(default_factory=dict)
+    balancing: bool = Field(
+        default=False,
+        description="Reserve what the account has up to the estimate instead of refusing "
+        "(402 only when it has nothing); the hold's `credits` then say what it got.",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -251,13 +256,18 @@ class HoldOut(BaseModel):
     id: str
     account: str
     feature: str
-    credits: int = Field(description="The price of the estimate.")
+    credits: int = Field(
+        description="The price of the estimate; of what a balancing hold got, if less."
+    )
     reserved: int = Field(description="Credits reserved against grants (0 when unlimited).")
     status: str = Field(description="`pending`, `settled`, `released` or `expired`.")
     created_at: datetime
     expires_at: datetime
     usage_id: str | None = Field(description="The usage it was settled with.")
     would_refuse: RefusedOut | None
+    requested: int | None = Field(
+        description="What a balancing authorize asked for when it got less (`credits`)."
+    )
 
     @classmethod
     def of(cls, h: records.Hold) -> HoldOut:
@@ -272,6 +282,7 @@ class HoldOut(BaseModel):
             expires_at=h.expires_at,
             usage_id=h.usage_id,
             would_refuse=refused_out(h.would_refuse),
+            requested=h.requested,
         )
 
 
