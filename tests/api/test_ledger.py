@@ -373,6 +373,7 @@ def test_a_superadmin_grants_credits_and_an_admin_lists_them(
         "created_at": "2026-03-10T12:00:00Z",
         "period_start": None,
         "reference": "campaign-7",
+        "voided_at": None,
     }
     [txn] = meter.transactions("acme").data
     assert txn.id == result["transaction_id"]
@@ -595,3 +596,81 @@ def test_a_forged_cursor_is_422_not_a_server_error(client: TestClient, priced: K
             )
             statuses[raw, what] = response.status_code
     assert statuses == dict.fromkeys(statuses, 422)
+
+
+# Voids.
+
+
+def test_a_superadmin_voids_a_grant_once_and_the_audit_log_says_who(
+    client: TestClient, meter: CreditMeter, priced: Keys
+) -> None:
+    promo = meter.grant("acme", 700, source="promotional").grant_id
+    meter.charge("acme", "chat", credits=200)
+    path = f"/v1/accounts/acme/grants/{promo}/void"
+    headers = {**priced.header("superadmin"), "Idempotency-Key": "void-1"}
+
+    first = client.post(path, json={"reason": "sent by mistake"}, headers=headers)
+    again = client.post(path, json={"reason": "sent by mistake"}, headers=headers)
+
+    assert first.status_code == 200
+    assert again.json() == first.json()
+    txn = first.json()
+    assert (txn["type"], txn["amount"], txn["balance_after"]) == ("void", -500, 0)
+    assert {(p["ledger_account"], p["amount"]) for p in txn["postings"]} == {
+        ("account:acme", -500),
+        ("void", 500),
+    }
+    grants = client.get(
+        "/v1/accounts/acme/grants?include_spent=true", headers=priced.header("admin")
+    ).json()["data"]
+    assert [g["voided_at"] for g in grants] == ["2026-03-10T12:00:00Z"]
+    [entry] = client.get(
+        "/v1/audit-log?action=grant.voided", headers=priced.header("admin")
+    ).json()["data"]
+    assert entry["subject"] == promo
+    assert entry["details"]["amount"] == 500
+    assert (entry["actor_kind"], entry["account"]) == ("api_key", "acme")
+    assert entry["actor_key_id"] is not None
+    assert meter.verify() == []
+
+
+def test_voiding_held_credits_is_409_naming_the_holds(
+    client: TestClient, meter: CreditMeter, priced: Keys
+) -> None:
+    promo = meter.grant("acme", 700, source="promotional").grant_id
+    hold = meter.authorize("acme", "chat", credits=300)
+    path = f"/v1/accounts/acme/grants/{promo}/void"
+    headers = priced.header("superadmin")
+
+    refused = client.post(path, json={"reason": "r"}, headers=headers)
+
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert (error["type"], error["grant"], error["holds"]) == ("grant_held", promo, [hold.id])
+    assert meter.balance("acme").held == 300
+    released = client.post(path, json={"reason": "r", "held": "release"}, headers=headers)
+    assert released.status_code == 200
+    assert released.json()["amount"] == -700
+    assert meter.hold(hold.id).status == "released"
+    assert meter.verify() == []
+
+
+def test_only_a_superadmin_voids_and_bad_voids_change_nothing(
+    client: TestClient, meter: CreditMeter, priced: Keys
+) -> None:
+    promo = meter.grant("acme", 700, source="promotional").grant_id
+    theirs = meter.grant("globex", 100).grant_id
+    path = f"/v1/accounts/acme/grants/{promo}/void"
+    for role in ("admin", "service", "account"):
+        refused = client.post(path, json={"reason": "r"}, headers=priced.header(role))
+        assert refused.status_code == 403, role
+    headers = priced.header("superadmin")
+    for body in ({}, {"reason": ""}, {"reason": "r", "held": "keep"}, {"reason": "r", "x": 1}):
+        assert client.post(path, json=body, headers=headers).status_code == 422, body
+    foreign = client.post(
+        f"/v1/accounts/acme/grants/{theirs}/void", json={"reason": "r"}, headers=headers
+    )
+    assert foreign.status_code == 404
+    assert meter.balance("acme").available == 700
+    assert meter.balance("globex").available == 100
+    assert meter.verify() == []

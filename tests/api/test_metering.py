@@ -900,3 +900,40 @@ def test_metering_bodies_are_their_response_models_as_fastapi_would_serialize_th
         assert answered.content == adapter.dump_json(adapter.validate_json(answered.content)), path
         documented = document["paths"][path][method]["responses"]["200"]["content"]
         assert documented["application/json"]["schema"]["$ref"].endswith(model.__name__), path
+
+
+# Balancing holds.
+
+
+def test_a_balancing_hold_reserves_what_there_is_and_says_what_was_asked(
+    client: TestClient, service: dict[str, str], meter: CreditMeter, acme: str
+) -> None:
+    body = {"account": acme, "feature": "chat", "estimate": {"tokens": 1_500}, "balancing": True}
+    response = client.post("/v1/holds", json=body, headers=service)
+
+    assert response.status_code == 200
+    hold = HoldOut.model_validate(response.json())
+    assert (hold.credits, hold.reserved, hold.requested) == (1_000, 1_000, 1_500)
+    assert client.get(f"/v1/holds/{hold.id}", headers=service).json() == response.json()
+    settled = client.post(f"/v1/holds/{hold.id}/settle", json={}, headers=service)
+    assert settled.json()["credits"] == 1_000
+    refused = client.post("/v1/holds", json=body, headers=service)
+    assert refused.status_code == 402
+    assert (refused.json()["error"]["required"], refused.json()["error"]["available"]) == (
+        1_500,
+        0,
+    )
+    plain = client.post("/v1/holds", json={**body, "balancing": False}, headers=service)
+    assert plain.status_code == 402
+    assert_books_balance(meter)
+
+
+def test_a_plain_hold_says_it_asked_for_no_less(
+    client: TestClient, service: dict[str, str], acme: str
+) -> None:
+    body = {"account": acme, "feature": "chat", "credits": 10, "balancing": True}
+    response = client.post("/v1/holds", json=body, headers=service)
+
+    assert (response.json()["credits"], response.json()["requested"]) == (10, None)
+    refused = client.post("/v1/holds", json={**body, "balancing": "yes"}, headers=service)
+    assert refused.status_code == 422

@@ -86,6 +86,28 @@ def test_grant_with_an_idempotency_key_applies_once(
     assert library.balance("acme").available == 300
 
 
+def test_void_grant_takes_the_credits_left_and_refuses_held_ones(
+    runner: CliRunner, library: CreditMeter, migrated_url: str
+) -> None:
+    library.put_feature("chat", rates={"tokens": 1})
+    library.create_account("acme")
+    promo = library.grant("acme", 700, source="promotional").grant_id
+    hold = library.authorize("acme", "chat", credits=200)
+    void = ["void-grant", "acme", promo, "--reason", "sent by mistake"]
+
+    refused = run(runner, *void, "--database-url", migrated_url)
+    assert_one_line_error(refused, containing=f"held by pending holds {hold.id}")
+    assert library.balance("acme").available == 500
+
+    voided = run(runner, *void, "--held", "release", "--database-url", migrated_url)
+    assert voided.exit_code == 0, voided.output
+    assert voided.output.startswith(f"voided 700 credits of grant {promo} of acme; available 0")
+    assert library.hold(hold.id).status == "released"
+    [entry] = library.audit_log(actions=("grant.voided",)).data
+    assert (entry.actor.kind, entry.details["reason"]) == ("cli", "sent by mistake")
+    assert library.verify() == []
+
+
 @pytest.mark.parametrize(
     ("amount", "message"),
     [

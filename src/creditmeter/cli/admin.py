@@ -17,6 +17,7 @@ from creditmeter.core.audit import CLI, Action
 from creditmeter.core.errors import NotFound
 from creditmeter.core.keys import Role
 from creditmeter.core.types import GrantSource
+from creditmeter.service.grants import VOID_HELD
 from creditmeter.service.queries import write_transactions_csv
 
 HAND_GRANTED = [
@@ -162,6 +163,43 @@ def grant(
         f"granted {views.figure(result.amount)} {source} credits to {account_id}; "
         f"available {views.figure(result.available_after)} "
         f"(grant {result.grant_id}, transaction {result.transaction_id})"
+    )
+
+
+@click.command("void-grant")
+@database_url_option
+@click.argument("account_id")
+@click.argument("grant_id")
+@click.option("--reason", required=True, help="why, kept in the ledger and the audit log")
+@click.option(
+    "--held",
+    type=click.Choice(VOID_HELD),
+    default="refuse",
+    show_default=True,
+    help="credits of the grant held by pending holds: refuse, or release those holds",
+)
+@click.option("--idempotency-key", help="a retry with the same key changes nothing")
+def void_grant(
+    database_url: str | None,
+    account_id: str,
+    grant_id: str,
+    reason: str,
+    held: str,
+    idempotency_key: str | None,
+) -> None:
+    """Take the credits left in GRANT_ID away from an account."""
+    with opened(database_url) as meter:
+        txn = meter.void_grant(
+            account_id,
+            grant_id,
+            reason=reason,
+            held=held,
+            idempotency_key=idempotency_key,
+            actor=CLI,
+        )
+    click.echo(
+        f"voided {views.figure(-txn.amount)} credits of grant {grant_id} of {account_id}; "
+        f"available {views.figure(txn.balance_after)} (transaction {txn.id})"
     )
 
 
