@@ -158,3 +158,16 @@ def test_void_leaves_debt_alone_and_the_books_balanced(meter: CreditMeter, clock
     balance = meter.balance("acme")
     assert (balance.available, balance.debt) == (-60, 60)
     assert meter.verify() == []
+
+
+def test_an_upgrade_does_not_refill_a_voided_allowance(meter: CreditMeter) -> None:
+    meter.put_plan("starter", allowances={"*": 100})
+    meter.put_plan("pro", allowances={"*": 300})
+    meter.create_account("acme", plan="starter")
+    [allowance] = meter.grants("acme")
+    meter.void_grant("acme", allowance.id, reason="chargeback")
+
+    meter.change_plan("acme", "pro")
+
+    assert meter.balance("acme").available == 0
+    assert meter.verify() == []

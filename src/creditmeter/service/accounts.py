@@ -218,7 +218,7 @@ def _top_up_allowance(book: AccountBook, plan: Plan) -> None:
                 reference=f"plan:{plan.key}",
             )
             issued[g.id] = credits
-        elif existing is not None and credits > existing.amount:
+        elif existing is not None and existing.voided_at is None and credits > existing.amount:
             issued[existing.id] = credits - existing.amount
     if issued:
         book.issue(

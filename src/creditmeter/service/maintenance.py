@@ -169,6 +169,8 @@ def _roll_over(book: AccountBook, allowance: Grant) -> None:
         return
     following = current_period(plan, book.row.account.created_at, allowance.expires_at)
     target = book.grant_in_period(GrantSource.ROLLOVER, allowance.pool, following.start)
+    if target is not None and target.voided_at is not None:
+        return  # an admin took the carried credits away: no more are carried into it
     carried = 0 if target is None else target.amount
     carry = min(allowance.free, plan.rollover_cap - carried)
     if carry <= 0:
