@@ -893,9 +893,13 @@ class CreditMeter:
         cancel_url: str | None = None,
         save_payment_method: bool = False,
         idempotency_key: str | None = None,
+        by_account: bool = False,
     ) -> Checkout:
         """Start buying a package: a pending purchase and the provider's checkout for it.
-        The account is credited when the payment provider confirms the payment."""
+        The account is credited when the payment provider confirms the payment.
+
+        ``by_account``: the account itself asks (with its own API key), so its
+        ``idempotency_key`` is the account's, apart from the operator's keys."""
         try:
             mode = UiMode(ui_mode)
         except ValueError:
@@ -912,10 +916,13 @@ class CreditMeter:
             "save_payment_method": save_payment_method,
         }
         fingerprint = idempotency.fingerprint("checkout", params)
+        owner = account_id if by_account else idempotency_store.OPERATOR
 
         def start(conn: Connection, now: datetime) -> Purchase:
             if idempotency_key is not None:
-                first = idempotency.replay(conn, idempotency_key, "checkout", fingerprint, Purchase)
+                first = idempotency.replay(
+                    conn, idempotency_key, "checkout", fingerprint, Purchase, owner
+                )
                 if first is not None:
                     return first  # the provider's call below is idempotent by purchase
             purchase = purchases.start(
@@ -927,7 +934,9 @@ class CreditMeter:
                 provider=self.payments.name,
             )
             if idempotency_key is not None:
-                idempotency.remember(conn, idempotency_key, "checkout", fingerprint, purchase, now)
+                idempotency.remember(
+                    conn, idempotency_key, "checkout", fingerprint, purchase, now, owner
+                )
             return purchase
 
         purchase = self._write(start)

@@ -37,6 +37,7 @@ def db(migrated_url: str) -> Iterator[Database]:
 
 def key(n: int, **changes: Any) -> dict[str, Any]:
     row = {
+        "owner": "",
         "key": f"k{n}",
         "operation": "charge",
         "fingerprint": "f" * 64,

@@ -142,14 +142,37 @@ def test_upgrading_keeps_the_data(database_url: str) -> None:
         with db.engine.begin() as conn:
             conn.execute(
                 sa.text(
-                    "INSERT INTO idempotency_keys (key, operation, fingerprint, result, created_at)"
-                    " VALUES ('k', 'charge', 'f', '{}', '2026-01-01 00:00:00')"
+                    "INSERT INTO idempotency_keys"
+                    " (owner, key, operation, fingerprint, result, created_at)"
+                    " VALUES ('', 'k', 'charge', 'f', '{}', '2026-01-01 00:00:00')"
                 )
             )
         migrate.upgrade(db)
         with db.engine.connect() as conn:
             keys = conn.execute(sa.text("SELECT key FROM idempotency_keys")).scalars().all()
         assert keys == ["k"]
+    finally:
+        db.dispose()
+
+
+def test_idempotency_keys_stored_before_owners_are_the_operators(database_url: str) -> None:
+    """Revision 0011 scopes keys by owner; every key stored before was the operator's."""
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db)
+        migrate.downgrade(db, "0009")
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO idempotency_keys (key, operation, fingerprint, result, created_at)"
+                    " VALUES ('k', 'charge', 'f', '{}', '2026-01-01 00:00:00')"
+                )
+            )
+        migrate.upgrade(db)
+        with db.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT owner, key FROM idempotency_keys")).all()
+        assert [tuple(row) for row in rows] == [("", "k")]
+        assert differences(db) == []
     finally:
         db.dispose()
 

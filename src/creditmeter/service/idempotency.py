@@ -29,9 +29,16 @@ def fingerprint(operation: str, params: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def replay(conn: Connection, key: str, operation: str, print_: str, cls: type[T]) -> T | None:
-    """The first result stored under ``key``, or ``None`` if the key is new."""
-    return first_result(key, idempotency.find(conn, key), operation, print_, cls)
+def replay(
+    conn: Connection,
+    key: str,
+    operation: str,
+    print_: str,
+    cls: type[T],
+    owner: str = idempotency.OPERATOR,
+) -> T | None:
+    """The first result stored under ``owner``'s ``key``, or ``None`` if the key is new."""
+    return first_result(key, idempotency.find(conn, key, owner), operation, print_, cls)
 
 
 def replay_with_next(
@@ -58,9 +65,15 @@ def first_result(
 
 
 def remember(
-    conn: Connection, key: str, operation: str, print_: str, result: object, now: datetime
+    conn: Connection,
+    key: str,
+    operation: str,
+    print_: str,
+    result: object,
+    now: datetime,
+    owner: str = idempotency.OPERATOR,
 ) -> None:
-    idempotency.record(conn, key, operation, print_, dump(result), now)
+    idempotency.record(conn, key, operation, print_, dump(result), now, owner)
 
 
 def _plain(value: object) -> object:

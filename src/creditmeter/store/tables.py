@@ -338,6 +338,9 @@ postings = sa.Table(
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
+    # Whose key it is: "" for the operator's side (the library, the CLI, staff and service
+    # keys), an account's id for keys sent with that account's own API keys.
+    sa.Column("owner", Key, primary_key=True),
     sa.Column("key", Key, primary_key=True),
     sa.Column("operation", sa.String(64), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),

@@ -101,7 +101,7 @@ def checkout(
     account_id: str,
     body: CheckoutCreate,
     meter: Meter,
-    _: AccountReader,
+    key: AccountReader,
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutOut:
     """Start buying a credit pack: a pending purchase and the payment provider's checkout
@@ -115,6 +115,7 @@ def checkout(
         cancel_url=body.cancel_url,
         save_payment_method=body.save_payment_method,
         idempotency_key=idempotency_key,
+        by_account=key.role is Role.ACCOUNT,
     )
     return CheckoutOut.of(started)
 
