@@ -41,20 +41,20 @@ def test_each_change_names_the_key_that_made_it(
     boss, boss_secret = meter.create_api_key("superadmin", name="ops")
     as_service, as_admin, as_boss = (bearer(s) for s in (service_secret, admin_secret, boss_secret))
     calls = [
-        ("PUT", "/v1/features/chat", {"rates": {"tokens": 2}}, as_admin),
-        ("PUT", "/v1/plans/pro", {"allowances": {"*": 1_000}}, as_admin),
+        ("PUT", "/v1/features/chat", {"rates": {"tokens": 2}}, as_boss),
+        ("PUT", "/v1/plans/pro", {"allowances": {"*": 1_000}}, as_boss),
         (
             "PUT",
             "/v1/packages/starter",
             {"credits": 500, "price": {"amount": 900, "currency": "usd"}},
-            as_admin,
+            as_boss,
         ),
-        ("POST", "/v1/accounts", {"id": "initech", "overdraft_limit": 100}, as_service),
+        ("POST", "/v1/accounts", {"id": "initech", "plan": "pro"}, as_service),
         (
             "PATCH",
             "/v1/accounts/acme",
             {"status": "suspended", "overdraft_limit": 50, "name": "Acme Inc"},
-            as_admin,
+            as_boss,
         ),
         ("PATCH", "/v1/accounts/acme", {"plan": "pro"}, as_admin),
         ("POST", "/v1/accounts/acme/grants", {"amount": 300, "reason": "goodwill"}, as_boss),
@@ -73,13 +73,13 @@ def test_each_change_names_the_key_that_made_it(
 
     grant, refund = answers[6].json(), answers[7].json()
     assert [(e["action"], who(e), e["account"], e["subject"]) for e in log] == [
-        ("feature.put", ("api_key", admin.id), None, "chat"),
-        ("plan.put", ("api_key", admin.id), None, "pro"),
-        ("package.put", ("api_key", admin.id), None, "starter"),
+        ("feature.put", ("api_key", boss.id), None, "chat"),
+        ("plan.put", ("api_key", boss.id), None, "pro"),
+        ("package.put", ("api_key", boss.id), None, "starter"),
         ("account.created", ("api_key", service.id), "initech", "initech"),
-        ("account.status_changed", ("api_key", admin.id), "acme", "acme"),
-        ("account.overdraft_changed", ("api_key", admin.id), "acme", "acme"),
-        ("account.updated", ("api_key", admin.id), "acme", "acme"),
+        ("account.status_changed", ("api_key", boss.id), "acme", "acme"),
+        ("account.overdraft_changed", ("api_key", boss.id), "acme", "acme"),
+        ("account.updated", ("api_key", boss.id), "acme", "acme"),
         ("account.plan_changed", ("api_key", admin.id), "acme", "acme"),
         ("grant.created", ("api_key", boss.id), "acme", grant["grant_id"]),
         ("refund.created", ("api_key", boss.id), "acme", refund["id"]),
@@ -88,7 +88,7 @@ def test_each_change_names_the_key_that_made_it(
         ("api_key.revoked", ("api_key", boss.id), "acme", made),
     ]
     details = {e["action"]: e["details"] for e in log}
-    assert details["account.created"] == {"name": "initech", "plan": None, "overdraft_limit": 100}
+    assert details["account.created"] == {"name": "initech", "plan": "pro", "overdraft_limit": 0}
     assert details["account.status_changed"] == {"from": "active", "to": "suspended"}
     assert details["account.overdraft_changed"] == {"from": 0, "to": 50}
     assert details["account.updated"] == {"name": {"from": "Acme", "to": "Acme Inc"}}

@@ -1,10 +1,15 @@
 """Every endpoint × every role × own or other account.
 
-The policy below is the contract (DESIGN §9). The list of endpoints comes from the app's
-OpenAPI document, so an endpoint added without a policy here fails this test. An allowed
-caller is never refused for who it is (no 401, no 403, no 404 for the account); a refused
-caller gets 401, 403 or — for another account's key on an account's path — a 404 that does
-not reveal the account exists, and the refusal changes nothing in the database.
+The policy below is the contract (DESIGN §9, docs/api.md). The list of endpoints comes from
+the app's OpenAPI document, so an endpoint added without a policy here fails this test. An
+allowed caller is never refused for who it is (no 401, no 403, no 404 for the account); a
+refused caller gets 401, 403 or — for another account's key on an account's path — a 404
+that does not reveal the account exists, and the refusal changes nothing in the database.
+
+Whatever creates credits is the superadmin's (docs/api.md, "Who may create credits"):
+grants, refunds, plans, prices, packages, settings, and an account's overdraft, which a
+field of a request body sets; ``FIELDS`` holds those fields to the same rule wherever the
+OpenAPI document shows them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from creditmeter import CreditMeter
 from creditmeter.payments.dev import DevProvider
-from tests.api.conftest import Keys
+from tests.api.conftest import ADMIN_KEY, Keys
 
 
 class Who(Enum):
@@ -49,10 +54,10 @@ POLICY: dict[tuple[str, str], Who] = {
     ("POST", "/v1/usage"): Who.SERVICE,
     ("POST", "/v1/usage/batch"): Who.SERVICE,
     ("GET", "/v1/accounts"): Who.ADMIN,
-    ("PATCH", "/v1/accounts/{account_id}"): Who.ADMIN,
+    ("PATCH", "/v1/accounts/{account_id}"): Who.SERVICE,  # and FIELDS
     ("GET", "/v1/accounts/{account_id}/grants"): Who.ADMIN,
-    ("PUT", "/v1/features/{key}"): Who.ADMIN,
-    ("PUT", "/v1/plans/{key}"): Who.ADMIN,
+    ("PUT", "/v1/features/{key}"): Who.SUPERADMIN,
+    ("PUT", "/v1/plans/{key}"): Who.SUPERADMIN,
     ("GET", "/v1/settings"): Who.ADMIN,
     ("GET", "/v1/settings/history"): Who.ADMIN,
     ("POST", "/v1/accounts/{account_id}/grants"): Who.SUPERADMIN,
@@ -63,8 +68,8 @@ POLICY: dict[tuple[str, str], Who] = {
     ("DELETE", "/v1/api-keys/{key_id}"): Who.SUPERADMIN,
     ("POST", "/v1/webhooks/stripe"): Who.PUBLIC,  # the signature authenticates, not a key
     ("GET", "/v1/packages"): Who.ANY_KEY,
-    ("PUT", "/v1/packages/{package_id}"): Who.ADMIN,
-    ("POST", "/v1/packages/boost"): Who.ADMIN,
+    ("PUT", "/v1/packages/{package_id}"): Who.SUPERADMIN,
+    ("POST", "/v1/packages/boost"): Who.SUPERADMIN,
     ("POST", "/v1/accounts/{account_id}/checkout"): Who.READER,
     ("GET", "/v1/accounts/{account_id}/purchases"): Who.READER,
     ("GET", "/v1/accounts/{account_id}/purchases/{purchase_id}"): Who.READER,
@@ -75,8 +80,21 @@ POLICY: dict[tuple[str, str], Who] = {
     ("GET", "/v1/audit-log"): Who.ADMIN,
 }
 
-CALLERS = ("nobody", "account", "other", "service", "admin", "superadmin")
-STAFF = {"service": 1, "admin": 2, "superadmin": 3}
+FIELDS: dict[str, tuple[Who, object]] = {
+    "plan": (Who.SERVICE, "max"),
+    "status": (Who.ADMIN, "suspended"),
+    "overdraft_limit": (Who.SUPERADMIN, 10**15),
+}
+"""Request-body fields that need more than their operation does, each with a value to set."""
+
+BASES: dict[tuple[str, str], dict[str, object]] = {
+    ("POST", "/v1/accounts"): {"name": "New"},
+    ("PATCH", "/v1/accounts/{account_id}"): {},
+}
+"""The rest of a body that sets one of ``FIELDS``, for each operation that takes one."""
+
+CALLERS = ("nobody", "account", "other", "service", "admin", "superadmin", "environment")
+STAFF = {"service": 1, "admin": 2, "superadmin": 3, "environment": 3}
 NEEDS = {Who.SERVICE: 1, Who.ADMIN: 2, Who.SUPERADMIN: 3}
 
 
@@ -90,6 +108,14 @@ def allowed(who: Who, caller: str) -> bool:
     if who is Who.READER and caller == "account":
         return True
     return STAFF.get(caller, 0) >= NEEDS.get(who, 1)
+
+
+def headers(caller: str, keys: Keys) -> dict[str, str]:
+    if caller == "nobody":
+        return {}
+    if caller == "environment":  # CREDITMETER_ADMIN_KEY
+        return {"Authorization": f"Bearer {ADMIN_KEY}"}
+    return keys.header(caller)
 
 
 def endpoints(client: TestClient) -> list[tuple[str, str]]:
@@ -132,7 +158,10 @@ def snapshot(meter: CreditMeter) -> dict[str, Any]:
             ).scalar_one(),
             "acme": tuple(
                 conn.execute(
-                    sa.text("SELECT name, status, balance, held FROM accounts WHERE id = 'acme'")
+                    sa.text(
+                        "SELECT name, status, balance, held, plan_key, overdraft_limit"
+                        " FROM accounts WHERE id = 'acme'"
+                    )
                 ).one()
             ),
             "purchase states": sorted(
@@ -178,10 +207,9 @@ def test_each_role_gets_exactly_what_the_contract_gives_it(
         who = POLICY[(method, path)]
         url = path.format(**world)
         for caller in CALLERS:
-            headers = {} if caller == "nobody" else keys.header(caller)
             before = snapshot(meter)
             body: dict[str, object] | None = None if method in ("GET", "DELETE") else {}
-            response = client.request(method, url, headers=headers, json=body)
+            response = client.request(method, url, headers=headers(caller, keys), json=body)
             status = response.status_code
             context = f"{method} {path} as {caller}: {status} {response.text[:200]}"
             if allowed(who, caller):
@@ -200,3 +228,50 @@ def test_each_role_gets_exactly_what_the_contract_gives_it(
                 assert snapshot(meter) == before, context
             checked += 1
     assert checked == len(POLICY) * len(CALLERS)
+
+
+def fields_taken(client: TestClient) -> list[tuple[str, str, str]]:
+    """``(method, path, field)`` for each of ``FIELDS`` in an operation's request body."""
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    found = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            schema = (
+                operation.get("requestBody", {})
+                .get("content", {})
+                .get("application/json", {})
+                .get("schema", {})
+            )
+            if "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+            found += [
+                (method.upper(), path, f) for f in schema.get("properties", {}) if f in FIELDS
+            ]
+    return sorted(found)
+
+
+def test_fields_that_create_credits_need_the_role_that_creates_them(
+    client: TestClient, keys: Keys, meter: CreditMeter, world: dict[str, str]
+) -> None:
+    meter.put_plan("max", allowances={"*": 10**12})
+    taken = fields_taken(client)
+    assert {(m, p) for m, p, _ in taken} == set(BASES)
+    assert {f for _, _, f in taken} == set(FIELDS)
+    for method, path, field in taken:
+        who, value = FIELDS[field]
+        for caller in CALLERS:
+            body = {**BASES[(method, path)], field: value}
+            if method == "POST":  # a new account each time
+                body["id"] = f"new-{field}-{caller}".replace("_", "-")
+            before = snapshot(meter)
+            response = client.request(
+                method, path.format(**world), headers=headers(caller, keys), json=body
+            )
+            context = f"{method} {path} with {field} as {caller}: {response.text[:200]}"
+            if allowed(who, caller) and allowed(POLICY[(method, path)], caller):
+                assert response.status_code == 200, context
+                assert response.json()[field] == value, context
+            else:
+                assert response.status_code in {401, 403, 404}, context
+                assert snapshot(meter) == before, context

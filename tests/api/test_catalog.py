@@ -15,7 +15,7 @@ from tests.conftest import Clock
 Json = dict[str, Any]
 
 
-def put(client: TestClient, path: str, body: Json, keys: Keys, role: str = "admin") -> Json:
+def put(client: TestClient, path: str, body: Json, keys: Keys, role: str = "superadmin") -> Json:
     response = client.put(path, json=body, headers=keys.header(role))
     assert response.status_code == 200, response.text
     result: Json = response.json()
@@ -114,11 +114,11 @@ def test_bad_prices_are_422_and_change_nothing(
 ) -> None:
     put(client, "/v1/features/chat", {"rates": {"tokens": "0.5"}}, keys)
     for body in BAD_FEATURES:
-        response = client.put("/v1/features/chat", json=body, headers=keys.header("admin"))
+        response = client.put("/v1/features/chat", json=body, headers=keys.header("superadmin"))
         assert response.status_code == 422, body
         assert response.json()["error"]["type"] == "invalid_request"
     bad_key = client.put(
-        "/v1/features/two%20words", json={"rates": {"tokens": 1}}, headers=keys.header("admin")
+        "/v1/features/two%20words", json={"rates": {"tokens": 1}}, headers=keys.header("superadmin")
     )
     assert bad_key.status_code == 422
     [feature] = meter.features()
@@ -195,7 +195,7 @@ def test_bad_plans_are_422_and_change_nothing(
     client: TestClient, meter: CreditMeter, keys: Keys
 ) -> None:
     for body in BAD_PLANS:
-        response = client.put("/v1/plans/pro", json=body, headers=keys.header("admin"))
+        response = client.put("/v1/plans/pro", json=body, headers=keys.header("superadmin"))
         assert response.status_code == 422, body
         assert response.json()["error"]["type"] == "invalid_request"
     for role in ("service", "account"):

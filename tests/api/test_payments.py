@@ -91,7 +91,7 @@ def refused(response: Any, status: int, kind: str) -> Json:
 def test_a_package_is_put_and_listed_with_its_price_in_minor_units(
     client: TestClient, keys: Keys
 ) -> None:
-    put = ok(client.put("/v1/packages/starter", json=STARTER, headers=keys.header("admin")))
+    put = ok(client.put("/v1/packages/starter", json=STARTER, headers=keys.header("superadmin")))
     hidden = {**STARTER, "name": "Old", "active": False, "sort_order": 0}
     ok(client.put("/v1/packages/old", json=hidden, headers=keys.header("superadmin")))
 
@@ -111,10 +111,10 @@ def test_a_package_is_put_and_listed_with_its_price_in_minor_units(
 def test_a_package_put_again_is_replaced_and_its_name_defaults_to_its_id(
     client: TestClient, keys: Keys
 ) -> None:
-    ok(client.put("/v1/packages/starter", json=STARTER, headers=keys.header("admin")))
+    ok(client.put("/v1/packages/starter", json=STARTER, headers=keys.header("superadmin")))
     body = {"credits": 500, "price": {"amount": 1_000, "currency": "jpy"}}
 
-    replaced = ok(client.put("/v1/packages/starter", json=body, headers=keys.header("admin")))
+    replaced = ok(client.put("/v1/packages/starter", json=body, headers=keys.header("superadmin")))
 
     assert replaced["name"] == "starter"
     assert (replaced["credits"], replaced["bonus_credits"]) == (500, 0)
@@ -153,7 +153,7 @@ def test_bad_packages_are_422_and_change_nothing(
     client: TestClient, meter: CreditMeter, keys: Keys, change: Json
 ) -> None:
     response = client.put(
-        "/v1/packages/starter", json={**STARTER, **change}, headers=keys.header("admin")
+        "/v1/packages/starter", json={**STARTER, **change}, headers=keys.header("superadmin")
     )
 
     refused(response, 422, "invalid_request")
@@ -161,7 +161,7 @@ def test_bad_packages_are_422_and_change_nothing(
 
 
 def test_a_bad_package_id_is_422(client: TestClient, keys: Keys) -> None:
-    response = client.put("/v1/packages/a%20b", json=STARTER, headers=keys.header("admin"))
+    response = client.put("/v1/packages/a%20b", json=STARTER, headers=keys.header("superadmin"))
 
     refused(response, 422, "invalid_request")
 
@@ -169,7 +169,7 @@ def test_a_bad_package_id_is_422(client: TestClient, keys: Keys) -> None:
 def test_a_whole_number_written_with_a_point_is_the_integer(client: TestClient, keys: Keys) -> None:
     body = {**STARTER, "credits": 10_000.0, "price": {"amount": 999.0, "currency": "usd"}}
 
-    put = ok(client.put("/v1/packages/starter", json=body, headers=keys.header("admin")))
+    put = ok(client.put("/v1/packages/starter", json=body, headers=keys.header("superadmin")))
 
     assert (put["credits"], put["price"]["amount"]) == (10_000, 999)
 
@@ -178,18 +178,20 @@ def test_boost_packs_are_derived_from_a_base_or_the_smallest_plan(
     client: TestClient, meter: CreditMeter, keys: Keys
 ) -> None:
     price = {"amount": 1_900, "currency": "usd"}
-    no_plan = client.post("/v1/packages/boost", json={"price": price}, headers=keys.header("admin"))
+    no_plan = client.post(
+        "/v1/packages/boost", json={"price": price}, headers=keys.header("superadmin")
+    )
     meter.put_plan("pro", allowances={"*": 50_000})
     meter.put_plan("basic", allowances={"*": 20_000})
 
     derived = ok(
-        client.post("/v1/packages/boost", json={"price": price}, headers=keys.header("admin"))
+        client.post("/v1/packages/boost", json={"price": price}, headers=keys.header("superadmin"))
     )
     given = ok(
         client.post(
             "/v1/packages/boost",
             json={"price": price, "base_credits": 1_000},
-            headers=keys.header("admin"),
+            headers=keys.header("superadmin"),
         )
     )
 
@@ -229,7 +231,7 @@ def test_bad_boosts_are_422_and_write_nothing(
     client: TestClient, meter: CreditMeter, keys: Keys, body: Json
 ) -> None:
     refused(
-        client.post("/v1/packages/boost", json=body, headers=keys.header("admin")),
+        client.post("/v1/packages/boost", json=body, headers=keys.header("superadmin")),
         422,
         "invalid_request",
     )

@@ -11,11 +11,13 @@ from creditmeter.core.types import AccountId
 
 class Role(StrEnum):
     SERVICE = "service"
-    """The host app's backend: meters usage and reads every account."""
+    """The host app's backend: meters usage, reads every account, creates accounts and
+    chooses their plans."""
     ADMIN = "admin"
-    """Operator staff: reads everything, changes prices, plans and accounts."""
+    """Operator staff: reads everything, suspends and reactivates accounts."""
     SUPERADMIN = "superadmin"
-    """Operator staff: everything, including grants, refunds, settings and keys."""
+    """Operator staff: everything, including whatever creates credits (grants, refunds,
+    plans, prices, packages, overdrafts, settings) and keys."""
     ACCOUNT = "account"
     """One account's own key: its balance, history and usage, nothing else."""
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from creditmeter.api.auth import Admin, Caller, Meter, actor
+from creditmeter.api.auth import Caller, Meter, Superadmin, actor
 from creditmeter.api.schemas.catalog import FeatureOut, FeaturePut, PlanOut, PlanPut
 from creditmeter.api.schemas.common import Page, errors
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
@@ -26,7 +26,7 @@ def list_features(meter: Meter, _: Caller) -> Page[FeatureOut]:
 
 
 @router.put("/features/{key}", responses=errors(401, 403, 422))
-def put_feature(key: Key, body: FeaturePut, meter: Meter, caller: Admin) -> FeatureOut:
+def put_feature(key: Key, body: FeaturePut, meter: Meter, caller: Superadmin) -> FeatureOut:
     """Create a feature or change its price: a change is a new version, and usage is
     rated with the version in force when it happened. Putting it unchanged keeps the
     version."""
@@ -50,7 +50,7 @@ def list_plans(meter: Meter, _: Caller) -> Page[PlanOut]:
 
 
 @router.put("/plans/{key}", responses=errors(401, 403, 422))
-def put_plan(key: Key, body: PlanPut, meter: Meter, caller: Admin) -> PlanOut:
+def put_plan(key: Key, body: PlanPut, meter: Meter, caller: Superadmin) -> PlanOut:
     """Create a plan or replace it. The features it allows apply at once; its allowances
     are issued to the accounts on it from their next period."""
     plan = meter.put_plan(

@@ -64,7 +64,7 @@ def list_packages(
 
 
 @router.put("/v1/packages/{package_id}", responses=errors(401, 403, 422))
-def put_package(package_id: Id, body: PackagePut, meter: Meter, key: Admin) -> PackageOut:
+def put_package(package_id: Id, body: PackagePut, meter: Meter, key: Superadmin) -> PackageOut:
     """Create a credit pack or replace it; purchases keep what they were sold."""
     pack = meter.put_package(
         package_id,
@@ -84,7 +84,7 @@ def put_package(package_id: Id, body: PackagePut, meter: Meter, key: Admin) -> P
 
 
 @router.post("/v1/packages/boost", responses=errors(401, 403, 422))
-def add_boost_packages(body: BoostCreate, meter: Meter, key: Admin) -> Page[PackageOut]:
+def add_boost_packages(body: BoostCreate, meter: Meter, key: Superadmin) -> Page[PackageOut]:
     """Write the three boost packs derived from a base (by default the smallest limited
     plan's allowance) and its price; writing them again replaces them."""
     packs = meter.add_boost_packages(
