@@ -160,7 +160,7 @@ def test_idempotency_keys_stored_before_owners_are_the_operators(database_url: s
     db = Database(database_url)
     try:
         migrate.upgrade(db)
-        migrate.downgrade(db, "0009")
+        migrate.downgrade(db, "0010")
         with db.engine.begin() as conn:
             conn.execute(
                 sa.text(
