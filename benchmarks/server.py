@@ -31,7 +31,7 @@ POSTGRES_URL = os.environ.get(
     "CREDITMETER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 SOCKET_DIR = "/var/run/postgresql"
-ADMIN_KEY = "bench-admin-key"
+ADMIN_KEY = "bench-admin-key-of-32-characters-or-more"
 STARTUP_SECONDS = 60.0
 FEATURE = "bench.call"
 PLAN = "bench"

@@ -8,6 +8,7 @@ idempotency key, if one is given, in the same transaction.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from creditmeter.core.payments import (
     Package,
     PaymentDeclined,
     PaymentError,
+    PaymentsNotConfigured,
     Purchase,
     PurchaseKind,
     PurchaseStatus,
@@ -55,6 +57,8 @@ from creditmeter.core.settings import Settings
 from creditmeter.core.types import HoldStatus
 from creditmeter.events import jobs
 from creditmeter.payments.dev import DevProvider
+from creditmeter.payments.off import MESSAGE as PAYMENTS_OFF
+from creditmeter.payments.off import PaymentsOff
 from creditmeter.payments.provider import CheckoutRequest, PaymentEvent, PaymentProvider
 from creditmeter.service import accounts as accounts_service
 from creditmeter.service import api_keys as api_keys_service
@@ -72,6 +76,7 @@ from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
 from creditmeter.store import payments as payments_store
+from creditmeter.store import secrets as secrets_store
 from creditmeter.store.accounts import AccountRow
 from creditmeter.store.database import DEFAULT_TIMEOUTS, Database, Timeouts
 from creditmeter.store.direct import ConcurrentUpdate
@@ -108,8 +113,10 @@ class CreditMeter:
         self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
         self.payments: PaymentProvider = payments or DevProvider()
-        """Where credits are sold: the development provider unless another is given."""
-        self.payments.connect(self._receive)
+        """Where credits are sold: the development provider unless another is given
+        (``PaymentsOff()``: nowhere)."""
+        self._secrets: dict[str, str] = {}
+        self.payments.connect(self._receive, self._secret)
         self.charge_observers: list[Callable[[Charge], None]] = []
         """Called with every charge (one-shot or settle) once it is committed; a retry
         that replays an idempotency key is not a new charge."""
@@ -413,9 +420,10 @@ class CreditMeter:
         )
 
     def pending_holds(self) -> int:
-        """How many holds are pending in the whole database."""
+        """How many holds are pending in the whole database and not past their expiry
+        (those are released by the next touch of their account)."""
         with self.db.read() as conn:
-            return holds.count_pending(conn)
+            return holds.count_pending(conn, self._now())
 
     def hold(self, hold_id: str) -> Hold:
         """A hold as it is now: one past its expiry is released (and reported expired)."""
@@ -900,6 +908,7 @@ class CreditMeter:
 
         ``by_account``: the account itself asks (with its own API key), so its
         ``idempotency_key`` is the account's, apart from the operator's keys."""
+        self._selling()
         try:
             mode = UiMode(ui_mode)
         except ValueError:
@@ -1068,6 +1077,8 @@ class CreditMeter:
         ``payment_method``, whenever its available credits fall below ``threshold``; at
         most ``monthly_cap`` minor units a calendar month. Setting it again clears the
         count of failures."""
+        if enabled:
+            self._selling()
         return self._on_account(
             account_id,
             self._spending(
@@ -1121,6 +1132,11 @@ class CreditMeter:
         if received:
             self._jobs_queued()
         return received
+
+    def _selling(self) -> None:
+        """Raise ``PaymentsNotConfigured`` before anything is written if nothing is sold."""
+        if isinstance(self.payments, PaymentsOff):
+            raise PaymentsNotConfigured(PAYMENTS_OFF)
 
     def _jobs_queued(self) -> None:
         for listener in self.job_listeners:
@@ -1209,6 +1225,26 @@ class CreditMeter:
             return row.payment_customer_id
         made = self.payments.create_customer(account_id, row.account.name)
         return self._write(lambda conn, _: accounts.claim_payment_customer(conn, account_id, made))
+
+    def _secret(self, name: str) -> str:
+        """The database's random secret ``name`` (URL-safe, 256 bits), made on first use
+        and the same in every process on the database."""
+        found = self._secrets.get(name)
+        if found is None:
+            with self.db.read() as conn:
+                found = secrets_store.get(conn, name)
+            if found is None:
+                found = self._write(lambda conn, now: self._make_secret(conn, now, name))
+            self._secrets[name] = found
+        return found
+
+    @staticmethod
+    def _make_secret(conn: Connection, now: datetime, name: str) -> str:
+        found = secrets_store.get(conn, name)  # another process may have made it
+        if found is None:
+            found = secrets.token_urlsafe(32)
+            secrets_store.insert(conn, name, found, now)
+        return found
 
     # Maintenance and verification.
 

@@ -13,7 +13,7 @@ from creditmeter import CreditMeter
 from creditmeter.api.app import create_app
 from creditmeter.api.config import ServerSettings
 
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = "test-admin-key-of-at-least-32-characters"
 
 
 @dataclass(frozen=True)

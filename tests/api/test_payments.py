@@ -3,6 +3,7 @@ with the development payment provider."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, get_args
 
 import pytest
@@ -261,19 +262,20 @@ def test_a_checkout_starts_a_pending_purchase_for_each_ui_mode(
     )
 
     purchase_id = started["purchase_id"]
+    token = dev(meter).page_token(purchase_id)
     assert started["ui_mode"] == ui_mode
     if ui_mode == "hosted":
         assert started["session_id"] == f"cs_dev_{purchase_id}"
-        assert started["url"] == f"http://127.0.0.1:8000/dev/checkout/{purchase_id}"
+        assert started["url"] == f"http://127.0.0.1:8000/dev/checkout/{purchase_id}?token={token}"
         assert started["client_secret"] is None
     elif ui_mode == "embedded":
         assert started["session_id"] == f"cs_dev_{purchase_id}"
         assert started["url"] is None
-        assert started["client_secret"] == f"cs_dev_{purchase_id}_secret_dev"
+        assert started["client_secret"] == f"cs_dev_{purchase_id}_secret_{token}"
     else:
         assert started["session_id"] == f"pi_dev_{purchase_id}"
         assert started["url"] is None
-        assert started["client_secret"] == f"pi_dev_{purchase_id}_secret_dev"
+        assert started["client_secret"] == f"pi_dev_{purchase_id}_secret_{token}"
     purchase = ok(
         client.get(f"/v1/accounts/acme/purchases/{purchase_id}", headers=keys.header("account"))
     )
@@ -841,3 +843,80 @@ def test_bad_payment_settings_are_422(client: TestClient, keys: Keys, body: Json
         422,
         "invalid_request",
     )
+
+
+@pytest.fixture
+def unsold(migrated_url: str, meter: CreditMeter) -> Iterator[TestClient]:
+    """The app as ``serve`` makes it with no payment provider configured, over the
+    ``meter`` fixture's database; a purchase bought through ``meter`` (the development
+    provider) lies in it."""
+    starter(meter)
+    meter.create_account("acme", name="Acme")
+    bought(meter)
+    settings = ServerSettings(
+        database_url=migrated_url, admin_key=SecretStr(ADMIN_KEY), worker=False, rate_limits=False
+    )
+    assert settings.payments == "off"
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_a_server_without_a_provider_sells_nothing_and_writes_nothing(
+    unsold: TestClient, meter: CreditMeter
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    before = meter.purchases("acme").data
+    (purchase,) = before
+
+    started = unsold.post("/v1/accounts/acme/checkout", json=HOSTED, headers=admin)
+    elements = unsold.post(
+        "/v1/accounts/acme/checkout",
+        json={"package": "starter", "ui_mode": "elements"},
+        headers=admin,
+    )
+    refund = unsold.post(
+        f"/v1/accounts/acme/purchases/{purchase.id}/refund", json={}, headers=admin
+    )
+    recharge = unsold.put(
+        "/v1/accounts/acme/auto-recharge",
+        json={
+            "enabled": True,
+            "threshold": 100,
+            "package": "starter",
+            "payment_method": WORKING_CARD,
+        },
+        headers=admin,
+    )
+    webhook = unsold.post(
+        "/v1/webhooks/stripe", content=b'{"id": "evt_1"}', headers={"Stripe-Signature": "t=1,v1=0"}
+    )
+    page = unsold.get(f"/dev/checkout/{purchase.id}?token={dev(meter).page_token(purchase.id)}")
+
+    for answer in (started, elements, refund, recharge, webhook):
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["type"] == "payments_not_configured"
+    assert "CREDITMETER_PAYMENTS" in started.json()["error"]["message"]
+    assert page.status_code == 404  # the development provider's pages are not served
+    assert meter.purchases("acme").data == before
+    assert meter.purchase(purchase.id).status is PurchaseStatus.FULFILLED
+    assert not meter.auto_recharge("acme").enabled
+    assert len(meter.payment_events()) == 1
+    assert meter.verify() == []
+
+
+def test_without_a_provider_credits_are_still_granted_and_charged(
+    unsold: TestClient, meter: CreditMeter
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    meter.put_feature("csv_export", rates={"calls": 5})
+
+    granted = unsold.post("/v1/accounts/acme/grants", json={"amount": 100}, headers=admin)
+    charged = unsold.post(
+        "/v1/usage", json={"account": "acme", "feature": "csv_export"}, headers=admin
+    )
+
+    balance = unsold.get("/v1/accounts/acme/balance", headers=admin)
+
+    assert granted.status_code == 200, granted.text
+    assert charged.status_code == 200, charged.text
+    assert balance.json()["available"] == 11_000 + 100 - 5

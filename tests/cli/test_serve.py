@@ -16,6 +16,10 @@ from creditmeter.store.migrate import current_revision, head_revision
 from tests.cli.conftest import assert_one_line_error, run
 from tests.client.conftest import ADMIN_KEY, start_server
 
+PACK = {"credits": 100, "price": {"amount": 500, "currency": "usd"}}
+CHECKOUT = {"package": "pack", "success_url": "https://example.com/thanks"}
+SIGNED = {"Stripe-Signature": "t=1,v1=00"}
+
 
 def test_serve_migrates_an_empty_database_and_answers(database_url: str, tmp_path: Path) -> None:
     server = start_server(database_url, tmp_path / "serve.log")
@@ -32,10 +36,8 @@ def test_serve_migrates_an_empty_database_and_answers(database_url: str, tmp_pat
     out = server.output()
     assert f"creditmeter serving {server.url} (1 worker)" in out
     assert "schema migrated from empty to revision" in out
-    assert (
-        "payments  the development provider (no keys, no network): checkout pages on this "
-        f"server, {server.url}/dev/checkout/<purchase>" in out
-    )
+    assert "payments  off: checkouts and webhooks answer 503 payments_not_configured" in out
+    assert "WARNING" not in out
     assert "jobs      a worker thread in each server process applies payment events" in out
     requests = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert any(r.get("path") == "/v1/accounts" and r.get("status") == 401 for r in requests)
@@ -44,6 +46,48 @@ def test_serve_migrates_an_empty_database_and_answers(database_url: str, tmp_pat
         assert current_revision(db) == head_revision()
     finally:
         db.dispose()
+
+
+def test_serve_sells_nothing_unless_a_provider_is_chosen(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDITMETER_PAYMENTS", raising=False)
+    server = start_server(database_url, tmp_path / "serve.log")
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    try:
+        with httpx2.Client(base_url=server.url, headers=admin) as http:
+            assert http.put("/v1/packages/pack", json=PACK).status_code == 200
+            assert http.post("/v1/accounts", json={"id": "acme"}).status_code in (200, 201)
+            started = http.post("/v1/accounts/acme/checkout", json=CHECKOUT)
+            webhook = http.post("/v1/webhooks/stripe", content=b"{}", headers=SIGNED)
+            purchases = http.get("/v1/accounts/acme/purchases").json()["data"]
+            page = http.post("/dev/checkout/pur_1/pay")
+    finally:
+        server.stop()
+    assert started.status_code == 503
+    assert started.json()["error"]["type"] == "payments_not_configured"
+    assert "CREDITMETER_PAYMENTS" in started.json()["error"]["message"]
+    assert webhook.status_code == 503
+    assert webhook.json()["error"]["type"] == "payments_not_configured"
+    assert purchases == []
+    assert page.status_code == 404
+
+
+def test_serve_with_the_development_provider_warns_loudly(sqlite_url: str, tmp_path: Path) -> None:
+    server = start_server(sqlite_url, tmp_path / "serve.log", "--payments", "dev")
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    try:
+        with httpx2.Client(base_url=server.url, headers=admin) as http:
+            http.put("/v1/packages/pack", json=PACK)
+            http.post("/v1/accounts", json={"id": "acme"})
+            started = http.post("/v1/accounts/acme/checkout", json=CHECKOUT)
+    finally:
+        server.stop()
+    assert started.status_code == 200, started.text
+    assert started.json()["url"].startswith(f"{server.url}/dev/checkout/pur_")
+    out = server.output()
+    assert "payments  the development provider (no keys, no network)" in out
+    assert "WARNING: payments by the development provider: no money moves" in out
 
 
 def test_serve_with_two_workers(sqlite_url: str, tmp_path: Path) -> None:
@@ -90,7 +134,9 @@ def test_serve_says_where_credits_are_sold_and_who_applies_payments(
 ) -> None:
     for name in ("CREDITMETER_PAYMENTS", "CREDITMETER_WORKER", "CREDITMETER_PUBLIC_URL"):
         monkeypatch.delenv(name, raising=False)
-    settings = server_settings(port=9100, host="0.0.0.0")
+    off, _ = payments_lines(server_settings())
+    assert off.startswith("  payments  off: checkouts and webhooks answer 503")
+    settings = server_settings(port=9100, host="0.0.0.0", payments="dev")
     dev, jobs = payments_lines(settings)
     assert dev.endswith(
         "checkout pages on this server, http://127.0.0.1:9100/dev/checkout/<purchase>"
@@ -109,6 +155,18 @@ def test_serve_says_where_credits_are_sold_and_who_applies_payments(
         "  payments  Stripe; its webhook endpoint is https://credits.example.com/v1/webhooks/stripe"
     )
     assert "CREDITMETER_WORKER=false): run creditmeter worker" in jobs
+
+
+@pytest.mark.parametrize("name", ["CREDITMETER_ADMIN_KEY", "CREDITMETER_METRICS_TOKEN"])
+def test_a_short_secret_is_refused_at_start(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "x" * 31)
+    assert_one_line_error(
+        run(runner, "serve"), containing=f"{name}: must be at least 32 characters"
+    )
+    monkeypatch.setenv(name, "x" * 32)
+    assert server_settings().model_dump()[name.removeprefix("CREDITMETER_").lower()] is not None
 
 
 def test_stripe_without_its_keys_is_one_line(

@@ -25,7 +25,7 @@ from creditmeter import CreditMeter
 from creditmeter.client import CreditMeterClient
 from tests.conftest import ENGINES, POSTGRES_URL, postgres_schema_url
 
-ADMIN_KEY = "client-test-admin-key"
+ADMIN_KEY = "client-test-admin-key-of-32-characters-or-more"
 STARTUP_SECONDS = 30.0
 
 

@@ -70,14 +70,14 @@ def test_the_sweeper_thread_sweeps_on_its_own(meter: CreditMeter, clock: Clock) 
 
 def test_the_server_runs_a_sweeper_while_it_serves(meter: CreditMeter, clock: Clock) -> None:
     [hold] = idle_holds(meter, clock, accounts=1)
-    settings = ServerSettings(admin_key=SecretStr("k"), sweep_interval=0.05)
+    settings = ServerSettings(admin_key=SecretStr("k" * 32), sweep_interval=0.05)
     with TestClient(create_app(settings, meter=meter)):
         assert eventually(lambda: hold_status(meter, hold) == "expired")
 
 
 def test_no_sweeper_when_the_interval_is_zero(meter: CreditMeter, clock: Clock) -> None:
     [hold] = idle_holds(meter, clock, accounts=1)
-    settings = ServerSettings(admin_key=SecretStr("k"), sweep_interval=0)
+    settings = ServerSettings(admin_key=SecretStr("k" * 32), sweep_interval=0)
     with TestClient(create_app(settings, meter=meter)) as client:
         assert client.get("/healthz").status_code == 200
         time.sleep(0.3)

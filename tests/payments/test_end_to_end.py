@@ -27,7 +27,7 @@ from tests.payments.conftest import WEBHOOK_SECRET, register_webhook
 
 __all__ = ["module_database_url"]  # the fixture, one database per engine
 
-ADMIN_KEY = "payments-e2e-admin-key"
+ADMIN_KEY = "payments-e2e-admin-key-of-32-characters-or-more"
 WORKING_CARD = "4242424242424242"
 DECLINING_CARD = "4000000000000341"  # attaches, then fails when charged
 WAIT_SECONDS = 20.0

@@ -28,12 +28,12 @@ import pytest
 
 from creditmeter import CreditMeter
 from creditmeter.core.payments import PurchaseStatus
-from creditmeter.payments.dev import DEV_WEBHOOK_SECRET
 from creditmeter.payments.signature import TOLERANCE_SECONDS, sign
 from tests.client.conftest import Server, start_server
 from tests.reliability.conftest import Reliability
+from tests.service.payment_events import webhook_secret
 
-ADMIN_KEY = "chaos-admin-key"
+ADMIN_KEY = "chaos-admin-key-of-32-characters-or-more"
 PURCHASES = 280
 ACCOUNTS = 8
 THREADS = 16
@@ -57,6 +57,8 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     served = start_server(
         database_url,
         tmp_path / "serve.log",
+        "--payments",
+        "dev",
         admin_key=ADMIN_KEY,
         # Every delivery comes from this machine's address: what is under test is how they
         # are applied, not that address's rate limit.
@@ -105,13 +107,13 @@ def intent(purchase: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def signed(kind: str, event_id: str, body: bytes) -> Delivery:
+def signed(secret: str, kind: str, event_id: str, body: bytes) -> Delivery:
     if kind == "forged":
         return Delivery(kind, event_id, body, sign(body, "whsec_forged"))
     if kind == "stale":
         old = int(time.time()) - TOLERANCE_SECONDS - 60
-        return Delivery(kind, event_id, body, sign(body, DEV_WEBHOOK_SECRET, old))
-    return Delivery(kind, event_id, body, sign(body, DEV_WEBHOOK_SECRET))
+        return Delivery(kind, event_id, body, sign(body, secret, old))
+    return Delivery(kind, event_id, body, sign(body, secret))
 
 
 def start_purchases(server: Server, count: int) -> tuple[list[str], list[dict[str, Any]]]:
@@ -140,7 +142,11 @@ def start_purchases(server: Server, count: int) -> tuple[list[str], list[dict[st
 
 
 def chaos(
-    rng: random.Random, paid: list[dict[str, Any]], unpaid: list[dict[str, Any]], ghosts: int
+    rng: random.Random,
+    paid: list[dict[str, Any]],
+    unpaid: list[dict[str, Any]],
+    ghosts: int,
+    secret: str,
 ) -> list[Delivery]:
     """Shuffled deliveries: each paid purchase's event 1–5 times, some with its payment
     intent's event too, some with a forged or stale copy or an event for a wrong amount;
@@ -151,29 +157,29 @@ def chaos(
         kind = "forged" if n % 2 else "stale"
         event_id = f"evt_{kind}_{p['purchase_id']}"
         body = event(event_id, "checkout.session.completed", session(p))
-        deliveries += [signed(kind, event_id, body)] * rng.randint(1, 3)
+        deliveries += [signed(secret, kind, event_id, body)] * rng.randint(1, 3)
     for p in paid:
         event_id = f"evt_paid_{p['purchase_id']}"
         body = event(event_id, "checkout.session.completed", session(p))
         copies = rng.randint(1, 5)
-        deliveries.append(signed("good", event_id, body))
-        deliveries += [signed("repeat", event_id, body)] * (copies - 1)
+        deliveries.append(signed(secret, "good", event_id, body))
+        deliveries += [signed(secret, "repeat", event_id, body)] * (copies - 1)
         if rng.random() < 0.3:  # the payment intent's own event, for the same payment
             other = f"evt_intent_{p['purchase_id']}"
             body = event(other, "payment_intent.succeeded", intent(p))
-            deliveries.append(signed("good", other, body))
+            deliveries.append(signed(secret, "good", other, body))
         if rng.random() < 0.15:  # a forged or stale copy of the real event
-            deliveries.append(signed(rng.choice(["forged", "stale"]), event_id, body))
+            deliveries.append(signed(secret, rng.choice(["forged", "stale"]), event_id, body))
         if rng.random() < 0.1:  # an event for the wrong amount: flagged
             wrong = f"evt_wrong_{p['purchase_id']}"
             body = event(wrong, "checkout.session.completed", session(p, amount=1))
-            deliveries.append(signed("good", wrong, body))
+            deliveries.append(signed(secret, "good", wrong, body))
     for n in range(ghosts):
         ghost = {"purchase_id": "", "account": f"ghost-{n}", "session_id": f"cs_ghost_{n}"}
         obj = session(ghost)
         obj["metadata"] = {"account_id": f"ghost-{n}", "package_id": "pack"}
         body = event(f"evt_ghost_{n}", "checkout.session.completed", obj)
-        deliveries.append(signed("good", f"evt_ghost_{n}", body))
+        deliveries.append(signed(secret, "good", f"evt_ghost_{n}", body))
     rng.shuffle(deliveries)
     return deliveries
 
@@ -222,7 +228,9 @@ def test_every_purchase_is_fulfilled_exactly_once_under_webhook_chaos(
     accounts, purchases = start_purchases(server, PURCHASES * reliability.scale)
     rng.shuffle(purchases)
     unpaid, paid = purchases[:10], purchases[10:]
-    deliveries = chaos(rng, paid, unpaid, ghosts=10 * reliability.scale)
+    with CreditMeter(server.database_url, migrate=False) as library:
+        secret = webhook_secret(library)  # the server's: random to the database
+    deliveries = chaos(rng, paid, unpaid, ghosts=10 * reliability.scale, secret=secret)
 
     began = time.monotonic()
     answers = deliver_all(server, deliveries)

@@ -10,7 +10,7 @@ from typing import Any
 
 from creditmeter import CreditMeter
 from creditmeter.core.payments import Purchase
-from creditmeter.payments.dev import DEV_WEBHOOK_SECRET
+from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.signature import sign
 
 _ids = itertools.count(1)
@@ -31,7 +31,13 @@ def deliver(
 ) -> bool:
     """Deliver a signed event as a webhook would; whether it was new."""
     payload = event_body(kind, obj, event_id)
-    return meter.receive_payment_event(payload, sign(payload, DEV_WEBHOOK_SECRET))
+    return meter.receive_payment_event(payload, sign(payload, webhook_secret(meter)))
+
+
+def webhook_secret(meter: CreditMeter) -> str:
+    """The development provider's webhook secret, random to the meter's database."""
+    assert isinstance(meter.payments, DevProvider)
+    return meter.payments.webhook_secret
 
 
 def drain(meter: CreditMeter) -> int:

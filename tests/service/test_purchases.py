@@ -13,7 +13,6 @@ from creditmeter import CreditMeter, IdempotencyConflict, InvalidRequest, NotFou
 from creditmeter.core.errors import AccountSuspended
 from creditmeter.core.payments import InvalidSignature, Purchase, PurchaseKind, PurchaseStatus
 from creditmeter.core.types import GrantSource, TransactionType
-from creditmeter.payments.dev import DEV_WEBHOOK_SECRET
 from creditmeter.payments.signature import sign
 from tests.service.payment_events import (
     charge_refunded,
@@ -22,6 +21,7 @@ from tests.service.payment_events import (
     event_body,
     intent,
     session_completed,
+    webhook_secret,
 )
 
 
@@ -544,5 +544,5 @@ def test_a_signed_delivery_that_is_not_a_storable_event_is_refused(
         {"id": event_id, "object": "event", "type": kind, "data": {"object": obj}}
     ).encode()
     with pytest.raises(InvalidSignature, match=problem):
-        shop.receive_payment_event(payload, sign(payload, DEV_WEBHOOK_SECRET))
+        shop.receive_payment_event(payload, sign(payload, webhook_secret(shop)))
     assert shop.payment_events() == []

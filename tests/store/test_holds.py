@@ -54,7 +54,7 @@ def test_pending_holds_are_found_through_their_index(db: Database) -> None:
     with db.read() as conn:
         holds.expired_ids(conn, "acme", datetime.now(UTC))
         holds.next_expiry(conn, "acme")
-        holds.count_pending(conn)
+        holds.count_pending(conn, datetime.now(UTC))
     event.remove(db.engine, "before_cursor_execute", seen)
 
     assert len(statements) == 3

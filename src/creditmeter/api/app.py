@@ -100,6 +100,8 @@ def create_app(
     app.state.meter = meter
     admin_key = settings.admin_key
     app.state.admin_key = None if admin_key is None else admin_key.get_secret_value()
+    metrics_token = settings.metrics_token
+    app.state.metrics_token = None if metrics_token is None else metrics_token.get_secret_value()
     errors.install(app)
     app.add_middleware(
         BodyLimits, default=settings.max_body_bytes, batch=settings.max_batch_body_bytes

@@ -5,16 +5,21 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditmeter.api.body_limit import DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BODY_BYTES
 from creditmeter.api.rate_limits import Limits, parse
 from creditmeter.payments.dev import DevProvider
+from creditmeter.payments.off import PaymentsOff
 from creditmeter.payments.provider import PaymentProvider
 from creditmeter.store.database import DEFAULT_URL, Timeouts
 
 ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}
 """Addresses a server listens on but a browser cannot open: the loopback address instead."""
+SECRET_MINIMUM = 32
+"""Characters a secret given in the environment (the admin key, the metrics token) needs
+at least: ``openssl rand -base64 32`` makes 44."""
 
 
 class ServerSettings(BaseSettings):
@@ -23,7 +28,11 @@ class ServerSettings(BaseSettings):
     database_url: str = DEFAULT_URL
     """SQLAlchemy URL of the database; a SQLite file in the working directory by default."""
     admin_key: SecretStr | None = None
-    """Accepted as a superadmin key as given, so a fresh server can be driven at once."""
+    """Accepted as a superadmin key as given, so a fresh server can be driven at once; at
+    least 32 characters."""
+    metrics_token: SecretStr | None = None
+    """If set, ``/metrics`` answers only requests with ``Authorization: Bearer <token>``;
+    at least 32 characters."""
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -31,8 +40,10 @@ class ServerSettings(BaseSettings):
     pool_size: int = 10
     sweep_interval: float = 30.0
     """Seconds between sweeps of idle accounts (expired holds, period ends); 0: none."""
-    payments: Literal["dev", "stripe"] = "dev"
-    """Where credits are sold: the development provider (no keys, no network) or Stripe."""
+    payments: Literal["off", "dev", "stripe"] = "off"
+    """Where credits are sold: nowhere (checkouts and webhooks answer 503
+    ``payments_not_configured``), Stripe, or the development provider (no keys, no
+    network, no money: anyone shown a checkout can pay it; never in production)."""
     stripe_secret_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     """The signing secret of the Stripe webhook endpoint (``whsec_…``)."""
@@ -94,6 +105,17 @@ class ServerSettings(BaseSettings):
             raise ValueError("worker_interval must be positive")
         return self
 
+    @field_validator("admin_key", "metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < SECRET_MINIMUM:
+            raise PydanticCustomError(
+                "secret_too_short",
+                "must be at least {minimum} characters (openssl rand -base64 32 makes one)",
+                {"minimum": SECRET_MINIMUM},
+            )
+        return value
+
     @field_validator("rate_limit_account_key", "rate_limit_staff_key", "rate_limit_address")
     @classmethod
     def _is_a_rate(cls, value: str) -> str:
@@ -121,6 +143,8 @@ class ServerSettings(BaseSettings):
 
     def payment_provider(self) -> PaymentProvider:
         """The configured payment provider."""
+        if self.payments == "off":
+            return PaymentsOff()
         if self.payments == "dev":
             return DevProvider(self.base_url())
         from creditmeter.payments.stripe import StripeProvider  # the SDK only when used

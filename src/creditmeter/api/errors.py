@@ -24,7 +24,12 @@ from creditmeter.core.errors import (
     NotFound,
     Refusal,
 )
-from creditmeter.core.payments import InvalidSignature, PaymentDeclined, PaymentError
+from creditmeter.core.payments import (
+    InvalidSignature,
+    PaymentDeclined,
+    PaymentError,
+    PaymentsNotConfigured,
+)
 from creditmeter.store.database import LockTimeout
 
 
@@ -54,6 +59,7 @@ STATUS: dict[type[CreditMeterError], int] = {
     GrantHeld: 409,
     InvalidSignature: 400,
     PaymentDeclined: 402,
+    PaymentsNotConfigured: 503,
     PaymentError: 502,
     LockTimeout: 503,
 }

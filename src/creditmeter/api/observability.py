@@ -27,10 +27,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditmeter.core.records import Charge
 from creditmeter.meter import CreditMeter
+from creditmeter.store.database import LockTimeout
 
 REQUEST_ID = "X-Request-ID"
 log = logging.getLogger("creditmeter.api")
@@ -78,18 +80,31 @@ def count_refusal(reason: str) -> None:
     REFUSALS.labels(reason).inc()
 
 
-class PendingHolds(Collector):
-    """Holds pending right now, read from the database at scrape time."""
+class DatabaseGauges(Collector):
+    """What is read from the database at scrape time: the holds pending (not yet past
+    their expiry, on the meter's clock), and whether the database answered. A database
+    that does not answer leaves the holds out and the scrape whole, so the request
+    counters that show an outage are there during it."""
 
     def __init__(self, meter: CreditMeter) -> None:
         self.meter = meter
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily(
-            "creditmeter_holds_pending", "Holds authorized and not yet settled or released."
+        try:
+            pending: int | None = self.meter.pending_holds()
+        except (DBAPIError, LockTimeout):
+            pending = None
+        yield GaugeMetricFamily(
+            "creditmeter_database_up",
+            "1 if the database answered this scrape's query, else 0.",
+            value=0 if pending is None else 1,
         )
-        gauge.add_metric([], self.meter.pending_holds())
-        yield gauge
+        if pending is not None:
+            yield GaugeMetricFamily(
+                "creditmeter_holds_pending",
+                "Holds authorized, not yet settled or released, and not past their expiry.",
+                value=pending,
+            )
 
 
 def exposition(meter: CreditMeter) -> bytes:
@@ -100,7 +115,7 @@ def exposition(meter: CreditMeter) -> bytes:
     else:
         for collector in (REQUESTS, LATENCY, CREDITS_CHARGED, REFUSALS):
             registry.register(collector)
-    registry.register(PendingHolds(meter))
+    registry.register(DatabaseGauges(meter))
     return generate_latest(registry)
 
 

@@ -29,21 +29,22 @@ from creditmeter.store.migrate import current_revision, head_revision, upgrade
 APP_FACTORY: Final = "creditmeter.api.app:create_server_app"
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug", "trace")
 LOG_FORMATS: Final = ("json", "text")
+PAYMENTS: Final = ("off", "dev", "stripe")
 METRICS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def server_settings(**overrides: object) -> ServerSettings:
-    """Settings from the environment, with the options that were given (not ``None``)."""
+    """Settings from the environment, with the options that were given (not ``None``),
+    checked together."""
+    given = {name: value for name, value in overrides.items() if value is not None}
     try:
-        settings = ServerSettings()
+        return ServerSettings(**given)  # type: ignore[arg-type]
     except ValidationError as error:
         problem = error.errors()[0]
         if not problem["loc"]:  # a rule over several variables
             raise CommandFailed(str(problem.get("ctx", {}).get("error", problem["msg"]))) from None
         name = "CREDITMETER_" + str(problem["loc"][0]).upper()
         raise CommandFailed(f"{name}: {problem['msg']}") from None
-    given = {name: value for name, value in overrides.items() if value is not None}
-    return settings.model_copy(update=given)
 
 
 def prepare_schema(database_url: str, *, migrate: bool) -> str:
@@ -106,10 +107,22 @@ def exported(settings: ServerSettings) -> dict[str, str]:
     }
 
 
+DEV_PAYMENTS_WARNING: Final = (
+    "WARNING: payments by the development provider: no money moves, and anyone shown a "
+    "checkout can pay it and get its credits. For trying the flow only; in production set "
+    "CREDITMETER_PAYMENTS=stripe, or leave payments off."
+)
+
+
 def payments_lines(settings: ServerSettings) -> list[str]:
     """Where credits are sold, and who applies what the payment provider says."""
     base = settings.base_url()
-    if settings.payments == "dev":
+    if settings.payments == "off":
+        lines = [
+            "  payments  off: checkouts and webhooks answer 503 payments_not_configured "
+            "(CREDITMETER_PAYMENTS=stripe sells through Stripe)"
+        ]
+    elif settings.payments == "dev":
         lines = [
             "  payments  the development provider (no keys, no network): "
             f"checkout pages on this server, {base}/dev/checkout/<purchase>"
@@ -182,6 +195,12 @@ def run(settings: ServerSettings, *, log_format: str = "json") -> None:
     is_flag=True,
     help="do not migrate the schema; refuse to start if it is not current",
 )
+@click.option(
+    "--payments",
+    type=click.Choice(PAYMENTS),
+    help="where credits are sold (default: $CREDITMETER_PAYMENTS, else off); "
+    "dev: the development provider, for trying the flow",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="default: info")
 @click.option(
     "--log-format",
@@ -196,6 +215,7 @@ def serve(
     workers: int | None,
     database_url: str | None,
     no_migrate: bool,
+    payments: str | None,
     log_level: str | None,
     log_format: str,
 ) -> None:
@@ -210,6 +230,7 @@ def serve(
         port=port,
         workers=workers,
         database_url=database_url,
+        payments=payments,
         log_level=log_level,
     )
     schema = prepare_schema(settings.database_url, migrate=not no_migrate)
@@ -220,6 +241,8 @@ def serve(
     click.echo(f"  API docs  {url}/docs")
     for line in payments_lines(settings):
         click.echo(line)
+    if settings.payments == "dev":
+        click.secho(DEV_PAYMENTS_WARNING, fg="red", bold=True, err=True)
     if settings.admin_key is None:
         click.echo("  no CREDITMETER_ADMIN_KEY set: use keys made by creditmeter api-keys create")
     run(settings, log_format=log_format)

@@ -30,6 +30,8 @@ TEXT_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def provider_name(settings: ServerSettings) -> str:
+    if settings.payments == "off":
+        return "no provider (CREDITMETER_PAYMENTS is not set: recharges fail)"
     if settings.payments == "dev":
         return "the development provider"
     return "Stripe" + (f" at {settings.stripe_api_base}" if settings.stripe_api_base else "")

@@ -27,7 +27,7 @@ from creditmeter.core.errors import (
     NotFound,
     TotalOutOfRange,
 )
-from creditmeter.core.payments import PaymentDeclined, PaymentError
+from creditmeter.core.payments import PaymentDeclined, PaymentError, PaymentsNotConfigured
 
 _QUOTED = r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
 _NOT_FOUND = re.compile(rf"^(?P<kind>.+?) {_QUOTED} not found$")
@@ -157,6 +157,8 @@ def domain_error(kind: str, message: str, detail: Mapping[str, Any]) -> CreditMe
         return PaymentDeclined(message)
     if kind == "payment_provider_error":
         return PaymentError(message)
+    if kind == "payments_not_configured":
+        return PaymentsNotConfigured(message)
     return None
 
 

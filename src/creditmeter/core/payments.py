@@ -280,6 +280,12 @@ class PaymentDeclined(PaymentError):
         self.payment_intent_id = payment_intent_id
 
 
+class PaymentsNotConfigured(PaymentError):
+    """No payment provider is configured: credits are not sold, nothing was changed."""
+
+    code = "payments_not_configured"
+
+
 class InvalidSignature(CreditMeterError):
     """A webhook whose signature or timestamp does not verify."""
 

@@ -1,15 +1,19 @@
 """The development provider: the whole purchase flow with no keys and no network.
 
-Checkouts point at a local page (``/dev/checkout/<purchase>`` on the creditmeter server)
-whose button completes the payment. Off-session charges succeed at once, except with a
-payment method whose name contains ``decline`` (``pm_dev_declined``). Every payment,
-failure and refund becomes an event in Stripe's shapes, handed to the sink that the
-library connects, as Stripe's webhooks would deliver it; a signed webhook delivery
-(Stripe's scheme, under ``webhook_secret``) is accepted as well.
+Checkouts point at a local page (``/dev/checkout/<purchase>?token=<token>`` on the
+creditmeter server) whose button completes the payment; the token, a MAC of the purchase
+under a key random to the database, lets only whoever was shown the checkout pay it.
+Off-session charges succeed at once, except with a payment method whose name contains
+``decline`` (``pm_dev_declined``). Every payment, failure and refund becomes an event in
+Stripe's shapes, handed to the sink that the library connects, as Stripe's webhooks would
+deliver it; a signed webhook delivery (Stripe's scheme, under ``webhook_secret``, random
+to the database too) is accepted as well.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from typing import Any, Final
@@ -21,10 +25,10 @@ from creditmeter.payments.provider import (
     EventSink,
     PaymentEvent,
     ProviderCheckout,
+    Secrets,
 )
 from creditmeter.service.ids import new_id
 
-DEV_WEBHOOK_SECRET: Final = "whsec_dev"
 DECLINING_CARD: Final = "pm_dev_declined"
 WORKING_CARD: Final = "pm_dev_visa"
 
@@ -32,15 +36,33 @@ WORKING_CARD: Final = "pm_dev_visa"
 class DevProvider:
     name = "dev"
 
-    def __init__(
-        self, base_url: str = "http://127.0.0.1:8000", *, webhook_secret: str = DEV_WEBHOOK_SECRET
-    ) -> None:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000") -> None:
         self.base_url = base_url.rstrip("/")
-        self.webhook_secret = webhook_secret
         self._sink: EventSink | None = None
+        self._secrets: Secrets | None = None
 
-    def connect(self, sink: EventSink) -> None:
+    def connect(self, sink: EventSink, secrets: Secrets) -> None:
         self._sink = sink
+        self._secrets = secrets
+
+    @property
+    def webhook_secret(self) -> str:
+        """What deliveries to the webhook are signed under: random to the database."""
+        return f"whsec_{self._secret('dev_webhook_secret')}"
+
+    def page_token(self, purchase_id: str) -> str:
+        """The token of the purchase's checkout page, given only with its checkout."""
+        key = self._secret("dev_checkout_key").encode()
+        return hmac.new(key, purchase_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def admits(self, purchase_id: str, token: str) -> bool:
+        """Whether ``token`` is the purchase's checkout page token."""
+        return hmac.compare_digest(token.encode(), self.page_token(purchase_id).encode())
+
+    def _secret(self, name: str) -> str:
+        if self._secrets is None:
+            raise RuntimeError("the development provider is connected to no library")
+        return self._secrets(name)
 
     def create_customer(self, account_id: str, name: str) -> str:
         return f"cus_dev_{account_id}"
@@ -50,15 +72,21 @@ class DevProvider:
         if request.ui_mode is UiMode.ELEMENTS:
             intent = intent_id(purchase)
             return ProviderCheckout(
-                session_id=intent, payment_intent_id=intent, client_secret=f"{intent}_secret_dev"
+                session_id=intent,
+                payment_intent_id=intent,
+                client_secret=f"{intent}_secret_{self.page_token(purchase.id)}",
             )
         session = f"cs_dev_{purchase.id}"
         if request.ui_mode is UiMode.EMBEDDED:
-            return ProviderCheckout(session_id=session, client_secret=f"{session}_secret_dev")
+            return ProviderCheckout(
+                session_id=session, client_secret=f"{session}_secret_{self.page_token(purchase.id)}"
+            )
         return ProviderCheckout(session_id=session, url=self.checkout_url(purchase.id))
 
     def checkout_url(self, purchase_id: str) -> str:
-        return f"{self.base_url}/dev/checkout/{purchase_id}"
+        """The purchase's checkout page; for an embedded or elements checkout, its token
+        is what follows ``_secret_`` in the client secret."""
+        return f"{self.base_url}/dev/checkout/{purchase_id}?token={self.page_token(purchase_id)}"
 
     def charge_off_session(self, purchase: Purchase, customer_id: str, payment_method: str) -> str:
         intent = intent_id(purchase)

@@ -49,14 +49,17 @@ class PaymentEvent:
 
 
 EventSink = Callable[[PaymentEvent], object]
+Secrets = Callable[[str], str]
+"""The database's random secret of a name, made on its first use."""
 
 
 class PaymentProvider(Protocol):
     name: str
 
-    def connect(self, sink: EventSink) -> None:
-        """Where to hand the events the provider makes itself (the development provider);
-        a provider whose events come by webhook ignores it."""
+    def connect(self, sink: EventSink, secrets: Secrets) -> None:
+        """Where to hand the events the provider makes itself, and where to keep the
+        secrets it makes itself (the development provider's); a provider whose events
+        come by webhook, signed under a secret it was given, ignores both."""
         ...
 
     def create_customer(self, account_id: str, name: str) -> str:

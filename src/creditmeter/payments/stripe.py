@@ -24,6 +24,7 @@ from creditmeter.payments.provider import (
     EventSink,
     PaymentEvent,
     ProviderCheckout,
+    Secrets,
 )
 from creditmeter.payments.signature import TOLERANCE_SECONDS
 
@@ -39,7 +40,7 @@ class StripeProvider:
         )
         self._webhook_secret = webhook_secret
 
-    def connect(self, sink: EventSink) -> None:
+    def connect(self, sink: EventSink, secrets: Secrets) -> None:
         """Stripe's events come by webhook, through ``parse_event``."""
 
     def create_customer(self, account_id: str, name: str) -> str:

@@ -184,9 +184,14 @@ def next_expiry(conn: Connection, account_id: AccountId) -> datetime | None:
     return value
 
 
-def count_pending(conn: Connection) -> int:
-    query = sa.select(sa.func.count()).where(PENDING)
-    return int(conn.execute(query).scalar_one())
+_COUNT_PENDING = sa.select(sa.func.count()).where(
+    PENDING, holds.c.expires_at > sa.bindparam("now")
+)
+
+
+def count_pending(conn: Connection, now: datetime) -> int:
+    """Pending holds not yet past their expiry at ``now``."""
+    return int(conn.execute(_COUNT_PENDING, {"now": now}).scalar_one())
 
 
 def pending_on_grant(conn: Connection, grant_id: str) -> list[HoldId]:

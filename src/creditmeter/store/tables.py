@@ -543,3 +543,13 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_account_created", "account_id", "created_at", "id"),
     sa.Index("ix_audit_log_actor_created", "actor_key_id", "created_at", "id"),
 )
+
+# Random secrets a database keeps for itself (the development provider's webhook signing
+# secret and checkout page key), made on first use: never a published constant.
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

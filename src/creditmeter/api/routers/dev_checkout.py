@@ -1,12 +1,15 @@
 """The development provider's checkout page: what Stripe's hosted page is to Stripe, with
 no keys and no network. Pay completes the payment at the development provider, which
 sends its event as Stripe's webhook would; the worker applies it and credits the account.
-Served only when the development provider is the one in use; not in the OpenAPI schema."""
+Served only when the development provider is the one in use; not in the OpenAPI schema.
+Each page needs the purchase's token (``?token=``), given with its checkout only: without
+it, a purchase is not found."""
 
 from __future__ import annotations
 
 import re
 from html import escape
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -88,15 +91,25 @@ def _not_found(purchase_id: str) -> HTMLResponse:
     )
 
 
-def _found(meter: CreditMeter, purchase_id: str) -> Purchase | None:
-    """The development provider's purchase of this id, if there is one."""
+def _found(meter: CreditMeter, purchase_id: str, token: str) -> Purchase | None:
+    """The development provider's purchase of this id, if there is one and ``token`` is
+    its page's."""
+    provider = meter.payments
+    assert isinstance(provider, DevProvider)
     if not re.fullmatch(IDENTIFIER_PATTERN, purchase_id):
+        return None
+    if not provider.admits(purchase_id, token):
         return None
     try:
         purchase = meter.purchase(purchase_id)
     except NotFound:
         return None
-    return purchase if purchase.provider == meter.payments.name else None
+    return purchase if purchase.provider == provider.name else None
+
+
+def _path(purchase: Purchase, token: str, page: str = "") -> str:
+    """A page of the purchase's, with its token, escaped for an attribute."""
+    return escape(f"/dev/checkout/{quote(purchase.id)}{page}?token={quote(token)}", quote=True)
 
 
 def _package(meter: CreditMeter, package_id: str) -> Package | None:
@@ -116,8 +129,8 @@ def _not_pending(purchase: Purchase, *, status: int = 200) -> HTMLResponse:
 
 
 @router.get("/{purchase_id}", response_class=HTMLResponse)
-def checkout_page(purchase_id: str, meter: Meter) -> HTMLResponse:
-    purchase = _found(meter, purchase_id)
+def checkout_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse:
+    purchase = _found(meter, purchase_id, token)
     if purchase is None:
         return _not_found(purchase_id)
     if purchase.status is not PurchaseStatus.PENDING:
@@ -131,14 +144,13 @@ def checkout_page(purchase_id: str, meter: Meter) -> HTMLResponse:
         rows.append(("Bonus credits", f"+{bonus:,}"))
     rows += [("You get", f"{purchase.credits:,} credits"), ("Account", purchase.account_id)]
     details = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
-    quoted = escape(purchase.id, quote=True)
     body = (
         f"<h1>{escape(name)}</h1>"
         f'<div class="price">{escape(format_price(purchase.price))}</div>'
         f"<dl>{details}</dl>"
-        f'<form method="post" action="/dev/checkout/{quoted}/pay">'
+        f'<form method="post" action="{_path(purchase, token, "/pay")}">'
         f'<button type="submit">Pay {escape(format_price(purchase.price))}</button></form>'
-        f'<a class="cancel" href="/dev/checkout/{quoted}/cancelled">Cancel</a>'
+        f'<a class="cancel" href="{_path(purchase, token, "/cancelled")}">Cancel</a>'
         '<p class="note">No real money moves: the development payment provider pays at once. '
         f"For auto-recharge, its saved card is <code>{WORKING_CARD}</code>.</p>"
     )
@@ -146,8 +158,8 @@ def checkout_page(purchase_id: str, meter: Meter) -> HTMLResponse:
 
 
 @router.post("/{purchase_id}/pay", response_class=HTMLResponse, response_model=None)
-def pay(purchase_id: str, meter: Meter) -> HTMLResponse | RedirectResponse:
-    purchase = _found(meter, purchase_id)
+def pay(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse | RedirectResponse:
+    purchase = _found(meter, purchase_id, token)
     if purchase is None:
         return _not_found(purchase_id)
     if purchase.status is not PurchaseStatus.PENDING:
@@ -155,12 +167,13 @@ def pay(purchase_id: str, meter: Meter) -> HTMLResponse | RedirectResponse:
     provider = meter.payments
     assert isinstance(provider, DevProvider)
     provider.complete(purchase, customer_id=meter.payment_customer(purchase.account_id))
-    return RedirectResponse(f"/dev/checkout/{purchase.id}/done", status_code=303)
+    done = f"/dev/checkout/{quote(purchase.id)}/done?token={quote(token)}"
+    return RedirectResponse(done, status_code=303)
 
 
 @router.get("/{purchase_id}/done", response_class=HTMLResponse)
-def paid_page(purchase_id: str, meter: Meter) -> HTMLResponse:
-    purchase = _found(meter, purchase_id)
+def paid_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse:
+    purchase = _found(meter, purchase_id, token)
     if purchase is None:
         return _not_found(purchase_id)
     status = purchase.status
@@ -184,13 +197,12 @@ def paid_page(purchase_id: str, meter: Meter) -> HTMLResponse:
 
 
 @router.get("/{purchase_id}/cancelled", response_class=HTMLResponse)
-def cancelled_page(purchase_id: str, meter: Meter) -> HTMLResponse:
-    purchase = _found(meter, purchase_id)
+def cancelled_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse:
+    purchase = _found(meter, purchase_id, token)
     if purchase is None:
         return _not_found(purchase_id)
-    quoted = escape(purchase.id, quote=True)
     return _message(
         "Checkout cancelled",
         "Nothing was charged. The purchase stays open: "
-        f'<a href="/dev/checkout/{quoted}">go back to pay</a>.',
+        f'<a href="{_path(purchase, token)}">go back to pay</a>.',
     )

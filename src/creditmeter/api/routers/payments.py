@@ -96,7 +96,9 @@ def add_boost_packages(body: BoostCreate, meter: Meter, key: Superadmin) -> Page
 # Checkout and purchases.
 
 
-@router.post("/v1/accounts/{account_id}/checkout", responses=errors(401, 403, 404, 409, 422, 502))
+@router.post(
+    "/v1/accounts/{account_id}/checkout", responses=errors(401, 403, 404, 409, 422, 502, 503)
+)
 def checkout(
     account_id: str,
     body: CheckoutCreate,
@@ -106,7 +108,8 @@ def checkout(
 ) -> CheckoutOut:
     """Start buying a credit pack: a pending purchase and the payment provider's checkout
     for it. The account is credited once the provider's signed webhook confirms the
-    payment, exactly once however often it is delivered."""
+    payment, exactly once however often it is delivered. A server with no payment
+    provider configured answers 503 `payments_not_configured` and starts nothing."""
     started = meter.checkout(
         account_id,
         body.package,
@@ -146,7 +149,7 @@ def get_purchase(
 
 @router.post(
     "/v1/accounts/{account_id}/purchases/{purchase_id}/refund",
-    responses=errors(401, 403, 404, 422, 502),
+    responses=errors(401, 403, 404, 422, 502, 503),
 )
 def refund_purchase(
     account_id: str,
@@ -180,7 +183,7 @@ def get_auto_recharge(account_id: str, meter: Meter, _: AccountReader) -> AutoRe
     return AutoRechargeOut.of(meter.auto_recharge(account_id))
 
 
-@router.put("/v1/accounts/{account_id}/auto-recharge", responses=errors(401, 403, 404, 422))
+@router.put("/v1/accounts/{account_id}/auto-recharge", responses=errors(401, 403, 404, 422, 503))
 def put_auto_recharge(
     account_id: str, body: AutoRechargePut, meter: Meter, _: AccountReader
 ) -> AutoRechargeOut:

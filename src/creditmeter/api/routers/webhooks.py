@@ -27,7 +27,7 @@ SIGNATURE_HEADER = {
 
 @router.post(
     "/v1/webhooks/stripe",
-    responses=errors(400, 413),
+    responses=errors(400, 413, 503),
     openapi_extra={
         "parameters": [SIGNATURE_HEADER],
         "requestBody": {
