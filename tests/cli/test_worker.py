@@ -23,8 +23,8 @@ WAIT_SECONDS = 20.0
 
 @pytest.fixture(autouse=True)
 def development_payments(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CREDITMETER_PAYMENTS", "CREDITMETER_WORKER_INTERVAL"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CREDITMETER_PAYMENTS", "dev")
+    monkeypatch.delenv("CREDITMETER_WORKER_INTERVAL", raising=False)
 
 
 def paid_checkouts(meter: CreditMeter, accounts: int, each: int = 1) -> list[str]:
@@ -53,8 +53,7 @@ def jobs_ran(output: str) -> int:
 
 
 def worker_process(database_url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("CREDITMETER_PAYMENTS", None)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CREDITMETER_PAYMENTS": "dev"}
     command = [sys.executable, "-m", "creditmeter.cli.main", "worker"]
     with log.open("wb") as out:
         return subprocess.Popen(

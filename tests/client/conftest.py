@@ -132,7 +132,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="module")
 def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    served = start_server(module_database_url, tmp_path_factory.mktemp("log") / "serve.log")
+    log = tmp_path_factory.mktemp("log") / "serve.log"
+    served = start_server(module_database_url, log, "--payments", "dev")
     try:
         yield served
     finally:
