@@ -184,9 +184,7 @@ def next_expiry(conn: Connection, account_id: AccountId) -> datetime | None:
     return value
 
 
-_COUNT_PENDING = sa.select(sa.func.count()).where(
-    PENDING, holds.c.expires_at > sa.bindparam("now")
-)
+_COUNT_PENDING = sa.select(sa.func.count()).where(PENDING, holds.c.expires_at > sa.bindparam("now"))
 
 
 def count_pending(conn: Connection, now: datetime) -> int:
