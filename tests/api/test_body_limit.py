@@ -38,6 +38,8 @@ def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
     served = start_server(
         module_database_url,
         tmp_path_factory.mktemp("log") / "serve.log",
+        "--payments",
+        "dev",  # a provider whose webhook checks signatures
         env={
             "CREDITMETER_MAX_BODY_BYTES": str(LIMIT),
             "CREDITMETER_MAX_BATCH_BODY_BYTES": str(BATCH_LIMIT),
