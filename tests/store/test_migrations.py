@@ -156,11 +156,11 @@ def test_upgrading_keeps_the_data(database_url: str) -> None:
 
 
 def test_idempotency_keys_stored_before_owners_are_the_operators(database_url: str) -> None:
-    """Revision 0011 scopes keys by owner; every key stored before was the operator's."""
+    """Revision 0009 scopes keys by owner; every key stored before was the operator's."""
     db = Database(database_url)
     try:
         migrate.upgrade(db)
-        migrate.downgrade(db, "0010")
+        migrate.downgrade(db, "0008")
         with db.engine.begin() as conn:
             conn.execute(
                 sa.text(

@@ -1,6 +1,6 @@
 """audit log: who changed credits, prices, plans, settings or keys
 
-Revision ID: 0009
+Revision ID: 0007
 Revises: 0006
 """
 
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 import creditmeter.store.tables
 
-revision = "0009"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

@@ -3,8 +3,8 @@
 A grant an admin voided keeps when (``grants.voided_at``); a hold that reserved less than
 its balancing authorize asked for keeps what was asked (``holds.requested``).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from alembic import op
 
 import creditmeter.store.tables
 
-revision = "0010"
-down_revision = "0009"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

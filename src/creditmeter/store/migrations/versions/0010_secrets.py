@@ -1,7 +1,7 @@
 """secrets: random values a database keeps for itself (the development provider's)
 
-Revision ID: 0013
-Revises: 0011
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 import creditmeter.store.tables
 
-revision = "0013"
-down_revision = "0011"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
