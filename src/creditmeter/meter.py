@@ -12,7 +12,6 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -33,6 +32,7 @@ from creditmeter.core.payments import (
     Package,
     PaymentDeclined,
     PaymentError,
+    PaymentEvent,
     PaymentsNotConfigured,
     Purchase,
     PurchaseKind,
@@ -55,17 +55,17 @@ from creditmeter.core.records import (
 )
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import HoldStatus
-from creditmeter.events import jobs
+from creditmeter.core.usage import UsageEvent
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.off import MESSAGE as PAYMENTS_OFF
 from creditmeter.payments.off import PaymentsOff
-from creditmeter.payments.provider import CheckoutRequest, PaymentEvent, PaymentProvider
+from creditmeter.payments.provider import CheckoutRequest, PaymentProvider
 from creditmeter.service import accounts as accounts_service
 from creditmeter.service import api_keys as api_keys_service
 from creditmeter.service import audit as audit_service
 from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
-from creditmeter.service import idempotency, metering, payment_events, purchases, queries
+from creditmeter.service import idempotency, jobs, metering, payment_events, purchases, queries
 from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.maintenance import lock_current, lock_current_many
@@ -1117,7 +1117,21 @@ class CreditMeter:
         """Run the jobs that are due (applying payment events, starting recharges,
         delivering events), at most ``limit``; how many ran. A job that fails is tried
         again later with backoff; any number of processes may call this at once."""
-        return jobs.run_due(self, limit=limit, lease=lease)
+        with self.db.write() as conn:
+            taken = outbox.take(conn, self.clock(), lease, limit)
+        handlers: dict[str, jobs.Handler] = {
+            payment_events.APPLY_JOB: lambda job: self.apply_payment_event(str(job["event_id"])),
+            purchases.AUTO_RECHARGE_JOB: lambda job: self.recharge(str(job["purchase_id"])),
+        }
+        for job in taken:
+            error = jobs.run(job, handlers)
+            now = self.clock()
+            with self.db.write() as conn:
+                if error is None:
+                    outbox.finish(conn, job, now)
+                else:
+                    outbox.fail(conn, job, error, now, jobs.retry_at(job, now))
+        return len(taken)
 
     def jobs(self) -> dict[str, int]:
         """How many of the outbox's jobs are ``pending``, ``done`` and ``dead`` (given up
@@ -1484,34 +1498,6 @@ class CreditMeter:
                     self._settings(conn, row.settings_version),
                 )
         return self._on_account(account_id, query)
-
-
-@dataclass(frozen=True)
-class UsageEvent:
-    """One usage to charge with :meth:`CreditMeter.charge_many`."""
-
-    account_id: str
-    feature: str
-    usage: Mapping[str, int | str | Decimal] | None = None
-    credits: int | None = None
-    model: str | None = None
-    member: str | None = None
-    metadata: Mapping[str, Any] | None = None
-    provider_cost: Decimal | None = None
-    idempotency_key: str | None = None
-
-    def params(self) -> dict[str, Any]:
-        """What makes two charges the same, for their idempotency key."""
-        return {
-            "account": self.account_id,
-            "feature": self.feature,
-            "usage": self.usage,
-            "credits": self.credits,
-            "model": self.model,
-            "member": self.member,
-            "metadata": self.metadata,
-            "provider_cost": self.provider_cost,
-        }
 
 
 class HeldOperation:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from creditmeter import CreditMeter
+from creditmeter import CreditMeter, UsageEvent
 from creditmeter.core.types import MAX_CREDITS, MAX_PERIOD_USAGE
-from creditmeter.meter import UsageEvent
 from tests.api.conftest import Keys
 
 BATCHES = 10

@@ -23,6 +23,7 @@ from creditmeter import (
     InsufficientCredits,
     InvalidRequest,
     NotFound,
+    UsageEvent,
 )
 from creditmeter.client import (
     AuthenticationFailed,
@@ -37,7 +38,6 @@ from creditmeter.core.keys import Role
 from creditmeter.core.payments import PurchaseStatus
 from creditmeter.core.records import Charge
 from creditmeter.core.types import AccountStatus, GrantSource, HoldStatus, TransactionType
-from creditmeter.meter import UsageEvent
 from tests.client.conftest import Server, free_port
 
 

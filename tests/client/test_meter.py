@@ -12,9 +12,8 @@ from decimal import Decimal
 import httpx2
 import pytest
 
-from creditmeter import CreditMeter, InvalidRequest
+from creditmeter import CreditMeter, InvalidRequest, UsageEvent
 from creditmeter.client import CreditMeterClient, ServiceUnavailable
-from creditmeter.meter import UsageEvent
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
 

@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from creditmeter import CreditMeter
-from creditmeter.events.jobs import MAX_ATTEMPTS, Worker, backoff
+from creditmeter.events.jobs import Worker
+from creditmeter.service.jobs import MAX_ATTEMPTS, backoff
 from creditmeter.store import outbox
 from creditmeter.store.tables import outbox as outbox_table
 from tests.conftest import Clock

@@ -10,10 +10,10 @@ from creditmeter import (
     IdempotencyConflict,
     InsufficientCredits,
     NotFound,
+    UsageEvent,
 )
 from creditmeter.core.records import Charge
 from creditmeter.core.types import HoldStatus
-from creditmeter.meter import UsageEvent
 from tests.conftest import Clock
 
 

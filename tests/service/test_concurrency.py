@@ -25,12 +25,11 @@ from typing import TypeVar
 import pytest
 import sqlalchemy as sa
 
-from creditmeter import CreditMeter, HoldNotPending, InsufficientCredits
+from creditmeter import CreditMeter, HoldNotPending, InsufficientCredits, UsageEvent
 from creditmeter.core.grants import Grant
+from creditmeter.core.ids import new_id
 from creditmeter.core.records import Charge, UsageRecord
 from creditmeter.core.types import ANY_POOL, DEFAULT_PRIORITY, GrantSource
-from creditmeter.meter import UsageEvent
-from creditmeter.service.ids import new_id
 from creditmeter.store import accounts
 from creditmeter.store import grants as grant_store
 

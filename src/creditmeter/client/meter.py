@@ -44,7 +44,7 @@ from creditmeter.core.records import (
     UsageRecord,
 )
 from creditmeter.core.settings import Settings
-from creditmeter.meter import UsageEvent
+from creditmeter.core.usage import UsageEvent
 
 T = TypeVar("T")
 Quantities = Mapping[str, int | str | Decimal]

@@ -7,10 +7,11 @@ ISO 4217 code in lower case, as payment providers write it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from creditmeter.core.errors import CreditMeterError, InvalidRequest
 from creditmeter.core.pricing import credit_amount
@@ -213,6 +214,19 @@ class Purchase:
     paid_at: datetime | None = None
     fulfilled_at: datetime | None = None
     transaction_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentEvent:
+    """A payment provider's event, as its signed delivery said: Stripe's shapes, which the
+    development provider writes too."""
+
+    id: str
+    type: str
+    object: Mapping[str, Any]
+    """The event's ``data.object``."""
+    payload: str
+    """The delivery's body as received, kept as it was."""
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,16 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from creditmeter.core.payments import InvalidSignature, PaymentDeclined, Purchase, UiMode
-from creditmeter.payments import signature
-from creditmeter.payments.provider import (
-    CheckoutRequest,
-    EventSink,
+from creditmeter.core.ids import new_id
+from creditmeter.core.payments import (
+    InvalidSignature,
+    PaymentDeclined,
     PaymentEvent,
-    ProviderCheckout,
-    Secrets,
+    Purchase,
+    UiMode,
 )
-from creditmeter.service.ids import new_id
+from creditmeter.payments import signature
+from creditmeter.payments.provider import CheckoutRequest, EventSink, ProviderCheckout, Secrets
 
 DECLINING_CARD: Final = "pm_dev_declined"
 WORKING_CARD: Final = "pm_dev_visa"

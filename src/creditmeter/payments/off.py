@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from creditmeter.core.payments import PaymentsNotConfigured, Purchase
-from creditmeter.payments.provider import (
-    CheckoutRequest,
-    EventSink,
-    PaymentEvent,
-    ProviderCheckout,
-    Secrets,
-)
+from creditmeter.core.payments import PaymentEvent, PaymentsNotConfigured, Purchase
+from creditmeter.payments.provider import CheckoutRequest, EventSink, ProviderCheckout, Secrets
 
 MESSAGE = (
     "payments are not configured on this server: set CREDITMETER_PAYMENTS=stripe "

@@ -9,11 +9,11 @@ Charge …): the development provider writes the same shapes, so one handler ser
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from creditmeter.core.payments import Package, Purchase, UiMode
+from creditmeter.core.payments import Package, PaymentEvent, Purchase, UiMode
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,6 @@ class ProviderCheckout:
     payment_intent_id: str | None = None
     url: str | None = None
     client_secret: str | None = None
-
-
-@dataclass(frozen=True)
-class PaymentEvent:
-    id: str
-    type: str
-    object: Mapping[str, Any]
-    """The event's ``data.object``."""
-    payload: str
-    """The delivery's body as received, kept as it was."""
 
 
 EventSink = Callable[[PaymentEvent], object]

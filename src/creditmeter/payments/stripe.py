@@ -16,16 +16,11 @@ from creditmeter.core.payments import (
     InvalidSignature,
     PaymentDeclined,
     PaymentError,
+    PaymentEvent,
     Purchase,
     UiMode,
 )
-from creditmeter.payments.provider import (
-    CheckoutRequest,
-    EventSink,
-    PaymentEvent,
-    ProviderCheckout,
-    Secrets,
-)
+from creditmeter.payments.provider import CheckoutRequest, EventSink, ProviderCheckout, Secrets
 from creditmeter.payments.signature import TOLERANCE_SECONDS
 
 

@@ -13,9 +13,9 @@ from sqlalchemy.engine import Connection
 
 from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.ids import new_id
 from creditmeter.core.keys import ApiKey, Role
 from creditmeter.service import audit
-from creditmeter.service.ids import new_id
 from creditmeter.store import accounts, api_keys
 
 SECRET_PREFIX = "cm_"

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Connection
 
 from creditmeter.core.audit import Action, Actor, ActorKind, AuditEntry
 from creditmeter.core.errors import InvalidRequest
+from creditmeter.core.ids import new_id
 from creditmeter.core.records import Page
 from creditmeter.service import csv_export
-from creditmeter.service.ids import new_id
 from creditmeter.service.queries import bound, paged
 from creditmeter.store import audit
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy.engine import Connection
 
 from creditmeter.core.grants import Draw, Grant, merge_draws
+from creditmeter.core.ids import new_id
 from creditmeter.core.records import Posting, Transaction
 from creditmeter.core.types import (
     DEFAULT_PRIORITY,
@@ -31,7 +32,6 @@ from creditmeter.core.types import (
     TransactionType,
     wallet,
 )
-from creditmeter.service.ids import new_id
 from creditmeter.store import accounts, direct, grants, holds, ledger, usage
 from creditmeter.store.accounts import AccountRow
 from creditmeter.store.direct import ConcurrentUpdate

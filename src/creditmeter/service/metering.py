@@ -26,6 +26,7 @@ from creditmeter.core.grants import (
     plan_draws,
     purchased_free,
 )
+from creditmeter.core.ids import new_id
 from creditmeter.core.metadata import checked
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import (
@@ -46,7 +47,6 @@ from creditmeter.core.types import (
     HoldStatus,
 )
 from creditmeter.service.book import AccountBook
-from creditmeter.service.ids import new_id
 from creditmeter.service.maintenance import expire_grants, plan_of
 from creditmeter.store import catalog, holds, usage
 from creditmeter.store.holds import FoundHold

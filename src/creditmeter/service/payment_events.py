@@ -17,12 +17,11 @@ from typing import Any, Final
 
 from sqlalchemy.engine import Connection
 
-from creditmeter.core.payments import InvalidSignature, Money, Purchase
+from creditmeter.core.ids import new_id
+from creditmeter.core.payments import InvalidSignature, Money, PaymentEvent, Purchase
 from creditmeter.core.settings import Settings
-from creditmeter.payments.provider import PaymentEvent
 from creditmeter.service import purchases, subscriptions
 from creditmeter.service.book import AccountBook
-from creditmeter.service.ids import new_id
 from creditmeter.service.maintenance import lock_current
 from creditmeter.service.purchases import Outcome, flagged, ignored
 from creditmeter.store import outbox

@@ -17,6 +17,7 @@ from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import AccountSuspended, InvalidRequest, NotFound
 from creditmeter.core.grants import Draw, consumption_order, plan_draws
 from creditmeter.core.identifiers import identifier
+from creditmeter.core.ids import new_id
 from creditmeter.core.payments import (
     OPEN_STATUSES,
     AutoRecharge,
@@ -41,7 +42,6 @@ from creditmeter.core.types import (
 )
 from creditmeter.service import audit
 from creditmeter.service.book import AccountBook
-from creditmeter.service.ids import new_id
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import accounts, catalog, outbox
 from creditmeter.store import payments as store

@@ -15,9 +15,9 @@ from typing import Any, Final
 
 from sqlalchemy.engine import Connection
 
+from creditmeter.core.payments import PaymentEvent
 from creditmeter.core.periods import Period
 from creditmeter.core.types import GrantSource
-from creditmeter.payments.provider import PaymentEvent
 from creditmeter.service import accounts as accounts_service
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import issue_allowance, post_expiry

@@ -31,8 +31,8 @@ from creditmeter.api.schemas.metering import (
 )
 from creditmeter.core.errors import CreditMeterError, Refusal
 from creditmeter.core.records import Charge
+from creditmeter.core.usage import UsageEvent as ChargeEvent
 from creditmeter.meter import CreditMeter
-from creditmeter.meter import UsageEvent as ChargeEvent
 
 router = APIRouter(tags=["metering"])
 

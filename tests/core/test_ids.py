@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from creditmeter.service import ids
+from creditmeter.core import ids
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -18,13 +18,11 @@ def value_of(identifier: str) -> int:
 @pytest.fixture(autouse=True)
 def no_ids_made_yet(monkeypatch: pytest.MonkeyPatch) -> None:
     """The process's last id forgotten (and remembered again after the test)."""
-    monkeypatch.setattr("creditmeter.service.ids._last", 0)
+    monkeypatch.setattr("creditmeter.core.ids._last", 0)
 
 
 def at(monkeypatch: pytest.MonkeyPatch, millisecond: int) -> None:
-    monkeypatch.setattr(
-        "creditmeter.service.ids.time.time_ns", lambda: millisecond * 1_000_000 + 123
-    )
+    monkeypatch.setattr("creditmeter.core.ids.time.time_ns", lambda: millisecond * 1_000_000 + 123)
 
 
 def test_an_id_is_its_prefix_and_26_characters_that_start_with_the_millisecond(

@@ -5,7 +5,8 @@ part of its own, and the next ones in the same millisecond add one to the previo
 (ULID's monotonic layout), so the rows one use case writes sort in the order written, and
 a batch that makes thousands of ids asks the system for randomness once a millisecond.
 Ids of one millisecond can be told from one another: an id is a name, never a credential
-(an API key's secret is made apart, from ``secrets``).
+(an API key's secret is made apart, from ``secrets``). Every layer names things, so ids
+live in the core: they read the time and randomness, nothing else.
 """
 
 from __future__ import annotations
