@@ -17,6 +17,7 @@ INTERNALS_USED = {
     "uvicorn": "cli/workers.py: uvicorn.Server run on its own sockets",
     "fastapi-offline": "api/docs.py: the assets it ships",
     "pyrate-limiter": "api/rate_limits.py: its buckets",
+    "openai": "integrations/openai.py: the create methods of a copied client's resources",
 }
 
 

@@ -1,0 +1,183 @@
+"""Meter an OpenAI client: ``metered(OpenAI(), meter, account=…, feature=…)``.
+
+The wrapped client is a copy of the given one whose ``chat.completions.create`` and
+``responses.create`` authorize an estimate before the request (``InsufficientCredits``
+before the SDK is called), settle the response's own usage after it, and release the
+hold if the request raises. A stream keeps its hold while it is read and is settled from
+its final usage (``stream_options={"include_usage": True}`` is added to a chat stream that
+does not ask for it); a stream that breaks or is closed before its usage is released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, overload
+
+from openai import AsyncOpenAI, OpenAI
+
+from creditmeter.integrations._metering import (
+    DEFAULT_OUTPUT_TOKENS,
+    Meter,
+    Metering,
+    Reported,
+    TokenCounter,
+    Tokens,
+    Usage,
+    reported,
+    texts,
+)
+from creditmeter.integrations._streams import AsyncMeteredStream, LastUsage, MeteredStream
+
+
+@overload
+def metered(
+    client: OpenAI,
+    meter: Meter,
+    *,
+    account: str,
+    feature: str,
+    member: str | None = None,
+    count_tokens: TokenCounter | None = None,
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> OpenAI: ...
+
+
+@overload
+def metered(
+    client: AsyncOpenAI,
+    meter: Meter,
+    *,
+    account: str,
+    feature: str,
+    member: str | None = None,
+    count_tokens: TokenCounter | None = None,
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> AsyncOpenAI: ...
+
+
+def metered(
+    client: OpenAI | AsyncOpenAI,
+    meter: Meter,
+    *,
+    account: str,
+    feature: str,
+    member: str | None = None,
+    count_tokens: TokenCounter | None = None,
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> OpenAI | AsyncOpenAI:
+    """A copy of ``client`` whose model calls are charged to ``account`` for ``feature``
+    (see :class:`~creditmeter.integrations._metering.Metering` for the estimate)."""
+    metering = Metering(meter, account, feature, member, count_tokens, default_output_tokens)
+    wrapped = client.with_options()
+    completions, responses = wrapped.chat.completions, wrapped.responses
+    if isinstance(wrapped, AsyncOpenAI):
+        completions.create = _metered_async(  # type: ignore[method-assign]
+            wrapped.chat.completions.create, metering, _chat_estimate, _chat_usage
+        )
+        responses.create = _metered_async(  # type: ignore[method-assign]
+            wrapped.responses.create, metering, _responses_estimate, _responses_usage
+        )
+    else:
+        completions.create = _metered(  # type: ignore[method-assign]
+            wrapped.chat.completions.create, metering, _chat_estimate, _chat_usage
+        )
+        responses.create = _metered(  # type: ignore[method-assign]
+            wrapped.responses.create, metering, _responses_estimate, _responses_usage
+        )
+    return wrapped
+
+
+Estimate = Callable[[Metering, dict[str, Any]], dict[str, int]]
+
+
+def _metered(
+    create: Callable[..., Any], metering: Metering, estimate: Estimate, usage: Usage
+) -> Callable[..., Any]:
+    def metered_create(**params: Any) -> Any:
+        call = metering.authorize(estimate(metering, params), params.get("model"))
+        try:
+            result = create(**_with_usage(params))
+        except BaseException:
+            call.release()
+            raise
+        if params.get("stream"):
+            return MeteredStream(result, call, LastUsage(usage))
+        call.settle(*reported(usage(result)))
+        return result
+
+    return metered_create
+
+
+def _metered_async(
+    create: Callable[..., Any], metering: Metering, estimate: Estimate, usage: Usage
+) -> Callable[..., Any]:
+    async def metered_create(**params: Any) -> Any:
+        call = await metering.authorize_async(estimate(metering, params), params.get("model"))
+        try:
+            result = await create(**_with_usage(params))
+        except BaseException:
+            await call.release_async()
+            raise
+        if params.get("stream"):
+            return AsyncMeteredStream(result, call, LastUsage(usage))
+        await call.settle_async(*reported(usage(result)))
+        return result
+
+    return metered_create
+
+
+def _with_usage(params: dict[str, Any]) -> dict[str, Any]:
+    """A chat stream asks for its usage in its last chunk; a responses stream always
+    reports it."""
+    if not params.get("stream") or "messages" not in params:
+        return params
+    options = dict(params.get("stream_options") or {})
+    options.setdefault("include_usage", True)
+    return {**params, "stream_options": options}
+
+
+def _chat_estimate(metering: Metering, params: dict[str, Any]) -> dict[str, int]:
+    limit = params.get("max_completion_tokens") or params.get("max_tokens")
+    choices = params.get("n") or 1
+    estimate = metering.estimate(texts(params.get("messages")), limit)
+    if limit is None and choices == 1:
+        return estimate
+    return {**estimate, "output_tokens": estimate["output_tokens"] * choices}
+
+
+def _responses_estimate(metering: Metering, params: dict[str, Any]) -> dict[str, int]:
+    prompt = [*texts(params.get("instructions")), *texts(params.get("input"))]
+    return metering.estimate(prompt, params.get("max_output_tokens"))
+
+
+def _chat_usage(response: Any) -> Reported:
+    """A chat completion's usage, or a stream chunk's (the last one carries it)."""
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return None
+    prompt = usage.prompt_tokens_details
+    completion = usage.completion_tokens_details
+    tokens = Tokens(
+        input=usage.prompt_tokens,
+        output=usage.completion_tokens,
+        cached=(prompt and prompt.cached_tokens) or 0,
+        cache_write=(prompt and prompt.cache_write_tokens) or 0,
+        reasoning=(completion and completion.reasoning_tokens) or 0,
+    )
+    return tokens, response.model
+
+
+def _responses_usage(result: Any) -> Reported:
+    """A response's usage, or that of the ``response.completed`` (or ``.incomplete``)
+    event that ends a stream."""
+    response = getattr(result, "response", result)
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return None
+    tokens = Tokens(
+        input=usage.input_tokens,
+        output=usage.output_tokens,
+        cached=usage.input_tokens_details.cached_tokens or 0,
+        reasoning=usage.output_tokens_details.reasoning_tokens or 0,
+    )
+    return tokens, response.model
