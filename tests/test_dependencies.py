@@ -18,6 +18,7 @@ INTERNALS_USED = {
     "fastapi-offline": "api/docs.py: the assets it ships",
     "pyrate-limiter": "api/rate_limits.py: its buckets",
     "openai": "integrations/openai.py: the create methods of a copied client's resources",
+    "anthropic": "integrations/anthropic.py: the create method of a copied client's messages",
 }
 
 

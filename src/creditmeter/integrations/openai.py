@@ -10,11 +10,12 @@ does not ask for it); a stream that breaks or is closed before its usage is rele
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, overload
 
 from openai import AsyncOpenAI, OpenAI
 
+from creditmeter.integrations._calls import metered as metered_create
+from creditmeter.integrations._calls import metered_async
 from creditmeter.integrations._metering import (
     DEFAULT_OUTPUT_TOKENS,
     Meter,
@@ -22,11 +23,9 @@ from creditmeter.integrations._metering import (
     Reported,
     TokenCounter,
     Tokens,
-    Usage,
-    reported,
     texts,
 )
-from creditmeter.integrations._streams import AsyncMeteredStream, LastUsage, MeteredStream
+from creditmeter.integrations._streams import LastUsage
 
 
 @overload
@@ -70,66 +69,20 @@ def metered(
     metering = Metering(meter, account, feature, member, count_tokens, default_output_tokens)
     wrapped = client.with_options()
     completions, responses = wrapped.chat.completions, wrapped.responses
-    if isinstance(wrapped, AsyncOpenAI):
-        completions.create = _metered_async(  # type: ignore[method-assign]
-            wrapped.chat.completions.create, metering, _chat_estimate, _chat_usage
-        )
-        responses.create = _metered_async(  # type: ignore[method-assign]
-            wrapped.responses.create, metering, _responses_estimate, _responses_usage
-        )
-    else:
-        completions.create = _metered(  # type: ignore[method-assign]
-            wrapped.chat.completions.create, metering, _chat_estimate, _chat_usage
-        )
-        responses.create = _metered(  # type: ignore[method-assign]
-            wrapped.responses.create, metering, _responses_estimate, _responses_usage
-        )
+    meter_create = metered_async if isinstance(wrapped, AsyncOpenAI) else metered_create
+    completions.create = meter_create(  # type: ignore[method-assign]
+        completions.create, metering, _chat_estimate, lambda: LastUsage(_chat_usage), _with_usage
+    )
+    responses.create = meter_create(  # type: ignore[method-assign]
+        responses.create, metering, _responses_estimate, lambda: LastUsage(_responses_usage)
+    )
     return wrapped
 
 
-Estimate = Callable[[Metering, dict[str, Any]], dict[str, int]]
-
-
-def _metered(
-    create: Callable[..., Any], metering: Metering, estimate: Estimate, usage: Usage
-) -> Callable[..., Any]:
-    def metered_create(**params: Any) -> Any:
-        call = metering.authorize(estimate(metering, params), params.get("model"))
-        try:
-            result = create(**_with_usage(params))
-        except BaseException:
-            call.release()
-            raise
-        if params.get("stream"):
-            return MeteredStream(result, call, LastUsage(usage))
-        call.settle(*reported(usage(result)))
-        return result
-
-    return metered_create
-
-
-def _metered_async(
-    create: Callable[..., Any], metering: Metering, estimate: Estimate, usage: Usage
-) -> Callable[..., Any]:
-    async def metered_create(**params: Any) -> Any:
-        call = await metering.authorize_async(estimate(metering, params), params.get("model"))
-        try:
-            result = await create(**_with_usage(params))
-        except BaseException:
-            await call.release_async()
-            raise
-        if params.get("stream"):
-            return AsyncMeteredStream(result, call, LastUsage(usage))
-        await call.settle_async(*reported(usage(result)))
-        return result
-
-    return metered_create
-
-
 def _with_usage(params: dict[str, Any]) -> dict[str, Any]:
-    """A chat stream asks for its usage in its last chunk; a responses stream always
-    reports it."""
-    if not params.get("stream") or "messages" not in params:
+    """A chat stream asks for its usage in its last chunk (a responses stream always
+    reports it)."""
+    if not params.get("stream"):
         return params
     options = dict(params.get("stream_options") or {})
     options.setdefault("include_usage", True)

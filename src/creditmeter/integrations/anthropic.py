@@ -1,0 +1,130 @@
+"""Meter an Anthropic client: ``metered(Anthropic(), meter, account=…, feature=…)``.
+
+The wrapped client is a copy of the given one whose ``messages.create`` authorizes an
+estimate before the request (``InsufficientCredits`` before the SDK is called), settles
+the message's own usage after it, and releases the hold if the request raises. A stream
+(``stream=True``) keeps its hold while it is read and is settled from the usage of its
+``message_start`` and ``message_delta`` events; one that breaks or is closed before its
+end is released.
+"""
+
+from __future__ import annotations
+
+from typing import Any, overload
+
+from anthropic import Anthropic, AsyncAnthropic
+
+from creditmeter.integrations._calls import metered as metered_create
+from creditmeter.integrations._calls import metered_async
+from creditmeter.integrations._metering import (
+    DEFAULT_OUTPUT_TOKENS,
+    Meter,
+    Metering,
+    Reported,
+    TokenCounter,
+    Tokens,
+    texts,
+)
+
+
+@overload
+def metered(
+    client: Anthropic,
+    meter: Meter,
+    *,
+    account: str,
+    feature: str,
+    member: str | None = None,
+    count_tokens: TokenCounter | None = None,
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> Anthropic: ...
+
+
+@overload
+def metered(
+    client: AsyncAnthropic,
+    meter: Meter,
+    *,
+    account: str,
+    feature: str,
+    member: str | None = None,
+    count_tokens: TokenCounter | None = None,
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> AsyncAnthropic: ...
+
+
+def metered(
+    client: Anthropic | AsyncAnthropic,
+    meter: Meter,
+    *,
+    account: str,
+    feature: str,
+    member: str | None = None,
+    count_tokens: TokenCounter | None = None,
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> Anthropic | AsyncAnthropic:
+    """A copy of ``client`` whose messages are charged to ``account`` for ``feature``
+    (see :class:`~creditmeter.integrations._metering.Metering` for the estimate)."""
+    metering = Metering(meter, account, feature, member, count_tokens, default_output_tokens)
+    wrapped = client.with_options()
+    messages = wrapped.messages
+    meter_create = metered_async if isinstance(wrapped, AsyncAnthropic) else metered_create
+    messages.create = meter_create(  # type: ignore[method-assign]
+        messages.create, metering, _estimate, MessageUsage
+    )
+    return wrapped
+
+
+def _estimate(metering: Metering, params: dict[str, Any]) -> dict[str, int]:
+    prompt = [*texts(params.get("system")), *texts(params.get("messages"))]
+    return metering.estimate(prompt, params.get("max_tokens"))
+
+
+class MessageUsage:
+    """A message's usage: from the message itself, or from a stream's ``message_start``
+    (input, cache and model) and ``message_delta`` events (output so far)."""
+
+    def __init__(self) -> None:
+        self._model: str | None = None
+        self._usage: dict[str, int] = {}
+
+    def read(self, event: Any) -> None:
+        if event.type == "message":
+            self._start(event)
+        elif event.type == "message_start":
+            self._start(event.message)
+        elif event.type == "message_delta":
+            self._add(event.usage)
+
+    def reported(self) -> Reported:
+        if self._model is None:
+            return None
+        usage = self._usage
+        cached = usage.get("cache_read_input_tokens", 0)
+        written = usage.get("cache_creation_input_tokens", 0)
+        tokens = Tokens(
+            input=usage.get("input_tokens", 0) + cached + written,
+            output=usage.get("output_tokens", 0),
+            cached=cached,
+            cache_write=written,
+            reasoning=usage.get("thinking_tokens", 0),
+        )
+        return tokens, self._model
+
+    def _start(self, message: Any) -> None:
+        self._model = message.model
+        self._add(message.usage)
+
+    def _add(self, usage: Any) -> None:
+        """Counts an event reports replace those reported before (they are totals)."""
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ):
+            if (count := getattr(usage, name, None)) is not None:
+                self._usage[name] = count
+        details = getattr(usage, "output_tokens_details", None)
+        if details is not None:
+            self._usage["thinking_tokens"] = details.thinking_tokens
