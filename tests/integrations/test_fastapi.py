@@ -22,7 +22,8 @@ def account_of(request: Request) -> str:
 @pytest.fixture
 def app(wrapped_meter: Meter, account: str) -> Iterator[TestClient]:
     """``/chat`` holds 1,000 input and 500 output tokens (2,000 credits) and settles what
-    its ``tokens`` parameter says, or the estimate; ``/fail`` raises."""
+    its ``tokens`` parameter says, or the estimate; ``/fail`` raises; ``/more`` is refused
+    a second hold inside the endpoint."""
     chat = require_credits(
         wrapped_meter,
         feature=CHAT,
@@ -41,6 +42,10 @@ def app(wrapped_meter: Meter, account: str) -> Iterator[TestClient]:
     @app.post("/fail", dependencies=[Depends(chat)])
     def fail() -> None:
         raise RuntimeError("the model is down")
+
+    @app.post("/more", dependencies=[Depends(chat)])
+    def more(request: Request) -> None:
+        wrapped_meter.authorize(account_of(request), CHAT, estimate={"output_tokens": CREDITS})
 
     with TestClient(app, raise_server_exceptions=False) as client:
         client.headers["x-account"] = account
@@ -77,4 +82,15 @@ def test_an_endpoint_that_raises_releases_its_hold(meter: CreditMeter, app: Test
     balance = meter.balance(ACCOUNT)
     assert (balance.available, balance.held) == (CREDITS, 0)
     assert not meter.usage(ACCOUNT).data
+    assert meter.pending_holds() == 0
+
+
+def test_a_refusal_inside_the_endpoint_is_the_standard_402_too(
+    meter: CreditMeter, app: TestClient
+) -> None:
+    answer = app.post("/more")
+    assert answer.status_code == 402
+    error = answer.json()["error"]
+    assert (error["type"], error["required"]) == ("insufficient_credits", 2 * CREDITS)
+    assert meter.balance(ACCOUNT).available == CREDITS
     assert meter.pending_holds() == 0

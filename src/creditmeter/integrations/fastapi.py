@@ -29,13 +29,17 @@ class Refused(HTTPException):
 
 def install(app: FastAPI) -> None:
     """Answer a refused request with the error body itself, as the creditmeter API does
-    (without it, FastAPI answers the same status with the body under ``detail``)."""
+    (without it, FastAPI answers ``Refused``'s status with the body under ``detail``),
+    and so a refusal that a wrapped SDK client raises in an endpoint too."""
 
     async def refused(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, Refused)
-        return JSONResponse(error.detail, error.status_code)
+        if isinstance(error, Refused):
+            error = error.refusal
+        assert isinstance(error, Refusal)
+        return JSONResponse(body_of(error), status_of(error))
 
     app.add_exception_handler(Refused, refused)
+    app.add_exception_handler(Refusal, refused)
 
 
 class HeldRequest:
