@@ -243,3 +243,17 @@ def test_the_async_client_holds_settles_and_releases_alike(
     assert meter.balance(ACCOUNT).available == CREDITS - 2 * CHARGED
     assert meter.pending_holds() == 0
     assert len(provider.requests) == 3
+
+
+def test_raw_responses_are_the_sdks_own_and_not_metered(
+    meter: CreditMeter, wrapped_meter: Meter, account: str
+) -> None:
+    provider = Provider(completion(), streamed(STREAM))
+    wrapped = metered(client(provider), wrapped_meter, account=account, feature=CHAT)
+    raw = wrapped.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert raw.parse().model == MODEL
+    with wrapped.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True
+    ) as streaming:
+        assert [c.model for c in streaming.parse()] == [MODEL] * 3
+    assert_untouched(meter)

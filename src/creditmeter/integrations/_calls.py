@@ -63,3 +63,11 @@ def metered_async(
         return result
 
     return metered_create
+
+
+def keep_raw_unmetered(resource: Any) -> None:
+    """Bind ``with_raw_response`` and ``with_streaming_response`` (each made once, on
+    first use) to the SDK's own ``create``: they answer raw HTTP responses, which the
+    wrapper does not read, so they stay unmetered rather than half metered."""
+    resource.with_raw_response  # noqa: B018
+    resource.with_streaming_response  # noqa: B018

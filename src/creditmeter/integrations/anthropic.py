@@ -14,8 +14,8 @@ from typing import Any, overload
 
 from anthropic import Anthropic, AsyncAnthropic
 
+from creditmeter.integrations._calls import keep_raw_unmetered, metered_async
 from creditmeter.integrations._calls import metered as metered_create
-from creditmeter.integrations._calls import metered_async
 from creditmeter.integrations._metering import (
     DEFAULT_OUTPUT_TOKENS,
     Meter,
@@ -68,6 +68,7 @@ def metered(
     metering = Metering(meter, account, feature, member, count_tokens, default_output_tokens)
     wrapped = client.with_options()
     messages = wrapped.messages
+    keep_raw_unmetered(messages)
     meter_create = metered_async if isinstance(wrapped, AsyncAnthropic) else metered_create
     messages.create = meter_create(  # type: ignore[method-assign]
         messages.create, metering, _estimate, MessageUsage

@@ -14,8 +14,8 @@ from typing import Any, overload
 
 from openai import AsyncOpenAI, OpenAI
 
+from creditmeter.integrations._calls import keep_raw_unmetered, metered_async
 from creditmeter.integrations._calls import metered as metered_create
-from creditmeter.integrations._calls import metered_async
 from creditmeter.integrations._metering import (
     DEFAULT_OUTPUT_TOKENS,
     Meter,
@@ -69,6 +69,8 @@ def metered(
     metering = Metering(meter, account, feature, member, count_tokens, default_output_tokens)
     wrapped = client.with_options()
     completions, responses = wrapped.chat.completions, wrapped.responses
+    for resource in (completions, responses):
+        keep_raw_unmetered(resource)
     meter_create = metered_async if isinstance(wrapped, AsyncOpenAI) else metered_create
     completions.create = meter_create(  # type: ignore[method-assign]
         completions.create, metering, _chat_estimate, lambda: LastUsage(_chat_usage), _with_usage
