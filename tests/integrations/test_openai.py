@@ -109,6 +109,18 @@ def test_a_completion_is_settled_from_its_usage_with_each_priced_token_kind(
     assert hold.credits == 10 + 100 * 2
 
 
+def test_the_hold_covers_every_choice_asked_for_and_names_the_member(
+    meter: CreditMeter, wrapped_meter: Meter, account: str
+) -> None:
+    meter.add_member(ACCOUNT, "ann")
+    provider = Provider(completion())
+    wrapped = metered(client(provider), wrapped_meter, account=account, feature=CHAT, member="ann")
+    wrapped.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=100, n=3)
+    [record] = meter.usage(ACCOUNT).data
+    assert record.member == "ann"
+    assert meter.hold(record.hold_id or "").credits == 10 + 3 * 100 * 2
+
+
 def test_token_kinds_a_feature_does_not_price_count_as_input_and_output(
     meter: CreditMeter, wrapped_meter: Meter, account: str
 ) -> None:
