@@ -195,18 +195,14 @@ class Database:
 
     def turn(self, conn: Connection, *account_ids: str) -> AbstractContextManager[None]:
         """The block, once no other thread of this process is in a block of any of these
-        accounts (their turns are taken in the order of their ids, as their row locks
-        are); ``conn``'s transaction ends with it (committed, or rolled back if the block
-        raises), so that the next turn does not wait for its locks. On PostgreSQL a use
-        case locks and changes its accounts in such a block, so that of a process's
-        transactions on a busy account one at a time asks for the account's row lock
-        while the others wait here: each commit wakes every waiter for the row to race
-        for it again, and a dozen of them cost PostgreSQL a third more CPU a pair and made
-        the slowest answers (a payment event, rare, goes straight to the row lock). No
-        thread waits for a turn while it holds a row lock, so turns and row locks, both
-        taken in id order, make no cycle. On SQLite, where a process writes one
-        transaction at a time anyway, the block runs at once and leaves the transaction
-        to the write transaction around it."""
+        accounts (turns are taken in id order, as row locks are); ``conn``'s transaction
+        ends with it (committed, or rolled back if the block raises).
+
+        On PostgreSQL only one of a process's transactions on a busy account at a time
+        asks for the account's row lock, because each commit wakes every waiter for the
+        row to race again ([performance decisions](docs/performance-decisions.md)). No
+        thread waits for a turn while holding a row lock, so the two make no cycle. On
+        SQLite, which writes one transaction at a time anyway, the block runs at once."""
         if self.is_sqlite:
             return _AT_ONCE
         return self._turn(conn, sorted(set(account_ids)))
