@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import AccountSuspended, InvalidRequest, NotFound
-from creditmeter.core.grants import Draw, consumption_order, plan_draws
+from creditmeter.core.grants import consumption_order, merge_draws, plan_draws
 from creditmeter.core.identifiers import identifier
 from creditmeter.core.ids import new_id
 from creditmeter.core.payments import (
@@ -367,19 +367,12 @@ def _reversal_legs(
         others = [g for g in consumption_order(book.grants, None, book.now) if g not in own]
         more, debt = plan_draws(others, short)
         draws += more
-    merged = _merged(draws)
+    merged = merge_draws(draws)
     legs = [Posting(book.wallet, -d.credits, d.grant_id) for d in merged]
     if debt:
         legs.append(Posting(book.wallet, -debt))
     changes = {d.grant_id: GrantChange(remaining=-d.credits) for d in merged}
     return legs, changes, debt, unrecovered
-
-
-def _merged(draws: list[Draw]) -> list[Draw]:
-    totals: dict[str, Credits] = {}
-    for d in draws:
-        totals[d.grant_id] = totals.get(d.grant_id, 0) + d.credits
-    return [Draw(g, n) for g, n in totals.items()]
 
 
 def notify(book: AccountBook, topic: str, purchase: Purchase, **details: object) -> None:
