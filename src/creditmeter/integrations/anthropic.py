@@ -10,7 +10,7 @@ end is released.
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import Any, TypeVar
 
 from anthropic import Anthropic, AsyncAnthropic
 
@@ -26,10 +26,11 @@ from creditmeter.integrations._metering import (
     texts,
 )
 
+Client = TypeVar("Client", Anthropic, AsyncAnthropic)
 
-@overload
+
 def metered(
-    client: Anthropic,
+    client: Client,
     meter: Meter,
     *,
     account: str,
@@ -37,32 +38,7 @@ def metered(
     member: str | None = None,
     count_tokens: TokenCounter | None = None,
     default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-) -> Anthropic: ...
-
-
-@overload
-def metered(
-    client: AsyncAnthropic,
-    meter: Meter,
-    *,
-    account: str,
-    feature: str,
-    member: str | None = None,
-    count_tokens: TokenCounter | None = None,
-    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-) -> AsyncAnthropic: ...
-
-
-def metered(
-    client: Anthropic | AsyncAnthropic,
-    meter: Meter,
-    *,
-    account: str,
-    feature: str,
-    member: str | None = None,
-    count_tokens: TokenCounter | None = None,
-    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-) -> Anthropic | AsyncAnthropic:
+) -> Client:
     """A copy of ``client`` whose messages are charged to ``account`` for ``feature``
     (see :class:`~creditmeter.integrations._metering.Metering` for the estimate)."""
     metering = Metering(meter, account, feature, member, count_tokens, default_output_tokens)

@@ -10,7 +10,7 @@ does not ask for it); a stream that breaks or is closed before its usage is rele
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import Any, TypeVar
 
 from openai import AsyncOpenAI, OpenAI
 
@@ -27,10 +27,11 @@ from creditmeter.integrations._metering import (
 )
 from creditmeter.integrations._streams import LastUsage
 
+Client = TypeVar("Client", OpenAI, AsyncOpenAI)
 
-@overload
+
 def metered(
-    client: OpenAI,
+    client: Client,
     meter: Meter,
     *,
     account: str,
@@ -38,32 +39,7 @@ def metered(
     member: str | None = None,
     count_tokens: TokenCounter | None = None,
     default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-) -> OpenAI: ...
-
-
-@overload
-def metered(
-    client: AsyncOpenAI,
-    meter: Meter,
-    *,
-    account: str,
-    feature: str,
-    member: str | None = None,
-    count_tokens: TokenCounter | None = None,
-    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-) -> AsyncOpenAI: ...
-
-
-def metered(
-    client: OpenAI | AsyncOpenAI,
-    meter: Meter,
-    *,
-    account: str,
-    feature: str,
-    member: str | None = None,
-    count_tokens: TokenCounter | None = None,
-    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-) -> OpenAI | AsyncOpenAI:
+) -> Client:
     """A copy of ``client`` whose model calls are charged to ``account`` for ``feature``
     (see :class:`~creditmeter.integrations._metering.Metering` for the estimate)."""
     metering = Metering(meter, account, feature, member, count_tokens, default_output_tokens)
