@@ -18,6 +18,7 @@ from creditmeter.core.errors import (
     NotFound,
     Refusal,
     TotalOutOfRange,
+    UnknownModel,
 )
 from creditmeter.core.usage import UsageEvent
 
@@ -40,6 +41,7 @@ __all__ = [
     "Refusal",
     "Timeouts",
     "TotalOutOfRange",
+    "UnknownModel",
     "UsageEvent",
 ]
 

@@ -150,10 +150,18 @@ class CreditMeter:
         multiplier: int | str | Decimal = 1,
         pool: str | None = None,
         name: str | None = None,
+        unknown_models: str = "refuse",
         actor: Actor = LIBRARY,
     ) -> Feature:
-        """Create or change a priced feature; a change is a new version of its rule."""
-        rule = {"rates": rates, "models": models or {}, "multiplier": multiplier}
+        """Create or change a priced feature; a change is a new version of its rule.
+        ``unknown_models``: a model that ``models`` cannot price is refused
+        (``"refuse"``) or priced at ``rates`` (``"default_rates"``)."""
+        rule = {
+            "rates": rates,
+            "models": models or {},
+            "multiplier": multiplier,
+            "unknown_models": unknown_models,
+        }
         return self._write(
             lambda conn, now: catalog_service.put_feature(
                 conn, now, key, name=name, pool=pool, rule=rule, actor=actor

@@ -46,10 +46,32 @@ def test_a_feature_is_created_at_version_1_with_its_rates_as_decimal_strings(
         "rates": {"input_tokens": "0.002", "output_tokens": "1"},
         "models": {"openai/gpt-4o": {"input_tokens": "0.005"}},
         "multiplier": "1.25",
+        "unknown_models": "refuse",
         "version": 1,
     }
     assert listed.status_code == 200
     assert listed.json() == {"data": [created], "next_cursor": None}
+
+
+def test_a_feature_that_prices_unknown_models_at_its_default_rates_says_so(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    body = {"rates": {"tokens": 1}, "models": {"gpt-4o": {"tokens": 2}}}
+
+    refusing = put(client, "/v1/features/llm.chat", body, keys)
+    falling_back = put(
+        client, "/v1/features/llm.chat", {**body, "unknown_models": "default_rates"}, keys
+    )
+    guessing = client.put(
+        "/v1/features/llm.chat",
+        json={**body, "unknown_models": "guess"},
+        headers=keys.header("superadmin"),
+    )
+
+    assert (refusing["unknown_models"], refusing["version"]) == ("refuse", 1)
+    assert (falling_back["unknown_models"], falling_back["version"]) == ("default_rates", 2)
+    assert guessing.status_code == 422
+    assert meter.features()[0].version == 2
 
 
 def test_a_changed_price_is_a_new_version_and_usage_keeps_the_one_it_was_rated_with(

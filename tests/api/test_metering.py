@@ -14,6 +14,7 @@ from creditmeter import CreditMeter
 from creditmeter.api.schemas.metering import BatchOut, CheckOut, HoldOut, SettleOut, UsageOut
 from creditmeter.core.types import GrantSource
 from tests.api.conftest import Keys
+from tests.api.test_observability import sample
 from tests.conftest import Clock
 
 UPGRADE_URL = "https://example.com/upgrade"
@@ -814,6 +815,100 @@ def test_a_settle_with_an_unknown_unit_is_422_and_leaves_the_hold_pending(
     assert client.get(f"/v1/holds/{hold['id']}", headers=service).json()["status"] == "pending"
     assert (meter.balance(acme).available, meter.balance(acme).held) == (700, 300)
     assert_books_balance(meter)
+
+
+# Per-model rates.
+
+
+@pytest.fixture
+def chat_models(meter: CreditMeter, acme: str) -> str:
+    """``llm.chat``: 1,038 credits for ``TURN`` at gpt-4o's rates, 519 at the default."""
+    meter.put_feature(
+        "llm.chat",
+        rates={"input_tokens": "0.25", "output_tokens": 1},
+        models={"gpt-4o": {"input_tokens": "0.5", "output_tokens": 2}},
+        multiplier="1.5",
+    )
+    meter.grant(acme, 9_000, source="purchase")
+    return acme
+
+
+TURN = {"input_tokens": 384, "output_tokens": 250}
+
+
+def test_a_dated_model_name_is_charged_at_its_model_s_rates(
+    client: TestClient, service: dict[str, str], meter: CreditMeter, chat_models: str
+) -> None:
+    used = use(
+        client, service, chat_models, feature="llm.chat", usage=TURN, model="gpt-4o-2024-08-06"
+    )
+    hold = client.post(
+        "/v1/holds",
+        json={"account": chat_models, "feature": "llm.chat", "estimate": TURN, "model": "gpt-4o"},
+        headers=service,
+    )
+    settled = client.post(
+        f"/v1/holds/{hold.json()['id']}/settle",
+        json={"usage": TURN, "model": "gpt-4o-2024-11-20"},
+        headers=service,
+    )
+
+    assert (used.status_code, used.json()["credits"]) == (200, 1_038)
+    assert (settled.status_code, settled.json()["charged"]) == (200, 1_038)
+    assert_books_balance(meter)
+
+
+def test_a_model_the_feature_cannot_price_is_422_unknown_model_and_changes_nothing(
+    client: TestClient, service: dict[str, str], meter: CreditMeter, chat_models: str
+) -> None:
+    before = (meter.balance(chat_models).available, usage_count(meter, chat_models))
+
+    used = use(client, service, chat_models, feature="llm.chat", usage=TURN, model="gpt-4.1")
+    checked = client.post(
+        f"/v1/accounts/{chat_models}/check",
+        json={"feature": "llm.chat", "usage": TURN, "model": "gpt-4.1"},
+        headers=service,
+    )
+
+    assert used.status_code == 422
+    assert used.json()["error"]["type"] == "unknown_model"
+    assert (used.json()["error"]["model"], used.json()["error"]["feature"]) == (
+        "gpt-4.1",
+        "llm.chat",
+    )
+    assert "'gpt-4.1'" in used.json()["error"]["message"]
+    assert checked.status_code == 422
+    assert (meter.balance(chat_models).available, usage_count(meter, chat_models)) == before
+
+
+def test_an_unknown_model_priced_at_the_default_rates_is_flagged_and_counted(
+    client: TestClient, service: dict[str, str], meter: CreditMeter, chat_models: str
+) -> None:
+    meter.put_feature(
+        "llm.lenient",
+        rates={"input_tokens": "0.25", "output_tokens": 1},
+        models={"gpt-4o": {"input_tokens": "0.5", "output_tokens": 2}},
+        multiplier="1.5",
+        unknown_models="default_rates",
+    )
+    counted_before = metric(client, "llm.lenient")
+
+    used = use(client, service, chat_models, feature="llm.lenient", usage=TURN, model="gpt-4.1")
+    known = use(client, service, chat_models, feature="llm.lenient", usage=TURN, model="gpt-4o")
+
+    assert (used.status_code, used.json()["credits"]) == (200, 519)
+    listed = client.get(
+        f"/v1/accounts/{chat_models}/usage", params={"feature": "llm.lenient"}, headers=service
+    ).json()["data"]
+    flags = {u["id"]: u["unknown_model"] for u in listed}
+    assert flags == {used.json()["id"]: True, known.json()["id"]: False}
+    assert metric(client, "llm.lenient") - counted_before == 1
+
+
+def metric(client: TestClient, feature: str) -> float:
+    return sample(
+        client.get("/metrics").text, "creditmeter_unknown_model_usage_total", feature=feature
+    )
 
 
 def test_a_price_beyond_the_range_of_credits_is_422_and_changes_nothing(

@@ -23,6 +23,7 @@ from creditmeter import (
     InsufficientCredits,
     InvalidRequest,
     NotFound,
+    UnknownModel,
     UsageEvent,
 )
 from creditmeter.client import (
@@ -36,6 +37,7 @@ from creditmeter.core.audit import Action, ActorKind
 from creditmeter.core.errors import AllowanceState
 from creditmeter.core.keys import Role
 from creditmeter.core.payments import PurchaseStatus
+from creditmeter.core.pricing import UnknownModels
 from creditmeter.core.records import Charge
 from creditmeter.core.types import AccountStatus, GrantSource, HoldStatus, TransactionType
 from tests.client.conftest import Server, free_port
@@ -183,6 +185,32 @@ def test_a_one_shot_charge_split_across_grants_and_replayed(
     assert record.id == charge.usage_id
     assert record.quantities == {"images_1024": 35}
     assert record == library.usage_record(charge.usage_id)
+
+
+def test_a_dated_model_is_priced_as_its_model_and_an_unknown_one_is_refused(
+    service: CreditMeterClient, admin: CreditMeterClient, acme: str
+) -> None:
+    buy(admin, acme)
+    turn = {"input_tokens": 384, "output_tokens": 250}
+
+    dated = service.charge(acme, "llm.chat", usage=turn, model="gpt-4o-2024-08-06")
+    with pytest.raises(UnknownModel) as refused:
+        service.charge(acme, "llm.chat", usage=turn, model="gpt-4.1")
+    lenient = admin.put_feature(
+        "llm.lenient",
+        rates={"input_tokens": "0.25", "output_tokens": 1},
+        models={"gpt-4o": {"input_tokens": "0.5", "output_tokens": 2}},
+        multiplier="1.5",
+        unknown_models="default_rates",
+    )
+    flagged = service.charge(acme, "llm.lenient", usage=turn, model="gpt-4.1")
+
+    assert dated.credits == 1_038
+    assert (refused.value.model, refused.value.feature) == ("gpt-4.1", "llm.chat")
+    assert lenient.rule.unknown_models is UnknownModels.DEFAULT_RATES
+    assert flagged.credits == 519
+    [record] = service.usage(acme, feature="llm.lenient").data
+    assert (record.id, record.unknown_model) == (flagged.usage_id, True)
 
 
 def test_a_refusal_for_too_few_credits_carries_the_figures(

@@ -12,6 +12,7 @@ from creditmeter import (
     InvalidRequest,
     NotFound,
     TotalOutOfRange,
+    UnknownModel,
 )
 from creditmeter.client import (
     AuthenticationFailed,
@@ -135,6 +136,14 @@ def test_each_error_type_becomes_the_library_error(
     assert str(error) == message
     for name, value in fields.items():
         assert getattr(error, name) == value
+
+
+def test_an_unknown_model_names_the_model_and_the_feature() -> None:
+    message = "feature 'llm.chat' has no rates for model 'gpt-4.1': add the model's rates"
+    error = error_of(422, body("unknown_model", message, model="gpt-4.1", feature="llm.chat"))
+    assert type(error) is UnknownModel
+    assert (error.model, error.feature, error.message) == ("gpt-4.1", "llm.chat", message)
+    assert isinstance(error, InvalidRequest)
 
 
 def test_an_answer_that_is_not_an_error_body() -> None:

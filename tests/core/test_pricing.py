@@ -10,14 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from creditmeter.core.errors import InvalidRequest
+from creditmeter.core.errors import InvalidRequest, UnknownModel
 from creditmeter.core.pricing import (
     CALLS,
+    Feature,
+    Priced,
     PricingRule,
+    UnknownModels,
     decimal_of,
     normalize_usage,
     pool_matches,
     price,
+    price_feature,
     rule_from_json,
     rule_to_json,
 )
@@ -84,6 +88,66 @@ def test_model_overrides_replace_only_the_units_they_name() -> None:
         "output_tokens": Decimal("0.003"),
         "cached_tokens": Decimal("0.0005"),
     }
+
+
+LLM = PricingRule(
+    rates={"input_tokens": Decimal("0.25"), "output_tokens": Decimal(1)},
+    models={
+        "gpt-4o": {"input_tokens": Decimal("0.5"), "output_tokens": Decimal(2)},
+        "gpt-4o-mini": {"input_tokens": Decimal("0.03"), "output_tokens": Decimal("0.12")},
+        "claude-sonnet-4": {"input_tokens": Decimal("0.6"), "output_tokens": Decimal(3)},
+    },
+)
+TURN = {"input_tokens": 1000, "output_tokens": 1000}
+
+
+@pytest.mark.parametrize(
+    ("model", "credits"),
+    [
+        ("gpt-4o", 2500),
+        ("gpt-4o-2024-08-06", 2500),  # dated
+        ("gpt-4o-mini-2024-07-18", 150),  # dated, and not gpt-4o's rates
+        ("claude-sonnet-4-20250514", 3600),  # dated
+        ("claude-sonnet-4-0", 3600),  # aliased
+    ],
+)
+def test_a_dated_or_aliased_name_is_priced_at_its_model_s_rates(model: str, credits: int) -> None:
+    feature = Feature("llm.chat", "LLM chat", "llm", LLM)
+    assert price_feature(feature, TURN, model) == Priced(credits)
+
+
+@pytest.mark.parametrize("model", ["gpt-4.1", "o3-mini", "not-a-model"])
+def test_a_model_the_feature_cannot_price_is_refused_naming_it(model: str) -> None:
+    feature = Feature("llm.chat", "LLM chat", "llm", LLM)
+    with pytest.raises(UnknownModel, match=f"'{model}'") as refused:
+        price_feature(feature, TURN, model)
+    assert (refused.value.model, refused.value.feature) == (model, "llm.chat")
+    assert refused.value.code == "unknown_model"
+
+
+def test_a_feature_that_says_so_prices_an_unknown_model_at_its_default_rates_flagged() -> None:
+    rule = PricingRule(LLM.rates, LLM.models, unknown_models=UnknownModels.DEFAULT_RATES)
+    feature = Feature("llm.chat", "LLM chat", "llm", rule)
+    assert price_feature(feature, TURN, "gpt-4.1") == Priced(1250, unknown_model=True)
+    assert price_feature(feature, TURN, "gpt-4o-2024-08-06") == Priced(2500)
+
+
+def test_a_feature_without_per_model_rates_prices_any_model_or_none_at_its_rates() -> None:
+    feature = Feature("llm.chat", "LLM chat", "llm", PricingRule(LLM.rates))
+    assert price_feature(feature, TURN, "not-a-model") == Priced(1250)
+    assert price_feature(feature, TURN, None) == Priced(1250)
+    with_models = Feature("llm.chat", "LLM chat", "llm", LLM)
+    assert price_feature(with_models, TURN, None) == Priced(1250)
+
+
+def test_unknown_models_is_kept_in_the_rule_s_json_and_checked() -> None:
+    data = {"rates": {"calls": 1}, "models": {"m": {"calls": 2}}, "unknown_models": "default_rates"}
+    rule = rule_from_json(data)
+    assert rule.unknown_models is UnknownModels.DEFAULT_RATES
+    assert rule_from_json(rule_to_json(rule)) == rule
+    assert rule_from_json({"rates": {"calls": 1}}).unknown_models is UnknownModels.REFUSE
+    with pytest.raises(InvalidRequest, match="unknown_models must be"):
+        rule_from_json({"rates": {"calls": 1}, "unknown_models": "guess"})
 
 
 def test_a_unit_only_a_model_prices_is_refused_for_other_models() -> None:
@@ -155,6 +219,7 @@ def test_rule_from_json_parses_rates_models_and_multiplier() -> None:
         "rates": {"input_tokens": "0.001"},
         "models": {"big": {"input_tokens": "0.01"}},
         "multiplier": "1.25",
+        "unknown_models": "refuse",
     }
 
 

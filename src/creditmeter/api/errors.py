@@ -23,6 +23,7 @@ from creditmeter.core.errors import (
     InvalidRequest,
     NotFound,
     Refusal,
+    UnknownModel,
 )
 from creditmeter.core.payments import (
     InvalidSignature,
@@ -47,6 +48,7 @@ class PayloadTooLarge(CreditMeterError):
 
 STATUS: dict[type[CreditMeterError], int] = {
     InvalidRequest: 422,
+    UnknownModel: 422,
     Unauthenticated: 401,
     InsufficientCredits: 402,
     Forbidden: 403,
@@ -103,6 +105,8 @@ def body_of(error: CreditMeterError) -> dict[str, Any]:
         return insufficient_body(error)
     if isinstance(error, GrantHeld):
         return error_body(error.code, error.message, grant=error.grant_id, holds=list(error.holds))
+    if isinstance(error, UnknownModel):
+        return error_body(error.code, error.message, model=error.model, feature=error.feature)
     return error_body(error.code, error.message)
 
 

@@ -53,6 +53,12 @@ CREDITS_CHARGED = Counter(
     "Credits charged by usage (drawn from grants or taken on as debt), by feature.",
     ["feature"],
 )
+UNKNOWN_MODELS = Counter(
+    "creditmeter_unknown_model_usage_total",
+    "Usage of a model its feature has no rates for, priced at the feature's default "
+    "rates (the feature's unknown_models is default_rates), by feature.",
+    ["feature"],
+)
 REFUSALS = Counter(
     "creditmeter_refusals_total",
     "Operations refused, by reason (insufficient_credits, feature_not_in_plan, …).",
@@ -74,6 +80,8 @@ def _latency(method: str, route: str) -> Histogram:
 
 def count_charge(charge: Charge) -> None:
     CREDITS_CHARGED.labels(charge.feature).inc(charge.charged + charge.debited)
+    if charge.unknown_model:
+        UNKNOWN_MODELS.labels(charge.feature).inc()
 
 
 def count_refusal(reason: str) -> None:
@@ -113,7 +121,7 @@ def exposition(meter: CreditMeter) -> bytes:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        for collector in (REQUESTS, LATENCY, CREDITS_CHARGED, REFUSALS):
+        for collector in (REQUESTS, LATENCY, CREDITS_CHARGED, UNKNOWN_MODELS, REFUSALS):
             registry.register(collector)
     registry.register(DatabaseGauges(meter))
     return generate_latest(registry)

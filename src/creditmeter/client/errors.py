@@ -26,6 +26,7 @@ from creditmeter.core.errors import (
     InvalidRequest,
     NotFound,
     TotalOutOfRange,
+    UnknownModel,
 )
 from creditmeter.core.payments import PaymentDeclined, PaymentError, PaymentsNotConfigured
 
@@ -128,6 +129,9 @@ def domain_error(kind: str, message: str, detail: Mapping[str, Any]) -> CreditMe
         return insufficient(detail)
     if kind == "total_out_of_range":
         return TotalOutOfRange(message)
+    if kind == "unknown_model":
+        unknown = UnknownModel(str(detail["model"]), str(detail["feature"]))
+        return _with_message(unknown, message)
     if kind in ("invalid_request", "malformed_json"):
         return InvalidRequest(message)
     if kind == "not_found":

@@ -126,8 +126,11 @@ class CreditMeterClient:
         multiplier: int | str | Decimal = 1,
         pool: str | None = None,
         name: str | None = None,
+        unknown_models: str = "refuse",
     ) -> Feature:
-        """Create or change a priced feature; a change is a new version of its rule."""
+        """Create or change a priced feature; a change is a new version of its rule.
+        ``unknown_models``: a model that ``models`` cannot price is refused
+        (``"refuse"``) or priced at ``rates`` (``"default_rates"``)."""
         body = wire.without_none(
             {
                 "name": name,
@@ -135,6 +138,7 @@ class CreditMeterClient:
                 "rates": rates,
                 "models": models or {},
                 "multiplier": multiplier,
+                "unknown_models": unknown_models,
             }
         )
         return wire.feature(self._call("PUT", f"/v1/features/{_segment(key)}", body=body))

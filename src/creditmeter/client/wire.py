@@ -27,7 +27,7 @@ from creditmeter.core.payments import (
     UiMode,
 )
 from creditmeter.core.plans import ALL_FEATURES, Plan
-from creditmeter.core.pricing import Feature, PricingRule
+from creditmeter.core.pricing import Feature, PricingRule, UnknownModels
 from creditmeter.core.records import (
     Account,
     Balance,
@@ -259,6 +259,7 @@ def usage_record(data: Json) -> UsageRecord:
         hold_id=data["hold_id"],
         created_at=time(data["created_at"]),
         metadata=data["metadata"],
+        unknown_model=data.get("unknown_model", False),
     )
 
 
@@ -305,6 +306,7 @@ def feature(data: Json) -> Feature:
             rates=decimals(data["rates"]),
             models={model: decimals(rates) for model, rates in data["models"].items()},
             multiplier=Decimal(str(data["multiplier"])),
+            unknown_models=UnknownModels(data.get("unknown_models", UnknownModels.REFUSE)),
         ),
         version=data["version"],
     )

@@ -30,6 +30,21 @@ class TotalOutOfRange(InvalidRequest):
     code = "total_out_of_range"
 
 
+class UnknownModel(InvalidRequest):
+    """A feature with per-model rates has none for this model (nor for the catalogue's
+    model of that name) and does not fall back to its default rates; nothing changed."""
+
+    code = "unknown_model"
+
+    def __init__(self, model: str, feature: str) -> None:
+        super().__init__(
+            f"feature {feature!r} has no rates for model {model!r}: add the model's rates, "
+            "or set unknown_models='default_rates' to price it at the default rates"
+        )
+        self.model = model
+        self.feature = feature
+
+
 class NotFound(CreditMeterError):
     code = "not_found"
 

@@ -1,7 +1,10 @@
 """Rating: turning a usage's quantities into credits.
 
 ``credits = ceil(multiplier × Σ quantity[unit] × rate[unit])``, with per-model rate
-overrides, computed exactly in ``Decimal`` and rounded up once per usage.
+overrides, computed exactly in ``Decimal`` and rounded up once per usage. A model's name
+finds its rates as given or as the same model of the price catalogue (a dated or aliased
+name); a model the rule cannot price is refused unless the rule says to use its default
+rates.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Final
 
-from creditmeter.core.errors import InvalidRequest
+from creditmeter.core.errors import InvalidRequest, UnknownModel
+from creditmeter.core.models import same_model
 from creditmeter.core.types import ANY_POOL, MAX_CREDITS, Credits, FeatureKey, PoolName
 
 Quantity = int | Decimal
@@ -22,16 +27,36 @@ CALLS: Final = "calls"
 """The unit of fixed-cost operations: a usage with no quantities is one call."""
 
 
+class UnknownModels(StrEnum):
+    """What a rule with per-model rates does with a model it has no rates for."""
+
+    REFUSE = "refuse"
+    DEFAULT_RATES = "default_rates"
+
+
 @dataclass(frozen=True)
 class PricingRule:
     rates: Mapping[str, Decimal]
     models: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
     multiplier: Decimal = Decimal(1)
+    unknown_models: UnknownModels = UnknownModels.REFUSE
+
+    def model_key(self, model: str | None) -> str | None:
+        """The key of ``models`` whose rates price ``model``: the name as given, else the
+        first key (in order) that names the same model of the price catalogue."""
+        if model is None or model in self.models:
+            return model
+        return next((key for key in sorted(self.models) if same_model(key, model)), None)
+
+    def is_unknown(self, model: str | None) -> bool:
+        """Whether ``model`` is named, the rule has per-model rates, and none for it."""
+        return model is not None and bool(self.models) and self.model_key(model) is None
 
     def rates_for(self, model: str | None) -> Mapping[str, Decimal]:
-        if model is None or model not in self.models:
+        key = self.model_key(model)
+        if key is None or key not in self.models:
             return self.rates
-        return {**self.rates, **self.models[model]}
+        return {**self.rates, **self.models[key]}
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,22 @@ class Feature:
     pool: PoolName
     rule: PricingRule
     version: int = 1
+
+
+@dataclass(frozen=True)
+class Priced:
+    credits: Credits
+    unknown_model: bool = False
+    """The model had no rates of its own and was priced at the feature's default rates."""
+
+
+def price_feature(feature: Feature, usage: Usage, model: str | None) -> Priced:
+    """A usage priced under a feature's rule; a model the rule cannot price is refused
+    (``UnknownModel``) unless the rule says to use its default rates."""
+    unknown = feature.rule.is_unknown(model)
+    if unknown and feature.rule.unknown_models is UnknownModels.REFUSE:
+        raise UnknownModel(str(model), feature.key)
+    return Priced(price(feature.rule, usage, model), unknown)
 
 
 def decimal_of(value: object, what: str) -> Decimal:
@@ -82,7 +123,11 @@ def rule_from_json(data: Mapping[str, object]) -> PricingRule:
     multiplier = decimal_of(data.get("multiplier", 1), "multiplier")
     if not rates and not models:
         raise InvalidRequest("a pricing rule needs at least one rate")
-    return PricingRule(rates=rates, models=models, multiplier=multiplier)
+    unknown = data.get("unknown_models", UnknownModels.REFUSE.value)
+    if not isinstance(unknown, str) or unknown not in {u.value for u in UnknownModels}:
+        choices = " or ".join(repr(u.value) for u in UnknownModels)
+        raise InvalidRequest(f"unknown_models must be {choices}, not {unknown!r}")
+    return PricingRule(rates, models, multiplier, UnknownModels(unknown))
 
 
 def rule_to_json(rule: PricingRule) -> dict[str, object]:
@@ -93,6 +138,7 @@ def rule_to_json(rule: PricingRule) -> dict[str, object]:
             for model, rates in rule.models.items()
         },
         "multiplier": str(rule.multiplier),
+        "unknown_models": rule.unknown_models.value,
     }
 
 

@@ -86,6 +86,8 @@ class Charge:
     would_refuse: Refused | None = None
     hold: Hold | None = None
     """The hold this charge settled, as it is now (settled)."""
+    unknown_model: bool = False
+    """Priced at the feature's default rates: it has none for the usage's model."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class UsageRecord:
     hold_id: HoldId | None
     created_at: datetime
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    unknown_model: bool = False
+    """Priced at the feature's default rates: it has none for the model."""
 
 
 @dataclass(frozen=True)

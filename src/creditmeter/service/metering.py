@@ -34,7 +34,7 @@ from creditmeter.core.pricing import (
     Quantity,
     credit_amount,
     normalize_usage,
-    price,
+    price_feature,
     provider_cost_of,
 )
 from creditmeter.core.records import Charge, CheckResult, Hold, Refused, UsageRecord
@@ -60,6 +60,8 @@ class Rated:
     feature: Feature
     quantities: dict[str, Quantity]
     credits: Credits
+    unknown_model: bool = False
+    """Priced at the feature's default rates: it has none for the model."""
 
 
 def rate(
@@ -79,7 +81,8 @@ def rate(
             raise InvalidRequest("give usage or credits, not both")
         return Rated(feature, {}, credit_amount(credits, "credits"))
     quantities = normalize_usage(usage_)
-    return Rated(feature, quantities, price(feature.rule, quantities, model))
+    priced = price_feature(feature, quantities, model)
+    return Rated(feature, quantities, priced.credits, priced.unknown_model)
 
 
 def _refusal(book: AccountBook, plan: Plan | None, feature: Feature) -> Refusal | None:
@@ -353,6 +356,7 @@ def _charge(
         hold_id=hold_id,
         created_at=book.now,
         metadata=dict(metadata),
+        unknown_model=rated.unknown_model,
     )
     book.record_usage(NewUsage(record, feature.pool, cost, txn.id))
     allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
@@ -370,6 +374,7 @@ def _charge(
         hold_id=hold_id,
         warnings=tuple(balance_warnings(settings, available, allowance, unlimited=unlimited)),
         would_refuse=would_refuse,
+        unknown_model=rated.unknown_model,
     )
 
 

@@ -270,6 +270,8 @@ usage_records = sa.Table(
     sa.Column("refunded", Credits, nullable=False),
     sa.Column("unlimited", sa.Boolean, nullable=False),
     sa.Column("success", sa.Boolean, nullable=False),
+    # Priced at the feature's default rates: it had none for the model (migration 0011).
+    sa.Column("unknown_model", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("hold_id", Key, sa.ForeignKey("holds.id"), nullable=True),
     sa.Column("transaction_id", Key, nullable=True),
     _json("metadata"),

@@ -54,6 +54,7 @@ def insert_many(conn: Connection, new: Sequence[NewUsage]) -> None:
                 "uncollected": n.record.uncollected,
                 "refunded": n.record.refunded,
                 "unlimited": n.record.unlimited,
+                "unknown_model": n.record.unknown_model,
                 "success": n.record.success,
                 "hold_id": n.record.hold_id,
                 "transaction_id": n.transaction_id,
@@ -84,6 +85,7 @@ def _record(row: RowMapping) -> UsageRecord:
         hold_id=row["hold_id"],
         created_at=row["created_at"],
         metadata=row["metadata"],
+        unknown_model=row["unknown_model"],
     )
 
 

@@ -37,6 +37,7 @@ def put_feature(key: Key, body: FeaturePut, meter: Meter, caller: Superadmin) ->
         rates=body.rates,
         models=body.models,
         multiplier=body.multiplier,
+        unknown_models=body.unknown_models,
         actor=actor(caller),
     )
     return FeatureOut.of(feature)

@@ -68,6 +68,9 @@ def _closed(**schema: Any) -> Any:
     return Field(json_schema_extra={"additionalProperties": False}, **schema)
 
 
+UnknownModelsChoice = Literal["refuse", "default_rates"]
+"""The values of ``UnknownModels``."""
+
 Period = Literal["calendar_month", "anniversary_month", "30_days", "billing_cycle"]
 """The values of ``PeriodKind``: a strict body takes a literal, not an enum."""
 
@@ -82,6 +85,13 @@ class FeaturePut(Body):
         default_factory=dict, description="Per-model rates that override `rates`."
     )
     multiplier: Rate = 1
+    unknown_models: UnknownModelsChoice = Field(
+        default="refuse",
+        description="A model that `models` cannot price (as named, or as the price "
+        "catalogue's same model): refused with `unknown_model` (`refuse`), or priced at "
+        "`rates` and flagged on its usage record (`default_rates`). A feature without "
+        "`models` prices any model at `rates`.",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -106,6 +116,7 @@ class FeatureOut(BaseModel):
     rates: dict[str, str] = Field(description="Decimal strings, never floats.")
     models: dict[str, dict[str, str]]
     multiplier: str
+    unknown_models: UnknownModelsChoice
     version: int = Field(description="Goes up by one with every change of the feature.")
 
     @classmethod
@@ -122,6 +133,7 @@ class FeatureOut(BaseModel):
             rates=rates,
             models=models,
             multiplier=str(rule["multiplier"]),
+            unknown_models=f.rule.unknown_models.value,
             version=f.version,
         )
 

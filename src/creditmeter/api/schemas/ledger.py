@@ -168,6 +168,9 @@ class UsageOut(BaseModel):
     refunded: int
     unlimited: bool = Field(description="Covered by an unlimited allowance: nothing drawn.")
     success: bool
+    unknown_model: bool = Field(
+        description="Priced at the feature's default rates: it has no rates for the model."
+    )
     hold_id: str | None
     created_at: datetime
     metadata: dict[str, Any]
@@ -191,6 +194,7 @@ class UsageOut(BaseModel):
             refunded=u.refunded,
             unlimited=u.unlimited,
             success=u.success,
+            unknown_model=u.unknown_model,
             hold_id=u.hold_id,
             created_at=u.created_at,
             metadata=dict(u.metadata),
