@@ -26,6 +26,7 @@ from creditmeter.core.errors import CreditMeterError, InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import identifier
 from creditmeter.core.keys import ApiKey
+from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.payments import (
     AutoRecharge,
     Checkout,
@@ -66,6 +67,7 @@ from creditmeter.service import audit as audit_service
 from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
 from creditmeter.service import idempotency, jobs, metering, payment_events, purchases, queries
+from creditmeter.service import prices as prices_service
 from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.maintenance import lock_current, lock_current_many
@@ -76,6 +78,7 @@ from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
 from creditmeter.store import payments as payments_store
+from creditmeter.store import prices as prices_store
 from creditmeter.store import secrets as secrets_store
 from creditmeter.store.accounts import AccountRow
 from creditmeter.store.database import DEFAULT_TIMEOUTS, Database, Timeouts
@@ -171,6 +174,30 @@ class CreditMeter:
     def features(self) -> list[Feature]:
         with self.db.read() as conn:
             return catalog.list_features(conn)
+
+    def sync_prices(
+        self, providers: Sequence[str] | None = None, *, actor: Actor = LIBRARY
+    ) -> PriceBookVersion:
+        """A new price-book version with the price catalogue's model prices of
+        ``providers`` (default: every provider); the latest version if nothing changed."""
+        chosen = None if providers is None else list(providers)
+        return self._write(lambda conn, now: prices_service.sync(conn, now, chosen, actor))
+
+    def price_book_versions(self) -> list[PriceBookVersion]:
+        with self.db.read() as conn:
+            return prices_store.versions(conn)
+
+    def model_prices(
+        self,
+        *,
+        version: int | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> tuple[PriceBookVersion | None, list[ModelPrice]]:
+        """A price-book version (default: the latest; none before the first sync) and its
+        model prices, of one provider or model if asked."""
+        with self.db.read() as conn:
+            return prices_service.model_prices(conn, version, provider, model)
 
     def put_plan(
         self,

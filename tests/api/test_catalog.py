@@ -228,3 +228,60 @@ def test_bad_plans_are_422_and_change_nothing(
 
 def test_the_period_kinds_of_the_schema_are_those_of_the_core() -> None:
     assert set(get_args(Period)) == {kind.value for kind in PeriodKind}
+
+
+# Model prices.
+
+
+def test_a_superadmin_syncs_model_prices_and_admins_read_them(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    synced = client.post(
+        "/v1/prices/sync", json={"providers": ["openai"]}, headers=keys.header("superadmin")
+    )
+    again = client.post(
+        "/v1/prices/sync", json={"providers": ["openai"]}, headers=keys.header("superadmin")
+    )
+    listed = client.get("/v1/prices", params={"model": "gpt-4o"}, headers=keys.header("admin"))
+    versions = client.get("/v1/prices/versions", headers=keys.header("admin"))
+
+    assert synced.status_code == 200, synced.text
+    version = synced.json()
+    assert (version["version"], version["providers"]) == (1, ["openai"])
+    assert version["source"].startswith("genai-prices ")
+    assert again.json() == version
+    assert listed.json() == {
+        "version": version,
+        "data": [
+            {"provider": "openai", "model": "gpt-4o", "unit": unit, "usd_per_million": usd}
+            for unit, usd in (
+                ("cached_tokens", "1.25"),
+                ("input_tokens", "2.5"),
+                ("output_tokens", "10"),
+            )
+        ],
+    }
+    assert versions.json() == {"data": [version], "next_cursor": None}
+    [entry, _] = meter.audit_log(actions=("prices.synced",)).data
+    superadmin = meter.authenticate(keys.superadmin)
+    assert superadmin is not None
+    assert (entry.actor.key_id, entry.subject_id) == (superadmin.id, "1")
+
+
+def test_only_a_superadmin_syncs_and_an_unknown_provider_is_422(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    by_admin = client.post("/v1/prices/sync", json={}, headers=keys.header("admin"))
+    by_service = client.get("/v1/prices", headers=keys.header("service"))
+    unknown = client.post(
+        "/v1/prices/sync", json={"providers": ["openia"]}, headers=keys.header("superadmin")
+    )
+    no_version = client.get("/v1/prices", params={"version": 7}, headers=keys.header("admin"))
+    before = client.get("/v1/prices", headers=keys.header("admin"))
+
+    assert (by_admin.status_code, by_service.status_code) == (403, 403)
+    assert unknown.status_code == 422
+    assert "'openia'" in unknown.json()["error"]["message"]
+    assert no_version.status_code == 404
+    assert before.json() == {"version": None, "data": []}
+    assert meter.price_book_versions() == []

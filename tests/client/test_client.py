@@ -213,6 +213,20 @@ def test_a_dated_model_is_priced_as_its_model_and_an_unknown_one_is_refused(
     assert (record.id, record.unknown_model) == (flagged.usage_id, True)
 
 
+def test_model_prices_sync_and_read_as_the_library_records(
+    admin: CreditMeterClient, service: CreditMeterClient, library: CreditMeter
+) -> None:
+    version = admin.sync_prices(["anthropic"])
+
+    assert admin.price_book_versions() == library.price_book_versions()
+    assert library.price_book_versions()[-1] == version
+    found, sonnet = admin.model_prices(provider="anthropic", model="claude-sonnet-4-0")
+    assert (found, sonnet) == library.model_prices(provider="anthropic", model="claude-sonnet-4-0")
+    assert {p.unit: p.usd_per_million for p in sonnet}["output_tokens"] == Decimal(15)
+    with pytest.raises(PermissionDenied):
+        service.sync_prices()
+
+
 def test_a_refusal_for_too_few_credits_carries_the_figures(
     service: CreditMeterClient, admin: CreditMeterClient, acme: str
 ) -> None:

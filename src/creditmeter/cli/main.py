@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from creditmeter.cli import admin, payments, views
+from creditmeter.cli import admin, payments, prices, views
 from creditmeter.cli.connection import DATABASE_URL_ENV, opened, shown
 from creditmeter.cli.demo import demo
 from creditmeter.cli.failures import ReportingGroup
@@ -82,6 +82,7 @@ main.add_command(admin.balance)
 main.add_command(admin.transactions)
 main.add_command(admin.api_keys)
 main.add_command(admin.audit_log)
+main.add_command(prices.prices)
 main.add_command(payments.packages)
 main.add_command(payments.purchases)
 main.add_command(payments.payment_events)

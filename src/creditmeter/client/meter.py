@@ -28,6 +28,7 @@ from creditmeter.core.audit import AuditEntry
 from creditmeter.core.errors import CreditMeterError, InvalidRequest
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey
+from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.payments import AutoRecharge, Checkout, Package, Purchase
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature
@@ -145,6 +146,32 @@ class CreditMeterClient:
 
     def features(self) -> list[Feature]:
         return list(self._list("/v1/features", wire.feature))
+
+    def sync_prices(self, providers: Sequence[str] | None = None) -> PriceBookVersion:
+        """A new price-book version with the price catalogue's model prices of
+        ``providers`` (default: every provider); the latest version if nothing changed."""
+        body = {} if providers is None else {"providers": list(providers)}
+        return wire.price_book_version(self._call("POST", "/v1/prices/sync", body=body))
+
+    def price_book_versions(self) -> list[PriceBookVersion]:
+        return list(self._list("/v1/prices/versions", wire.price_book_version))
+
+    def model_prices(
+        self,
+        *,
+        version: int | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> tuple[PriceBookVersion | None, list[ModelPrice]]:
+        """A price-book version (default: the latest; none before the first sync) and its
+        model prices, of one provider or model if asked."""
+        params = {"version": version, "provider": provider, "model": model}
+        data = self._call("GET", "/v1/prices", params=params)
+        found = data["version"]
+        return (
+            None if found is None else wire.price_book_version(found),
+            [wire.model_price(p) for p in data["data"]],
+        )
 
     def put_plan(
         self,

@@ -16,6 +16,7 @@ from creditmeter.core.audit import Action, Actor, ActorKind, AuditEntry
 from creditmeter.core.errors import AllowanceState
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey, Role
+from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.payments import (
     AutoRecharge,
     Checkout,
@@ -309,6 +310,26 @@ def feature(data: Json) -> Feature:
             unknown_models=UnknownModels(data.get("unknown_models", UnknownModels.REFUSE)),
         ),
         version=data["version"],
+    )
+
+
+def price_book_version(data: Json) -> PriceBookVersion:
+    providers = data["providers"]
+    return PriceBookVersion(
+        version=data["version"],
+        source=data["source"],
+        providers=None if providers is None else tuple(providers),
+        prices=data["prices"],
+        created_at=time(data["created_at"]),
+    )
+
+
+def model_price(data: Json) -> ModelPrice:
+    return ModelPrice(
+        provider=data["provider"],
+        model=data["model"],
+        unit=data["unit"],
+        usd_per_million=Decimal(data["usd_per_million"]),
     )
 
 

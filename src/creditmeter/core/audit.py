@@ -75,6 +75,9 @@ class Action(StrEnum):
     """subject: the new version. details: changes."""
     FEATURE_PUT = "feature.put"
     """subject: the feature. details: name, pool, rule, version."""
+    PRICES_SYNCED = "prices.synced"
+    """subject: the price book version. details: version, created (false: the catalogue
+    changed nothing), source, providers (null: all), prices."""
     PLAN_PUT = "plan.put"
     """subject: the plan. details: the plan as ``PUT /v1/plans`` takes it."""
     PACKAGE_PUT = "package.put"

@@ -1,10 +1,19 @@
-"""Model names as the price catalogue (``genai-prices``, its bundled offline snapshot)
-knows them: ``gpt-4o-2024-08-06`` is ``gpt-4o``, ``claude-sonnet-4-20250514`` is
-``claude-sonnet-4-0``. Only the bundled snapshot is read; nothing is fetched."""
+"""Models as the price catalogue (``genai-prices``, its bundled offline snapshot) knows
+them: their names (``gpt-4o-2024-08-06`` is ``gpt-4o``, ``claude-sonnet-4-20250514`` is
+``claude-sonnet-4-0``) and their providers' prices. Only the bundled snapshot is read;
+nothing is fetched."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from importlib import metadata
+from typing import Final
+
+from creditmeter.core.errors import InvalidRequest
 
 
 @lru_cache(maxsize=4096)
@@ -25,3 +34,71 @@ def same_model(a: str, b: str) -> bool:
     """Whether two names refer to one model of the catalogue."""
     known = catalogue_model(a)
     return known is not None and known == catalogue_model(b)
+
+
+UNITS: Final = {
+    "input_mtok": "input_tokens",
+    "output_mtok": "output_tokens",
+    "cache_read_mtok": "cached_tokens",
+    "cache_write_mtok": "cache_write_tokens",
+    "output_reasoning_mtok": "reasoning_tokens",
+}
+"""The catalogue's per-token prices that are imported, by the usage unit they price."""
+
+PRICE_UNIT: Final = Decimal(1).scaleb(-10)
+"""Prices are kept to 10 decimals of a USD per million units, rounded half away from zero
+(the catalogue has float artefacts such as ``0.18000000000000002``)."""
+
+
+@dataclass(frozen=True, order=True)
+class ModelPrice:
+    """What a provider charges for one unit of a model's usage, in USD per million."""
+
+    provider: str
+    model: str
+    unit: str
+    usd_per_million: Decimal
+
+
+@dataclass(frozen=True)
+class PriceBookVersion:
+    """One import of the catalogue's prices: kept as it was, never edited."""
+
+    version: int
+    source: str
+    providers: tuple[str, ...] | None
+    """The providers this import refreshed; ``None``: all of them."""
+    prices: int
+    created_at: datetime
+
+
+def catalogue_source() -> str:
+    return f"genai-prices {metadata.version('genai-prices')}"
+
+
+def catalogue_prices(at: datetime, providers: Collection[str] | None = None) -> list[ModelPrice]:
+    """The catalogue's prices in force at ``at``, of ``providers`` (default: every one);
+    a provider the catalogue does not have is refused, naming those it has."""
+    from genai_prices.data_snapshot import get_snapshot
+    from genai_prices.types import TieredPrices
+
+    known = {p.id: p for p in get_snapshot().providers}
+    wanted = sorted(known) if providers is None else sorted(set(providers))
+    missing = [p for p in wanted if p not in known]
+    if missing:
+        raise InvalidRequest(
+            f"the price catalogue has no provider {', '.join(map(repr, missing))} "
+            f"(it has {', '.join(sorted(known))})"
+        )
+    found: list[ModelPrice] = []
+    for provider in wanted:
+        for model in known[provider].models:
+            prices = model.get_prices(at)
+            for key, unit in UNITS.items():
+                price = getattr(prices, key, None)
+                if isinstance(price, TieredPrices):
+                    price = price.base
+                if price is not None:
+                    exact = Decimal(price).quantize(PRICE_UNIT, rounding=ROUND_HALF_UP)
+                    found.append(ModelPrice(provider, model.id, unit, exact))
+    return sorted(found)

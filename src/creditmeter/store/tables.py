@@ -524,6 +524,29 @@ outbox = sa.Table(
 # Who changed credits, prices, plans, settings or keys: written in the transaction of the
 # change. Ids are kept as they were recorded, without foreign keys: the log outlives what
 # it names.
+price_book_versions = sa.Table(
+    "price_book_versions",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    # The providers the import refreshed; null: every provider.
+    _json("providers", nullable=True),
+    sa.Column("prices", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+model_prices = sa.Table(
+    "model_prices",
+    metadata,
+    sa.Column(
+        "version", sa.Integer, sa.ForeignKey("price_book_versions.version"), primary_key=True
+    ),
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("unit", sa.String(64), primary_key=True),
+    sa.Column("usd_per_million", ExactDecimal(20, 10), nullable=False),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
-from creditmeter.api.auth import Caller, Meter, Superadmin, actor
-from creditmeter.api.schemas.catalog import FeatureOut, FeaturePut, PlanOut, PlanPut
+from creditmeter.api.auth import Admin, Caller, Meter, Superadmin, actor
+from creditmeter.api.schemas.catalog import (
+    FeatureOut,
+    FeaturePut,
+    ModelPriceOut,
+    ModelPricesOut,
+    PlanOut,
+    PlanPut,
+    PriceBookVersionOut,
+    PricesSync,
+)
 from creditmeter.api.schemas.common import Page, errors
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 
@@ -64,3 +73,34 @@ def put_plan(key: Key, body: PlanPut, meter: Meter, caller: Superadmin) -> PlanO
         actor=actor(caller),
     )
     return PlanOut.of(plan)
+
+
+@router.post("/prices/sync", responses=errors(401, 403, 422))
+def sync_prices(body: PricesSync, meter: Meter, caller: Superadmin) -> PriceBookVersionOut:
+    """Import the price catalogue's model prices (genai-prices, its bundled snapshot) as a
+    new price-book version; the latest version when the import changes nothing."""
+    version = meter.sync_prices(body.providers, actor=actor(caller))
+    return PriceBookVersionOut.of(version)
+
+
+@router.get("/prices/versions", responses=errors(401, 403))
+def price_book_versions(meter: Meter, _: Admin) -> Page[PriceBookVersionOut]:
+    """Every price-book version, oldest first."""
+    found = meter.price_book_versions()
+    return Page(data=[PriceBookVersionOut.of(v) for v in found], next_cursor=None)
+
+
+@router.get("/prices", responses=errors(401, 403, 404, 422))
+def model_prices(
+    meter: Meter,
+    _: Admin,
+    version: Annotated[int | None, Query(ge=1, description="Default: the latest.")] = None,
+    provider: Annotated[str | None, Query(max_length=64)] = None,
+    model: Annotated[str | None, Query(max_length=255)] = None,
+) -> ModelPricesOut:
+    """A price-book version's model prices, of one provider or model if asked."""
+    found, prices = meter.model_prices(version=version, provider=provider, model=model)
+    return ModelPricesOut(
+        version=None if found is None else PriceBookVersionOut.of(found),
+        data=[ModelPriceOut.of(p) for p in prices],
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
 from creditmeter.api.schemas.common import Body, Credits, Identifier, Text, whole_number
 from creditmeter.api.schemas.ledger import POOL_PATTERN, Pool
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
+from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.plans import ALL_FEATURES, Plan
 from creditmeter.core.pricing import Feature, rule_to_json
 
@@ -191,3 +193,57 @@ class PlanOut(BaseModel):
             period=p.period.value,
             rollover=p.rollover_cap,
         )
+
+
+ProviderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class PricesSync(Body):
+    providers: list[ProviderId] | None = Field(
+        default=None,
+        min_length=1,
+        description="The catalogue's providers to import (`openai`, `anthropic` …); the "
+        "others keep the latest version's prices. Default: every provider.",
+    )
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"providers": ["openai"]}, {}]})
+
+
+class PriceBookVersionOut(BaseModel):
+    version: int
+    source: str = Field(description="The catalogue and its version: `genai-prices 0.2.5`.")
+    providers: list[str] | None = Field(description="Those imported; null: every provider.")
+    prices: int = Field(description="How many model prices the version has.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: PriceBookVersion) -> PriceBookVersionOut:
+        providers = None if v.providers is None else list(v.providers)
+        return cls(
+            version=v.version,
+            source=v.source,
+            providers=providers,
+            prices=v.prices,
+            created_at=v.created_at,
+        )
+
+
+class ModelPriceOut(BaseModel):
+    provider: str
+    model: str = Field(description="The catalogue's id of the model.")
+    unit: str = Field(description="The usage unit priced: `input_tokens`, `cached_tokens` …")
+    usd_per_million: str = Field(description="USD per million units, a decimal string.")
+
+    @classmethod
+    def of(cls, p: ModelPrice) -> ModelPriceOut:
+        return cls(
+            provider=p.provider,
+            model=p.model,
+            unit=p.unit,
+            usd_per_million=format(p.usd_per_million.normalize(), "f"),
+        )
+
+
+class ModelPricesOut(BaseModel):
+    version: PriceBookVersionOut | None = Field(description="Null before the first sync.")
+    data: list[ModelPriceOut]

@@ -1,0 +1,95 @@
+"""The price book's model prices, imported from the price catalogue (genai-prices' bundled
+snapshot): each import a new version, kept as it was; an import that changes nothing is
+no new version."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from creditmeter import CreditMeter, InvalidRequest
+from creditmeter.core.audit import Action, ActorKind
+from creditmeter.core.models import ModelPrice
+from tests.conftest import Clock
+
+GPT_4O = [
+    ModelPrice("openai", "gpt-4o", "cached_tokens", Decimal("1.25")),
+    ModelPrice("openai", "gpt-4o", "input_tokens", Decimal("2.5")),
+    ModelPrice("openai", "gpt-4o", "output_tokens", Decimal(10)),
+]
+
+
+def test_a_sync_imports_the_providers_per_token_prices_as_version_1(
+    meter: CreditMeter, clock: Clock
+) -> None:
+    version = meter.sync_prices(["openai", "anthropic"])
+
+    assert (version.version, version.providers, version.created_at) == (
+        1,
+        ("anthropic", "openai"),
+        clock(),
+    )
+    assert version.source.startswith("genai-prices ")
+    found, gpt = meter.model_prices(provider="openai", model="gpt-4o")
+    assert found == version
+    assert gpt == GPT_4O
+    _, sonnet = meter.model_prices(provider="anthropic", model="claude-sonnet-4-0")
+    assert {p.unit: p.usd_per_million for p in sonnet} == {
+        "input_tokens": Decimal(3),
+        "output_tokens": Decimal(15),
+        "cached_tokens": Decimal("0.3"),
+        "cache_write_tokens": Decimal("3.75"),
+    }
+    _, every = meter.model_prices()
+    assert len(every) == version.prices
+    assert {p.provider for p in every} == {"openai", "anthropic"}
+
+
+def test_a_sync_that_changes_nothing_keeps_the_latest_version(meter: CreditMeter) -> None:
+    first = meter.sync_prices(["openai"])
+    again = meter.sync_prices(["openai"])
+
+    assert again == first
+    assert meter.price_book_versions() == [first]
+    synced = meter.audit_log(actions=(Action.PRICES_SYNCED.value,)).data
+    assert [(e.details["version"], e.details["created"]) for e in synced] == [(1, False), (1, True)]
+    assert {e.actor.kind for e in synced} == {ActorKind.LIBRARY}
+
+
+def test_a_provider_s_sync_keeps_the_others_and_every_version_stays_as_it_was(
+    meter: CreditMeter, clock: Clock
+) -> None:
+    first = meter.sync_prices(["anthropic"])
+    clock.advance(days=1)
+
+    second = meter.sync_prices(["openai"])
+
+    assert second.version == 2
+    _, kept = meter.model_prices(version=1)
+    _, both = meter.model_prices(version=2)
+    assert {p.provider for p in kept} == {"anthropic"}
+    assert {p.provider for p in both} == {"anthropic", "openai"}
+    assert [p for p in both if p.provider == "anthropic"] == kept
+    assert [v.version for v in meter.price_book_versions()] == [1, 2]
+    assert meter.price_book_versions()[0] == first
+
+
+def test_a_sync_of_every_provider_imports_the_whole_catalogue(meter: CreditMeter) -> None:
+    version = meter.sync_prices()
+
+    assert version.providers is None
+    _, every = meter.model_prices()
+    assert len({p.provider for p in every}) > 20
+    assert version.prices == len(every) > 1_000
+    assert meter.model_prices(provider="openai", model="gpt-4o")[1] == GPT_4O
+
+
+def test_an_unknown_provider_is_refused_naming_it_and_writes_nothing(meter: CreditMeter) -> None:
+    with pytest.raises(InvalidRequest, match="'openia'") as refused:
+        meter.sync_prices(["openai", "openia"])
+
+    assert "openai" in refused.value.message  # the providers it has
+    assert meter.price_book_versions() == []
+    assert meter.model_prices() == (None, [])
+    assert meter.audit_log(actions=(Action.PRICES_SYNCED.value,)).data == ()
