@@ -148,22 +148,26 @@ class CreditMeter:
         self,
         key: str,
         *,
-        rates: Mapping[str, int | str | Decimal],
+        rates: Mapping[str, int | str | Decimal] | None = None,
         models: Mapping[str, Mapping[str, int | str | Decimal]] | None = None,
-        multiplier: int | str | Decimal = 1,
+        multiplier: int | str | Decimal | None = None,
         pool: str | None = None,
         name: str | None = None,
         unknown_models: str = "refuse",
+        cost_plus: bool = False,
         actor: Actor = LIBRARY,
     ) -> Feature:
         """Create or change a priced feature; a change is a new version of its rule.
         ``unknown_models``: a model that ``models`` cannot price is refused
-        (``"refuse"``) or priced at ``rates`` (``"default_rates"``)."""
+        (``"refuse"``) or priced at ``rates`` (``"default_rates"``). ``cost_plus``: priced
+        from the provider's cost at the price book's model prices instead of ``rates``;
+        its ``multiplier`` defaults to the settings' default multiplier (else to 1)."""
         rule = {
-            "rates": rates,
+            "rates": rates or {},
             "models": models or {},
             "multiplier": multiplier,
             "unknown_models": unknown_models,
+            "cost_plus": cost_plus,
         }
         return self._write(
             lambda conn, now: catalog_service.put_feature(
@@ -363,7 +367,7 @@ class CreditMeter:
                 raise InvalidRequest(
                     f"ttl must be more than 0 and at most {settings.max_hold_ttl_seconds} s"
                 )
-            rated = metering.rate(book, feature, estimate, credits, model)
+            rated = metering.rate(book, settings, feature, estimate, credits, model)
             return metering.authorize(
                 book,
                 settings,
@@ -525,7 +529,7 @@ class CreditMeter:
         """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short."""
 
         def charge(book: AccountBook, settings: Settings) -> Charge:
-            rated = metering.rate(book, feature, usage, credits, model)
+            rated = metering.rate(book, settings, feature, usage, credits, model)
             return metering.charge(
                 book,
                 settings,
@@ -577,7 +581,7 @@ class CreditMeter:
         return self._read_account(
             account_id,
             lambda book, settings: metering.check(
-                book, settings, metering.rate(book, feature, usage, credits, model)
+                book, settings, metering.rate(book, settings, feature, usage, credits, model)
             ),
         )
 
@@ -1501,7 +1505,9 @@ class CreditMeter:
                 )
                 if first is not None:
                     return first, False
-            rated = metering.rate(book, event.feature, event.usage, event.credits, event.model)
+            rated = metering.rate(
+                book, settings, event.feature, event.usage, event.credits, event.model
+            )
             charge = metering.charge(
                 book,
                 settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, get_args
 
 from fastapi.testclient import TestClient
@@ -47,6 +48,7 @@ def test_a_feature_is_created_at_version_1_with_its_rates_as_decimal_strings(
         "models": {"openai/gpt-4o": {"input_tokens": "0.005"}},
         "multiplier": "1.25",
         "unknown_models": "refuse",
+        "cost_plus": False,
         "version": 1,
     }
     assert listed.status_code == 200
@@ -285,3 +287,32 @@ def test_only_a_superadmin_syncs_and_an_unknown_provider_is_422(
     assert no_version.status_code == 404
     assert before.json() == {"version": None, "data": []}
     assert meter.price_book_versions() == []
+
+
+def test_a_cost_plus_feature_over_http_records_the_provider_s_cost_and_version(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    meter.grant("acme", 1_000, source="purchase")
+    client.post(
+        "/v1/prices/sync", json={"providers": ["openai"]}, headers=keys.header("superadmin")
+    )
+    feature = put(client, "/v1/features/llm.cost", {"cost_plus": True, "multiplier": "1.5"}, keys)
+    neither = client.put("/v1/features/llm.none", json={}, headers=keys.header("superadmin"))
+
+    used = client.post(
+        "/v1/usage",
+        json={
+            "account": "acme",
+            "feature": "llm.cost",
+            "model": "gpt-4o-2024-08-06",
+            "usage": {"input_tokens": 384, "output_tokens": 250},
+        },
+        headers=keys.header("service"),
+    )
+    [record] = client.get("/v1/accounts/acme/usage", headers=keys.header("service")).json()["data"]
+
+    assert (feature["cost_plus"], feature["rates"], feature["multiplier"]) == (True, {}, "1.5")
+    assert neither.status_code == 422
+    assert (used.status_code, used.json()["credits"]) == (200, 6)
+    assert Decimal(record["provider_cost"]) == Decimal("0.00346")
+    assert (record["price_book_version"], record["credits"]) == (1, 6)

@@ -105,6 +105,13 @@ def test_pricing_shows_the_arithmetic() -> None:
     ]
 
 
+def test_a_cost_plus_rule_says_it_is_priced_from_the_provider_s_cost() -> None:
+    rule = PricingRule(rates={}, multiplier=Decimal("1.3"), cost_plus=True)
+    assert views.rule(rule) == [
+        "cost-plus: the provider's cost × credits per USD, × 1.3 multiplier"
+    ]
+
+
 def test_money_is_written_from_minor_units_with_integer_arithmetic() -> None:
     assert views.money(999, "usd") == "9.99 USD"
     assert views.money(5, "eur") == "0.05 EUR"

@@ -227,6 +227,24 @@ def test_model_prices_sync_and_read_as_the_library_records(
         service.sync_prices()
 
 
+def test_a_cost_plus_feature_through_the_client(
+    admin: CreditMeterClient, service: CreditMeterClient, acme: str
+) -> None:
+    buy(admin, acme)
+    admin.sync_prices(["openai"])
+    feature = admin.put_feature("llm.cost", cost_plus=True, multiplier="1.5")
+
+    charge = service.charge(
+        acme, "llm.cost", usage={"input_tokens": 384, "output_tokens": 250}, model="gpt-4o"
+    )
+
+    assert feature.rule.cost_plus is True
+    assert charge.credits == 6
+    [record] = service.usage(acme, feature="llm.cost").data
+    assert record.provider_cost == Decimal("0.00346")
+    assert record.price_book_version == admin.price_book_versions()[-1].version
+
+
 def test_a_refusal_for_too_few_credits_carries_the_figures(
     service: CreditMeterClient, admin: CreditMeterClient, acme: str
 ) -> None:

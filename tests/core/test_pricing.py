@@ -220,6 +220,7 @@ def test_rule_from_json_parses_rates_models_and_multiplier() -> None:
         "models": {"big": {"input_tokens": "0.01"}},
         "multiplier": "1.25",
         "unknown_models": "refuse",
+        "cost_plus": False,
     }
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from creditmeter import CreditMeter, InvalidRequest
+from creditmeter import CreditMeter, InvalidRequest, UnknownModel
 from creditmeter.core.audit import Action, ActorKind
 from creditmeter.core.models import ModelPrice
 from tests.conftest import Clock
@@ -93,3 +93,76 @@ def test_an_unknown_provider_is_refused_naming_it_and_writes_nothing(meter: Cred
     assert meter.price_book_versions() == []
     assert meter.model_prices() == (None, [])
     assert meter.audit_log(actions=(Action.PRICES_SYNCED.value,)).data == ()
+
+
+# Cost-plus features.
+
+TURN = {"input_tokens": 384, "output_tokens": 250}
+"""On gpt-4o ($2.50 and $10 per million): $0.00346."""
+
+
+@pytest.fixture
+def acme(meter: CreditMeter) -> str:
+    meter.create_account("acme")
+    meter.grant("acme", 10_000, source="purchase")
+    return "acme"
+
+
+def test_a_cost_plus_feature_charges_the_provider_s_cost_in_credits_times_its_multiplier(
+    meter: CreditMeter, acme: str
+) -> None:
+    meter.sync_prices(["anthropic"])
+    meter.put_feature("llm.cost", cost_plus=True, multiplier="1.5")
+    with pytest.raises(UnknownModel):  # the price book has no openai model yet
+        meter.charge(acme, "llm.cost", usage=TURN, model="gpt-4o")
+    meter.sync_prices(["openai"])
+
+    charge = meter.charge(acme, "llm.cost", usage=TURN, model="gpt-4o-2024-08-06")
+
+    assert charge.credits == 6  # ceil(0.00346 USD × 1,000 credits per USD × 1.5) = ceil(5.19)
+    record = meter.usage_record(charge.usage_id)
+    assert record.quantities == TURN
+    assert (record.provider_cost, record.price_book_version) == (Decimal("0.00346"), 2)
+    meter.change_settings({"credits_per_usd": 100_000}, changed_by="t")
+    assert meter.charge(acme, "llm.cost", usage=TURN, model="gpt-4o").credits == 519
+    assert meter.verify() == []
+
+
+def test_a_cost_plus_feature_takes_the_default_multiplier_when_it_gives_none(
+    meter: CreditMeter, acme: str
+) -> None:
+    meter.sync_prices(["openai"])
+    meter.change_settings({"default_multiplier": "2"}, changed_by="t")
+
+    feature = meter.put_feature("llm.cost", cost_plus=True)
+    flat = meter.put_feature("llm.flat", rates={"tokens": 1})
+
+    assert (feature.rule.multiplier, flat.rule.multiplier) == (Decimal(2), Decimal(1))
+    usage = {"input_tokens": 1_000, "cached_tokens": 1_000, "output_tokens": 100}
+    hold = meter.authorize(acme, "llm.cost", estimate=usage, model="gpt-4o")
+    # (1,000 × 2.5 + 1,000 × 1.25 + 100 × 10) / 10^6 = 0.00475 USD → 4.75 credits × 2
+    assert meter.settle(hold.id).credits == 10
+
+
+def test_what_a_cost_plus_feature_cannot_price_is_refused_and_changes_nothing(
+    meter: CreditMeter, acme: str
+) -> None:
+    meter.put_feature("llm.cost", cost_plus=True)
+    with pytest.raises(UnknownModel):  # no price-book version yet
+        meter.charge(acme, "llm.cost", usage=TURN, model="gpt-4o")
+    meter.sync_prices(["openai"])
+    before = meter.balance(acme).available
+
+    with pytest.raises(UnknownModel, match="'a-model-no-one-has'"):
+        meter.charge(acme, "llm.cost", usage=TURN, model="a-model-no-one-has")
+    with pytest.raises(UnknownModel):
+        meter.charge(acme, "llm.cost", usage=TURN)
+    with pytest.raises(InvalidRequest, match="'images'"):
+        meter.charge(acme, "llm.cost", usage={"images": 1}, model="gpt-4o")
+    with pytest.raises(InvalidRequest, match="cost-plus"):
+        meter.charge(acme, "llm.cost", usage=TURN, model="gpt-4o", provider_cost=Decimal(1))
+    with pytest.raises(InvalidRequest, match="no rates"):
+        meter.put_feature("llm.both", rates={"tokens": 1}, cost_plus=True)
+
+    assert meter.balance(acme).available == before
+    assert meter.usage(acme).data == ()

@@ -202,6 +202,8 @@ def rule(r: PricingRule) -> list[str]:
         return ", ".join(f"{unit} {rate(value)}" for unit, value in values.items())
 
     multiplier = "" if r.multiplier == 1 else f", × {rate(r.multiplier)} multiplier"
+    if r.cost_plus:
+        return ["cost-plus: the provider's cost × credits per USD" + multiplier]
     lines = [rates(r.rates) + multiplier]
     width = max((len(m) for m in r.models), default=0)
     lines += [f"  {model:<{width}}  {rates(values)}" for model, values in r.models.items()]

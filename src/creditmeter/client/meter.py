@@ -122,24 +122,28 @@ class CreditMeterClient:
         self,
         key: str,
         *,
-        rates: Mapping[str, int | str | Decimal],
+        rates: Mapping[str, int | str | Decimal] | None = None,
         models: Mapping[str, Mapping[str, int | str | Decimal]] | None = None,
-        multiplier: int | str | Decimal = 1,
+        multiplier: int | str | Decimal | None = None,
         pool: str | None = None,
         name: str | None = None,
         unknown_models: str = "refuse",
+        cost_plus: bool = False,
     ) -> Feature:
         """Create or change a priced feature; a change is a new version of its rule.
         ``unknown_models``: a model that ``models`` cannot price is refused
-        (``"refuse"``) or priced at ``rates`` (``"default_rates"``)."""
+        (``"refuse"``) or priced at ``rates`` (``"default_rates"``). ``cost_plus``: priced
+        from the provider's cost at the price book's model prices instead of ``rates``;
+        its ``multiplier`` defaults to the settings' default multiplier (else to 1)."""
         body = wire.without_none(
             {
                 "name": name,
                 "pool": pool,
-                "rates": rates,
+                "rates": rates or {},
                 "models": models or {},
                 "multiplier": multiplier,
                 "unknown_models": unknown_models,
+                "cost_plus": cost_plus,
             }
         )
         return wire.feature(self._call("PUT", f"/v1/features/{_segment(key)}", body=body))

@@ -261,6 +261,8 @@ def usage_record(data: Json) -> UsageRecord:
         created_at=time(data["created_at"]),
         metadata=data["metadata"],
         unknown_model=data.get("unknown_model", False),
+        price_book_version=data.get("price_book_version"),
+        provider_cost=None if data.get("provider_cost") is None else Decimal(data["provider_cost"]),
     )
 
 
@@ -308,6 +310,7 @@ def feature(data: Json) -> Feature:
             models={model: decimals(rates) for model, rates in data["models"].items()},
             multiplier=Decimal(str(data["multiplier"])),
             unknown_models=UnknownModels(data.get("unknown_models", UnknownModels.REFUSE)),
+            cost_plus=data.get("cost_plus", False),
         ),
         version=data["version"],
     )

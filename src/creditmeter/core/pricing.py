@@ -40,6 +40,9 @@ class PricingRule:
     models: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
     multiplier: Decimal = Decimal(1)
     unknown_models: UnknownModels = UnknownModels.REFUSE
+    cost_plus: bool = False
+    """Priced from the provider's cost of the usage (the price book's model prices), not
+    from ``rates``, which a cost-plus rule does not have."""
 
     def model_key(self, model: str | None) -> str | None:
         """The key of ``models`` whose rates price ``model``: the name as given, else the
@@ -121,13 +124,18 @@ def rule_from_json(data: Mapping[str, object]) -> PricingRule:
         raise InvalidRequest("models must map a model name to its rates")
     models = {str(name): _rates(r, f"models.{name}") for name, r in models_raw.items()}
     multiplier = decimal_of(data.get("multiplier", 1), "multiplier")
-    if not rates and not models:
-        raise InvalidRequest("a pricing rule needs at least one rate")
+    if not rates and not models and not data.get("cost_plus"):
+        raise InvalidRequest("a pricing rule needs at least one rate, or to be cost-plus")
+    cost_plus = data.get("cost_plus", False)
+    if not isinstance(cost_plus, bool):
+        raise InvalidRequest("cost_plus must be true or false")
+    if cost_plus and (rates or models):
+        raise InvalidRequest("a cost-plus rule prices from the provider's cost: it has no rates")
     unknown = data.get("unknown_models", UnknownModels.REFUSE.value)
     if not isinstance(unknown, str) or unknown not in {u.value for u in UnknownModels}:
         choices = " or ".join(repr(u.value) for u in UnknownModels)
         raise InvalidRequest(f"unknown_models must be {choices}, not {unknown!r}")
-    return PricingRule(rates, models, multiplier, UnknownModels(unknown))
+    return PricingRule(rates, models, multiplier, UnknownModels(unknown), cost_plus)
 
 
 def rule_to_json(rule: PricingRule) -> dict[str, object]:
@@ -139,6 +147,7 @@ def rule_to_json(rule: PricingRule) -> dict[str, object]:
         },
         "multiplier": str(rule.multiplier),
         "unknown_models": rule.unknown_models.value,
+        "cost_plus": rule.cost_plus,
     }
 
 
@@ -177,6 +186,45 @@ def price(rule: PricingRule, usage: Usage, model: str | None = None) -> Credits:
     if credits > MAX_CREDITS:
         raise InvalidRequest(f"this usage prices at {credits} credits, over {MAX_CREDITS}")
     return credits
+
+
+_PER_MILLION: Final = Decimal(10) ** 6
+
+
+@dataclass(frozen=True)
+class CostPriced:
+    """A usage of a cost-plus feature: the provider's cost in USD and its credits."""
+
+    credits: Credits
+    provider_cost: Decimal
+
+
+def price_cost_plus(
+    feature: Feature,
+    usage: Usage,
+    model: str | None,
+    usd_per_million: Mapping[str, Decimal] | None,
+    credits_per_usd: Decimal,
+) -> CostPriced:
+    """``ceil(provider cost × credits_per_usd × multiplier)``, the cost being the usage's
+    quantities at the model's prices (``None``: the price book has none for the model),
+    all exact and rounded up once."""
+    if usd_per_million is None:
+        raise UnknownModel(str(model), feature.key)
+    cost = Decimal(0)
+    for unit, quantity in usage.items():
+        if unit not in usd_per_million:
+            known = ", ".join(sorted(usd_per_million)) or "none"
+            raise InvalidRequest(f"unit {unit!r} has no price for {model!r} (priced: {known})")
+        cost = PRICING_CONTEXT.add(
+            cost, PRICING_CONTEXT.multiply(Decimal(quantity), usd_per_million[unit])
+        )
+    cost = PRICING_CONTEXT.divide(cost, _PER_MILLION)
+    worth = PRICING_CONTEXT.multiply(cost, credits_per_usd)
+    credits = math.ceil(PRICING_CONTEXT.multiply(worth, feature.rule.multiplier))
+    if credits > MAX_CREDITS:
+        raise InvalidRequest(f"this usage prices at {credits} credits, over {MAX_CREDITS}")
+    return CostPriced(credits, cost)
 
 
 def credit_amount(value: object, what: str, *, minimum: int = 0) -> Credits:

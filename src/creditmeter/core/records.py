@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from creditmeter.core.errors import AllowanceState
@@ -192,6 +193,10 @@ class UsageRecord:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     unknown_model: bool = False
     """Priced at the feature's default rates: it has none for the model."""
+    price_book_version: int | None = None
+    """A cost-plus feature's: the price-book version its provider cost was computed with."""
+    provider_cost: Decimal | None = None
+    """What the usage cost at the provider, in USD: as given, or a cost-plus feature's."""
 
 
 @dataclass(frozen=True)

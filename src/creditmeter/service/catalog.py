@@ -13,7 +13,7 @@ from creditmeter.core.identifiers import identifier
 from creditmeter.core.plans import Plan, plan_from_json, plan_to_json
 from creditmeter.core.pricing import Feature, rule_from_json, rule_to_json
 from creditmeter.core.types import ANY_POOL
-from creditmeter.service import audit
+from creditmeter.service import audit, settings
 from creditmeter.store import catalog
 
 
@@ -31,6 +31,9 @@ def put_feature(
     rule: Mapping[str, object],
     actor: Actor,
 ) -> Feature:
+    if rule.get("multiplier") is None:
+        multiplier = settings.current(conn).default_multiplier if rule.get("cost_plus") else 1
+        rule = {**rule, "multiplier": multiplier}
     feature = Feature(
         key=identifier(key, "a feature key"),
         name=name or key,

@@ -28,12 +28,14 @@ from creditmeter.core.grants import (
 )
 from creditmeter.core.ids import new_id
 from creditmeter.core.metadata import checked
+from creditmeter.core.models import catalogue_model
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import (
     Feature,
     Quantity,
     credit_amount,
     normalize_usage,
+    price_cost_plus,
     price_feature,
     provider_cost_of,
 )
@@ -48,7 +50,7 @@ from creditmeter.core.types import (
 )
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import expire_grants, plan_of
-from creditmeter.store import catalog, holds, usage
+from creditmeter.store import catalog, holds, prices, usage
 from creditmeter.store.holds import FoundHold
 from creditmeter.store.usage import NewUsage
 
@@ -62,10 +64,15 @@ class Rated:
     credits: Credits
     unknown_model: bool = False
     """Priced at the feature's default rates: it has none for the model."""
+    provider_cost: Decimal | None = None
+    """A cost-plus feature's: the usage at the price book's prices for the model, in USD."""
+    price_book_version: int | None = None
+    """The price-book version of those prices."""
 
 
 def rate(
     book: AccountBook,
+    settings: Settings,
     feature_key: str,
     usage_: Mapping[str, object] | None,
     credits: object,
@@ -81,8 +88,39 @@ def rate(
             raise InvalidRequest("give usage or credits, not both")
         return Rated(feature, {}, credit_amount(credits, "credits"))
     quantities = normalize_usage(usage_)
+    if feature.rule.cost_plus:
+        version, usd_per_million = _model_prices(book, model)
+        cost_plus = price_cost_plus(
+            feature, quantities, model, usd_per_million, settings.credits_per_usd
+        )
+        return Rated(
+            feature,
+            quantities,
+            cost_plus.credits,
+            provider_cost=cost_plus.provider_cost,
+            price_book_version=version,
+        )
     priced = price_feature(feature, quantities, model)
     return Rated(feature, quantities, priced.credits, priced.unknown_model)
+
+
+def _model_prices(
+    book: AccountBook, model: str | None
+) -> tuple[int | None, dict[str, Decimal] | None]:
+    """The latest price-book version and its prices for the catalogue's model that
+    ``model`` names, by unit (``None``: none for it)."""
+    latest = book.memo(("price_book", ""), lambda: prices.latest(book.conn))
+    known = None if model is None else catalogue_model(model)
+    if latest is None or known is None:
+        return None, None
+    provider, model_id = known.split(":", 1)
+    found = book.memo(
+        ("model_prices", f"{latest.version}:{known}"),
+        lambda: prices.prices(book.conn, latest.version, provider=provider, model=model_id),
+    )
+    if not found:
+        return latest.version, None
+    return latest.version, {p.unit: p.usd_per_million for p in found}
 
 
 def _refusal(book: AccountBook, plan: Plan | None, feature: Feature) -> Refusal | None:
@@ -227,7 +265,7 @@ def settle(
     if usage_ is None and credits is None:  # the estimate (or what a balancing hold got) was right
         usage_ = None if hold.requested is not None else details["estimate"] or None
         credits = None if usage_ else hold.credits
-    rated = rate(book, hold.feature, usage_, credits, model)
+    rated = rate(book, settings, hold.feature, usage_, credits, model)
     if not success:
         rated = replace(rated, credits=0)
     allocations = found.allocations
@@ -312,8 +350,15 @@ def _charge(
     hold_id: str | None,
     would_refuse: Refused | None,
 ) -> Charge:
-    cost = None if provider_cost is None else provider_cost_of(provider_cost)
     feature = rated.feature
+    if rated.provider_cost is not None:
+        if provider_cost is not None:
+            raise InvalidRequest(
+                f"feature {feature.key!r} is cost-plus: it computes the provider's cost, "
+                "which the usage may not give"
+            )
+        provider_cost = rated.provider_cost
+    cost = None if provider_cost is None else provider_cost_of(provider_cost)
     draws: list[Draw] = []
     short = 0 if unlimited else rated.credits
     for allocation in preferred:
@@ -357,6 +402,8 @@ def _charge(
         created_at=book.now,
         metadata=dict(metadata),
         unknown_model=rated.unknown_model,
+        price_book_version=rated.price_book_version,
+        provider_cost=cost,
     )
     book.record_usage(NewUsage(record, feature.pool, cost, txn.id))
     allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)

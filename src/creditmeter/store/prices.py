@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.models import ModelPrice, PriceBookVersion
-from creditmeter.store.tables import model_prices, price_book_versions
+from creditmeter.store.tables import catalog_version, model_prices, price_book_versions
 
 
 def _version(row: RowMapping) -> PriceBookVersion:
@@ -67,6 +67,8 @@ def add(
             created_at=version.created_at,
         )
     )
+    # What use cases remember of the price book, as of the catalog's version, is stale.
+    conn.execute(catalog_version.update().values(version=catalog_version.c.version + 1))
     if new:
         conn.execute(
             model_prices.insert(),

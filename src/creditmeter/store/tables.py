@@ -272,6 +272,8 @@ usage_records = sa.Table(
     sa.Column("success", sa.Boolean, nullable=False),
     # Priced at the feature's default rates: it had none for the model (migration 0011).
     sa.Column("unknown_model", sa.Boolean, nullable=False, server_default=sa.false()),
+    # A cost-plus usage's: the price-book version of its provider cost (migration 0011).
+    sa.Column("price_book_version", sa.Integer, nullable=True),
     sa.Column("hold_id", Key, sa.ForeignKey("holds.id"), nullable=True),
     sa.Column("transaction_id", Key, nullable=True),
     _json("metadata"),

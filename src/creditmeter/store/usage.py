@@ -55,6 +55,7 @@ def insert_many(conn: Connection, new: Sequence[NewUsage]) -> None:
                 "refunded": n.record.refunded,
                 "unlimited": n.record.unlimited,
                 "unknown_model": n.record.unknown_model,
+                "price_book_version": n.record.price_book_version,
                 "success": n.record.success,
                 "hold_id": n.record.hold_id,
                 "transaction_id": n.transaction_id,
@@ -86,6 +87,8 @@ def _record(row: RowMapping) -> UsageRecord:
         created_at=row["created_at"],
         metadata=row["metadata"],
         unknown_model=row["unknown_model"],
+        price_book_version=row["price_book_version"],
+        provider_cost=row["provider_cost"],
     )
 
 

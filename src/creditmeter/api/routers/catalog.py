@@ -47,6 +47,7 @@ def put_feature(key: Key, body: FeaturePut, meter: Meter, caller: Superadmin) ->
         models=body.models,
         multiplier=body.multiplier,
         unknown_models=body.unknown_models,
+        cost_plus=body.cost_plus,
         actor=actor(caller),
     )
     return FeatureOut.of(feature)

@@ -14,6 +14,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     WithJsonSchema,
+    model_validator,
 )
 
 from creditmeter.api.schemas.common import Body, Credits, Identifier, Text, whole_number
@@ -82,11 +83,22 @@ class FeaturePut(Body):
     pool: Pool | None = Field(
         default=None, description="The allowance pool it draws from. Default: the key."
     )
-    rates: Rates = Field(min_length=1, description="Credits per unit (`calls` for a fixed price).")
+    rates: Rates = Field(
+        default_factory=dict,
+        description="Credits per unit (`calls` for a fixed price); none for a cost-plus feature.",
+    )
     models: dict[ModelName, Rates] = _closed(
         default_factory=dict, description="Per-model rates that override `rates`."
     )
-    multiplier: Rate = 1
+    multiplier: Rate | None = Field(
+        default=None,
+        description="Default: 1; for a cost-plus feature, the settings' `default_multiplier`.",
+    )
+    cost_plus: bool = Field(
+        default=False,
+        description="Priced `ceil(provider cost in USD × credits_per_usd × multiplier)`, the "
+        "cost being the usage at the price book's model prices (`POST /v1/prices/sync`).",
+    )
     unknown_models: UnknownModelsChoice = Field(
         default="refuse",
         description="A model that `models` cannot price (as named, or as the price "
@@ -94,6 +106,12 @@ class FeaturePut(Body):
         "`rates` and flagged on its usage record (`default_rates`). A feature without "
         "`models` prices any model at `rates`.",
     )
+
+    @model_validator(mode="after")
+    def _priced(self) -> FeaturePut:
+        if not self.rates and not self.cost_plus:
+            raise ValueError("a feature needs rates, or to be cost-plus")
+        return self
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -106,6 +124,7 @@ class FeaturePut(Body):
                     "multiplier": "1.2",
                 },
                 {"name": "Generate a goal", "rates": {"calls": 50}},
+                {"name": "Chat at cost", "cost_plus": True, "multiplier": "1.3"},
             ]
         }
     )
@@ -119,6 +138,7 @@ class FeatureOut(BaseModel):
     models: dict[str, dict[str, str]]
     multiplier: str
     unknown_models: UnknownModelsChoice
+    cost_plus: bool
     version: int = Field(description="Goes up by one with every change of the feature.")
 
     @classmethod
@@ -136,6 +156,7 @@ class FeatureOut(BaseModel):
             models=models,
             multiplier=str(rule["multiplier"]),
             unknown_models=f.rule.unknown_models.value,
+            cost_plus=f.rule.cost_plus,
             version=f.version,
         )
 

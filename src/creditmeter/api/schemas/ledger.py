@@ -171,6 +171,13 @@ class UsageOut(BaseModel):
     unknown_model: bool = Field(
         description="Priced at the feature's default rates: it has no rates for the model."
     )
+    provider_cost: str | None = Field(
+        description="What it cost at the provider, in USD, a decimal string: as given, or "
+        "computed for a cost-plus feature."
+    )
+    price_book_version: int | None = Field(
+        description="A cost-plus usage's: the price-book version of its provider cost."
+    )
     hold_id: str | None
     created_at: datetime
     metadata: dict[str, Any]
@@ -195,6 +202,8 @@ class UsageOut(BaseModel):
             unlimited=u.unlimited,
             success=u.success,
             unknown_model=u.unknown_model,
+            provider_cost=None if u.provider_cost is None else str(u.provider_cost),
+            price_book_version=u.price_book_version,
             hold_id=u.hold_id,
             created_at=u.created_at,
             metadata=dict(u.metadata),

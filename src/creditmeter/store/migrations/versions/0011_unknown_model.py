@@ -1,7 +1,8 @@
-"""unknown models and the price book's versions of model prices
+"""unknown models, cost-plus usage and the price book's versions of model prices
 
 A usage record says whether its feature had no rates for its model and priced it at the
-default rates (``usage_records.unknown_model``); earlier records did not. Each import of
+default rates (``usage_records.unknown_model``; earlier records did not), and a cost-plus
+usage the price-book version of its provider cost (``price_book_version``). Each import of
 the price catalogue is a version (``price_book_versions``) with its providers' prices per
 model and unit (``model_prices``), kept as imported.
 
@@ -28,6 +29,7 @@ def upgrade() -> None:
         "usage_records",
         sa.Column("unknown_model", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
+    op.add_column("usage_records", sa.Column("price_book_version", sa.Integer(), nullable=True))
     op.create_table(
         "price_book_versions",
         sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
@@ -64,4 +66,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("model_prices")
     op.drop_table("price_book_versions")
+    op.drop_column("usage_records", "price_book_version")
     op.drop_column("usage_records", "unknown_model")
