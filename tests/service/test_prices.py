@@ -11,6 +11,7 @@ import pytest
 from creditmeter import CreditMeter, InvalidRequest, UnknownModel
 from creditmeter.core.audit import Action, ActorKind
 from creditmeter.core.models import ModelPrice
+from creditmeter.core.types import HoldStatus
 from tests.conftest import Clock
 
 GPT_4O = [
@@ -161,6 +162,11 @@ def test_what_a_cost_plus_feature_cannot_price_is_refused_and_changes_nothing(
         meter.charge(acme, "llm.cost", usage={"images": 1}, model="gpt-4o")
     with pytest.raises(InvalidRequest, match="cost-plus"):
         meter.charge(acme, "llm.cost", usage=TURN, model="gpt-4o", provider_cost=Decimal(1))
+    hold = meter.authorize(acme, "llm.cost", estimate=TURN, model="gpt-4o")
+    with pytest.raises(InvalidRequest, match="cost-plus"):
+        meter.settle(hold.id, provider_cost=Decimal(1))
+    assert meter.hold(hold.id).status is HoldStatus.PENDING
+    meter.release(hold.id)
     with pytest.raises(InvalidRequest, match="no rates"):
         meter.put_feature("llm.both", rates={"tokens": 1}, cost_plus=True)
 

@@ -123,6 +123,19 @@ def _model_prices(
     return latest.version, {p.unit: p.usd_per_million for p in found}
 
 
+def _provider_cost(rated: Rated, given: Decimal | None) -> Decimal | None:
+    """The provider's cost to record, checked before anything changes: a cost-plus
+    feature's computed one (the usage may not give one), else the one given."""
+    if rated.provider_cost is None:
+        return None if given is None else provider_cost_of(given)
+    if given is not None:
+        raise InvalidRequest(
+            f"feature {rated.feature.key!r} is cost-plus: it computes the provider's cost, "
+            "which the usage may not give"
+        )
+    return provider_cost_of(rated.provider_cost)
+
+
 def _refusal(book: AccountBook, plan: Plan | None, feature: Feature) -> Refusal | None:
     """Why this account may not use this feature at all now, if it may not."""
     status = book.row.account.status
@@ -266,6 +279,7 @@ def settle(
         usage_ = None if hold.requested is not None else details["estimate"] or None
         credits = None if usage_ else hold.credits
     rated = rate(book, settings, hold.feature, usage_, credits, model)
+    provider_cost = _provider_cost(rated, provider_cost)
     if not success:
         rated = replace(rated, credits=0)
     allocations = found.allocations
@@ -310,6 +324,7 @@ def charge(
     provider_cost: Decimal | None,
 ) -> Charge:
     metadata = checked(metadata)
+    provider_cost = _provider_cost(rated, provider_cost)
     plan = plan_of(book)
     feature = rated.feature
     refused = _enforce(settings, _refusal(book, plan, feature))
@@ -350,15 +365,8 @@ def _charge(
     hold_id: str | None,
     would_refuse: Refused | None,
 ) -> Charge:
+    """``provider_cost``: checked, as ``_provider_cost`` gives it."""
     feature = rated.feature
-    if rated.provider_cost is not None:
-        if provider_cost is not None:
-            raise InvalidRequest(
-                f"feature {feature.key!r} is cost-plus: it computes the provider's cost, "
-                "which the usage may not give"
-            )
-        provider_cost = rated.provider_cost
-    cost = None if provider_cost is None else provider_cost_of(provider_cost)
     draws: list[Draw] = []
     short = 0 if unlimited else rated.credits
     for allocation in preferred:
@@ -403,9 +411,9 @@ def _charge(
         metadata=dict(metadata),
         unknown_model=rated.unknown_model,
         price_book_version=rated.price_book_version,
-        provider_cost=cost,
+        provider_cost=provider_cost,
     )
-    book.record_usage(NewUsage(record, feature.pool, cost, txn.id))
+    book.record_usage(NewUsage(record, feature.pool, provider_cost, txn.id))
     allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
     available = book.available
     return Charge(
