@@ -4,7 +4,8 @@
 overrides, computed exactly in ``Decimal`` and rounded up once per usage. A model's name
 finds its rates as given or as the same model of the price catalogue (a dated or aliased
 name); a model the rule cannot price is refused unless the rule says to use its default
-rates.
+rates. A cost-plus rule prices the provider's cost instead:
+``ceil(cost in USD × credits per USD × multiplier)``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class PricingRule:
 
     def rates_for(self, model: str | None) -> Mapping[str, Decimal]:
         key = self.model_key(model)
-        if key is None or key not in self.models:
+        if key is None:
             return self.rates
         return {**self.rates, **self.models[key]}
 
@@ -124,11 +125,11 @@ def rule_from_json(data: Mapping[str, object]) -> PricingRule:
         raise InvalidRequest("models must map a model name to its rates")
     models = {str(name): _rates(r, f"models.{name}") for name, r in models_raw.items()}
     multiplier = decimal_of(data.get("multiplier", 1), "multiplier")
-    if not rates and not models and not data.get("cost_plus"):
-        raise InvalidRequest("a pricing rule needs at least one rate, or to be cost-plus")
     cost_plus = data.get("cost_plus", False)
     if not isinstance(cost_plus, bool):
         raise InvalidRequest("cost_plus must be true or false")
+    if not rates and not models and not cost_plus:
+        raise InvalidRequest("a pricing rule needs at least one rate, or to be cost-plus")
     if cost_plus and (rates or models):
         raise InvalidRequest("a cost-plus rule prices from the provider's cost: it has no rates")
     unknown = data.get("unknown_models", UnknownModels.REFUSE.value)
