@@ -57,6 +57,7 @@ from creditmeter.core.records import (
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import HoldStatus
 from creditmeter.core.usage import UsageEvent
+from creditmeter.core.webhooks import Delivery, WebhookEndpoint
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.off import MESSAGE as PAYMENTS_OFF
 from creditmeter.payments.off import PaymentsOff
@@ -69,6 +70,7 @@ from creditmeter.service import grants as grants_service
 from creditmeter.service import idempotency, jobs, metering, payment_events, purchases, queries
 from creditmeter.service import prices as prices_service
 from creditmeter.service import settings as settings_service
+from creditmeter.service import webhooks as webhooks_service
 from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.maintenance import lock_current, lock_current_many
 from creditmeter.service.purchases import Outcome
@@ -80,6 +82,7 @@ from creditmeter.store import idempotency as idempotency_store
 from creditmeter.store import payments as payments_store
 from creditmeter.store import prices as prices_store
 from creditmeter.store import secrets as secrets_store
+from creditmeter.store import webhooks as webhooks_store
 from creditmeter.store.accounts import AccountRow
 from creditmeter.store.database import DEFAULT_TIMEOUTS, Database, Timeouts
 from creditmeter.store.direct import ConcurrentUpdate
@@ -101,6 +104,7 @@ class CreditMeter:
     URL (``postgresql://…``) for PostgreSQL. The schema is migrated on first use unless
     ``migrate=False``. ``timeouts`` bound how long a lock is waited for or kept by a
     process that stopped (:class:`~creditmeter.store.database.Timeouts`).
+    ``webhook_timeout`` is the seconds a webhook receiver has to answer.
     """
 
     def __init__(
@@ -112,9 +116,11 @@ class CreditMeter:
         pool_size: int = 5,
         payments: PaymentProvider | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        webhook_timeout: float = 10.0,
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
+        self.webhook_timeout = webhook_timeout
         self.payments: PaymentProvider = payments or DevProvider()
         """Where credits are sold: the development provider unless another is given
         (``PaymentsOff()``: nowhere)."""
@@ -864,6 +870,56 @@ class CreditMeter:
         with self.db.read() as conn:
             return api_keys_store.active_by_digest(conn, api_keys_service.digest(secret))
 
+    # Outgoing webhooks.
+
+    def create_webhook_endpoint(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[str] = ("*",),
+        description: str = "",
+        enabled: bool = True,
+        actor: Actor = LIBRARY,
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new endpoint that hears ``event_types`` (``*``: all) and its signing secret
+        (``whsec_…``), which cannot be shown again."""
+        return self._write(
+            lambda conn, now: webhooks_service.create(
+                conn,
+                now,
+                url=url,
+                event_types=list(event_types),
+                description=description,
+                enabled=enabled,
+                actor=actor,
+            )
+        )
+
+    def update_webhook_endpoint(
+        self, endpoint_id: str, *, actor: Actor = LIBRARY, **changes: Any
+    ) -> WebhookEndpoint:
+        """Change some of ``url``, ``event_types``, ``description`` and ``enabled``."""
+        return self._write(
+            lambda conn, now: webhooks_service.update(conn, now, endpoint_id, changes, actor)
+        )
+
+    def delete_webhook_endpoint(self, endpoint_id: str, *, actor: Actor = LIBRARY) -> None:
+        self._write(lambda conn, now: webhooks_service.delete(conn, now, endpoint_id, actor))
+
+    def webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
+        with self.db.read() as conn:
+            return webhooks_service.get(conn, endpoint_id)
+
+    def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        with self.db.read() as conn:
+            return webhooks_store.list_all(conn)
+
+    def webhook_deliveries(self, endpoint_id: str, *, limit: int = 100) -> list[Delivery]:
+        """An endpoint's delivery attempts, newest first."""
+        with self.db.read() as conn:
+            webhooks_service.get(conn, endpoint_id)
+            return webhooks_store.deliveries(conn, endpoint_id, limit)
+
     # Credit packs, purchases and auto-recharge.
 
     def put_package(
@@ -1163,14 +1219,31 @@ class CreditMeter:
             purchases.AUTO_RECHARGE_JOB: lambda job: self.recharge(str(job["purchase_id"])),
         }
         for job in taken:
+            if job.topic == webhooks_service.DELIVER_JOB:
+                self._deliver(job)
+                continue
             error = jobs.run(job, handlers)
             now = self.clock()
             with self.db.write() as conn:
                 if error is None:
+                    if job.topic.startswith(jobs.EVENT_PREFIX):
+                        webhooks_service.fan_out(conn, now, job)
                     outbox.finish(conn, job, now)
                 else:
                     outbox.fail(conn, job, error, now, jobs.retry_at(job, now))
         return len(taken)
+
+    def _deliver(self, job: outbox.Job) -> None:
+        """Send one event to one endpoint, outside any transaction; then log the attempt
+        and finish or reschedule its job together."""
+        with self.db.read() as conn:
+            to = webhooks_service.target(conn, job)
+        if to is None:
+            with self.db.write() as conn:
+                outbox.finish(conn, job, self._now())
+            return
+        answer = webhooks_service.send(to, job, self._now(), self.webhook_timeout)
+        self._write(lambda conn, now: webhooks_service.record(conn, now, job, answer))
 
     def jobs(self) -> dict[str, int]:
         """How many of the outbox's jobs are ``pending``, ``done`` and ``dead`` (given up

@@ -70,6 +70,12 @@ POLICY: dict[tuple[str, str], Who] = {
     ("GET", "/v1/api-keys"): Who.SUPERADMIN,
     ("POST", "/v1/api-keys"): Who.SUPERADMIN,
     ("DELETE", "/v1/api-keys/{key_id}"): Who.SUPERADMIN,
+    ("GET", "/v1/webhook-endpoints"): Who.SUPERADMIN,
+    ("POST", "/v1/webhook-endpoints"): Who.SUPERADMIN,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): Who.SUPERADMIN,
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): Who.SUPERADMIN,
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): Who.SUPERADMIN,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Who.SUPERADMIN,
     ("POST", "/v1/webhooks/stripe"): Who.PUBLIC,  # the signature authenticates, not a key
     ("GET", "/v1/packages"): Who.ANY_KEY,
     ("PUT", "/v1/packages/{package_id}"): Who.SUPERADMIN,
@@ -154,6 +160,7 @@ def snapshot(meter: CreditMeter) -> dict[str, Any]:
                 "payment_events",
                 "outbox",
                 "audit_log",
+                "webhook_endpoints",
             )
         } | {
             "pending holds": conn.execute(
@@ -188,6 +195,7 @@ def world(meter: CreditMeter, keys: Keys) -> dict[str, str]:
     usage = meter.charge("acme", "chat", usage={"tokens": 5})
     hold = meter.authorize("acme", "chat", credits=10)
     spare, _ = meter.create_api_key("service", name="spare")
+    endpoint, _ = meter.create_webhook_endpoint("https://example.com/hooks", enabled=False)
     meter.put_package("starter", credits=1_000, price=999, currency="usd")
     started = meter.checkout("acme", "starter", ui_mode="elements")
     assert isinstance(meter.payments, DevProvider)
@@ -201,6 +209,7 @@ def world(meter: CreditMeter, keys: Keys) -> dict[str, str]:
         "hold_id": hold.id,
         "grant_id": meter.grants("acme")[0].id,
         "key_id": spare.id,
+        "endpoint_id": endpoint.id,
         "key": "chat",
         "usage_id": usage.usage_id,
     }

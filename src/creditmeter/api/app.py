@@ -22,6 +22,7 @@ from creditmeter.api.routers import (
     ledger,
     metering,
     payments,
+    webhook_endpoints,
     webhooks,
 )
 from creditmeter.api.security_headers import SecurityHeaders
@@ -40,6 +41,7 @@ ROUTERS = (
     webhooks.router,
     admin.router,
     audit.router,
+    webhook_endpoints.router,
 )
 
 DESCRIPTION = """\
@@ -69,6 +71,7 @@ def create_app(
         pool_size=settings.pool_size,
         payments=settings.payment_provider(),
         timeouts=settings.timeouts(),
+        webhook_timeout=settings.webhook_timeout,
     )
 
     @asynccontextmanager

@@ -55,6 +55,8 @@ class ServerSettings(BaseSettings):
     worker: bool = True
     """Run the outbox's jobs (applying payment events, auto-recharges) in a thread of the
     server process."""
+    webhook_timeout: float = 10.0
+    """Seconds a webhook receiver has to answer before the delivery counts as failed."""
     worker_interval: float = 1.0
     """Seconds between the worker's looks for due jobs when nothing wakes it earlier."""
     rate_limits: bool = True

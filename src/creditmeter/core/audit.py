@@ -86,6 +86,13 @@ class Action(StrEnum):
     """subject: the new key (never its secret). details: role, name."""
     API_KEY_REVOKED = "api_key.revoked"
     """subject: the key revoked. details: role, name."""
+    WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
+    """subject: the endpoint (never its secret). details: url, event_types, description,
+    enabled."""
+    WEBHOOK_ENDPOINT_UPDATED = "webhook_endpoint.updated"
+    """subject: the endpoint. details: ``{field: {from, to}}`` for the fields changed."""
+    WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted"
+    """subject: the endpoint. details: what it was, as at creation."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ class Job:
     payload: Mapping[str, Any]
     attempts: int
     """Attempts so far, this one included."""
+    created_at: datetime
 
 
 def enqueue(
@@ -59,7 +60,9 @@ def take(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[
     """Lease up to ``limit`` due jobs to the caller: until the lease ends no other worker
     takes them (``FOR UPDATE SKIP LOCKED`` lets workers take different jobs at once)."""
     due = (
-        sa.select(outbox.c.id, outbox.c.topic, outbox.c.payload, outbox.c.attempts)
+        sa.select(
+            outbox.c.id, outbox.c.topic, outbox.c.payload, outbox.c.attempts, outbox.c.created_at
+        )
         .where(outbox.c.status == "pending", outbox.c.run_at <= now)
         .order_by(outbox.c.run_at, outbox.c.id)
         .limit(limit)
@@ -74,7 +77,7 @@ def take(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[
         .where(outbox.c.id.in_([r.id for r in rows]))
         .values(run_at=now + lease, attempts=outbox.c.attempts + 1)
     )
-    return [Job(r.id, r.topic, r.payload, r.attempts + 1) for r in rows]
+    return [Job(r.id, r.topic, r.payload, r.attempts + 1, r.created_at) for r in rows]
 
 
 def finish(conn: Connection, job: Job, at: datetime) -> bool:

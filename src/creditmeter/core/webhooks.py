@@ -1,0 +1,105 @@
+"""Outgoing webhooks: the endpoints that hear about events, and the log of each delivery.
+
+An event is delivered to every enabled endpoint whose event types name it (or are ``*``),
+signed per the Standard Webhooks specification with the endpoint's secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from creditmeter.core.errors import InvalidRequest
+
+EVENT_TYPES: Final = frozenset(
+    {"purchase.fulfilled", "purchase.failed", "purchase.refunded", "auto_recharge.disabled"}
+)
+"""The events creditmeter sends today (docs/notifications.md describes each)."""
+ALL_EVENTS: Final = "*"
+MAX_URL: Final = 2000
+MAX_DESCRIPTION: Final = 500
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    url: str
+    event_types: tuple[str, ...]
+    """The events it hears, or ``("*",)`` for all of them."""
+    description: str
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def hears(self, event_type: str) -> bool:
+        return self.enabled and (ALL_EVENTS in self.event_types or event_type in self.event_types)
+
+
+@dataclass(frozen=True)
+class Event:
+    """What an endpoint receives; ``id`` is the same on every attempt, for receivers to
+    deduplicate by."""
+
+    id: str
+    type: str
+    created_at: datetime
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt to deliver one event to one endpoint."""
+
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    attempt: int
+    status_code: int | None
+    """The receiver's answer; ``None`` when none came (a timeout, a refused connection)."""
+    latency_ms: int
+    error: str | None
+    """Why the attempt failed; ``None`` for a 2xx answer."""
+    next_retry_at: datetime | None
+    """When the next attempt is due; ``None`` once delivered or given up."""
+    created_at: datetime
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+def url(value: object) -> str:
+    """``value`` if it is an absolute http(s) URL, else :class:`InvalidRequest`."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_URL or "\x00" in value:
+        raise InvalidRequest(f"url must be an http or https URL of at most {MAX_URL} characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"url must be an absolute http or https URL, not {value!r}")
+    return value
+
+
+def event_types(value: object) -> tuple[str, ...]:
+    """The event types an endpoint may hear: ``["*"]``, or some of :data:`EVENT_TYPES`."""
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise InvalidRequest('event_types must be a non-empty list of event types, or ["*"]')
+    unknown = sorted(set(value) - EVENT_TYPES - {ALL_EVENTS})
+    if unknown:
+        known = ", ".join(sorted(EVENT_TYPES))
+        raise InvalidRequest(f"unknown event types {unknown}; known: {known}, or *")
+    if ALL_EVENTS in value:
+        return (ALL_EVENTS,)
+    return tuple(sorted(set(value)))
+
+
+def description(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION or "\x00" in value:
+        raise InvalidRequest(f"description must be text of at most {MAX_DESCRIPTION} characters")
+    return value

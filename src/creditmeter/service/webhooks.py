@@ -1,0 +1,238 @@
+"""Outgoing webhooks: endpoints managed by superadmins, and delivery of the outbox's
+events to them.
+
+The worker that runs an event's job queues one ``webhook.deliver`` job per endpoint that
+hears it, in the same transaction; each is tried, logged and retried with the outbox's
+backoff on its own, so one failing receiver delays no other. Bodies are signed per the
+Standard Webhooks specification with the ``standardwebhooks`` package.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Final
+
+import httpx2
+import orjson
+from sqlalchemy.engine import Connection
+from standardwebhooks import Webhook
+
+from creditmeter.core import webhooks as rules
+from creditmeter.core.audit import Action, Actor
+from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.ids import new_id
+from creditmeter.core.webhooks import Delivery, Event, WebhookEndpoint
+from creditmeter.service import audit, jobs
+from creditmeter.store import outbox
+from creditmeter.store import webhooks as store
+from creditmeter.store.outbox import Job
+
+DELIVER_JOB: Final = "webhook.deliver"
+SECRET_PREFIX: Final = "whsec_"
+EDITABLE: Final = frozenset({"url", "event_types", "description", "enabled"})
+
+
+def create(
+    conn: Connection,
+    now: datetime,
+    *,
+    url: object,
+    event_types: object,
+    description: object,
+    enabled: object,
+    actor: Actor,
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its signing secret (the only time the secret leaves the
+    database)."""
+    if not isinstance(enabled, bool):
+        raise InvalidRequest("enabled must be true or false")
+    endpoint = WebhookEndpoint(
+        id=new_id("whe"),
+        url=rules.url(url),
+        event_types=rules.event_types(event_types),
+        description=rules.description(description),
+        enabled=enabled,
+        created_at=now,
+        updated_at=now,
+    )
+    secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+    store.insert(conn, endpoint, secret)
+    _record(conn, now, actor, Action.WEBHOOK_ENDPOINT_CREATED, endpoint, _shown(endpoint))
+    return endpoint, secret
+
+
+def update(
+    conn: Connection, now: datetime, endpoint_id: str, changes: Mapping[str, object], actor: Actor
+) -> WebhookEndpoint:
+    """Change some of an endpoint's fields; the others keep their values."""
+    current = get(conn, endpoint_id)
+    unknown = sorted(set(changes) - EDITABLE)
+    if unknown:
+        raise InvalidRequest(f"unknown fields {unknown}; an endpoint has {sorted(EDITABLE)}")
+    if "enabled" in changes and not isinstance(changes["enabled"], bool):
+        raise InvalidRequest("enabled must be true or false")
+    changed = replace(
+        current,
+        url=rules.url(changes.get("url", current.url)),
+        event_types=rules.event_types(changes.get("event_types", current.event_types)),
+        description=rules.description(changes.get("description", current.description)),
+        enabled=bool(changes.get("enabled", current.enabled)),
+    )
+    before, after = _shown(current), _shown(changed)
+    diff = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
+    if not diff:
+        return current
+    changed = replace(changed, updated_at=now)
+    store.update(conn, endpoint_id, {**after, "updated_at": now})
+    _record(conn, now, actor, Action.WEBHOOK_ENDPOINT_UPDATED, changed, diff)
+    return changed
+
+
+def delete(conn: Connection, now: datetime, endpoint_id: str, actor: Actor) -> None:
+    """Delete an endpoint with its deliveries' log; events not yet delivered to it never
+    will be."""
+    endpoint = get(conn, endpoint_id)
+    store.delete(conn, endpoint_id)
+    _record(conn, now, actor, Action.WEBHOOK_ENDPOINT_DELETED, endpoint, _shown(endpoint))
+
+
+def get(conn: Connection, endpoint_id: str) -> WebhookEndpoint:
+    found = store.get(conn, endpoint_id)
+    if found is None:
+        raise NotFound("webhook endpoint", endpoint_id)
+    return found
+
+
+def fan_out(conn: Connection, now: datetime, job: Job) -> int:
+    """Queue a delivery of an event's job to each endpoint that hears it; how many. Run
+    again for the same job, it queues none twice."""
+    event = Event(
+        id=job.id,
+        type=job.topic.removeprefix(jobs.EVENT_PREFIX),
+        created_at=job.created_at,
+        data=job.payload,
+    )
+    queued = 0
+    for endpoint in store.list_all(conn):
+        if endpoint.hears(event.type):
+            queued += outbox.enqueue(
+                conn,
+                new_id("job"),
+                DELIVER_JOB,
+                {"endpoint_id": endpoint.id, "event": _body(event)},
+                now,
+                dedupe_key=f"webhook:{event.id}:{endpoint.id}",
+            )
+    return queued
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery job sends its event, read before the request."""
+
+    url: str
+    secret: str
+
+
+def target(conn: Connection, job: Job) -> Target | None:
+    """The endpoint a delivery job sends to; ``None`` if it was deleted or disabled since
+    the event was queued (the job is then done, with nothing sent)."""
+    endpoint_id = str(job.payload["endpoint_id"])
+    endpoint = store.get(conn, endpoint_id)
+    secret = store.secret(conn, endpoint_id)
+    if endpoint is None or secret is None or not endpoint.enabled:
+        return None
+    return Target(endpoint.url, secret)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+def send(to: Target, job: Job, now: datetime, timeout: float) -> Answer:
+    """POST the job's event to its endpoint, signed at ``now``; a 2xx answer is success,
+    anything else (another status, a timeout, a refused connection) is an error."""
+    body = orjson.dumps(job.payload["event"])
+    event_id = str(job.payload["event"]["id"])
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(to.secret).sign(event_id, now, body),
+    }
+    started = time.perf_counter()
+    try:
+        response = httpx2.post(to.url, content=body, headers=headers, timeout=timeout)
+    except httpx2.HTTPError as error:
+        return Answer(None, _since(started), f"{type(error).__name__}: {error}")
+    latency = _since(started)
+    if 200 <= response.status_code < 300:
+        return Answer(response.status_code, latency, None)
+    return Answer(response.status_code, latency, f"HTTP {response.status_code}")
+
+
+def record(conn: Connection, now: datetime, job: Job, answer: Answer) -> Delivery:
+    """Log a delivery attempt and finish its job, or schedule its retry with the outbox's
+    backoff."""
+    retry = None if answer.error is None else jobs.retry_at(job, now)
+    event = job.payload["event"]
+    delivery = Delivery(
+        id=new_id("whd"),
+        endpoint_id=str(job.payload["endpoint_id"]),
+        event_id=str(event["id"]),
+        event_type=str(event["type"]),
+        attempt=job.attempts,
+        status_code=answer.status_code,
+        latency_ms=answer.latency_ms,
+        error=answer.error,
+        next_retry_at=retry,
+        created_at=now,
+    )
+    if store.get(conn, delivery.endpoint_id) is not None:
+        store.add_delivery(conn, delivery)
+    if answer.error is None:
+        outbox.finish(conn, job, now)
+    else:
+        outbox.fail(conn, job, answer.error, now, retry)
+    return delivery
+
+
+def _body(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "data": dict(event.data),
+    }
+
+
+def _since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _shown(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "url": endpoint.url,
+        "event_types": list(endpoint.event_types),
+        "description": endpoint.description,
+        "enabled": endpoint.enabled,
+    }
+
+
+def _record(
+    conn: Connection,
+    now: datetime,
+    actor: Actor,
+    action: Action,
+    endpoint: WebhookEndpoint,
+    details: Mapping[str, Any],
+) -> None:
+    audit.record(conn, now, actor, action, subject_id=endpoint.id, details=details)

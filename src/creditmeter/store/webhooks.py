@@ -1,0 +1,112 @@
+"""SQL for webhook endpoints and the log of their deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from creditmeter.core.webhooks import Delivery, WebhookEndpoint
+from creditmeter.store.tables import webhook_deliveries, webhook_endpoints
+
+
+def _endpoint(row: RowMapping) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row["id"],
+        url=row["url"],
+        event_types=tuple(row["event_types"]),
+        description=row["description"],
+        enabled=row["enabled"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def insert(conn: Connection, endpoint: WebhookEndpoint, secret: str) -> None:
+    conn.execute(
+        webhook_endpoints.insert().values(
+            id=endpoint.id,
+            url=endpoint.url,
+            event_types=list(endpoint.event_types),
+            description=endpoint.description,
+            enabled=endpoint.enabled,
+            secret=secret,
+            created_at=endpoint.created_at,
+            updated_at=endpoint.updated_at,
+        )
+    )
+
+
+def get(conn: Connection, endpoint_id: str) -> WebhookEndpoint | None:
+    query = sa.select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+    row = conn.execute(query).mappings().first()
+    return None if row is None else _endpoint(row)
+
+
+def secret(conn: Connection, endpoint_id: str) -> str | None:
+    query = sa.select(webhook_endpoints.c.secret).where(webhook_endpoints.c.id == endpoint_id)
+    found: str | None = conn.execute(query).scalar_one_or_none()
+    return found
+
+
+def list_all(conn: Connection) -> list[WebhookEndpoint]:
+    query = sa.select(webhook_endpoints).order_by(
+        webhook_endpoints.c.created_at, webhook_endpoints.c.id
+    )
+    return [_endpoint(r) for r in conn.execute(query).mappings()]
+
+
+def update(conn: Connection, endpoint_id: str, values: dict[str, Any]) -> None:
+    conn.execute(
+        webhook_endpoints.update().where(webhook_endpoints.c.id == endpoint_id).values(values)
+    )
+
+
+def delete(conn: Connection, endpoint_id: str) -> bool:
+    """Delete an endpoint and its deliveries' log; whether it existed."""
+    conn.execute(webhook_deliveries.delete().where(webhook_deliveries.c.endpoint_id == endpoint_id))
+    gone = conn.execute(webhook_endpoints.delete().where(webhook_endpoints.c.id == endpoint_id))
+    return gone.rowcount == 1
+
+
+def add_delivery(conn: Connection, delivery: Delivery) -> None:
+    conn.execute(
+        webhook_deliveries.insert().values(
+            id=delivery.id,
+            endpoint_id=delivery.endpoint_id,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            attempt=delivery.attempt,
+            status_code=delivery.status_code,
+            latency_ms=delivery.latency_ms,
+            error=None if delivery.error is None else delivery.error[:2000],
+            next_retry_at=delivery.next_retry_at,
+            created_at=delivery.created_at,
+        )
+    )
+
+
+def deliveries(conn: Connection, endpoint_id: str, limit: int) -> list[Delivery]:
+    """An endpoint's delivery attempts, newest first."""
+    query = (
+        sa.select(webhook_deliveries)
+        .where(webhook_deliveries.c.endpoint_id == endpoint_id)
+        .order_by(webhook_deliveries.c.created_at.desc(), webhook_deliveries.c.id.desc())
+        .limit(limit)
+    )
+    return [
+        Delivery(
+            id=r["id"],
+            endpoint_id=r["endpoint_id"],
+            event_id=r["event_id"],
+            event_type=r["event_type"],
+            attempt=r["attempt"],
+            status_code=r["status_code"],
+            latency_ms=r["latency_ms"],
+            error=r["error"],
+            next_retry_at=r["next_retry_at"],
+            created_at=r["created_at"],
+        )
+        for r in conn.execute(query).mappings()
+    ]

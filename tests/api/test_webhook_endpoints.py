@@ -1,0 +1,266 @@
+"""Outgoing webhooks over HTTP: endpoints managed by superadmins, events delivered signed
+to a real receiver on loopback, failures logged and retried with the outbox's backoff."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from standardwebhooks import Webhook
+
+from creditmeter import CreditMeter
+from tests.api.conftest import Keys
+from tests.api.test_payments import bought, dev, drain, starter
+from tests.conftest import Clock
+
+Json = dict[str, Any]
+ENDPOINTS = "/v1/webhook-endpoints"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Near the wall clock: a receiver refuses signatures more than five minutes off."""
+    return Clock(datetime.now(UTC).replace(microsecond=0))
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on loopback that keeps what it is sent and answers each request
+    with the next of ``answers`` (200 once they run out)."""
+
+    url: str
+    answers: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    def verified(self, secret: str) -> list[Json]:
+        """The bodies received, each checked against its signature."""
+        return [Webhook(secret).verify(body, headers) for headers, body in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append((dict(self.headers.items()), body))
+            self.send_response(state.answers.pop(0) if state.answers else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def ok(response: Any, status: int = 200) -> Json:
+    assert response.status_code == status, response.text
+    body: Json = response.json()
+    return body
+
+
+def create(client: TestClient, keys: Keys, **body: Any) -> Json:
+    return ok(client.post(ENDPOINTS, json=body, headers=keys.header("superadmin")), 201)
+
+
+def deliveries(client: TestClient, keys: Keys, endpoint_id: str) -> list[Json]:
+    found = ok(
+        client.get(f"{ENDPOINTS}/{endpoint_id}/deliveries", headers=keys.header("superadmin"))
+    )
+    data: list[Json] = found["data"]
+    return data
+
+
+def test_a_fulfilled_purchase_is_delivered_once_signed(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    endpoint = create(client, keys, url=receiver.url, description="billing")
+    assert endpoint["secret"].startswith("whsec_")
+    assert endpoint["event_types"] == ["*"]
+    assert endpoint["enabled"] is True
+    starter(meter)
+
+    purchase = bought(meter)
+    drain(meter)
+
+    [event] = receiver.verified(endpoint["secret"])
+    assert event["type"] == "purchase.fulfilled"
+    assert event["created_at"] == meter.clock().isoformat().replace("+00:00", "Z")
+    assert event["data"] == {
+        "account_id": "acme",
+        "purchase_id": purchase.id,
+        "credits": purchase.credits,
+    }
+    [(headers, _)] = receiver.received
+    assert headers["webhook-id"] == event["id"]
+    assert headers["webhook-timestamp"] == str(int(meter.clock().timestamp()))
+    [logged] = deliveries(client, keys, endpoint["id"])
+    assert logged["event_id"] == event["id"]
+    assert logged["event_type"] == "purchase.fulfilled"
+    assert (logged["attempt"], logged["status_code"], logged["error"]) == (1, 200, None)
+    assert logged["next_retry_at"] is None
+    assert logged["latency_ms"] >= 0
+
+
+def test_a_receiver_that_fails_is_retried_with_backoff_and_each_attempt_logged(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver, clock: Clock
+) -> None:
+    endpoint = create(client, keys, url=receiver.url, event_types=["purchase.fulfilled"])
+    receiver.answers = [500]
+    starter(meter)
+    bought(meter)
+
+    [failed] = deliveries(client, keys, endpoint["id"])
+    assert (failed["attempt"], failed["status_code"], failed["error"]) == (1, 500, "HTTP 500")
+    due = clock.now + timedelta(seconds=2)
+    assert datetime.fromisoformat(failed["next_retry_at"]) == due
+    assert drain(meter) == 0, "not before its backoff"
+
+    clock.advance(seconds=2)
+    assert drain(meter) == 1
+
+    first, second = receiver.verified(endpoint["secret"])
+    assert first == second, "the same event, with the same id"
+    assert receiver.received[0][0]["webhook-id"] == receiver.received[1][0]["webhook-id"]
+    latest, _ = deliveries(client, keys, endpoint["id"])
+    assert (latest["attempt"], latest["status_code"], latest["error"]) == (2, 200, None)
+    assert latest["next_retry_at"] is None
+    assert meter.jobs()["pending"] == 0
+
+
+def test_a_receiver_that_cannot_be_reached_is_logged_without_a_status(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    endpoint = create(client, keys, url="http://127.0.0.1:9/nobody")
+    starter(meter)
+    bought(meter)
+
+    [failed] = deliveries(client, keys, endpoint["id"])
+    assert failed["status_code"] is None
+    assert failed["error"].startswith("ConnectError")
+    assert failed["next_retry_at"] is not None
+
+
+def test_an_endpoint_hears_only_its_event_types_and_only_while_enabled(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    refunds = create(client, keys, url=receiver.url + "/refunds", event_types=["purchase.refunded"])
+    create(client, keys, url=receiver.url + "/off", enabled=False)
+    sales = create(client, keys, url=receiver.url + "/sales", event_types=["purchase.fulfilled"])
+    starter(meter)
+
+    bought(meter)
+
+    [(headers, _)] = receiver.received
+    assert [e["type"] for e in receiver.verified(sales["secret"])] == ["purchase.fulfilled"]
+    assert deliveries(client, keys, refunds["id"]) == []
+    assert headers["webhook-id"] == deliveries(client, keys, sales["id"])[0]["event_id"]
+
+
+def test_an_endpoint_is_managed_by_superadmins_and_each_change_audited(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    boss, secret = meter.create_api_key("superadmin", name="boss")
+    as_boss = {"Authorization": f"Bearer {secret}"}
+    body = {"url": "https://example.com/hooks", "event_types": ["purchase.failed"]}
+    for role in ("service", "admin", "account"):
+        assert client.post(ENDPOINTS, json=body, headers=keys.header(role)).status_code == 403
+        assert client.get(ENDPOINTS, headers=keys.header(role)).status_code == 403
+    assert meter.webhook_endpoints() == []
+
+    made = ok(client.post(ENDPOINTS, json=body, headers=as_boss), 201)
+    path = f"{ENDPOINTS}/{made['id']}"
+    [listed] = ok(client.get(ENDPOINTS, headers=as_boss))["data"]
+    assert "secret" not in listed
+    assert listed == ok(client.get(path, headers=as_boss))
+    assert listed == {k: v for k, v in made.items() if k != "secret"}
+    for role in ("service", "admin", "account"):
+        assert (
+            client.patch(path, json={"enabled": False}, headers=keys.header(role)).status_code
+            == 403
+        )
+        assert client.delete(path, headers=keys.header(role)).status_code == 403
+
+    changed = ok(client.patch(path, json={"enabled": False}, headers=as_boss))
+    assert changed["enabled"] is False
+    assert changed["url"] == body["url"]
+    assert client.delete(path, headers=as_boss).status_code == 204
+    assert client.get(path, headers=as_boss).status_code == 404
+    assert client.delete(path, headers=as_boss).status_code == 404
+
+    log = ok(client.get("/v1/audit-log", params={"actor": boss.id}, headers=as_boss))["data"]
+    assert [(e["action"], e["subject"], e["actor_key_id"]) for e in reversed(log)] == [
+        ("webhook_endpoint.created", made["id"], boss.id),
+        ("webhook_endpoint.updated", made["id"], boss.id),
+        ("webhook_endpoint.deleted", made["id"], boss.id),
+    ]
+    assert log[1]["details"] == {"enabled": {"from": True, "to": False}}
+    assert all(secret not in str(e) and made["secret"] not in str(e) for e in log)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "ftp://example.com/hooks"},
+        {"url": "/hooks"},
+        {"url": "https://example.com", "event_types": []},
+        {"url": "https://example.com", "event_types": ["purchase.fulfiled"]},
+        {"url": "https://example.com", "enabled": "yes"},
+        {"url": "https://example.com", "secret": "whsec_mine"},
+    ],
+)
+def test_a_bad_endpoint_is_422_and_creates_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys, body: Json
+) -> None:
+    response = client.post(ENDPOINTS, json=body, headers=keys.header("superadmin"))
+    assert response.status_code == 422, response.text
+    assert meter.webhook_endpoints() == []
+
+
+def test_a_bad_change_is_422_and_changes_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    made = create(client, keys, url="https://example.com/hooks")
+    path = f"{ENDPOINTS}/{made['id']}"
+    for change in ({"url": "mailto:x@example.com"}, {"event_types": ["nothing.happened"]}):
+        response = client.patch(path, json=change, headers=keys.header("superadmin"))
+        assert response.status_code == 422, response.text
+    assert meter.webhook_endpoint(made["id"]).url == "https://example.com/hooks"
+    missing = client.patch(f"{ENDPOINTS}/whe_none", json={}, headers=keys.header("superadmin"))
+    assert missing.status_code == 404
+
+
+def test_an_endpoint_deleted_before_delivery_is_sent_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    endpoint = create(client, keys, url=receiver.url)
+    starter(meter)
+    started = meter.checkout("acme", "starter", success_url="https://example.com/done")
+    dev(meter).complete(meter.purchase(started.purchase_id))
+    assert meter.work() == 1, "the payment, which queues the purchase's event"
+    assert meter.work() == 1, "the event, which queues its delivery"
+    assert meter.jobs()["pending"] == 1
+    meter.delete_webhook_endpoint(endpoint["id"])
+
+    drain(meter)
+
+    assert receiver.received == []
+    jobs = meter.jobs()
+    assert (jobs["pending"], jobs["dead"]) == (0, 0)
