@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from creditmeter import CreditMeter
+from creditmeter.core.audit import Action
 from tests.cli.conftest import assert_one_line_error, run
 
 
@@ -298,3 +299,78 @@ def test_the_audit_log_names_the_command_line(
         ("grant.created", "cli"),
     ]
     assert nothing.output == "no audit log entries\n"
+
+
+def test_webhook_endpoints_create_list_and_delete(
+    runner: CliRunner, library: CreditMeter, migrated_url: str
+) -> None:
+    created = run(
+        runner,
+        "webhook-endpoints",
+        "create",
+        "--url",
+        "https://example.com/hooks",
+        "--event",
+        "purchase.fulfilled",
+        "--event",
+        "purchase.refunded",
+        "--description",
+        "billing",
+        "--database-url",
+        migrated_url,
+    )
+    assert created.exit_code == 0, created.output
+    first, secret_line, warning = created.output.splitlines()
+    endpoint_id = first.split()[3]
+    assert first == (
+        f"created webhook endpoint {endpoint_id} for purchase.fulfilled, purchase.refunded"
+        " at https://example.com/hooks"
+    )
+    assert secret_line.startswith("secret: whsec_")
+    assert warning.startswith("Keep it now")
+    endpoint = library.webhook_endpoint(endpoint_id)
+    assert (endpoint.description, endpoint.enabled) == ("billing", True)
+
+    listed = run(runner, "webhook-endpoints", "list", "--database-url", migrated_url)
+    header, row = listed.output.splitlines()
+    assert header.split() == ["id", "enabled", "events", "url", "description"]
+    assert row.split() == [
+        endpoint_id,
+        "yes",
+        "purchase.fulfilled,purchase.refunded",
+        "https://example.com/hooks",
+        "billing",
+    ]
+    assert secret_line.removeprefix("secret: ") not in listed.output
+
+    deleted = run(
+        runner, "webhook-endpoints", "delete", endpoint_id, "--database-url", migrated_url
+    )
+    assert deleted.output == f"deleted webhook endpoint {endpoint_id}\n"
+    assert library.webhook_endpoints() == []
+    assert [e.action for e in library.audit_log(actor="cli").data] == [
+        Action.WEBHOOK_ENDPOINT_DELETED,
+        Action.WEBHOOK_ENDPOINT_CREATED,
+    ]
+
+
+def test_webhook_endpoints_refusals_are_one_line(
+    runner: CliRunner, library: CreditMeter, migrated_url: str
+) -> None:
+    bad = run(
+        runner,
+        "webhook-endpoints",
+        "create",
+        "--url",
+        "https://example.com",
+        "--event",
+        "purchase.fulfiled",
+        "--database-url",
+        migrated_url,
+    )
+    assert_one_line_error(bad, containing="unknown event types ['purchase.fulfiled']")
+    unknown = run(runner, "webhook-endpoints", "delete", "whe_none", "--database-url", migrated_url)
+    assert_one_line_error(unknown, containing="webhook endpoint 'whe_none' not found")
+    assert run(runner, "webhook-endpoints", "list", "--database-url", migrated_url).output == (
+        "no webhook endpoints\n"
+    )

@@ -594,3 +594,26 @@ def test_the_audit_log_comes_back_as_the_library_records(
     ]
     with pytest.raises(PermissionDenied):
         service.audit_log()
+
+
+def test_webhook_endpoints_are_managed_through_the_client(
+    admin: CreditMeterClient, library: CreditMeter
+) -> None:
+    made, secret = admin.create_webhook_endpoint(
+        "https://example.com/hooks", event_types=["purchase.failed"], enabled=False
+    )
+    assert secret.startswith("whsec_")
+    assert (made.url, made.event_types, made.enabled) == (
+        "https://example.com/hooks",
+        ("purchase.failed",),
+        False,
+    )
+    assert made in admin.webhook_endpoints()
+    assert admin.webhook_endpoint(made.id) == library.webhook_endpoint(made.id) == made
+    changed = admin.update_webhook_endpoint(made.id, event_types=["*"], description="all")
+    assert (changed.event_types, changed.description) == (("*",), "all")
+    assert admin.webhook_deliveries(made.id) == []
+    admin.delete_webhook_endpoint(made.id)
+    with pytest.raises(NotFound) as gone:
+        admin.webhook_endpoint(made.id)
+    assert (gone.value.kind, gone.value.key) == ("webhook endpoint", made.id)

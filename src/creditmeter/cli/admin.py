@@ -310,6 +310,64 @@ def revoke_api_key(database_url: str | None, key_id: str) -> None:
     click.echo(f"revoked API key {key_id}")
 
 
+@click.group("webhook-endpoints")
+def webhook_endpoints() -> None:
+    """Create, list and delete the endpoints that events are delivered to, signed."""
+
+
+@webhook_endpoints.command("create")
+@database_url_option
+@click.option("--url", required=True, help="where events are POSTed (http or https)")
+@click.option(
+    "--event",
+    "events",
+    multiple=True,
+    metavar="TYPE",
+    help="an event type it hears (repeatable); default: * (all)",
+)
+@click.option("--description", default="", help="what it is for")
+@click.option("--disabled", is_flag=True, help="create it disabled: it hears nothing yet")
+def create_webhook_endpoint(
+    database_url: str | None, url: str, events: tuple[str, ...], description: str, disabled: bool
+) -> None:
+    """Create an endpoint and print its signing secret, shown this once and never again."""
+    with opened(database_url) as meter:
+        endpoint, secret = meter.create_webhook_endpoint(
+            url,
+            event_types=events or ("*",),
+            description=description,
+            enabled=not disabled,
+            actor=CLI,
+        )
+    heard = ", ".join(endpoint.event_types)
+    click.echo(f"created webhook endpoint {endpoint.id} for {heard} at {endpoint.url}")
+    click.echo(f"secret: {secret}")
+    click.echo("Keep it now: receivers verify signatures with it; it cannot be shown again.")
+
+
+@webhook_endpoints.command("list")
+@database_url_option
+def list_webhook_endpoints(database_url: str | None) -> None:
+    """Endpoints by creation time; never their secrets."""
+    with opened(database_url) as meter:
+        found = meter.webhook_endpoints()
+    if not found:
+        click.echo("no webhook endpoints")
+        return
+    echo_lines(views.webhook_endpoints(found))
+
+
+@webhook_endpoints.command("delete")
+@database_url_option
+@click.argument("endpoint_id")
+def delete_webhook_endpoint(database_url: str | None, endpoint_id: str) -> None:
+    """Delete an endpoint and its delivery log: events not yet delivered to it never will
+    be."""
+    with opened(database_url) as meter:
+        meter.delete_webhook_endpoint(endpoint_id, actor=CLI)
+    click.echo(f"deleted webhook endpoint {endpoint_id}")
+
+
 @click.command("audit-log")
 @database_url_option
 @click.option("--account", metavar="ID", help="only entries about this account")

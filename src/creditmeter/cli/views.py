@@ -15,6 +15,7 @@ from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature, PricingRule
 from creditmeter.core.records import Account, Balance, Posting, Transaction
 from creditmeter.core.types import PeriodKind, wallet
+from creditmeter.core.webhooks import WebhookEndpoint
 
 Rows = Sequence[Sequence[str]]
 
@@ -263,6 +264,22 @@ def api_keys(keys: Iterable[ApiKey], *, indent: int = 0) -> list[str]:
                 f"{k.prefix}…",
                 f"{k.created_at:%Y-%m-%d %H:%M}",
                 "-" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
+            ]
+        )
+    return table(rows, indent=indent)
+
+
+def webhook_endpoints(endpoints: Iterable[WebhookEndpoint], *, indent: int = 0) -> list[str]:
+    """Endpoints as a table: id, whether enabled, the events they hear, url, description."""
+    rows = [["id", "enabled", "events", "url", "description"]]
+    for e in endpoints:
+        rows.append(
+            [
+                e.id,
+                "yes" if e.enabled else "no",
+                ",".join(e.event_types),
+                e.url,
+                e.description or "-",
             ]
         )
     return table(rows, indent=indent)

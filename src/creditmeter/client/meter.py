@@ -46,6 +46,7 @@ from creditmeter.core.records import (
 )
 from creditmeter.core.settings import Settings
 from creditmeter.core.usage import UsageEvent
+from creditmeter.core.webhooks import Delivery, WebhookEndpoint
 
 T = TypeVar("T")
 Quantities = Mapping[str, int | str | Decimal]
@@ -863,6 +864,47 @@ class CreditMeterClient:
 
     def api_keys(self) -> list[ApiKey]:
         return list(self._list("/v1/api-keys", wire.api_key))
+
+    # Outgoing webhooks.
+
+    def create_webhook_endpoint(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[str] = ("*",),
+        description: str = "",
+        enabled: bool = True,
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new endpoint and its signing secret (``whsec_…``), shown this once."""
+        body = {
+            "url": url,
+            "event_types": list(event_types),
+            "description": description,
+            "enabled": enabled,
+        }
+        data = self._call("POST", "/v1/webhook-endpoints", body=body)
+        return wire.webhook_endpoint(data), data["secret"]
+
+    def update_webhook_endpoint(self, endpoint_id: str, **changes: Any) -> WebhookEndpoint:
+        """Change some of ``url``, ``event_types``, ``description`` and ``enabled``."""
+        path = f"/v1/webhook-endpoints/{_segment(endpoint_id)}"
+        return wire.webhook_endpoint(self._call("PATCH", path, body=changes))
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        self._call("DELETE", f"/v1/webhook-endpoints/{_segment(endpoint_id)}")
+
+    def webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
+        path = f"/v1/webhook-endpoints/{_segment(endpoint_id)}"
+        return wire.webhook_endpoint(self._call("GET", path))
+
+    def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return list(self._list("/v1/webhook-endpoints", wire.webhook_endpoint))
+
+    def webhook_deliveries(self, endpoint_id: str, *, limit: int = 100) -> list[Delivery]:
+        """An endpoint's delivery attempts, newest first."""
+        path = f"/v1/webhook-endpoints/{_segment(endpoint_id)}/deliveries"
+        data = self._call("GET", path, params={"limit": str(limit)})
+        return [wire.delivery(endpoint_id)(d) for d in data["data"]]
 
     # HTTP.
 

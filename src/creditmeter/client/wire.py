@@ -7,7 +7,7 @@ Bodies are written with decimals as strings and read with every JSON fraction as
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,6 +52,7 @@ from creditmeter.core.types import (
     PeriodKind,
     TransactionType,
 )
+from creditmeter.core.webhooks import Delivery, WebhookEndpoint
 
 Json = dict[str, Any]
 
@@ -366,6 +367,36 @@ def api_key(data: Json) -> ApiKey:
         created_at=time(data["created_at"]),
         revoked_at=optional_time(data.get("revoked_at")),
     )
+
+
+def webhook_endpoint(data: Json) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=data["id"],
+        url=data["url"],
+        event_types=tuple(data["event_types"]),
+        description=data["description"],
+        enabled=data["enabled"],
+        created_at=time(data["created_at"]),
+        updated_at=time(data["updated_at"]),
+    )
+
+
+def delivery(endpoint_id: str) -> Callable[[Json], Delivery]:
+    def read(data: Json) -> Delivery:
+        return Delivery(
+            id=data["id"],
+            endpoint_id=endpoint_id,
+            event_id=data["event_id"],
+            event_type=data["event_type"],
+            attempt=data["attempt"],
+            status_code=data["status_code"],
+            latency_ms=data["latency_ms"],
+            error=data["error"],
+            next_retry_at=optional_time(data["next_retry_at"]),
+            created_at=time(data["created_at"]),
+        )
+
+    return read
 
 
 def audit_entry(data: Json) -> AuditEntry:
