@@ -1,7 +1,7 @@
 """``creditmeter worker``: the outbox's jobs (payment events to apply, auto-recharges to
-charge, purchase events to announce) run in a process of their own, beside or instead of the
-worker thread of each server. Any number of workers may run at once: each job is leased
-to one of them."""
+charge, events to deliver to webhook endpoints) run in a process of their own, beside or
+instead of the worker thread of each server. Any number of workers may run at once: each
+job is leased to one of them."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def worker(
     log_format: str,
 ) -> None:
     """Run the outbox's jobs until interrupted (Ctrl-C or SIGTERM): apply the payment
-    provider's events, charge auto-recharges, log the purchase events.
+    provider's events, charge auto-recharges, deliver the events to webhook endpoints.
 
     Each server runs them in a thread of its own too, unless CREDITMETER_WORKER=false.
     Payments go through the provider that CREDITMETER_PAYMENTS selects, as in serve. A
@@ -111,6 +111,7 @@ def worker(
         logging_to_stderr(log_format, log_level),
         opened(settings.database_url, payments=provider) as meter,
     ):
+        meter.webhook_timeout = settings.webhook_timeout
         if once:
             ran = run_until_idle(meter)
             left = meter.jobs()

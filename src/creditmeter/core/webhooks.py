@@ -67,10 +67,6 @@ class Delivery:
     """When the next attempt is due; ``None`` once delivered or given up."""
     created_at: datetime
 
-    @property
-    def succeeded(self) -> bool:
-        return self.error is None
-
 
 def url(value: object) -> str:
     """``value`` if it is an absolute http(s) URL, else :class:`InvalidRequest`."""
