@@ -21,6 +21,7 @@ from tests.conftest import Clock
 
 Json = dict[str, Any]
 ENDPOINTS = "/v1/webhook-endpoints"
+HANG = 0
 
 
 @pytest.fixture
@@ -36,7 +37,9 @@ class Receiver:
 
     url: str
     answers: list[int] = field(default_factory=list)
+    """Status codes to answer with, in turn; ``HANG``: no answer until ``released``."""
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event)
 
     def verified(self, secret: str) -> list[Json]:
         """The bodies received, each checked against its signature."""
@@ -51,7 +54,11 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             state.received.append((dict(self.headers.items()), body))
-            self.send_response(state.answers.pop(0) if state.answers else 200)
+            answer = state.answers.pop(0) if state.answers else 200
+            if answer == HANG:
+                state.released.wait()
+                answer = 200
+            self.send_response(answer)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -65,6 +72,7 @@ def receiver() -> Iterator[Receiver]:
     try:
         yield state
     finally:
+        state.released.set()
         server.shutdown()
         server.server_close()
         thread.join()
@@ -143,6 +151,24 @@ def test_a_receiver_that_fails_is_retried_with_backoff_and_each_attempt_logged(
     assert (latest["attempt"], latest["status_code"], latest["error"]) == (2, 200, None)
     assert latest["next_retry_at"] is None
     assert meter.jobs()["pending"] == 0
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_a_failure_retried(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver, clock: Clock
+) -> None:
+    meter.webhook_timeout = 0.2
+    endpoint = create(client, keys, url=receiver.url)
+    receiver.answers = [HANG]
+    starter(meter)
+    bought(meter)
+    receiver.released.set()
+
+    [late] = deliveries(client, keys, endpoint["id"])
+    assert late["status_code"] is None
+    assert late["error"].startswith("ReadTimeout")
+    clock.advance(seconds=2)
+    assert drain(meter) == 1
+    assert [d["status_code"] for d in deliveries(client, keys, endpoint["id"])] == [200, None]
 
 
 def test_a_receiver_that_cannot_be_reached_is_logged_without_a_status(
