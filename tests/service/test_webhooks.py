@@ -1,0 +1,35 @@
+"""Fan-out of an event to webhook endpoints: once per endpoint that hears it, however
+often the event's job runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from creditmeter import CreditMeter
+from creditmeter.service import webhooks
+from creditmeter.store import outbox
+from creditmeter.store.outbox import Job
+
+
+def test_an_event_run_again_queues_no_second_delivery(meter: CreditMeter) -> None:
+    hears = meter.create_webhook_endpoint("https://a.example/hooks")[0]
+    meter.create_webhook_endpoint("https://b.example/hooks", event_types=["purchase.refunded"])
+    meter.create_webhook_endpoint("https://c.example/hooks", enabled=False)
+    now = meter.clock()
+    job = Job("job_1", "event.purchase.failed", {"account_id": "acme", "reason": "x"}, 1, now)
+
+    with meter.db.write() as conn:
+        assert webhooks.fan_out(conn, now, job) == 1
+        assert webhooks.fan_out(conn, now, job) == 0
+        [delivery] = outbox.take(conn, now, timedelta(seconds=60), 10)
+
+    assert delivery.topic == webhooks.DELIVER_JOB
+    assert delivery.payload == {
+        "endpoint_id": hears.id,
+        "event": {
+            "id": "job_1",
+            "type": "purchase.failed",
+            "created_at": now.isoformat().replace("+00:00", "Z"),
+            "data": {"account_id": "acme", "reason": "x"},
+        },
+    }
