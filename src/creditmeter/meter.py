@@ -54,6 +54,7 @@ from creditmeter.core.records import (
     UsageGroup,
     UsageRecord,
 )
+from creditmeter.core.rerating import RerateReport
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import HoldStatus
 from creditmeter.core.usage import UsageEvent
@@ -67,7 +68,15 @@ from creditmeter.service import api_keys as api_keys_service
 from creditmeter.service import audit as audit_service
 from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
-from creditmeter.service import idempotency, jobs, metering, payment_events, purchases, queries
+from creditmeter.service import (
+    idempotency,
+    jobs,
+    metering,
+    payment_events,
+    purchases,
+    queries,
+    rerating,
+)
 from creditmeter.service import prices as prices_service
 from creditmeter.service import settings as settings_service
 from creditmeter.service import webhooks as webhooks_service
@@ -208,6 +217,23 @@ class CreditMeter:
         model prices, of one provider or model if asked."""
         with self.db.read() as conn:
             return prices_service.model_prices(conn, version, provider, model)
+
+    def rerate(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        to_version: int,
+        account: str | None = None,
+    ) -> RerateReport:
+        """What the usage of cost-plus features from ``since`` until ``until`` (of every
+        account, or of ``account``) would be rated at under price-book version
+        ``to_version``, beside what it was rated at. A report: nothing is booked."""
+        if account is not None:
+            self.account(account)
+        start, end = queries.instant(since, "since"), queries.instant(until, "until")
+        with self.db.read() as conn:
+            return rerating.report(conn, start, end, to_version, account)
 
     def put_plan(
         self,

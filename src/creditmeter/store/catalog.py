@@ -32,6 +32,13 @@ def get_feature(conn: Connection, key: FeatureKey) -> Feature | None:
     return None if row is None else _feature(row)
 
 
+def get_feature_version(conn: Connection, key: FeatureKey, version: int) -> Feature | None:
+    fv = feature_versions.c
+    query = sa.select(feature_versions).where(fv.key == key, fv.version == version)
+    row = conn.execute(query).mappings().first()
+    return None if row is None else _feature(row)
+
+
 def list_features(conn: Connection) -> list[Feature]:
     return [
         _feature(r) for r in conn.execute(sa.select(features).order_by(features.c.key)).mappings()

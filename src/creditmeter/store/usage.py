@@ -112,6 +112,18 @@ def add_refunded(conn: Connection, usage_id: UsageId, credits: int) -> None:
         raise RuntimeError(f"usage {usage_id} cannot be refunded by {credits}")
 
 
+def in_window(
+    conn: Connection, since: datetime, until: datetime, account_id: AccountId | None
+) -> list[UsageRecord]:
+    """Every account's usage records (or one account's) from ``since`` until ``until``."""
+    u = usage_records.c
+    query = sa.select(usage_records).where(u.created_at >= since, u.created_at < until)
+    if account_id is not None:
+        query = query.where(u.account_id == account_id)
+    query = query.order_by(u.created_at, u.id)
+    return [_record(r) for r in conn.execute(query).mappings()]
+
+
 def _filtered(
     account_id: AccountId,
     feature: str | None,
