@@ -5,6 +5,7 @@ from click.testing import CliRunner
 from creditmeter import CreditMeter
 from creditmeter.core.audit import ActorKind
 from tests.cli.conftest import assert_one_line_error, run
+from tests.conftest import Clock
 
 
 def test_prices_sync_makes_a_version_once_and_lists_its_prices(
@@ -40,3 +41,50 @@ def test_prices_before_a_sync_and_an_unknown_provider(
     assert empty.output == "no price book version: run `creditmeter prices sync`\n"
     assert_one_line_error(unknown, containing="no provider 'openia'")
     assert library.price_book_versions() == []
+
+
+def test_rerate_prints_the_window_s_usage_under_another_version(
+    runner: CliRunner, meter: CreditMeter, clock: Clock, migrated_url: str
+) -> None:
+    meter.create_account("acme")
+    meter.grant("acme", 1_000, source="purchase")
+    meter.sync_prices(["mistral"])
+    meter.put_feature("llm.cost", cost_plus=True, multiplier="1.5")
+    meter.put_feature("llm.flat", rates={"tokens": 1})
+    small = {"input_tokens": 100_000, "output_tokens": 20_000}
+    meter.charge("acme", "llm.cost", model="mistral-small-latest", usage=small)
+    meter.charge("acme", "llm.flat", usage={"tokens": 7})
+    clock.advance(days=7)  # mistral-small-latest: $0.10 / $0.30 → $0.15 / $0.60 on 2026-03-16
+    meter.sync_prices(["mistral"])
+
+    result = run(
+        runner,
+        *("rerate", "--from", "2026-03-10", "--to", "2026-03-11", "--version", "2"),
+        *("--database-url", migrated_url),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "usage from 2026-03-10 00:00 until 2026-03-11 00:00 UTC under price book version 2",
+        "account               records  credits  re-rated  difference  cost USD  re-rated USD",
+        "acme                        1       24        41         +17     0.016         0.027",
+        "",
+        "model                 records  credits  re-rated  difference  cost USD  re-rated USD",
+        "mistral-small-latest        1       24        41         +17     0.016         0.027",
+        "",
+        "total                       1       24        41         +17     0.016         0.027",
+        "not re-rated: 1 record of features not cost-plus, 0 records that version 2 has no "
+        "price for",
+    ]
+
+
+def test_rerate_of_a_version_that_does_not_exist(
+    runner: CliRunner, library: CreditMeter, migrated_url: str
+) -> None:
+    result = run(
+        runner,
+        *("rerate", "--from", "2026-03-10", "--to", "2026-03-11", "--version", "9"),
+        *("--database-url", migrated_url),
+    )
+
+    assert_one_line_error(result, containing="price book version")

@@ -4,6 +4,8 @@ command line's."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 
 from creditmeter.cli import views
@@ -61,4 +63,37 @@ def list_prices(
         [p.provider, p.model, p.unit, format(p.usd_per_million.normalize(), "f")] for p in listed
     ]
     for line in views.table(rows, indent=0, right=[3]):
+        click.echo(line)
+
+
+_DAY = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+
+
+@click.command()
+@database_url_option
+@click.option("--from", "since", type=_DAY, required=True, help="from this day or time (UTC)")
+@click.option("--to", "until", type=_DAY, required=True, help="until, not including (UTC)")
+@click.option("--version", type=click.IntRange(1), required=True, help="a price-book version")
+@click.option("--account", metavar="ID", help="only this account's usage")
+def rerate(
+    database_url: str | None,
+    since: datetime,
+    until: datetime,
+    version: int,
+    account: str | None,
+) -> None:
+    """What the cost-plus usage in a window would cost under a price-book version,
+    beside what it was rated at. A report: nothing is booked."""
+    with opened(database_url) as meter:
+        report = meter.rerate(
+            since=since.replace(tzinfo=UTC),
+            until=until.replace(tzinfo=UTC),
+            to_version=version,
+            account=account,
+        )
+    click.echo(
+        f"usage from {report.since:%Y-%m-%d %H:%M} until {report.until:%Y-%m-%d %H:%M} UTC "
+        f"under price book version {version}"
+    )
+    for line in views.rerate(report):
         click.echo(line)

@@ -14,6 +14,7 @@ from creditmeter.core.payments import Package, Purchase, amount_text
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature, PricingRule
 from creditmeter.core.records import Account, Balance, Posting, Transaction
+from creditmeter.core.rerating import RerateLine, RerateReport
 from creditmeter.core.types import PeriodKind, wallet
 from creditmeter.core.webhooks import WebhookEndpoint
 
@@ -371,3 +372,28 @@ def payment_events(events: Iterable[Mapping[str, Any]], *, indent: int = 0) -> l
             ]
         )
     return table(rows, indent=indent)
+
+
+def rerate(report: RerateReport) -> list[str]:
+    """A re-rating report: by account, by model, the total, and what was not re-rated."""
+    header = ["records", "credits", "re-rated", "difference", "cost USD", "re-rated USD"]
+
+    def row(line: RerateLine) -> list[str]:
+        return [
+            line.key,
+            figure(line.records),
+            figure(line.credits),
+            figure(line.rerated_credits),
+            signed(line.difference),
+            rate(line.provider_cost),
+            rate(line.rerated_provider_cost),
+        ]
+
+    rows = [["account", *header], *map(row, report.accounts), [""] * 7]
+    rows += [["model", *header], *map(row, report.models), [""] * 7, row(report.total)]
+    lines = table(rows, indent=0, right=range(1, 7))
+    lines.append(
+        f"not re-rated: {counted(report.hand_rated, 'record')} of features not cost-plus, "
+        f"{counted(report.unpriced, 'record')} that version {report.version} has no price for"
+    )
+    return lines
