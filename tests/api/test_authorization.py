@@ -61,6 +61,7 @@ POLICY: dict[tuple[str, str], Who] = {
     ("POST", "/v1/prices/sync"): Who.SUPERADMIN,
     ("GET", "/v1/prices"): Who.ADMIN,
     ("GET", "/v1/prices/versions"): Who.ADMIN,
+    ("GET", "/v1/rerate"): Who.ADMIN,
     ("GET", "/v1/settings"): Who.ADMIN,
     ("GET", "/v1/settings/history"): Who.ADMIN,
     ("POST", "/v1/accounts/{account_id}/grants"): Who.SUPERADMIN,

@@ -316,3 +316,44 @@ def test_a_cost_plus_feature_over_http_records_the_provider_s_cost_and_version(
     assert (used.status_code, used.json()["credits"]) == (200, 6)
     assert Decimal(record["provider_cost"]) == Decimal("0.00346")
     assert (record["price_book_version"], record["credits"]) == (1, 6)
+
+
+def test_an_admin_reads_what_past_usage_costs_under_another_price_book_version(
+    client: TestClient, meter: CreditMeter, keys: Keys, clock: Clock
+) -> None:
+    meter.create_account("acme")
+    meter.grant("acme", 1_000, source="purchase")
+    meter.sync_prices(["mistral"])
+    meter.put_feature("llm.cost", cost_plus=True, multiplier="1.5")
+    small = {"input_tokens": 100_000, "output_tokens": 20_000}
+    meter.charge("acme", "llm.cost", model="mistral-small-latest", usage=small)
+    day = {"since": "2026-03-10T00:00:00Z", "until": "2026-03-11T00:00:00Z"}
+    clock.advance(days=7)  # mistral-small-latest: $0.10 / $0.30 → $0.15 / $0.60 on 2026-03-16
+    meter.sync_prices(["mistral"])
+    admin = keys.header("admin")
+
+    found = client.get("/v1/rerate", params={**day, "version": "2"}, headers=admin)
+    missing = client.get("/v1/rerate", params={**day, "version": "3"}, headers=admin)
+    naive = {"since": "2026-03-10T00:00:00", "until": day["until"], "version": "1"}
+    unzoned = client.get("/v1/rerate", params=naive, headers=admin)
+
+    assert found.status_code == 200, found.text
+    line = {
+        "records": 1,
+        "credits": 24,
+        "rerated_credits": 41,
+        "difference": 17,
+        "provider_cost": "0.016",
+        "rerated_provider_cost": "0.027",
+    }
+    assert found.json() == {
+        "version": 2,
+        "since": "2026-03-10T00:00:00Z",
+        "until": "2026-03-11T00:00:00Z",
+        "accounts": [{"key": "acme", **line}],
+        "models": [{"key": "mistral-small-latest", **line}],
+        "total": {"key": "total", **line},
+        "hand_rated": 0,
+        "unpriced": 0,
+    }
+    assert (missing.status_code, unzoned.status_code) == (404, 422)

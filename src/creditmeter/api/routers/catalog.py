@@ -16,8 +16,10 @@ from creditmeter.api.schemas.catalog import (
     PlanPut,
     PriceBookVersionOut,
     PricesSync,
+    RerateOut,
 )
 from creditmeter.api.schemas.common import Page, errors
+from creditmeter.api.schemas.ledger import Time
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
@@ -89,6 +91,22 @@ def price_book_versions(meter: Meter, _: Admin) -> Page[PriceBookVersionOut]:
     """Every price-book version, oldest first."""
     found = meter.price_book_versions()
     return Page(data=[PriceBookVersionOut.of(v) for v in found], next_cursor=None)
+
+
+@router.get("/rerate", responses=errors(401, 403, 404, 422))
+def rerate(
+    meter: Meter,
+    _: Admin,
+    since: Annotated[Time, Query(description="From this time on (inclusive), with a timezone.")],
+    until: Annotated[Time, Query(description="Before this time (exclusive), with a timezone.")],
+    version: Annotated[int, Query(ge=1, description="The price-book version to re-rate at.")],
+    account: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
+) -> RerateOut:
+    """What the cost-plus usage in the window would be rated at under a price-book
+    version, beside what it was rated at: per account, per model and in total. A report;
+    nothing is booked."""
+    report = meter.rerate(since=since, until=until, to_version=version, account=account)
+    return RerateOut.of(report)
 
 
 @router.get("/prices", responses=errors(401, 403, 404, 422))

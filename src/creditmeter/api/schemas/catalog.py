@@ -23,6 +23,7 @@ from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.plans import ALL_FEATURES, Plan
 from creditmeter.core.pricing import Feature, rule_to_json
+from creditmeter.core.rerating import RerateLine, RerateReport
 
 DECIMAL = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
 MAX_INTEGER_RATE = 10**15
@@ -268,3 +269,49 @@ class ModelPriceOut(BaseModel):
 class ModelPricesOut(BaseModel):
     version: PriceBookVersionOut | None = Field(description="Null before the first sync.")
     data: list[ModelPriceOut]
+
+
+class RerateLineOut(BaseModel):
+    key: str = Field(description="The account, the model as the usage named it, or `total`.")
+    records: int
+    credits: int = Field(description="What the records were rated at.")
+    rerated_credits: int = Field(description="What they would be rated at under the version.")
+    difference: int = Field(description="`rerated_credits - credits`: positive, under-charged.")
+    provider_cost: str = Field(description="USD, a decimal string.")
+    rerated_provider_cost: str = Field(description="USD under the version, a decimal string.")
+
+    @classmethod
+    def of(cls, line: RerateLine) -> RerateLineOut:
+        return cls(
+            key=line.key,
+            records=line.records,
+            credits=line.credits,
+            rerated_credits=line.rerated_credits,
+            difference=line.difference,
+            provider_cost=format(line.provider_cost.normalize(), "f"),
+            rerated_provider_cost=format(line.rerated_provider_cost.normalize(), "f"),
+        )
+
+
+class RerateOut(BaseModel):
+    version: int
+    since: datetime
+    until: datetime
+    accounts: list[RerateLineOut]
+    models: list[RerateLineOut]
+    total: RerateLineOut
+    hand_rated: int = Field(description="Records of features not cost-plus: not re-rated.")
+    unpriced: int = Field(description="Records the version has no price for: not re-rated.")
+
+    @classmethod
+    def of(cls, r: RerateReport) -> RerateOut:
+        return cls(
+            version=r.version,
+            since=r.since,
+            until=r.until,
+            accounts=[RerateLineOut.of(a) for a in r.accounts],
+            models=[RerateLineOut.of(m) for m in r.models],
+            total=RerateLineOut.of(r.total),
+            hand_rated=r.hand_rated,
+            unpriced=r.unpriced,
+        )
