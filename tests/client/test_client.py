@@ -245,6 +245,22 @@ def test_a_cost_plus_feature_through_the_client(
     assert record.price_book_version == admin.price_book_versions()[-1].version
 
 
+def test_a_re_rating_report_through_the_client_is_the_library_s(
+    admin: CreditMeterClient, library: CreditMeter, acme: str
+) -> None:
+    buy(admin, acme)
+    version = admin.sync_prices(["openai"])
+    admin.put_feature("llm.cost", cost_plus=True, multiplier="1.5")
+    charge = library.charge(acme, "llm.cost", usage={"input_tokens": 384}, model="gpt-4o")
+    at = library.usage_record(charge.usage_id).created_at
+    until, to = at + timedelta(seconds=1), version.version
+
+    report = admin.rerate(since=at, until=until, to_version=to, account=acme)
+
+    assert report == library.rerate(since=at, until=until, to_version=to, account=acme)
+    assert (report.total.records, report.total.provider_cost) == (1, Decimal("0.00096"))
+
+
 def test_a_refusal_for_too_few_credits_carries_the_figures(
     service: CreditMeterClient, admin: CreditMeterClient, acme: str
 ) -> None:

@@ -44,6 +44,7 @@ from creditmeter.core.records import (
     UsageGroup,
     UsageRecord,
 )
+from creditmeter.core.rerating import RerateReport
 from creditmeter.core.settings import Settings
 from creditmeter.core.usage import UsageEvent
 from creditmeter.core.webhooks import Delivery, WebhookEndpoint
@@ -177,6 +178,25 @@ class CreditMeterClient:
             None if found is None else wire.price_book_version(found),
             [wire.model_price(p) for p in data["data"]],
         )
+
+    def rerate(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        to_version: int,
+        account: str | None = None,
+    ) -> RerateReport:
+        """What the usage of cost-plus features from ``since`` until ``until`` (of every
+        account, or of ``account``) would be rated at under price-book version
+        ``to_version``, beside what it was rated at. A report: nothing is booked."""
+        params = {
+            "since": wire.query_time(since),
+            "until": wire.query_time(until),
+            "version": to_version,
+            "account": account,
+        }
+        return wire.rerate_report(self._call("GET", "/v1/rerate", params=params))
 
     def put_plan(
         self,

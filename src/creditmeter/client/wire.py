@@ -44,6 +44,7 @@ from creditmeter.core.records import (
     UsageGroup,
     UsageRecord,
 )
+from creditmeter.core.rerating import RerateLine, RerateReport
 from creditmeter.core.settings import BalanceWarning, Settings, settings_from_json
 from creditmeter.core.types import (
     AccountStatus,
@@ -334,6 +335,30 @@ def model_price(data: Json) -> ModelPrice:
         model=data["model"],
         unit=data["unit"],
         usd_per_million=Decimal(data["usd_per_million"]),
+    )
+
+
+def rerate_line(data: Json) -> RerateLine:
+    return RerateLine(
+        key=data["key"],
+        records=data["records"],
+        credits=data["credits"],
+        rerated_credits=data["rerated_credits"],
+        provider_cost=Decimal(data["provider_cost"]),
+        rerated_provider_cost=Decimal(data["rerated_provider_cost"]),
+    )
+
+
+def rerate_report(data: Json) -> RerateReport:
+    return RerateReport(
+        version=data["version"],
+        since=time(data["since"]),
+        until=time(data["until"]),
+        accounts=[rerate_line(a) for a in data["accounts"]],
+        models=[rerate_line(m) for m in data["models"]],
+        total=rerate_line(data["total"]),
+        hand_rated=data["hand_rated"],
+        unpriced=data["unpriced"],
     )
 
 
