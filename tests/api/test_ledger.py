@@ -281,8 +281,39 @@ def test_usage_list_with_filters_pages_and_csv(
         "unlimited": "false",
         "success": "true",
         "hold_id": "",
+        "provider_cost": "",
+        "price_book_version": "",
+        "unknown_model": "false",
     }
     assert meter.verify() == []
+
+
+def test_the_usage_csv_has_the_provider_s_cost_and_the_price_book_version(
+    client: TestClient, meter: CreditMeter, priced: Keys
+) -> None:
+    meter.grant("acme", 1_000, source="purchase")
+    meter.sync_prices(["openai"])
+    meter.put_feature("llm.cost", cost_plus=True)
+    meter.put_feature(
+        "llm.rated",
+        rates={"tokens": 1},
+        models={"gpt-4o": {"tokens": 2}},
+        unknown_models="default_rates",
+    )
+    meter.charge(
+        "acme", "llm.cost", model="gpt-4o", usage={"input_tokens": 384, "output_tokens": 250}
+    )
+    meter.charge("acme", "llm.rated", model="o3", usage={"tokens": 5})
+
+    exported = client.get(
+        "/v1/accounts/acme/usage", params={"format": "csv"}, headers=priced.header("admin")
+    )
+
+    rows = csv_rows(exported.text)
+    assert [(r["provider_cost"], r["price_book_version"], r["unknown_model"]) for r in rows] == [
+        ("", "", "true"),
+        ("0.00346", "1", "false"),
+    ]
 
 
 def test_usage_summary_by_day_feature_and_member(

@@ -100,6 +100,9 @@ USAGE_CSV_COLUMNS = (
     "unlimited",
     "success",
     "hold_id",
+    "provider_cost",
+    "price_book_version",
+    "unknown_model",
 )
 
 
@@ -127,6 +130,9 @@ def _usage_csv(rows: Iterator[UsageRecord]) -> Iterator[str]:
                     "true" if u.unlimited else "false",
                     "true" if u.success else "false",
                     u.hold_id or "",
+                    "" if u.provider_cost is None else format(u.provider_cost.normalize(), "f"),
+                    "" if u.price_book_version is None else u.price_book_version,
+                    "true" if u.unknown_model else "false",
                 ]
             )
         yield _drain(out)
