@@ -58,7 +58,7 @@ from creditmeter.core.rerating import RerateReport
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import HoldStatus
 from creditmeter.core.usage import UsageEvent
-from creditmeter.core.webhooks import Delivery, WebhookEndpoint
+from creditmeter.core.webhooks import DISABLE_AFTER, Delivery, WebhookEndpoint
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.off import MESSAGE as PAYMENTS_OFF
 from creditmeter.payments.off import PaymentsOff
@@ -113,7 +113,8 @@ class CreditMeter:
     URL (``postgresql://…``) for PostgreSQL. The schema is migrated on first use unless
     ``migrate=False``. ``timeouts`` bound how long a lock is waited for or kept by a
     process that stopped (:class:`~creditmeter.store.database.Timeouts`).
-    ``webhook_timeout`` is the seconds a webhook receiver has to answer.
+    ``webhook_timeout`` is the seconds a webhook receiver has to answer;
+    ``webhook_disable_after`` the failed deliveries in a row that disable an endpoint.
     """
 
     def __init__(
@@ -126,10 +127,12 @@ class CreditMeter:
         payments: PaymentProvider | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         webhook_timeout: float = 10.0,
+        webhook_disable_after: int = DISABLE_AFTER,
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
         self.webhook_timeout = webhook_timeout
+        self.webhook_disable_after = webhook_disable_after
         self.payments: PaymentProvider = payments or DevProvider()
         """Where credits are sold: the development provider unless another is given
         (``PaymentsOff()``: nowhere)."""
@@ -1269,7 +1272,11 @@ class CreditMeter:
                 outbox.finish(conn, job, self._now())
             return
         answer = webhooks_service.send(to, job, self._now(), self.webhook_timeout)
-        self._write(lambda conn, now: webhooks_service.record(conn, now, job, answer))
+        self._write(
+            lambda conn, now: webhooks_service.record(
+                conn, now, job, answer, self.webhook_disable_after
+            )
+        )
 
     def jobs(self) -> dict[str, int]:
         """How many of the outbox's jobs are ``pending``, ``done`` and ``dead`` (given up

@@ -290,3 +290,71 @@ def test_an_endpoint_deleted_before_delivery_is_sent_nothing(
     assert receiver.received == []
     jobs = meter.jobs()
     assert (jobs["pending"], jobs["dead"]) == (0, 0)
+
+
+def test_an_endpoint_failing_every_delivery_is_disabled_and_audited(
+    client: TestClient,
+    meter: CreditMeter,
+    keys: Keys,
+    receiver: Receiver,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    meter.webhook_disable_after = 3
+    endpoint = create(client, keys, url=receiver.url)
+    path = f"{ENDPOINTS}/{endpoint['id']}"
+    receiver.answers = [500] * 10
+    starter(meter)
+    bought(meter)
+    for seconds in (2, 4):
+        assert ok(client.get(path, headers=keys.header("superadmin")))["enabled"] is True
+        clock.advance(seconds=seconds)
+        assert drain(meter) == 1
+
+    shown = ok(client.get(path, headers=keys.header("superadmin")))
+    assert (shown["enabled"], shown["failures"]) == (False, 3)
+    reason = "disabled after 3 failed deliveries in a row; last: HTTP 500"
+    assert shown["disabled_reason"] == reason
+    [entry] = ok(
+        client.get(
+            "/v1/audit-log",
+            params={"action": "webhook_endpoint.disabled"},
+            headers=keys.header("superadmin"),
+        )
+    )["data"]
+    assert (entry["actor_kind"], entry["actor_key_id"]) == ("system", None)
+    assert (entry["subject"], entry["details"]) == (
+        endpoint["id"],
+        {"failures": 3, "reason": reason},
+    )
+    [warning] = [r for r in caplog.records if "disabled after" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert endpoint["id"] in warning.getMessage()
+
+    clock.advance(seconds=8)
+    assert drain(meter) == 1, "the retry is due, and finds its endpoint disabled"
+    assert len(receiver.received) == 3
+    assert meter.jobs()["pending"] == 0
+
+    again = ok(client.patch(path, json={"enabled": True}, headers=keys.header("superadmin")))
+    assert (again["enabled"], again["failures"], again["disabled_reason"]) == (True, 0, None)
+
+
+def test_a_delivery_that_succeeds_ends_the_run_of_failures(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver, clock: Clock
+) -> None:
+    meter.webhook_disable_after = 3
+    endpoint = create(client, keys, url=receiver.url)
+    receiver.answers = [500, 500, 200, 500, 500]
+    starter(meter)
+    bought(meter)
+    for seconds in (2, 4):
+        clock.advance(seconds=seconds)
+        drain(meter)
+    bought(meter)
+    clock.advance(seconds=2)
+    drain(meter)
+
+    assert len(receiver.received) == 5
+    found = meter.webhook_endpoint(endpoint["id"])
+    assert (found.enabled, found.failures, found.disabled_reason) == (True, 2, None)

@@ -72,6 +72,7 @@ def create_app(
         payments=settings.payment_provider(),
         timeouts=settings.timeouts(),
         webhook_timeout=settings.webhook_timeout,
+        webhook_disable_after=settings.webhook_disable_after,
     )
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditmeter.api.body_limit import DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BODY_BYTES
 from creditmeter.api.rate_limits import Limits, parse
+from creditmeter.core.webhooks import DISABLE_AFTER
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.off import PaymentsOff
 from creditmeter.payments.provider import PaymentProvider
@@ -57,6 +58,8 @@ class ServerSettings(BaseSettings):
     server process."""
     webhook_timeout: float = 10.0
     """Seconds a webhook receiver has to answer before the delivery counts as failed."""
+    webhook_disable_after: int = Field(default=DISABLE_AFTER, gt=0)
+    """Failed deliveries in a row after which a webhook endpoint is disabled."""
     worker_interval: float = 1.0
     """Seconds between the worker's looks for due jobs when nothing wakes it earlier."""
     rate_limits: bool = True

@@ -112,6 +112,7 @@ def worker(
         opened(settings.database_url, payments=provider) as meter,
     ):
         meter.webhook_timeout = settings.webhook_timeout
+        meter.webhook_disable_after = settings.webhook_disable_after
         if once:
             ran = run_until_idle(meter)
             left = meter.jobs()

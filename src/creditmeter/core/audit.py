@@ -25,6 +25,8 @@ class ActorKind(StrEnum):
     """The embedded library, called by the app that embeds it."""
     CLI = "cli"
     """The ``creditmeter`` command, run by someone with the database URL."""
+    SYSTEM = "system"
+    """creditmeter itself, following a rule (a webhook endpoint disabled after failures)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Actor:
 LIBRARY: Final = Actor(ActorKind.LIBRARY)
 CLI: Final = Actor(ActorKind.CLI)
 ADMIN_KEY_ENV: Final = Actor(ActorKind.ADMIN_KEY_ENV)
+SYSTEM: Final = Actor(ActorKind.SYSTEM)
 
 
 def key(key_id: str) -> Actor:
@@ -93,6 +96,9 @@ class Action(StrEnum):
     """subject: the endpoint. details: ``{field: {from, to}}`` for the fields changed."""
     WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted"
     """subject: the endpoint. details: what it was, as at creation."""
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+    """subject: the endpoint, disabled by the system after failed deliveries in a row.
+    details: failures, reason."""
 
 
 @dataclass(frozen=True)

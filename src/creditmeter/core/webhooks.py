@@ -21,6 +21,8 @@ EVENT_TYPES: Final = frozenset(
 ALL_EVENTS: Final = "*"
 MAX_URL: Final = 2000
 MAX_DESCRIPTION: Final = 500
+DISABLE_AFTER: Final = 20
+"""Failed deliveries in a row after which an endpoint is disabled, by default."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class WebhookEndpoint:
     enabled: bool
     created_at: datetime
     updated_at: datetime
+    failures: int = 0
+    """Failed deliveries since the last success."""
+    disabled_reason: str | None = None
+    """Why creditmeter disabled it (failures in a row); ``None`` otherwise."""
 
     def hears(self, event_type: str) -> bool:
         return self.enabled and (ALL_EVENTS in self.event_types or event_type in self.event_types)

@@ -10,6 +10,7 @@ Standard Webhooks specification with the ``standardwebhooks`` package.
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 import time
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection
 from standardwebhooks import Webhook
 
 from creditmeter.core import webhooks as rules
-from creditmeter.core.audit import Action, Actor
+from creditmeter.core.audit import SYSTEM, Action, Actor
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.ids import new_id
 from creditmeter.core.webhooks import Delivery, Event, WebhookEndpoint
@@ -35,6 +36,7 @@ from creditmeter.store.outbox import Job
 DELIVER_JOB: Final = "webhook.deliver"
 SECRET_PREFIX: Final = "whsec_"
 EDITABLE: Final = frozenset({"url", "event_types", "description", "enabled"})
+log = logging.getLogger(__name__)
 
 
 def create(
@@ -88,7 +90,11 @@ def update(
     if not diff:
         return current
     changed = replace(changed, updated_at=now)
-    store.update(conn, endpoint_id, {**after, "updated_at": now})
+    values = {**after, "updated_at": now}
+    if changed.enabled and not current.enabled:
+        changed = replace(changed, failures=0, disabled_reason=None)
+        values.update(failures=0, disabled_reason=None)
+    store.update(conn, endpoint_id, values)
     _record(conn, now, actor, Action.WEBHOOK_ENDPOINT_UPDATED, changed, diff)
     return changed
 
@@ -179,9 +185,16 @@ def send(to: Target, job: Job, now: datetime, timeout: float) -> Answer:
     return Answer(response.status_code, latency, f"HTTP {response.status_code}")
 
 
-def record(conn: Connection, now: datetime, job: Job, answer: Answer) -> Delivery:
+def record(
+    conn: Connection,
+    now: datetime,
+    job: Job,
+    answer: Answer,
+    disable_after: int = rules.DISABLE_AFTER,
+) -> Delivery:
     """Log a delivery attempt and finish its job, or schedule its retry with the outbox's
-    backoff."""
+    backoff. A success ends the endpoint's run of failures; the ``disable_after``-th
+    failure in a row disables it."""
     retry = None if answer.error is None else jobs.retry_at(job, now)
     event = job.payload["event"]
     delivery = Delivery(
@@ -196,13 +209,39 @@ def record(conn: Connection, now: datetime, job: Job, answer: Answer) -> Deliver
         next_retry_at=retry,
         created_at=now,
     )
-    if store.get(conn, delivery.endpoint_id) is not None:
+    endpoint = store.get(conn, delivery.endpoint_id)
+    if endpoint is not None:
         store.add_delivery(conn, delivery)
+        if answer.error is None:
+            if endpoint.failures:
+                store.update(conn, endpoint.id, {"failures": 0})
+        else:
+            failures = store.count_failure(conn, endpoint.id)
+            if failures >= disable_after and endpoint.enabled:
+                _disable(conn, now, endpoint, failures, answer.error)
     if answer.error is None:
         outbox.finish(conn, job, now)
     else:
         outbox.fail(conn, job, answer.error, now, retry)
     return delivery
+
+
+def _disable(
+    conn: Connection, now: datetime, endpoint: WebhookEndpoint, failures: int, error: str
+) -> None:
+    reason = f"disabled after {failures} failed deliveries in a row; last: {error}"[:500]
+    store.update(
+        conn, endpoint.id, {"enabled": False, "disabled_reason": reason, "updated_at": now}
+    )
+    details = {"failures": failures, "reason": reason}
+    _record(conn, now, SYSTEM, Action.WEBHOOK_ENDPOINT_DISABLED, endpoint, details)
+    log.warning(
+        "webhook endpoint %s (%s) disabled after %d failed deliveries in a row; last: %s",
+        endpoint.id,
+        endpoint.url,
+        failures,
+        error,
+    )
 
 
 def _body(event: Event) -> dict[str, Any]:

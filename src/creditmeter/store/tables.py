@@ -561,7 +561,8 @@ audit_log = sa.Table(
     sa.Column("subject_id", Key, nullable=True),
     _json("details"),
     sa.CheckConstraint(
-        "actor_kind IN ('api_key', 'admin_key_env', 'library', 'cli')", name="actor_kind_known"
+        "actor_kind IN ('api_key', 'admin_key_env', 'library', 'cli', 'system')",
+        name="actor_kind_known",
     ),
     sa.CheckConstraint(
         "(actor_kind = 'api_key') = (actor_key_id IS NOT NULL)", name="api_key_actor_names_key"
@@ -593,6 +594,9 @@ webhook_endpoints = sa.Table(
     sa.Column("secret", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Failed deliveries since the last success; at the limit the endpoint is disabled.
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("disabled_reason", sa.String(500), nullable=True),
 )
 
 # Each attempt to deliver an event to an endpoint; deleted with its endpoint.

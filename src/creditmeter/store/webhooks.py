@@ -20,6 +20,8 @@ def _endpoint(row: RowMapping) -> WebhookEndpoint:
         enabled=row["enabled"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        failures=row["failures"],
+        disabled_reason=row["disabled_reason"],
     )
 
 
@@ -61,6 +63,14 @@ def update(conn: Connection, endpoint_id: str, values: dict[str, Any]) -> None:
     conn.execute(
         webhook_endpoints.update().where(webhook_endpoints.c.id == endpoint_id).values(values)
     )
+
+
+def count_failure(conn: Connection, endpoint_id: str) -> int:
+    """Add a failed delivery to an endpoint's run; how long the run is now."""
+    t = webhook_endpoints
+    conn.execute(t.update().where(t.c.id == endpoint_id).values(failures=t.c.failures + 1))
+    failures: int = conn.execute(sa.select(t.c.failures).where(t.c.id == endpoint_id)).scalar_one()
+    return failures
 
 
 def delete(conn: Connection, endpoint_id: str) -> bool:

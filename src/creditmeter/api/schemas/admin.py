@@ -212,7 +212,8 @@ class AuditEntryOut(BaseModel):
     created_at: datetime
     actor_kind: str = Field(
         description="`api_key` (a stored key), `admin_key_env` (the key of "
-        "`CREDITMETER_ADMIN_KEY`), `library` or `cli`."
+        "`CREDITMETER_ADMIN_KEY`), `library`, `cli` or `system` (creditmeter itself, "
+        "following a rule)."
     )
     actor_key_id: str | None = Field(description="The stored key that acted, if one did.")
     action: str

@@ -56,6 +56,10 @@ class WebhookEndpointOut(BaseModel):
     event_types: list[str]
     description: str
     enabled: bool
+    disabled_reason: str | None = Field(
+        description="Why creditmeter disabled it (failed deliveries in a row); null otherwise."
+    )
+    failures: int = Field(description="Failed deliveries since the last success.")
     created_at: datetime
     updated_at: datetime
 
@@ -67,6 +71,8 @@ class WebhookEndpointOut(BaseModel):
             event_types=list(e.event_types),
             description=e.description,
             enabled=e.enabled,
+            disabled_reason=e.disabled_reason,
+            failures=e.failures,
             created_at=e.created_at,
             updated_at=e.updated_at,
         )
