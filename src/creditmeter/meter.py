@@ -949,6 +949,16 @@ class CreditMeter:
             webhooks_service.get(conn, endpoint_id)
             return webhooks_store.deliveries(conn, endpoint_id, limit)
 
+    def redeliver_webhook(self, endpoint_id: str, delivery_id: str) -> bool:
+        """Queue the event of one of the endpoint's deliveries to it again, with the same
+        ``webhook-id``; ``False`` if that delivery was redelivered already."""
+        queued = self._write(
+            lambda conn, now: webhooks_service.redeliver(conn, now, endpoint_id, delivery_id)
+        )
+        if queued:
+            self._jobs_queued()
+        return queued
+
     # Credit packs, purchases and auto-recharge.
 
     def put_package(

@@ -77,6 +77,9 @@ POLICY: dict[tuple[str, str], Who] = {
     ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): Who.SUPERADMIN,
     ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): Who.SUPERADMIN,
     ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Who.SUPERADMIN,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver"): (
+        Who.SUPERADMIN
+    ),
     ("POST", "/v1/webhooks/stripe"): Who.PUBLIC,  # the signature authenticates, not a key
     ("GET", "/v1/packages"): Who.ANY_KEY,
     ("PUT", "/v1/packages/{package_id}"): Who.SUPERADMIN,
@@ -211,6 +214,7 @@ def world(meter: CreditMeter, keys: Keys) -> dict[str, str]:
         "grant_id": meter.grants("acme")[0].id,
         "key_id": spare.id,
         "endpoint_id": endpoint.id,
+        "delivery_id": "whd_none",
         "key": "chat",
         "usage_id": usage.usage_id,
     }

@@ -358,3 +358,47 @@ def test_a_delivery_that_succeeds_ends_the_run_of_failures(
     assert len(receiver.received) == 5
     found = meter.webhook_endpoint(endpoint["id"])
     assert (found.enabled, found.failures, found.disabled_reason) == (True, 2, None)
+
+
+def test_a_delivery_is_redelivered_with_the_same_id_once_per_request(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    endpoint = create(client, keys, url=receiver.url)
+    starter(meter)
+    bought(meter)
+    [first] = deliveries(client, keys, endpoint["id"])
+    path = f"{ENDPOINTS}/{endpoint['id']}/deliveries/{first['id']}/redeliver"
+    for role in ("service", "admin", "account"):
+        assert client.post(path, headers=keys.header(role)).status_code == 403
+    assert meter.jobs()["pending"] == 0
+
+    assert ok(client.post(path, headers=keys.header("superadmin")), 202) == {"queued": True}
+    assert ok(client.post(path, headers=keys.header("superadmin")), 202) == {"queued": False}
+    assert drain(meter) == 1
+
+    original, again = receiver.verified(endpoint["secret"])
+    assert original == again
+    assert receiver.received[1][0]["webhook-id"] == first["event_id"]
+    latest, _ = deliveries(client, keys, endpoint["id"])
+    assert (latest["event_id"], latest["status_code"]) == (first["event_id"], 200)
+    assert meter.redeliver_webhook(endpoint["id"], latest["id"]) is True
+
+
+def test_a_redelivery_of_an_unknown_delivery_or_to_a_disabled_endpoint_queues_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    endpoint = create(client, keys, url=receiver.url)
+    other = create(client, keys, url=receiver.url + "/other", event_types=["purchase.failed"])
+    starter(meter)
+    bought(meter)
+    [delivery] = deliveries(client, keys, endpoint["id"])
+    superadmin = keys.header("superadmin")
+    base = f"{ENDPOINTS}/{endpoint['id']}/deliveries"
+
+    assert client.post(f"{base}/whd_none/redeliver", headers=superadmin).status_code == 404
+    elsewhere = f"{ENDPOINTS}/{other['id']}/deliveries/{delivery['id']}/redeliver"
+    assert client.post(elsewhere, headers=superadmin).status_code == 404
+    client.patch(f"{ENDPOINTS}/{endpoint['id']}", json={"enabled": False}, headers=superadmin)
+    refused = client.post(f"{base}/{delivery['id']}/redeliver", headers=superadmin)
+    assert refused.status_code == 422, refused.text
+    assert meter.jobs()["pending"] == 0

@@ -40,6 +40,7 @@ from creditmeter.core.payments import PurchaseStatus
 from creditmeter.core.pricing import UnknownModels
 from creditmeter.core.records import Charge
 from creditmeter.core.types import AccountStatus, GrantSource, HoldStatus, TransactionType
+from creditmeter.store import outbox
 from tests.client.conftest import Server, free_port
 
 
@@ -633,3 +634,21 @@ def test_webhook_endpoints_are_managed_through_the_client(
     with pytest.raises(NotFound) as gone:
         admin.webhook_endpoint(made.id)
     assert (gone.value.kind, gone.value.key) == ("webhook endpoint", made.id)
+
+
+def test_a_failed_delivery_is_seen_and_redelivered_through_the_client(
+    admin: CreditMeterClient, library: CreditMeter
+) -> None:
+    made, _ = admin.create_webhook_endpoint("http://127.0.0.1:9/nobody")
+    with library.db.write() as conn:
+        event = {"account_id": "acme", "purchase_id": "pur_1", "reason": "declined"}
+        outbox.enqueue(conn, "job_event", "event.purchase.failed", event, library.clock())
+    while library.work():
+        pass
+
+    assert admin.webhook_endpoint(made.id) == library.webhook_endpoint(made.id)
+    assert admin.webhook_endpoint(made.id).failures == 1
+    [failed] = admin.webhook_deliveries(made.id)
+    assert failed.event_id == "job_event"
+    assert admin.redeliver_webhook(made.id, failed.id) is True
+    assert admin.redeliver_webhook(made.id, failed.id) is False

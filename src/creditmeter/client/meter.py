@@ -926,6 +926,16 @@ class CreditMeterClient:
         data = self._call("GET", path, params={"limit": str(limit)})
         return [wire.delivery(endpoint_id)(d) for d in data["data"]]
 
+    def redeliver_webhook(self, endpoint_id: str, delivery_id: str) -> bool:
+        """Queue the event of one of the endpoint's deliveries to it again, with the same
+        ``webhook-id``; ``False`` if that delivery was redelivered already."""
+        path = (
+            f"/v1/webhook-endpoints/{_segment(endpoint_id)}"
+            f"/deliveries/{_segment(delivery_id)}/redeliver"
+        )
+        queued: bool = self._call("POST", path)["queued"]
+        return queued
+
     # HTTP.
 
     def _call(

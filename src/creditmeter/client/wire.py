@@ -403,6 +403,8 @@ def webhook_endpoint(data: Json) -> WebhookEndpoint:
         enabled=data["enabled"],
         created_at=time(data["created_at"]),
         updated_at=time(data["updated_at"]),
+        failures=data["failures"],
+        disabled_reason=data["disabled_reason"],
     )
 
 

@@ -132,9 +132,35 @@ def fan_out(conn: Connection, now: datetime, job: Job) -> int:
                 DELIVER_JOB,
                 {"endpoint_id": endpoint.id, "event": _body(event)},
                 now,
-                dedupe_key=f"webhook:{event.id}:{endpoint.id}",
+                dedupe_key=_dedupe_key(event.id, endpoint.id),
             )
     return queued
+
+
+def redeliver(conn: Connection, now: datetime, endpoint_id: str, delivery_id: str) -> bool:
+    """Queue the event of one of an endpoint's deliveries to it once more, with the same
+    id; ``False`` if that delivery was redelivered before (so a repeat queues nothing)."""
+    endpoint = get(conn, endpoint_id)
+    delivery = store.delivery(conn, endpoint_id, delivery_id)
+    if delivery is None:
+        raise NotFound("webhook delivery", delivery_id)
+    if not endpoint.enabled:
+        raise InvalidRequest(f"webhook endpoint {endpoint_id} is disabled; enable it first")
+    queued = outbox.payload_of(conn, _dedupe_key(delivery.event_id, endpoint_id))
+    if queued is None:
+        raise NotFound("webhook delivery", delivery_id)
+    return outbox.enqueue(
+        conn,
+        new_id("job"),
+        DELIVER_JOB,
+        {"endpoint_id": endpoint_id, "event": queued["event"]},
+        now,
+        dedupe_key=f"webhook-redelivery:{delivery_id}",
+    )
+
+
+def _dedupe_key(event_id: str, endpoint_id: str) -> str:
+    return f"webhook:{event_id}:{endpoint_id}"
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,13 @@ def enqueue(
     return True
 
 
+def payload_of(conn: Connection, dedupe_key: str) -> Mapping[str, Any] | None:
+    """The payload of the job queued under ``dedupe_key``, done or not."""
+    query = sa.select(outbox.c.payload).where(outbox.c.dedupe_key == dedupe_key)
+    found: Mapping[str, Any] | None = conn.execute(query).scalar_one_or_none()
+    return found
+
+
 def take(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[Job]:
     """Lease up to ``limit`` due jobs to the caller: until the lease ends no other worker
     takes them (``FOR UPDATE SKIP LOCKED`` lets workers take different jobs at once)."""

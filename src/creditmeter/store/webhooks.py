@@ -97,6 +97,13 @@ def add_delivery(conn: Connection, delivery: Delivery) -> None:
     )
 
 
+def delivery(conn: Connection, endpoint_id: str, delivery_id: str) -> Delivery | None:
+    t = webhook_deliveries
+    query = sa.select(t).where(t.c.endpoint_id == endpoint_id, t.c.id == delivery_id)
+    row = conn.execute(query).mappings().first()
+    return None if row is None else _delivery(row)
+
+
 def deliveries(conn: Connection, endpoint_id: str, limit: int) -> list[Delivery]:
     """An endpoint's delivery attempts, newest first."""
     query = (
@@ -105,18 +112,19 @@ def deliveries(conn: Connection, endpoint_id: str, limit: int) -> list[Delivery]
         .order_by(webhook_deliveries.c.created_at.desc(), webhook_deliveries.c.id.desc())
         .limit(limit)
     )
-    return [
-        Delivery(
-            id=r["id"],
-            endpoint_id=r["endpoint_id"],
-            event_id=r["event_id"],
-            event_type=r["event_type"],
-            attempt=r["attempt"],
-            status_code=r["status_code"],
-            latency_ms=r["latency_ms"],
-            error=r["error"],
-            next_retry_at=r["next_retry_at"],
-            created_at=r["created_at"],
-        )
-        for r in conn.execute(query).mappings()
-    ]
+    return [_delivery(r) for r in conn.execute(query).mappings()]
+
+
+def _delivery(row: RowMapping) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        endpoint_id=row["endpoint_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        attempt=row["attempt"],
+        status_code=row["status_code"],
+        latency_ms=row["latency_ms"],
+        error=row["error"],
+        next_retry_at=row["next_retry_at"],
+        created_at=row["created_at"],
+    )

@@ -10,6 +10,7 @@ from creditmeter.api.auth import Meter, Superadmin, actor
 from creditmeter.api.schemas.common import Page, errors
 from creditmeter.api.schemas.webhook_endpoints import (
     DeliveryOut,
+    Redelivery,
     WebhookEndpointChange,
     WebhookEndpointCreate,
     WebhookEndpointCreated,
@@ -78,3 +79,19 @@ def list_deliveries(
     when a failed one is tried again."""
     found = meter.webhook_deliveries(endpoint_id, limit=limit)
     return Page(data=[DeliveryOut.of(d) for d in found], next_cursor=None)
+
+
+@router.post(
+    "/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    responses=errors(401, 403, 404, 422),
+)
+def redeliver_webhook(
+    endpoint_id: EndpointId,
+    delivery_id: Annotated[str, Path(max_length=255)],
+    meter: Meter,
+    _: Superadmin,
+) -> Redelivery:
+    """Queue the event of this delivery to the endpoint again, with the same `webhook-id`;
+    a repeat for the same delivery queues nothing. A disabled endpoint is 422."""
+    return Redelivery(queued=meter.redeliver_webhook(endpoint_id, delivery_id))

@@ -82,6 +82,12 @@ class WebhookEndpointCreated(WebhookEndpointOut):
     secret: str = Field(description="The signing secret (`whsec_…`): shown here once, never again.")
 
 
+class Redelivery(BaseModel):
+    queued: bool = Field(
+        description="Whether a delivery was queued; false if this one was redelivered before."
+    )
+
+
 class DeliveryOut(BaseModel):
     id: str
     event_id: str = Field(description="The `webhook-id` header: the same on every attempt.")
