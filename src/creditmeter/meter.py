@@ -932,6 +932,19 @@ class CreditMeter:
             lambda conn, now: webhooks_service.update(conn, now, endpoint_id, changes, actor)
         )
 
+    def rotate_webhook_secret(
+        self,
+        endpoint_id: str,
+        *,
+        overlap: timedelta = timedelta(hours=24),
+        actor: Actor = LIBRARY,
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new signing secret for the endpoint, which cannot be shown again; the old one
+        signs too for ``overlap`` (at most 7 days) by the meter's clock."""
+        return self._write(
+            lambda conn, now: webhooks_service.rotate_secret(conn, now, endpoint_id, overlap, actor)
+        )
+
     def delete_webhook_endpoint(self, endpoint_id: str, *, actor: Actor = LIBRARY) -> None:
         self._write(lambda conn, now: webhooks_service.delete(conn, now, endpoint_id, actor))
 
@@ -1276,7 +1289,7 @@ class CreditMeter:
         """Send one event to one endpoint, outside any transaction; then log the attempt
         and finish or reschedule its job together."""
         with self.db.read() as conn:
-            to = webhooks_service.target(conn, job)
+            to = webhooks_service.target(conn, job, self._now())
         if to is None:
             with self.db.write() as conn:
                 outbox.finish(conn, job, self._now())

@@ -77,6 +77,7 @@ POLICY: dict[tuple[str, str], Who] = {
     ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): Who.SUPERADMIN,
     ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): Who.SUPERADMIN,
     ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Who.SUPERADMIN,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): Who.SUPERADMIN,
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver"): (
         Who.SUPERADMIN
     ),

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from creditmeter import CreditMeter
 from tests.api.conftest import Keys
@@ -402,3 +403,63 @@ def test_a_redelivery_of_an_unknown_delivery_or_to_a_disabled_endpoint_queues_no
     refused = client.post(f"{base}/{delivery['id']}/redeliver", headers=superadmin)
     assert refused.status_code == 422, refused.text
     assert meter.jobs()["pending"] == 0
+
+
+def test_a_rotated_secret_signs_with_both_secrets_until_the_overlap_ends(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver, clock: Clock
+) -> None:
+    boss, key = meter.create_api_key("superadmin", name="boss")
+    as_boss = {"Authorization": f"Bearer {key}"}
+    endpoint = create(client, keys, url=receiver.url)
+    path = f"{ENDPOINTS}/{endpoint['id']}/rotate-secret"
+    for role in ("service", "admin", "account"):
+        assert client.post(path, headers=keys.header(role)).status_code == 403
+    starter(meter)
+
+    rotated = ok(client.post(path, json={"overlap_seconds": 60}, headers=as_boss))
+    old, new = endpoint["secret"], rotated["secret"]
+    assert new.startswith("whsec_")
+    assert new != old
+    until = datetime.fromisoformat(rotated["previous_secret_until"])
+    assert until == clock.now + timedelta(seconds=60)
+    assert "secret" not in ok(client.get(f"{ENDPOINTS}/{endpoint['id']}", headers=as_boss))
+    bought(meter)
+    [(headers, _)] = receiver.received
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert receiver.verified(old) == receiver.verified(new)
+
+    clock.advance(seconds=60)
+    bought(meter)
+    assert len(receiver.received[1][0]["webhook-signature"].split(" ")) == 1
+    assert len(receiver.verified(new)) == 2
+    with pytest.raises(WebhookVerificationError):
+        receiver.verified(old)
+
+    [entry] = ok(
+        client.get(
+            "/v1/audit-log",
+            params={"action": "webhook_endpoint.secret_rotated"},
+            headers=as_boss,
+        )
+    )["data"]
+    assert (entry["subject"], entry["actor_key_id"]) == (endpoint["id"], boss.id)
+    assert entry["details"] == {"previous_secret_until": rotated["previous_secret_until"]}
+    assert old not in str(entry)
+    assert new not in str(entry)
+
+
+def test_a_rotation_keeps_the_old_secret_a_day_by_default_and_refuses_a_bad_overlap(
+    client: TestClient, meter: CreditMeter, keys: Keys, clock: Clock
+) -> None:
+    endpoint = create(client, keys, url="https://example.com/hooks")
+    path = f"{ENDPOINTS}/{endpoint['id']}/rotate-secret"
+    superadmin = keys.header("superadmin")
+    for overlap in (-1, 604_801, "1h"):
+        refused = client.post(path, json={"overlap_seconds": overlap}, headers=superadmin)
+        assert refused.status_code == 422, refused.text
+    assert meter.webhook_endpoint(endpoint["id"]).previous_secret_until is None
+    assert client.post(f"{ENDPOINTS}/whe_none/rotate-secret", headers=superadmin).status_code == 404
+
+    rotated = ok(client.post(path, headers=superadmin))
+    day = clock.now + timedelta(hours=24)
+    assert datetime.fromisoformat(rotated["previous_secret_until"]) == day

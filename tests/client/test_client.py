@@ -40,7 +40,9 @@ from creditmeter.core.payments import PurchaseStatus
 from creditmeter.core.pricing import UnknownModels
 from creditmeter.core.records import Charge
 from creditmeter.core.types import AccountStatus, GrantSource, HoldStatus, TransactionType
+from creditmeter.service import webhooks
 from creditmeter.store import outbox
+from creditmeter.store.outbox import Job
 from tests.client.conftest import Server, free_port
 
 
@@ -636,19 +638,30 @@ def test_webhook_endpoints_are_managed_through_the_client(
     assert (gone.value.kind, gone.value.key) == ("webhook endpoint", made.id)
 
 
-def test_a_failed_delivery_is_seen_and_redelivered_through_the_client(
+def test_a_delivery_is_redelivered_through_the_client(
     admin: CreditMeterClient, library: CreditMeter
 ) -> None:
     made, _ = admin.create_webhook_endpoint("http://127.0.0.1:9/nobody")
+    later = library.clock() + timedelta(hours=1)  # no retry falls due while the test runs
+    event = Job("job_event", "event.purchase.failed", {"account_id": "acme"}, 1, later)
     with library.db.write() as conn:
-        event = {"account_id": "acme", "purchase_id": "pur_1", "reason": "declined"}
-        outbox.enqueue(conn, "job_event", "event.purchase.failed", event, library.clock())
-    while library.work():
-        pass
+        webhooks.fan_out(conn, later, event)
+        [job] = outbox.take(conn, later, timedelta(seconds=60), 1)
+        webhooks.record(conn, later, job, webhooks.Answer(None, 0, "ConnectError"))
 
-    assert admin.webhook_endpoint(made.id) == library.webhook_endpoint(made.id)
-    assert admin.webhook_endpoint(made.id).failures == 1
     [failed] = admin.webhook_deliveries(made.id)
     assert failed.event_id == "job_event"
     assert admin.redeliver_webhook(made.id, failed.id) is True
     assert admin.redeliver_webhook(made.id, failed.id) is False
+
+
+def test_a_secret_is_rotated_through_the_client(
+    admin: CreditMeterClient, library: CreditMeter
+) -> None:
+    made, old = admin.create_webhook_endpoint("https://example.com/hooks")
+    rotated, new = admin.rotate_webhook_secret(made.id, overlap=timedelta(hours=1))
+
+    assert new.startswith("whsec_")
+    assert new != old
+    assert rotated == library.webhook_endpoint(made.id)
+    assert rotated.previous_secret_until == rotated.updated_at + timedelta(hours=1)

@@ -910,6 +910,16 @@ class CreditMeterClient:
         path = f"/v1/webhook-endpoints/{_segment(endpoint_id)}"
         return wire.webhook_endpoint(self._call("PATCH", path, body=changes))
 
+    def rotate_webhook_secret(
+        self, endpoint_id: str, *, overlap: timedelta = timedelta(hours=24)
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new signing secret for the endpoint, which cannot be shown again; the old one
+        signs too for ``overlap`` (whole seconds, at most 7 days)."""
+        path = f"/v1/webhook-endpoints/{_segment(endpoint_id)}/rotate-secret"
+        body = {"overlap_seconds": int(overlap.total_seconds())}
+        data = self._call("POST", path, body=body)
+        return wire.webhook_endpoint(data), data["secret"]
+
     def delete_webhook_endpoint(self, endpoint_id: str) -> None:
         self._call("DELETE", f"/v1/webhook-endpoints/{_segment(endpoint_id)}")
 

@@ -405,6 +405,9 @@ def webhook_endpoint(data: Json) -> WebhookEndpoint:
         updated_at=time(data["updated_at"]),
         failures=data["failures"],
         disabled_reason=data["disabled_reason"],
+        previous_secret_until=None
+        if data["previous_secret_until"] is None
+        else time(data["previous_secret_until"]),
     )
 
 

@@ -96,6 +96,8 @@ class Action(StrEnum):
     """subject: the endpoint. details: ``{field: {from, to}}`` for the fields changed."""
     WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted"
     """subject: the endpoint. details: what it was, as at creation."""
+    WEBHOOK_ENDPOINT_SECRET_ROTATED = "webhook_endpoint.secret_rotated"
+    """subject: the endpoint (never a secret). details: previous_secret_until."""
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
     """subject: the endpoint, disabled by the system after failed deliveries in a row.
     details: failures, reason."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -21,6 +21,8 @@ EVENT_TYPES: Final = frozenset(
 ALL_EVENTS: Final = "*"
 MAX_URL: Final = 2000
 MAX_DESCRIPTION: Final = 500
+MAX_OVERLAP: Final = timedelta(days=7)
+"""The longest a rotated-out secret may keep signing."""
 DISABLE_AFTER: Final = 20
 """Failed deliveries in a row after which an endpoint is disabled, by default."""
 
@@ -39,6 +41,8 @@ class WebhookEndpoint:
     """Failed deliveries since the last success."""
     disabled_reason: str | None = None
     """Why creditmeter disabled it (failures in a row); ``None`` otherwise."""
+    previous_secret_until: datetime | None = None
+    """Until when deliveries are signed with the secret before the last rotation too."""
 
     def hears(self, event_type: str) -> bool:
         return self.enabled and (ALL_EVENTS in self.event_types or event_type in self.event_types)
@@ -104,4 +108,12 @@ def event_types(value: object) -> tuple[str, ...]:
 def description(value: object) -> str:
     if not isinstance(value, str) or len(value) > MAX_DESCRIPTION or "\x00" in value:
         raise InvalidRequest(f"description must be text of at most {MAX_DESCRIPTION} characters")
+    return value
+
+
+def overlap(value: object) -> timedelta:
+    """How long a rotated-out secret keeps signing: 0 to :data:`MAX_OVERLAP`."""
+    if not isinstance(value, timedelta) or not timedelta(0) <= value <= MAX_OVERLAP:
+        days = MAX_OVERLAP.days
+        raise InvalidRequest(f"the overlap must be from 0 seconds to {days} days")
     return value

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import httpx2
@@ -62,7 +62,7 @@ def create(
         created_at=now,
         updated_at=now,
     )
-    secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+    secret = _new_secret()
     store.insert(conn, endpoint, secret)
     _record(conn, now, actor, Action.WEBHOOK_ENDPOINT_CREATED, endpoint, _shown(endpoint))
     return endpoint, secret
@@ -97,6 +97,31 @@ def update(
     store.update(conn, endpoint_id, values)
     _record(conn, now, actor, Action.WEBHOOK_ENDPOINT_UPDATED, changed, diff)
     return changed
+
+
+def rotate_secret(
+    conn: Connection, now: datetime, endpoint_id: str, overlap: timedelta, actor: Actor
+) -> tuple[WebhookEndpoint, str]:
+    """Give an endpoint a new secret, returned this once; deliveries are signed with the
+    old one too until ``overlap`` has passed (a rotation before then drops the oldest)."""
+    current = get(conn, endpoint_id)
+    until = now + rules.overlap(overlap)
+    [old, *_] = store.secrets(conn, endpoint_id, now)
+    secret = _new_secret()
+    store.update(
+        conn,
+        endpoint_id,
+        {
+            "secret": secret,
+            "previous_secret": old,
+            "previous_secret_until": until,
+            "updated_at": now,
+        },
+    )
+    rotated = replace(current, previous_secret_until=until, updated_at=now)
+    details = {"previous_secret_until": _instant(until)}
+    _record(conn, now, actor, Action.WEBHOOK_ENDPOINT_SECRET_ROTATED, rotated, details)
+    return rotated, secret
 
 
 def delete(conn: Connection, now: datetime, endpoint_id: str, actor: Actor) -> None:
@@ -168,18 +193,18 @@ class Target:
     """Where a delivery job sends its event, read before the request."""
 
     url: str
-    secret: str
+    secrets: tuple[str, ...]
+    """Each signs the body: during a rotation's overlap, the new and the old secret."""
 
 
-def target(conn: Connection, job: Job) -> Target | None:
-    """The endpoint a delivery job sends to; ``None`` if it was deleted or disabled since
-    the event was queued (the job is then done, with nothing sent)."""
+def target(conn: Connection, job: Job, now: datetime) -> Target | None:
+    """The endpoint a delivery job sends to at ``now``; ``None`` if it was deleted or
+    disabled since the event was queued (the job is then done, with nothing sent)."""
     endpoint_id = str(job.payload["endpoint_id"])
     endpoint = store.get(conn, endpoint_id)
-    secret = store.secret(conn, endpoint_id)
-    if endpoint is None or secret is None or not endpoint.enabled:
+    if endpoint is None or not endpoint.enabled:
         return None
-    return Target(endpoint.url, secret)
+    return Target(endpoint.url, store.secrets(conn, endpoint_id, now))
 
 
 @dataclass(frozen=True)
@@ -198,7 +223,7 @@ def send(to: Target, job: Job, now: datetime, timeout: float) -> Answer:
         "content-type": "application/json",
         "webhook-id": event_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(to.secret).sign(event_id, now, body),
+        "webhook-signature": " ".join(Webhook(s).sign(event_id, now, body) for s in to.secrets),
     }
     started = time.perf_counter()
     try:
@@ -274,9 +299,17 @@ def _body(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,
         "type": event.type,
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": _instant(event.created_at),
         "data": dict(event.data),
     }
+
+
+def _instant(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _since(started: float) -> int:

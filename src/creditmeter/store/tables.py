@@ -597,6 +597,9 @@ webhook_endpoints = sa.Table(
     # Failed deliveries since the last success; at the limit the endpoint is disabled.
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("disabled_reason", sa.String(500), nullable=True),
+    # The secret before the last rotation, which also signs until previous_secret_until.
+    sa.Column("previous_secret", sa.String(255), nullable=True),
+    sa.Column("previous_secret_until", UTCDateTime, nullable=True),
 )
 
 # Each attempt to deliver an event to an endpoint; deleted with its endpoint.

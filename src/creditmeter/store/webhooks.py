@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ def _endpoint(row: RowMapping) -> WebhookEndpoint:
         updated_at=row["updated_at"],
         failures=row["failures"],
         disabled_reason=row["disabled_reason"],
+        previous_secret_until=row["previous_secret_until"],
     )
 
 
@@ -46,10 +48,18 @@ def get(conn: Connection, endpoint_id: str) -> WebhookEndpoint | None:
     return None if row is None else _endpoint(row)
 
 
-def secret(conn: Connection, endpoint_id: str) -> str | None:
-    query = sa.select(webhook_endpoints.c.secret).where(webhook_endpoints.c.id == endpoint_id)
-    found: str | None = conn.execute(query).scalar_one_or_none()
-    return found
+def secrets(conn: Connection, endpoint_id: str, now: datetime) -> tuple[str, ...]:
+    """The secrets that sign an endpoint's deliveries at ``now``: its own, and the one
+    before the last rotation while its overlap lasts; none if it does not exist."""
+    t = webhook_endpoints
+    query = sa.select(t.c.secret, t.c.previous_secret, t.c.previous_secret_until)
+    row = conn.execute(query.where(t.c.id == endpoint_id)).first()
+    if row is None:
+        return ()
+    current, previous, until = row
+    if previous is not None and until is not None and now < until:
+        return (current, previous)
+    return (current,)
 
 
 def list_all(conn: Connection) -> list[WebhookEndpoint]:

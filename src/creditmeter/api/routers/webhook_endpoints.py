@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -11,6 +12,7 @@ from creditmeter.api.schemas.common import Page, errors
 from creditmeter.api.schemas.webhook_endpoints import (
     DeliveryOut,
     Redelivery,
+    SecretRotation,
     WebhookEndpointChange,
     WebhookEndpointCreate,
     WebhookEndpointCreated,
@@ -57,6 +59,22 @@ def update_webhook_endpoint(
     """Change some fields; the others keep their values."""
     changed = meter.update_webhook_endpoint(endpoint_id, actor=actor(caller), **body.changes())
     return WebhookEndpointOut.of(changed)
+
+
+@router.post("/{endpoint_id}/rotate-secret", responses=errors(401, 403, 404, 422))
+def rotate_webhook_secret(
+    endpoint_id: EndpointId,
+    meter: Meter,
+    caller: Superadmin,
+    body: SecretRotation | None = None,
+) -> WebhookEndpointCreated:
+    """A new signing `secret`, in this response only. For `overlap_seconds` (24 h) each
+    delivery carries a signature by the old secret too, so receivers can switch."""
+    overlap = timedelta(seconds=(body or SecretRotation()).overlap_seconds)
+    endpoint, secret = meter.rotate_webhook_secret(
+        endpoint_id, overlap=overlap, actor=actor(caller)
+    )
+    return WebhookEndpointCreated(**WebhookEndpointOut.of(endpoint).model_dump(), secret=secret)
 
 
 @router.delete(

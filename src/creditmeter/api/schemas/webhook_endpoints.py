@@ -8,7 +8,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from creditmeter.api.schemas.common import NO_NUL, Body
-from creditmeter.core.webhooks import MAX_DESCRIPTION, MAX_URL, Delivery, WebhookEndpoint
+from creditmeter.core.webhooks import (
+    MAX_DESCRIPTION,
+    MAX_OVERLAP,
+    MAX_URL,
+    Delivery,
+    WebhookEndpoint,
+)
 
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=NO_NUL)]
 EventType = Annotated[str, Field(min_length=1, max_length=100)]
@@ -60,6 +66,10 @@ class WebhookEndpointOut(BaseModel):
         description="Why creditmeter disabled it (failed deliveries in a row); null otherwise."
     )
     failures: int = Field(description="Failed deliveries since the last success.")
+    previous_secret_until: datetime | None = Field(
+        description="Until when deliveries are also signed with the secret it had before "
+        "its last rotation; null if it was never rotated."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -73,6 +83,7 @@ class WebhookEndpointOut(BaseModel):
             enabled=e.enabled,
             disabled_reason=e.disabled_reason,
             failures=e.failures,
+            previous_secret_until=e.previous_secret_until,
             created_at=e.created_at,
             updated_at=e.updated_at,
         )
@@ -80,6 +91,15 @@ class WebhookEndpointOut(BaseModel):
 
 class WebhookEndpointCreated(WebhookEndpointOut):
     secret: str = Field(description="The signing secret (`whsec_…`): shown here once, never again.")
+
+
+class SecretRotation(Body):
+    overlap_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        le=int(MAX_OVERLAP.total_seconds()),
+        description="How long deliveries are signed with the old secret too (24 h).",
+    )
 
 
 class Redelivery(BaseModel):
