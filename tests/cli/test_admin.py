@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from creditmeter import CreditMeter
 from creditmeter.core.audit import Action
+from creditmeter.store import outbox
 from tests.cli.conftest import assert_one_line_error, run
 
 
@@ -374,3 +375,66 @@ def test_webhook_endpoints_refusals_are_one_line(
     assert run(runner, "webhook-endpoints", "list", "--database-url", migrated_url).output == (
         "no webhook endpoints\n"
     )
+
+
+def test_webhook_deliveries_redeliver_and_rotate_secret(
+    runner: CliRunner, library: CreditMeter, migrated_url: str
+) -> None:
+    endpoint, first_secret = library.create_webhook_endpoint("http://127.0.0.1:1/unreachable")
+    with library.db.write() as conn:
+        outbox.enqueue(conn, "job_event", "event.purchase.failed", {"x": 1}, library.clock())
+    while library.work():
+        pass
+
+    listed = run(
+        runner, "webhook-endpoints", "deliveries", endpoint.id, "--database-url", migrated_url
+    )
+    header, row = listed.output.splitlines()
+    assert header.split()[:4] == ["when", "(UTC)", "id", "event"]
+    (delivery,) = library.webhook_deliveries(endpoint.id)
+    assert delivery.status_code is None
+    assert delivery.error
+    assert [delivery.id, "purchase.failed", "1", "-"] == row.split()[2:6]
+
+    again = run(
+        runner,
+        "webhook-endpoints",
+        "redeliver",
+        endpoint.id,
+        delivery.id,
+        "--database-url",
+        migrated_url,
+    )
+    assert again.output == f"queued {delivery.id}'s event for {endpoint.id} again\n"
+    repeated = run(
+        runner,
+        "webhook-endpoints",
+        "redeliver",
+        endpoint.id,
+        delivery.id,
+        "--database-url",
+        migrated_url,
+    )
+    assert repeated.output.startswith(f"{delivery.id} was redelivered already")
+
+    rotated = run(
+        runner,
+        "webhook-endpoints",
+        "rotate-secret",
+        endpoint.id,
+        "--overlap-hours",
+        "2",
+        "--database-url",
+        migrated_url,
+    )
+    first, secret_line, note = rotated.output.splitlines()
+    assert first == f"rotated the secret of webhook endpoint {endpoint.id}"
+    new_secret = secret_line.removeprefix("secret: ")
+    assert new_secret.startswith("whsec_")
+    assert new_secret != first_secret
+    assert note.startswith("The old secret signs too for 2 h")
+    after = library.webhook_endpoint(endpoint.id)
+    assert after.previous_secret_until is not None
+    assert Action.WEBHOOK_ENDPOINT_SECRET_ROTATED in [
+        e.action for e in library.audit_log(actor="cli").data
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -312,7 +313,8 @@ def revoke_api_key(database_url: str | None, key_id: str) -> None:
 
 @click.group("webhook-endpoints")
 def webhook_endpoints() -> None:
-    """Create, list and delete the endpoints that events are delivered to, signed."""
+    """Manage the endpoints that events are delivered to, signed: create, list, delete,
+    their deliveries, a redelivery, a new secret."""
 
 
 @webhook_endpoints.command("create")
@@ -366,6 +368,56 @@ def delete_webhook_endpoint(database_url: str | None, endpoint_id: str) -> None:
     with opened(database_url) as meter:
         meter.delete_webhook_endpoint(endpoint_id, actor=CLI)
     click.echo(f"deleted webhook endpoint {endpoint_id}")
+
+
+@webhook_endpoints.command("deliveries")
+@database_url_option
+@click.argument("endpoint_id")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+def list_webhook_deliveries(database_url: str | None, endpoint_id: str, limit: int) -> None:
+    """An endpoint's delivery attempts, newest first."""
+    with opened(database_url) as meter:
+        found = meter.webhook_deliveries(endpoint_id, limit=limit)
+    if not found:
+        click.echo(f"no deliveries to {endpoint_id}")
+        return
+    echo_lines(views.webhook_deliveries(found))
+
+
+@webhook_endpoints.command("redeliver")
+@database_url_option
+@click.argument("endpoint_id")
+@click.argument("delivery_id")
+def redeliver_webhook(database_url: str | None, endpoint_id: str, delivery_id: str) -> None:
+    """Send a delivery's event to its endpoint again, with the same webhook-id."""
+    with opened(database_url) as meter:
+        queued = meter.redeliver_webhook(endpoint_id, delivery_id)
+    if queued:
+        click.echo(f"queued {delivery_id}'s event for {endpoint_id} again")
+    else:
+        click.echo(f"{delivery_id} was redelivered already: redeliver its newest delivery")
+
+
+@webhook_endpoints.command("rotate-secret")
+@database_url_option
+@click.argument("endpoint_id")
+@click.option(
+    "--overlap-hours",
+    type=click.IntRange(0, 168),
+    default=24,
+    show_default=True,
+    help="how long the old secret signs too",
+)
+def rotate_webhook_secret(database_url: str | None, endpoint_id: str, overlap_hours: int) -> None:
+    """Give an endpoint a new signing secret, shown this once; the old one signs too for
+    the overlap, while receivers move to the new one."""
+    with opened(database_url) as meter:
+        _, secret = meter.rotate_webhook_secret(
+            endpoint_id, overlap=timedelta(hours=overlap_hours), actor=CLI
+        )
+    click.echo(f"rotated the secret of webhook endpoint {endpoint_id}")
+    click.echo(f"secret: {secret}")
+    click.echo(f"The old secret signs too for {overlap_hours} h; this one cannot be shown again.")
 
 
 @click.command("audit-log")

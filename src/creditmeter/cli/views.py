@@ -16,7 +16,7 @@ from creditmeter.core.pricing import Feature, PricingRule
 from creditmeter.core.records import Account, Balance, Posting, Transaction
 from creditmeter.core.rerating import RerateLine, RerateReport
 from creditmeter.core.types import PeriodKind, wallet
-from creditmeter.core.webhooks import WebhookEndpoint
+from creditmeter.core.webhooks import Delivery, WebhookEndpoint
 
 Rows = Sequence[Sequence[str]]
 
@@ -281,6 +281,25 @@ def webhook_endpoints(endpoints: Iterable[WebhookEndpoint], *, indent: int = 0) 
                 ",".join(e.event_types),
                 e.url,
                 e.description or "-",
+            ]
+        )
+    return table(rows, indent=indent)
+
+
+def webhook_deliveries(deliveries: Iterable[Delivery], *, indent: int = 0) -> list[str]:
+    """Attempts as a table: when, id, event, attempt, answer, latency, next retry, error."""
+    rows = [["when (UTC)", "id", "event", "attempt", "status", "ms", "next retry", "error"]]
+    for d in deliveries:
+        rows.append(
+            [
+                f"{d.created_at:%Y-%m-%d %H:%M:%S}",
+                d.id,
+                d.event_type,
+                str(d.attempt),
+                "-" if d.status_code is None else str(d.status_code),
+                str(d.latency_ms),
+                "-" if d.next_retry_at is None else f"{d.next_retry_at:%Y-%m-%d %H:%M:%S}",
+                d.error or "-",
             ]
         )
     return table(rows, indent=indent)
