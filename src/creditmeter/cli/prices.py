@@ -11,6 +11,7 @@ import click
 from creditmeter.cli import views
 from creditmeter.cli.connection import database_url_option, opened
 from creditmeter.core.audit import CLI
+from creditmeter.core.pricing import decimal_text
 
 
 @click.group()
@@ -59,9 +60,7 @@ def list_prices(
         return
     click.echo(f"price book version {found.version} ({found.source})")
     rows = [["provider", "model", "unit", "USD per million"]]
-    rows += [
-        [p.provider, p.model, p.unit, format(p.usd_per_million.normalize(), "f")] for p in listed
-    ]
+    rows += [[p.provider, p.model, p.unit, decimal_text(p.usd_per_million)] for p in listed]
     for line in views.table(rows, indent=0, right=[3]):
         click.echo(line)
 

@@ -12,7 +12,7 @@ from creditmeter.core.errors import AllowanceState, InsufficientCredits
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.payments import Package, Purchase, amount_text
 from creditmeter.core.plans import Plan
-from creditmeter.core.pricing import Feature, PricingRule
+from creditmeter.core.pricing import Feature, PricingRule, decimal_text
 from creditmeter.core.records import Account, Balance, Posting, Transaction
 from creditmeter.core.rerating import RerateLine, RerateReport
 from creditmeter.core.types import PeriodKind, wallet
@@ -39,11 +39,6 @@ def money(amount: int, currency: str) -> str:
     """An amount of a currency's minor units as written: ``999 usd`` is ``9.99 USD``,
     ``1500 jpy`` is ``1,500 JPY``; integer arithmetic, never a float."""
     return f"{amount_text(amount, currency)} {currency.upper()}"
-
-
-def rate(value: Decimal) -> str:
-    """A rate as written: ``0.5``, ``2``, ``0.03`` (no exponent, no trailing zeros)."""
-    return format(value.normalize(), "f")
 
 
 def widths(rows: Rows) -> list[int]:
@@ -201,9 +196,9 @@ def rule(r: PricingRule) -> list[str]:
     """A pricing rule: its rates, and per-model overrides on lines of their own."""
 
     def rates(values: Mapping[str, Decimal]) -> str:
-        return ", ".join(f"{unit} {rate(value)}" for unit, value in values.items())
+        return ", ".join(f"{unit} {decimal_text(value)}" for unit, value in values.items())
 
-    multiplier = "" if r.multiplier == 1 else f", × {rate(r.multiplier)} multiplier"
+    multiplier = "" if r.multiplier == 1 else f", × {decimal_text(r.multiplier)} multiplier"
     if r.cost_plus:
         return ["cost-plus: the provider's cost × credits per USD" + multiplier]
     lines = [rates(r.rates) + multiplier]
@@ -246,10 +241,10 @@ def quantities(usage: Mapping[str, int]) -> str:
 def pricing(r: PricingRule, usage: Mapping[str, int], model: str | None) -> str:
     """How a usage is priced: ``ceil(1.5 × (1,000 × 0.5 + 500 × 2))``."""
     rates = r.rates_for(model)
-    terms = " + ".join(f"{figure(n)} × {rate(rates[unit])}" for unit, n in usage.items())
+    terms = " + ".join(f"{figure(n)} × {decimal_text(rates[unit])}" for unit, n in usage.items())
     if r.multiplier == 1:
         return f"ceil({terms})"
-    return f"ceil({rate(r.multiplier)} × ({terms}))"
+    return f"ceil({decimal_text(r.multiplier)} × ({terms}))"
 
 
 def api_keys(keys: Iterable[ApiKey], *, indent: int = 0) -> list[str]:
@@ -404,8 +399,8 @@ def rerate(report: RerateReport) -> list[str]:
             figure(line.credits),
             figure(line.rerated_credits),
             signed(line.difference),
-            rate(line.provider_cost),
-            rate(line.rerated_provider_cost),
+            decimal_text(line.provider_cost),
+            decimal_text(line.rerated_provider_cost),
         ]
 
     rows = [["account", *header], *map(row, report.accounts), [""] * 7]

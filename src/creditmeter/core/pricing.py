@@ -139,6 +139,11 @@ def rule_from_json(data: Mapping[str, object]) -> PricingRule:
     return PricingRule(rates, models, multiplier, UnknownModels(unknown), cost_plus)
 
 
+def decimal_text(value: Decimal) -> str:
+    """A decimal as written: ``0.5``, ``2``, ``0.03`` (no exponent, no trailing zeros)."""
+    return format(value.normalize(), "f")
+
+
 def rule_to_json(rule: PricingRule) -> dict[str, object]:
     return {
         "rates": {unit: str(rate) for unit, rate in rule.rates.items()},

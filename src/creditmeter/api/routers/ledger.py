@@ -28,6 +28,7 @@ from creditmeter.api.schemas.ledger import (
 )
 from creditmeter.core import records
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
+from creditmeter.core.pricing import decimal_text
 from creditmeter.core.records import Transaction, UsageRecord
 from creditmeter.core.types import TransactionType
 from creditmeter.meter import CreditMeter
@@ -130,7 +131,7 @@ def _usage_csv(rows: Iterator[UsageRecord]) -> Iterator[str]:
                     "true" if u.unlimited else "false",
                     "true" if u.success else "false",
                     u.hold_id or "",
-                    "" if u.provider_cost is None else format(u.provider_cost.normalize(), "f"),
+                    "" if u.provider_cost is None else decimal_text(u.provider_cost),
                     "" if u.price_book_version is None else u.price_book_version,
                     "true" if u.unknown_model else "false",
                 ]

@@ -22,7 +22,7 @@ from creditmeter.api.schemas.ledger import POOL_PATTERN, Pool
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.plans import ALL_FEATURES, Plan
-from creditmeter.core.pricing import Feature, rule_to_json
+from creditmeter.core.pricing import Feature, decimal_text, rule_to_json
 from creditmeter.core.rerating import RerateLine, RerateReport
 
 DECIMAL = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
@@ -262,7 +262,7 @@ class ModelPriceOut(BaseModel):
             provider=p.provider,
             model=p.model,
             unit=p.unit,
-            usd_per_million=format(p.usd_per_million.normalize(), "f"),
+            usd_per_million=decimal_text(p.usd_per_million),
         )
 
 
@@ -288,8 +288,8 @@ class RerateLineOut(BaseModel):
             credits=line.credits,
             rerated_credits=line.rerated_credits,
             difference=line.difference,
-            provider_cost=format(line.provider_cost.normalize(), "f"),
-            rerated_provider_cost=format(line.rerated_provider_cost.normalize(), "f"),
+            provider_cost=decimal_text(line.provider_cost),
+            rerated_provider_cost=decimal_text(line.rerated_provider_cost),
         )
 
 
