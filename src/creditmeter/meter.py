@@ -64,11 +64,8 @@ from creditmeter.payments.off import MESSAGE as PAYMENTS_OFF
 from creditmeter.payments.off import PaymentsOff
 from creditmeter.payments.provider import CheckoutRequest, PaymentProvider
 from creditmeter.service import accounts as accounts_service
-from creditmeter.service import api_keys as api_keys_service
-from creditmeter.service import audit as audit_service
-from creditmeter.service import catalog as catalog_service
-from creditmeter.service import grants as grants_service
 from creditmeter.service import (
+    alerts,
     idempotency,
     jobs,
     metering,
@@ -77,6 +74,10 @@ from creditmeter.service import (
     queries,
     rerating,
 )
+from creditmeter.service import api_keys as api_keys_service
+from creditmeter.service import audit as audit_service
+from creditmeter.service import catalog as catalog_service
+from creditmeter.service import grants as grants_service
 from creditmeter.service import prices as prices_service
 from creditmeter.service import settings as settings_service
 from creditmeter.service import webhooks as webhooks_service
@@ -1431,13 +1432,31 @@ class CreditMeter:
     # Maintenance and verification.
 
     def sweep(self, *, limit: int = 1000) -> int:
-        """Bring idle accounts up to date (expired holds, rollover, expiry); returns how
-        many were due."""
+        """Bring idle accounts up to date (expired holds, rollover, expiry) and queue
+        ``grant.expiring`` for grants about to expire; returns how many accounts were
+        due."""
         with self.db.read() as conn:
             due = accounts.ids_due(conn, self._now(), limit)
         for account_id in due:
             self._on_account(account_id, lambda book, _: None)
+        self.warn_expiring_grants(limit=limit)
         return len(due)
+
+    def warn_expiring_grants(self, *, limit: int = 1000) -> int:
+        """Queue ``grant.expiring`` (once per grant) for grants that expire within the
+        ``grant_expiring_days`` setting; how many were queued."""
+        total = 0
+        while True:
+            queued = self._write(
+                lambda conn, now: alerts.warn_expiring_grants(
+                    conn, now, settings_service.current(conn), limit
+                )
+            )
+            total += queued
+            if queued:
+                self._jobs_queued()
+            if queued < limit:
+                return total
 
     def verify(self) -> list[Violation]:
         """Every violation of the ledger's invariants in this database (none, normally)."""
@@ -1574,6 +1593,8 @@ class CreditMeter:
             book = AccountBook(conn, row, now, self._catalog(row), loaded=loaded)
             settings = self._settings(conn, row.settings_version)
             outcome = use_case(book, settings)
+            if alerts.check(book, settings):
+                self._local.jobs_queued = True
             # The writes and the COMMIT in one round trip on PostgreSQL: a conditional
             # change that misses is refused by the database, which makes the COMMIT a
             # rollback.
@@ -1610,6 +1631,8 @@ class CreditMeter:
                     self._charge_event(book, settings, event, stored, new_keys) for event in events
                 ]
                 if purchases.start_recharge_if_low(book, settings, self.payments.name):
+                    self._local.jobs_queued = True
+                if alerts.check(book, settings):
                     self._local.jobs_queued = True
                 book.save()
             appends.write(conn)

@@ -31,6 +31,8 @@ class Settings:
     """Consecutive failed auto-recharges after which auto-recharge is disabled."""
     auto_recharge_retry_seconds: int = 3600
     """How long after a failed auto-recharge the next one may start."""
+    grant_expiring_days: int = 7
+    """How many days before a grant expires ``grant.expiring`` is sent (0: never)."""
 
 
 _DECIMALS = {"credits_per_usd", "default_multiplier"}
@@ -43,6 +45,7 @@ _INTEGERS = {
     "max_hold_ttl_seconds",
     "auto_recharge_max_failures",
     "auto_recharge_retry_seconds",
+    "grant_expiring_days",
 }
 SETTING_NAMES = frozenset(f.name for f in fields(Settings))
 
@@ -63,6 +66,7 @@ def settings_to_json(settings: Settings) -> dict[str, Any]:
         "refund_shortfall": settings.refund_shortfall.value,
         "auto_recharge_max_failures": settings.auto_recharge_max_failures,
         "auto_recharge_retry_seconds": settings.auto_recharge_retry_seconds,
+        "grant_expiring_days": settings.grant_expiring_days,
     }
 
 

@@ -15,9 +15,27 @@ from urllib.parse import urlsplit
 from creditmeter.core.errors import InvalidRequest
 
 EVENT_TYPES: Final = frozenset(
-    {"purchase.fulfilled", "purchase.failed", "purchase.refunded", "auto_recharge.disabled"}
+    {
+        "balance.low",
+        "balance.critical",
+        "balance.recovered",
+        "allowance.threshold",
+        "purchase.fulfilled",
+        "purchase.failed",
+        "purchase.refunded",
+        "recharge.succeeded",
+        "recharge.failed",
+        "auto_recharge.disabled",
+        "hold.expired",
+        "account.suspended",
+        "account.reactivated",
+        "grant.created",
+        "grant.expiring",
+        "period.renewed",
+    }
 )
-"""The events creditmeter sends today (docs/notifications.md describes each)."""
+"""The events creditmeter sends (docs/notifications.md describes each, and
+:mod:`creditmeter.core.events` holds the schema of each one's ``data``)."""
 ALL_EVENTS: Final = "*"
 MAX_URL: Final = 2000
 MAX_DESCRIPTION: Final = 500

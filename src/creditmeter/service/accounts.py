@@ -24,7 +24,7 @@ from creditmeter.core.types import (
     GrantSource,
     TransactionType,
 )
-from creditmeter.service import audit
+from creditmeter.service import alerts, audit
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import current_period, issue_allowance, plan_of
 from creditmeter.store import accounts, catalog
@@ -149,6 +149,13 @@ def _record_changes(book: AccountBook, before: Account, after: Account, actor: A
     if before.status is not after.status:
         record(
             Action.ACCOUNT_STATUS_CHANGED, {"from": before.status.value, "to": after.status.value}
+        )
+        active = after.status is AccountStatus.ACTIVE
+        alerts.queue(
+            book.conn,
+            book.now,
+            "account.reactivated" if active else "account.suspended",
+            {"account_id": book.id, "status": after.status.value, "previous": before.status.value},
         )
     if before.overdraft_limit != after.overdraft_limit:
         record(

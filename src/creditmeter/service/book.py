@@ -92,6 +92,7 @@ class AccountBook:
         self.now = now
         self._grants = None if loaded is None else {g.id: g for g in loaded}
         self._account_as_loaded = row.account
+        self._alerts_as_loaded = (row.balance_alert, row.allowance_alert)
         self._changes: dict[GrantId, GrantChange] = {}
         self._shared = appends is not None
         self._appends = Appends() if appends is None else appends
@@ -146,6 +147,10 @@ class AccountBook:
         appends leaves its grants' changes, its running totals, holds, transactions and
         usage records to them."""
         changed = self.row.account != self._account_as_loaded
+        alerts = (self.row.balance_alert, self.row.allowance_alert)
+        if alerts != self._alerts_as_loaded:
+            accounts.save_alerts(self.conn, self.row)
+            self._alerts_as_loaded = alerts
         if self._shared and not changed:
             pending = self._appends.grant_changes
             for grant_id, change in self._changes.items():

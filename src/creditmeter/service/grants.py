@@ -9,7 +9,7 @@ from creditmeter.core.errors import GrantHeld, InvalidRequest, NotFound
 from creditmeter.core.pricing import credit_amount
 from creditmeter.core.records import GrantResult, Posting, Transaction
 from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
-from creditmeter.service import audit, metering
+from creditmeter.service import alerts, audit, metering
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import grants, holds, ledger, usage
@@ -83,6 +83,21 @@ def grant(
         account_id=book.id,
         subject_id=g.id,
         details=details,
+    )
+    alerts.queue(
+        book.conn,
+        book.now,
+        "grant.created",
+        {
+            "account_id": book.id,
+            "grant_id": g.id,
+            "amount": amount,
+            "source": kind.value,
+            "pool": g.pool,
+            "effective_at": alerts.iso(g.effective_at),
+            "expires_at": None if g.expires_at is None else alerts.iso(g.expires_at),
+            "reason": reason,
+        },
     )
     return GrantResult(g.id, txn.id, amount, book.available)
 

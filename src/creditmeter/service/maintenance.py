@@ -26,6 +26,8 @@ from creditmeter.core.types import (
     SystemAccount,
     TransactionType,
 )
+from creditmeter.service import alerts
+from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook
 from creditmeter.store import accounts, catalog, holds
 from creditmeter.store.accounts import AccountRow
@@ -65,6 +67,7 @@ def lock_current_many(
 def _upkeep(conn: Connection, now: datetime, row: AccountRow, loaded: list[Grant]) -> None:
     upkeep = AccountBook(conn, row, now, loaded=loaded)
     bring_up_to_date(upkeep)
+    alerts.check(upkeep, settings_service.current(conn))
     upkeep.save()
 
 
@@ -81,9 +84,11 @@ def bring_up_to_date(book: AccountBook) -> None:
     if book.now < book.row.due_at:
         return
     for hold_id in holds.expired_ids(book.conn, book.id, book.now):
-        book.unreserve(holds.allocations(book.conn, hold_id))
+        released = book.unreserve(holds.allocations(book.conn, hold_id))
         # At once: the next expiry, below, is read from the holds still pending.
         holds.finish(book.conn, holds.Finished(hold_id, HoldStatus.EXPIRED, book.now))
+        data = {"account_id": book.id, "hold_id": hold_id, "credits": released}
+        alerts.queue(book.conn, book.now, "hold.expired", data)
     while book.now >= book.row.account.period_end:
         roll_period(book)
     expire_grants(book)
@@ -156,8 +161,22 @@ def roll_period(book: AccountBook) -> None:
         account = replace(account, plan=account.pending_plan, pending_plan=None)
     period = current_period(plan, account.created_at, ended)
     book.row.account = replace(account, period_start=period.start, period_end=period.end)
-    if plan is not None and not plan.renewed_by_invoice:
-        issue_allowance(book, plan, period)
+    if plan is None or not plan.renewed_by_invoice:
+        renewed(book, plan, period, 0 if plan is None else issue_allowance(book, plan, period))
+
+
+def renewed(book: AccountBook, plan: Plan | None, period: Period, allowance: int) -> None:
+    """A new period began (by the calendar, or by a paid invoice): its allowance alerts
+    are armed again, and ``period.renewed`` is queued."""
+    book.row.allowance_alert = 0
+    data = {
+        "account_id": book.id,
+        "plan": None if plan is None else plan.key,
+        "period_start": alerts.iso(period.start),
+        "period_end": alerts.iso(period.end),
+        "allowance": allowance,
+    }
+    alerts.queue(book.conn, book.now, "period.renewed", data)
 
 
 def _roll_over(book: AccountBook, allowance: Grant) -> None:
@@ -195,8 +214,9 @@ def _roll_over(book: AccountBook, allowance: Grant) -> None:
     )
 
 
-def issue_allowance(book: AccountBook, plan: Plan, period: Period) -> None:
-    """The period's allowance grants, one per limited pool, in one transaction."""
+def issue_allowance(book: AccountBook, plan: Plan, period: Period) -> int:
+    """The period's allowance grants, one per limited pool, in one transaction; how many
+    credits they hold."""
     issued: dict[str, int] = {}
     for pool, credits in sorted(plan.limited_allowances().items()):
         if credits > 0:
@@ -218,6 +238,7 @@ def issue_allowance(book: AccountBook, plan: Plan, period: Period) -> None:
             created_at=max(period.start, book.row.account.created_at),
         )
         repay_debt(book, list(issued))
+    return sum(issued.values())
 
 
 def repay_debt(book: AccountBook, grant_ids: list[str]) -> None:

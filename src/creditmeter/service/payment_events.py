@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from creditmeter.core.ids import new_id
 from creditmeter.core.payments import InvalidSignature, Money, PaymentEvent, Purchase
 from creditmeter.core.settings import Settings
-from creditmeter.service import purchases, subscriptions
+from creditmeter.service import alerts, purchases, subscriptions
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import lock_current
 from creditmeter.service.purchases import Outcome, flagged, ignored
@@ -102,6 +102,7 @@ def apply(
         assert purchase is not None
     book = AccountBook(conn, row, now, loaded=loaded)
     outcome = _act(book, settings, event, purchase)
+    alerts.check(book, settings)
     book.save()
     return _finish(conn, event, outcome, now)
 

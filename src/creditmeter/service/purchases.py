@@ -488,6 +488,8 @@ def _recharge_ended(
     config = replace(config, pending_purchase_id=None)
     if failure is None:
         config = replace(config, consecutive_failures=0, retry_at=None)
+        price = {"amount": purchase.price.amount, "currency": purchase.price.currency}
+        notify(book, "recharge.succeeded", purchase, credits=purchase.credits, price=price)
     else:
         assert settings is not None
         failures = config.consecutive_failures + 1
@@ -501,5 +503,14 @@ def _recharge_ended(
             config = replace(config, enabled=False, disabled_reason=reason)
             book.row.recharge_below = None
             accounts.set_recharge_below(book.conn, book.id, None)
-            notify(book, "auto_recharge.disabled", purchase, reason=reason)
+        notify(
+            book,
+            "recharge.failed",
+            purchase,
+            reason=failure,
+            consecutive_failures=failures,
+            auto_recharge_disabled=not config.enabled,
+        )
+        if not config.enabled:
+            notify(book, "auto_recharge.disabled", purchase, reason=config.disabled_reason)
     store.put_auto_recharge(book.conn, config, book.now)

@@ -20,7 +20,7 @@ from creditmeter.core.periods import Period
 from creditmeter.core.types import GrantSource
 from creditmeter.service import accounts as accounts_service
 from creditmeter.service.book import AccountBook
-from creditmeter.service.maintenance import issue_allowance, post_expiry
+from creditmeter.service.maintenance import issue_allowance, post_expiry, renewed
 from creditmeter.service.purchases import Outcome, flagged, ignored
 from creditmeter.store import accounts, catalog
 
@@ -95,7 +95,7 @@ def _renew(book: AccountBook, invoice: Mapping[str, Any]) -> Outcome:
         period_start=period.start,
         period_end=period.end,
     )
-    issue_allowance(book, plan, period)
+    renewed(book, plan, period, issue_allowance(book, plan, period))
     book.lower_due(period.end)
     return Outcome("applied", f"allowance of plan {plan.key!r} renewed to {period.end:%Y-%m-%d}")
 

@@ -30,6 +30,10 @@ class AccountRow:
     payment_customer_id: str | None = None
     recharge_below: Credits | None = None
     """The auto-recharge threshold while auto-recharge is enabled."""
+    balance_alert: int = 0
+    """The balance level last told (:mod:`creditmeter.core.alerts`)."""
+    allowance_alert: int = 0
+    """The highest percentage of this period's allowance told, 0 for none."""
     settings_version: int | None = None
     """The version of the settings in force when the row was read (by :func:`get`)."""
     catalog_version: int | None = None
@@ -65,6 +69,8 @@ def _row(row: direct.Row) -> AccountRow:
         due_at=row["due_at"],
         payment_customer_id=row["payment_customer_id"],
         recharge_below=row["recharge_below"],
+        balance_alert=row["balance_alert"],
+        allowance_alert=row["allowance_alert"],
         settings_version=row.get("settings_version"),
         catalog_version=row.get("catalog_version"),
     )
@@ -206,6 +212,29 @@ def save_totals(conn: Connection, rows: Sequence[AccountRow]) -> None:
             {"account_id": row.id, **{f"new_{name}": v for name, v in _totals(row).items()}}
             for row in rows
         ],
+    )
+
+
+_SET_ALERTS = direct.Statement(
+    accounts.update()
+    .where(accounts.c.id == sa.bindparam("account_id"))
+    .values(
+        balance_alert=sa.bindparam("new_balance_alert"),
+        allowance_alert=sa.bindparam("new_allowance_alert"),
+    )
+)
+
+
+def save_alerts(conn: Connection, row: AccountRow) -> None:
+    """Write back the threshold alerts last sent (only when they changed: a crossing)."""
+    direct.run(
+        conn,
+        _SET_ALERTS,
+        {
+            "account_id": row.id,
+            "new_balance_alert": row.balance_alert,
+            "new_allowance_alert": row.allowance_alert,
+        },
     )
 
 

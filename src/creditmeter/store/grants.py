@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from creditmeter.core.grants import Grant
 from creditmeter.core.types import AccountId, Credits, GrantId, GrantSource
 from creditmeter.store import direct
-from creditmeter.store.tables import accounts, grants
+from creditmeter.store.tables import accounts, grants, outbox
 
 
 def grant_of(row: direct.Row) -> Grant:
@@ -75,6 +75,29 @@ def for_account(conn: Connection, account_id: AccountId, period_start: datetime)
     """The grants that still hold credits, and the current period's allowance grants."""
     rows = direct.rows(conn, _FOR_ACCOUNT, {"account_id": account_id, "period_start": period_start})
     return [grant_of(r) for r in rows]
+
+
+def expiring_unwarned(
+    conn: Connection, now: datetime, until: datetime, warned_prefix: str, limit: int
+) -> list[Grant]:
+    """Grants given by hand or bought that still hold credits and expire after ``now``
+    and by ``until``, and that no outbox job's dedupe key ``warned_prefix + id`` names
+    yet (plan grants end with their period: ``period.renewed`` tells of those)."""
+    warned = sa.exists().where(outbox.c.dedupe_key == sa.literal(warned_prefix) + grants.c.id)
+    query = (
+        sa.select(grants)
+        .where(
+            grants.c.expires_at > now,
+            grants.c.expires_at <= until,
+            grants.c.remaining > 0,
+            grants.c.voided_at.is_(None),
+            grants.c.source.not_in([GrantSource.ALLOWANCE.value, GrantSource.ROLLOVER.value]),
+            ~warned,
+        )
+        .order_by(grants.c.expires_at, grants.c.id)
+        .limit(limit)
+    )
+    return [grant_of(r) for r in conn.execute(query).mappings()]
 
 
 def get_many(conn: Connection, ids: Iterable[GrantId]) -> list[Grant]:

@@ -160,6 +160,10 @@ accounts = sa.Table(
     # The auto-recharge threshold while auto-recharge is enabled: read with the account's
     # row, so that a charge knows without another query whether to start a recharge.
     sa.Column("recharge_below", Credits, nullable=True),
+    # The threshold alerts last sent (creditmeter.core.alerts): read with the row and
+    # changed under its lock, so a crossing is told once however many writers race.
+    sa.Column("balance_alert", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("allowance_alert", sa.SmallInteger, nullable=False, server_default="0"),
     sa.CheckConstraint("status IN ('active', 'suspended', 'blocked')", name="status_known"),
     sa.CheckConstraint("held >= 0", name="held_non_negative"),
     sa.CheckConstraint("debt >= 0", name="debt_non_negative"),

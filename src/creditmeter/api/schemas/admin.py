@@ -25,6 +25,7 @@ RefundShortfallMode = Literal["debt", "adjustment"]
 """The values of ``RefundShortfall``."""
 MaxFailures = Annotated[StrictInt, Field(ge=1, le=1000, description="Failures in a row"), Whole]
 Delay = Annotated[StrictInt, Field(ge=0, le=10**9, description="Seconds"), Whole]
+Days = Annotated[StrictInt, Field(ge=0, le=3650, description="Days"), Whole]
 
 
 class SettingsOut(BaseModel):
@@ -54,6 +55,9 @@ class SettingsOut(BaseModel):
     auto_recharge_retry_seconds: int = Field(
         description="How long after a failed auto-recharge the next may start."
     )
+    grant_expiring_days: int = Field(
+        description="Days before a grant expires that `grant.expiring` is sent; 0 never."
+    )
 
     @classmethod
     def of(cls, s: Settings) -> SettingsOut:
@@ -77,6 +81,7 @@ class SettingsChange(Body):
     refund_shortfall: RefundShortfallMode | Unset = None
     auto_recharge_max_failures: MaxFailures | Unset = None
     auto_recharge_retry_seconds: Delay | Unset = None
+    grant_expiring_days: Days | Unset = None
 
     model_config = ConfigDict(
         json_schema_extra={
