@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from creditmeter import CreditMeter, UsageEvent
+from creditmeter.events import catalogue
 from creditmeter.payments.dev import DECLINING_CARD, WORKING_CARD
 from creditmeter.store.tables import outbox
 from tests.conftest import Clock
@@ -18,7 +20,8 @@ from tests.service.payment_events import deliver, drain, session_completed
 
 
 def events(meter: CreditMeter, *types: str) -> list[tuple[str, dict[str, Any]]]:
-    """The events queued so far (delivered or not), oldest first, of ``types`` if given."""
+    """The events queued so far (delivered or not), oldest first, of ``types`` if given;
+    each checked against its schema."""
     query = (
         sa.select(outbox.c.topic, outbox.c.payload)
         .where(outbox.c.topic.startswith("event."))
@@ -26,6 +29,8 @@ def events(meter: CreditMeter, *types: str) -> list[tuple[str, dict[str, Any]]]:
     )
     with meter.db.read() as conn:
         found = [(t.removeprefix("event."), dict(p)) for t, p in conn.execute(query).all()]
+    for event_type, data in found:  # every event queued is as the catalogue documents it
+        catalogue.validate(event_type, json.dumps(data))
     return [(t, p) for t, p in found if not types or t in types]
 
 
