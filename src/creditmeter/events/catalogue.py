@@ -150,7 +150,8 @@ def validate(event_type: str, data: str | bytes) -> _Data:
 
 def schema(event_type: str) -> dict[str, Any]:
     """The JSON schema of ``event_type``'s ``data``, without pydantic's titles."""
-    return _untitled(DATA[event_type].model_json_schema())
+    untitled: dict[str, Any] = _untitled(DATA[event_type].model_json_schema())
+    return untitled
 
 
 def _untitled(value: Any) -> Any:
