@@ -16,7 +16,7 @@ from creditmeter.events import catalogue
 from creditmeter.payments.dev import DECLINING_CARD, WORKING_CARD
 from creditmeter.store.tables import outbox
 from tests.conftest import Clock
-from tests.service.payment_events import deliver, drain, session_completed
+from tests.service.payment_events import charge_refunded, deliver, drain, session_completed
 
 
 def events(meter: CreditMeter, *types: str) -> list[tuple[str, dict[str, Any]]]:
@@ -108,6 +108,23 @@ def test_a_purchase_recovers_the_balance(meter: CreditMeter) -> None:
         "balance.recovered",
     ]
     assert [t for t, _ in events(meter, "purchase.fulfilled")] == ["purchase.fulfilled"]
+
+
+def test_a_refund_takes_the_balance_back_down(meter: CreditMeter) -> None:
+    meter.put_package("starter", credits=1000, bonus_credits=100, price=999, currency="USD")
+    meter.create_account("acme")
+    checkout = meter.checkout("acme", "starter", success_url="https://app.example/paid")
+    purchase = meter.purchase(checkout.purchase_id)
+    deliver(meter, "checkout.session.completed", session_completed(purchase))
+    drain(meter)
+    deliver(meter, "charge.refunded", charge_refunded(meter.purchase(purchase.id), 999))
+    drain(meter)
+    assert [t for t, _ in events(meter, *BALANCE, "purchase.refunded")] == [
+        "purchase.refunded",
+        "balance.low",
+        "balance.critical",
+    ]
+    assert events(meter, "purchase.refunded")[0][1]["credits"] == 1100
 
 
 def test_an_unlimited_plan_hears_nothing_of_its_balance(meter: CreditMeter) -> None:
@@ -252,7 +269,7 @@ def test_a_grant_is_told_and_warned_of_once_before_it_expires(
     assert acme.warn_expiring_grants() == 0
 
 
-def test_recharges_are_told(meter: CreditMeter) -> None:
+def test_recharges_are_told(meter: CreditMeter, clock: Clock) -> None:
     meter.put_feature("chat", rates={"calls": 1})
     meter.put_package("refill", credits=500, price=500, currency="usd")
     meter.create_account("acme")
@@ -273,3 +290,12 @@ def test_recharges_are_told(meter: CreditMeter) -> None:
     [(_, failed)] = events(meter, "recharge.failed")
     assert failed["consecutive_failures"] == 1
     assert failed["auto_recharge_disabled"] is False
+    for _ in range(2):
+        clock.advance(seconds=3601)
+        meter.charge("acme", "chat", usage={"calls": 1})
+        drain(meter)
+    failures = [p["consecutive_failures"] for _, p in events(meter, "recharge.failed")]
+    assert failures == [1, 2, 3]
+    assert events(meter, "recharge.failed")[-1][1]["auto_recharge_disabled"] is True
+    [(_, disabled)] = events(meter, "auto_recharge.disabled")
+    assert disabled["reason"].startswith("disabled after 3 failed recharges")
