@@ -15,12 +15,11 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from creditmeter.core.alerts import allowance_crossings, balance_crossings
-from creditmeter.core.grants import allowance_state
+from creditmeter.core.alerts import OK, allowance_crossings, balance_crossings
 from creditmeter.core.ids import new_id
 from creditmeter.core.plans import Plan
 from creditmeter.core.settings import Settings
-from creditmeter.core.types import ANY_POOL
+from creditmeter.core.types import ANY_POOL, GrantSource
 from creditmeter.service.book import AccountBook
 from creditmeter.store import catalog, grants, outbox
 
@@ -51,29 +50,38 @@ def check(book: AccountBook, settings: Settings) -> int:
     """Queue the threshold events the use case's changes crossed into, and move the
     account's alert state (saved with the book); how many were queued."""
     row = book.row
-    available = book.available
-    level = row.balance_alert
-    quiet = level == 0 and available > settings.low_balance_threshold
-    if quiet and not settings.allowance_alerts:
-        return 0
+    now = book.now
     start = row.account.period_start
-    allowance = allowance_state(book.grants, start, None)
-    told, reached = allowance_crossings(
-        row.allowance_alert, allowance.percentage, settings.allowance_alerts
-    )
+    # One pass over the grants read with the account, for the available balance (as
+    # ``book.available`` counts it) and the period's allowance: this runs on every write.
+    later = used = limit = 0
+    for g in book.grants:
+        if g.effective_at > now:
+            later += g.free
+        if g.source is GrantSource.ALLOWANCE and g.period_start == start:
+            used += g.amount - g.remaining
+            limit += g.amount
+    available = row.available - later
+    percentage = used * 100 // limit if limit > 0 else None
+    level = row.balance_alert
+    quiet = level == OK and available > settings.low_balance_threshold
+    told = row.allowance_alert
+    if quiet and (percentage is None or percentage <= told):
+        return 0
+    told, reached = allowance_crossings(told, percentage, settings.allowance_alerts)
     if quiet and not reached:
         return 0
     queued = 0
     for crossing in reached:
         queue(
             book.conn,
-            book.now,
+            now,
             crossing.type,
             {
                 "account_id": book.id,
                 "percentage": crossing.threshold,
-                "used": allowance.used,
-                "limit": allowance.limit,
+                "used": used,
+                "limit": limit,
                 "period_start": iso(start),
                 "period_end": iso(row.account.period_end),
             },
@@ -90,7 +98,7 @@ def check(book: AccountBook, settings: Settings) -> int:
     )
     for crossing in crossed:
         data = {"account_id": book.id, "available": available, "threshold": crossing.threshold}
-        queue(book.conn, book.now, crossing.type, data)
+        queue(book.conn, now, crossing.type, data)
         queued += 1
     row.balance_alert = level
     return queued
