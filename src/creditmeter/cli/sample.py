@@ -221,6 +221,10 @@ def seed(meter: CreditMeter, clock: WalkingClock, *, days: int = DAYS) -> Sample
                     data.by_account[sample.id] += 1
                 run_jobs(meter)
     clock.move_to(end)
+    # As the server's sweeper and worker would: periods that ended are renewed (their
+    # events queued) and those jobs run, so the demo starts with nothing due.
+    meter.sweep()
+    run_jobs(meter)
     return data
 
 
