@@ -245,3 +245,25 @@ def test_a_tier_is_not_a_unit_a_usage_may_give(meter: CreditMeter, acme: str) ->
     with pytest.raises(InvalidRequest, match="no price") as refused:
         meter.charge(acme, "llm.cost", usage={"input_tokens>200000": 1}, model="claude-sonnet-4-5")
     assert ">" not in refused.value.message.split("priced:")[1]
+
+
+def test_token_kinds_a_model_has_no_price_for_cost_its_input_or_output_price(
+    meter: CreditMeter, acme: str
+) -> None:
+    meter.sync_prices(["openai"])
+    meter.put_feature("llm.cost", cost_plus=True)
+    usage = {
+        "input_tokens": 600,
+        "cached_tokens": 400,
+        "cache_write_tokens": 200,
+        "output_tokens": 400,
+        "reasoning_tokens": 100,
+    }
+    charge = meter.charge(acme, "llm.cost", usage=usage, model="gpt-4o")
+
+    record = meter.usage_record(charge.usage_id)
+    assert record.quantities == usage
+    # gpt-4o prices cache reads ($1.25) but not cache writes (input, $2.50) nor
+    # reasoning (output, $10).
+    cost = (600 * Decimal("2.5") + 400 * Decimal("1.25") + 200 * Decimal("2.5") + 500 * 10) / 10**6
+    assert record.provider_cost == cost

@@ -195,6 +195,13 @@ def price(rule: PricingRule, usage: Usage, model: str | None = None) -> Credits:
 
 
 _PER_MILLION: Final = Decimal(10) ** 6
+BILLED_AS: Final = {
+    "cached_tokens": "input_tokens",
+    "cache_write_tokens": "input_tokens",
+    "reasoning_tokens": "output_tokens",
+}
+"""What a token kind costs where the model has no price of its own for it: a provider
+without a cache price bills cached prompt tokens as input, and reasoning is output."""
 
 
 @dataclass(frozen=True)
@@ -221,11 +228,12 @@ def price_cost_plus(
     prompt = sum((Decimal(usage.get(unit, 0)) for unit in PROMPT_UNITS), Decimal(0))
     cost = Decimal(0)
     for unit, quantity in usage.items():
-        if unit not in usd_per_million or TIER in unit:
+        priced_as = unit if unit in usd_per_million else BILLED_AS.get(unit, unit)
+        if priced_as not in usd_per_million or TIER in unit:
             units = sorted(u for u in usd_per_million if TIER not in u)
             known = ", ".join(units) or "none"
             raise InvalidRequest(f"unit {unit!r} has no price for {model!r} (priced: {known})")
-        rate = tiered_price(usd_per_million, unit, prompt)
+        rate = tiered_price(usd_per_million, priced_as, prompt)
         cost = PRICING_CONTEXT.add(cost, PRICING_CONTEXT.multiply(Decimal(quantity), rate))
     cost = PRICING_CONTEXT.divide(cost, _PER_MILLION)
     worth = PRICING_CONTEXT.multiply(cost, credits_per_usd)
