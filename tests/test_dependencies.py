@@ -19,6 +19,7 @@ INTERNALS_USED = {
     "pyrate-limiter": "api/rate_limits.py: its buckets",
     "openai": "integrations/openai.py: the create methods of a copied client's resources",
     "anthropic": "integrations/anthropic.py: the create method of a copied client's messages",
+    "litellm": "integrations/litellm.py: CustomLogger's proxy hooks and get_llm_provider",
 }
 
 

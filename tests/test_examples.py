@@ -32,3 +32,15 @@ def test_the_anthropic_stream_holds_then_charges_its_usage(
         "charged: 60 for {'input_tokens': 20, 'output_tokens': 6, 'cached_tokens': 100} "
         "on claude-sonnet-4-20250514",
     ]
+
+
+def test_the_litellm_script_charges_each_call_and_refuses_an_empty_account(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run("litellm_chat.py", capsys) == [
+        "Credits are prepaid.",
+        "Credits are prepaid.",
+        "charged: 90 for {'input_tokens': 10, 'output_tokens': 20} on gpt-4o-mini",
+        "charged: 27 for {'input_tokens': 11, 'output_tokens': 4} on gpt-4o-mini",
+        "refused: insufficient_credits, 16389 needed, 10 available",
+    ]

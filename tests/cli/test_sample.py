@@ -28,8 +28,13 @@ def test_sample_data_spreads_weeks_of_usage_over_past_days(migrated_url: str) ->
         assert data.accounts == ("acme", "globex", "initech", "umbrella")
         assert [p.key for p in meter.plans()] == ["enterprise", "pro", "starter"]
         chat = next(f for f in meter.features() if f.key == "llm.chat")
-        assert set(chat.rule.models) == {"gpt-4o", "gpt-4o-mini", "claude-sonnet-4"}
+        assert chat.rule.cost_plus
         assert str(chat.rule.multiplier) == "1.5"
+        [prices] = meter.price_book_versions()
+        chats = meter.usage("acme", feature="llm.chat", limit=500).data
+        assert chats
+        assert {r.price_book_version for r in chats} == {prices.version}
+        assert all(r.provider_cost is not None and r.provider_cost > 0 for r in chats)
         days = {
             g.key for account in data.accounts for g in meter.usage_summary(account, group_by="day")
         }

@@ -212,3 +212,67 @@ def test_the_async_client_holds_settles_and_releases_alike(
     assert meter.balance(ACCOUNT).available == CREDITS - 2 * CHARGED
     assert meter.pending_holds() == 0
     assert len(provider.requests) == 3
+
+
+def read_through(manager: Any) -> None:
+    with manager as stream:
+        stream.until_done()
+
+
+async def read_through_async(manager: Any) -> None:
+    async with manager as stream:
+        await stream.until_done()
+
+
+def test_the_stream_helper_settles_an_ended_message_and_releases_any_other(
+    meter: CreditMeter, wrapped_meter: Meter, account: str
+) -> None:
+    provider = Provider(streamed(events(broken=True)), streamed(events()), streamed(events()))
+    wrapped = metered(client(provider), wrapped_meter, account=account, feature=CHAT)
+    params: dict[str, Any] = {
+        "model": "claude-sonnet-4",
+        "system": SYSTEM,
+        "messages": MESSAGES,
+        "max_tokens": 100,
+    }
+    with pytest.raises(InsufficientCredits):
+        read_through(wrapped.messages.stream(**{**params, "max_tokens": CREDITS}))
+    assert provider.requests == []
+    with pytest.raises(anthropic.APIStatusError, match="Overloaded"):
+        read_through(wrapped.messages.stream(**params))
+    assert_untouched(meter)
+    with wrapped.messages.stream(**params) as stream:
+        assert next(iter(stream)).type == "message_start"
+        assert meter.balance(ACCOUNT).held == 10 + 200
+    assert_untouched(meter)
+    with wrapped.messages.stream(**params) as stream:
+        assert "".join(stream.text_stream) == "Hi"
+        assert stream.get_final_message().usage.output_tokens == 500
+    assert_charged(meter, CHARGED, SETTLED)
+
+
+def test_the_async_stream_helper_settles_and_releases_alike(
+    meter: CreditMeter, wrapped_meter: Meter, account: str
+) -> None:
+    provider = Provider(streamed(events(broken=True)), streamed(events()), streamed(events()))
+    wrapped = metered(async_client(provider), wrapped_meter, account=account, feature=CHAT)
+    params: dict[str, Any] = {"model": "claude-sonnet-4", "messages": MESSAGES, "max_tokens": 100}
+
+    async def calls() -> None:
+        with pytest.raises(InsufficientCredits):
+            await read_through_async(wrapped.messages.stream(**{**params, "max_tokens": CREDITS}))
+        with pytest.raises(anthropic.APIStatusError, match="Overloaded"):
+            await read_through_async(wrapped.messages.stream(**params))
+        async with wrapped.messages.stream(**params) as stream:
+            async for event in stream:
+                assert event.type == "message_start"
+                break
+        assert_untouched(meter)
+        async with wrapped.messages.stream(**params) as stream:
+            assert meter.balance(ACCOUNT).held == 8 + 100 * 2
+            message = await stream.get_final_message()
+            assert message.stop_reason == "end_turn"
+
+    asyncio.run(calls())
+    assert_charged(meter, CHARGED, SETTLED)
+    assert len(provider.requests) == 3

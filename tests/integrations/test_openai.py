@@ -4,6 +4,7 @@ releases for plain, streaming and failing calls, sync and async."""
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -128,6 +129,26 @@ def test_token_kinds_a_feature_does_not_price_count_as_input_and_output(
     wrapped = metered(client(provider), wrapped_meter, account=account, feature=PLAIN)
     wrapped.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert_charged(meter, 1000 + 500 * 2, {"input_tokens": 1000, "output_tokens": 500})
+
+
+def test_a_cost_plus_feature_is_settled_with_each_token_kind_at_the_model_s_price(
+    meter: CreditMeter, wrapped_meter: Meter, account: str
+) -> None:
+    meter.sync_prices(["openai"])
+    meter.put_feature("llm.cost", cost_plus=True)
+    provider = Provider(completion())
+    wrapped = metered(client(provider), wrapped_meter, account=account, feature="llm.cost")
+    wrapped.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=100)
+    [record] = meter.usage(ACCOUNT).data
+    assert record.quantities == {
+        "input_tokens": 600,
+        "cached_tokens": 400,
+        "output_tokens": 400,
+        "reasoning_tokens": 100,
+    }
+    # gpt-4o-2024-08-06: $2.50 input, $1.25 cached, $10 output (reasoning is output).
+    assert record.provider_cost == Decimal("0.007")
+    assert record.credits == 7
 
 
 def test_a_call_the_account_cannot_pay_for_never_reaches_the_provider(

@@ -4,6 +4,7 @@ no new version."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 import pytest
@@ -172,3 +173,97 @@ def test_what_a_cost_plus_feature_cannot_price_is_refused_and_changes_nothing(
 
     assert meter.balance(acme).available == before
     assert meter.usage(acme).data == ()
+
+
+# Tiered (long-context) prices.
+
+SONNET_4_5_TIERS = {
+    "input_tokens": Decimal(3),
+    "input_tokens>200000": Decimal(6),
+    "output_tokens": Decimal(15),
+    "output_tokens>200000": Decimal("22.5"),
+    "cached_tokens": Decimal("0.3"),
+    "cached_tokens>200000": Decimal("0.6"),
+    "cache_write_tokens": Decimal("3.75"),
+    "cache_write_tokens>200000": Decimal("7.5"),
+}
+
+
+def test_a_price_tiered_by_prompt_size_is_imported_with_each_tier_as_a_unit(
+    meter: CreditMeter,
+) -> None:
+    meter.sync_prices(["anthropic"])
+
+    _, sonnet = meter.model_prices(provider="anthropic", model="claude-sonnet-4-5")
+    assert {p.unit: p.usd_per_million for p in sonnet} == SONNET_4_5_TIERS
+
+
+@pytest.mark.parametrize(
+    ("usage", "cost"),
+    [
+        pytest.param(
+            {"input_tokens": 100_000, "cached_tokens": 50_000, "output_tokens": 1_000},
+            Decimal("0.33"),
+            id="base-tier",
+        ),
+        pytest.param(
+            {"input_tokens": 200_000, "cached_tokens": 50_000, "output_tokens": 1_000},
+            Decimal("1.2525"),
+            id="over-200k-every-token-at-the-tier",
+        ),
+    ],
+)
+def test_a_long_prompt_is_charged_at_its_tier_as_the_catalogue_prices_it(
+    meter: CreditMeter, clock: Clock, acme: str, usage: dict[str, int], cost: Decimal
+) -> None:
+    from genai_prices import Usage, calc_price
+
+    meter.sync_prices(["anthropic"])
+    meter.put_feature("llm.cost", cost_plus=True)
+    charge = meter.charge(acme, "llm.cost", usage=usage, model="claude-sonnet-4-5")
+
+    record = meter.usage_record(charge.usage_id)
+    assert record.provider_cost == cost
+    assert charge.credits == math.ceil(cost * 1_000)
+    prompt = usage["input_tokens"] + usage["cached_tokens"]
+    catalogue = calc_price(
+        Usage(
+            input_tokens=prompt,
+            cache_read_tokens=usage["cached_tokens"],
+            output_tokens=usage["output_tokens"],
+        ),
+        "claude-sonnet-4-5",
+        provider_id="anthropic",
+        genai_request_timestamp=clock(),
+    )
+    assert catalogue.total_price == cost
+
+
+def test_a_tier_is_not_a_unit_a_usage_may_give(meter: CreditMeter, acme: str) -> None:
+    meter.sync_prices(["anthropic"])
+    meter.put_feature("llm.cost", cost_plus=True)
+    with pytest.raises(InvalidRequest, match="no price") as refused:
+        meter.charge(acme, "llm.cost", usage={"input_tokens>200000": 1}, model="claude-sonnet-4-5")
+    assert ">" not in refused.value.message.split("priced:")[1]
+
+
+def test_token_kinds_a_model_has_no_price_for_cost_its_input_or_output_price(
+    meter: CreditMeter, acme: str
+) -> None:
+    meter.sync_prices(["openai"])
+    meter.put_feature("llm.cost", cost_plus=True)
+    usage = {
+        "input_tokens": 600,
+        "cached_tokens": 400,
+        "cache_write_tokens": 200,
+        "output_tokens": 400,
+        "reasoning_tokens": 100,
+    }
+    charge = meter.charge(acme, "llm.cost", usage=usage, model="gpt-4o")
+
+    record = meter.usage_record(charge.usage_id)
+    assert record.quantities == usage
+    # gpt-4o prices cache reads ($1.25) but not cache writes (input, $2.50) nor
+    # reasoning (output, $10).
+    cost = (600 * Decimal("2.5") + 400 * Decimal("1.25") + 200 * Decimal("2.5") + 500 * 10) / 10**6
+    assert record.provider_cost == cost

@@ -27,6 +27,11 @@ CURRENCY: Final = "usd"
 RECHARGE_PACK: Final = "small"
 RECHARGE_MONTHLY_CAP: Final = 5_000
 """In cents: at most $50.00 of auto-recharges a month."""
+CREDITS_PER_USD: Final = 200_000
+"""What a dollar of the provider's cost is charged before the multiplier: gpt-4o's $2.50
+per million input tokens is half a credit a token."""
+PROVIDERS: Final = ("openai", "anthropic")
+"""The providers whose model prices the demo imports from the price catalogue."""
 
 MODELS: Final = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4")
 IMAGE_SIZES: Final = ("images_512", "images_1024", "images_1792")
@@ -82,22 +87,14 @@ class SampleData:
 
 
 def price_book(meter: CreditMeter) -> tuple[str, ...]:
-    """Fixed-cost operations, LLM chat per token with per-model rates and a 1.5×
+    """Fixed-cost operations, LLM chat priced cost-plus from the catalogue's model prices
+    (imported here, from the installed catalogue's snapshot: no network) with a 1.5×
     multiplier, and image generation per image size."""
     meter.put_feature("lead_collection", name="Lead collection", rates={"calls": 20})
     meter.put_feature("csv_export", name="CSV export", rates={"calls": 5})
     meter.put_feature("generate_goal", name="Generate a goal", rates={"calls": 50})
-    meter.put_feature(
-        "llm.chat",
-        name="LLM chat",
-        rates={"input_tokens": "0.25", "output_tokens": 1},
-        models={
-            "gpt-4o": {"input_tokens": "0.5", "output_tokens": 2},
-            "gpt-4o-mini": {"input_tokens": "0.03", "output_tokens": "0.12"},
-            "claude-sonnet-4": {"input_tokens": "0.6", "output_tokens": 3},
-        },
-        multiplier="1.5",
-    )
+    meter.sync_prices(PROVIDERS)
+    meter.put_feature("llm.chat", name="LLM chat", cost_plus=True, multiplier="1.5")
     meter.put_feature(
         "image.generate",
         name="Image generation",
@@ -179,7 +176,12 @@ def seed(meter: CreditMeter, clock: WalkingClock, *, days: int = DAYS) -> Sample
     clock.now = start
     data = SampleData(first_day=start)
     meter.change_settings(
-        {"welcome_bonus": WELCOME_BONUS, "upgrade_url": UPGRADE_URL}, changed_by="demo"
+        {
+            "welcome_bonus": WELCOME_BONUS,
+            "upgrade_url": UPGRADE_URL,
+            "credits_per_usd": str(CREDITS_PER_USD),
+        },
+        changed_by="demo",
     )
     data.features = price_book(meter)
     data.plans = plans(meter)

@@ -5,7 +5,7 @@ nothing is fetched."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -44,6 +44,30 @@ UNITS: Final = {
     "output_reasoning_mtok": "reasoning_tokens",
 }
 """The catalogue's per-token prices that are imported, by the usage unit they price."""
+
+TIER: Final = ">"
+"""A price tier is kept as a unit of its own, ``input_tokens>200000``: the unit's price for
+a usage whose prompt is over that many tokens."""
+PROMPT_UNITS: Final = ("input_tokens", "cached_tokens", "cache_write_tokens")
+"""The units whose sum is the prompt's size, which decides a price's tier."""
+
+
+def tier_unit(unit: str, start: int) -> str:
+    """The key of ``unit``'s price for a prompt of over ``start`` tokens."""
+    return f"{unit}{TIER}{start}"
+
+
+def tiered_price(prices: Mapping[str, Decimal], unit: str, prompt: int | Decimal) -> Decimal:
+    """``unit``'s price for a usage whose prompt has ``prompt`` tokens: the price of the
+    highest tier whose start the prompt is over (it applies to the whole usage, as the
+    providers charge a long context), else the base price."""
+    price, reached = prices[unit], -1
+    for key, tier in prices.items():
+        base, mark, start = key.partition(TIER)
+        if mark and base == unit and start.isdigit() and reached < int(start) < prompt:
+            price, reached = tier, int(start)
+    return price
+
 
 PRICE_UNIT: Final = Decimal(1).scaleb(-10)
 """Prices are kept to 10 decimals of a USD per million units, rounded half away from zero
@@ -96,9 +120,12 @@ def catalogue_prices(at: datetime, providers: Collection[str] | None = None) -> 
             prices = model.get_prices(at)
             for key, unit in UNITS.items():
                 price = getattr(prices, key, None)
+                tiers = [(unit, price)]
                 if isinstance(price, TieredPrices):
-                    price = price.base
-                if price is not None:
-                    exact = Decimal(price).quantize(PRICE_UNIT, rounding=ROUND_HALF_UP)
-                    found.append(ModelPrice(provider, model.id, unit, exact))
+                    tiers = [(unit, price.base)]
+                    tiers += [(tier_unit(unit, t.start), t.price) for t in price.tiers]
+                for name, usd in tiers:
+                    if usd is not None:
+                        exact = Decimal(usd).quantize(PRICE_UNIT, rounding=ROUND_HALF_UP)
+                        found.append(ModelPrice(provider, model.id, name, exact))
     return sorted(found)

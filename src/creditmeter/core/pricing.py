@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Final
 
 from creditmeter.core.errors import InvalidRequest, UnknownModel
-from creditmeter.core.models import same_model
+from creditmeter.core.models import PROMPT_UNITS, TIER, same_model, tiered_price
 from creditmeter.core.types import ANY_POOL, MAX_CREDITS, Credits, FeatureKey, PoolName
 
 Quantity = int | Decimal
@@ -195,6 +195,13 @@ def price(rule: PricingRule, usage: Usage, model: str | None = None) -> Credits:
 
 
 _PER_MILLION: Final = Decimal(10) ** 6
+BILLED_AS: Final = {
+    "cached_tokens": "input_tokens",
+    "cache_write_tokens": "input_tokens",
+    "reasoning_tokens": "output_tokens",
+}
+"""What a token kind costs where the model has no price of its own for it: a provider
+without a cache price bills cached prompt tokens as input, and reasoning is output."""
 
 
 @dataclass(frozen=True)
@@ -213,18 +220,21 @@ def price_cost_plus(
     credits_per_usd: Decimal,
 ) -> CostPriced:
     """``ceil(provider cost × credits_per_usd × multiplier)``, the cost being the usage's
-    quantities at the model's prices (``None``: the price book has none for the model),
-    all exact and rounded up once."""
+    quantities at the model's prices (``None``: the price book has none for the model) —
+    each at its tier for the prompt's size where the model's price is tiered — all exact
+    and rounded up once."""
     if usd_per_million is None:
         raise UnknownModel(str(model), feature.key)
+    prompt = sum((Decimal(usage.get(unit, 0)) for unit in PROMPT_UNITS), Decimal(0))
     cost = Decimal(0)
     for unit, quantity in usage.items():
-        if unit not in usd_per_million:
-            known = ", ".join(sorted(usd_per_million)) or "none"
+        priced_as = unit if unit in usd_per_million else BILLED_AS.get(unit, unit)
+        if priced_as not in usd_per_million or TIER in unit:
+            units = sorted(u for u in usd_per_million if TIER not in u)
+            known = ", ".join(units) or "none"
             raise InvalidRequest(f"unit {unit!r} has no price for {model!r} (priced: {known})")
-        cost = PRICING_CONTEXT.add(
-            cost, PRICING_CONTEXT.multiply(Decimal(quantity), usd_per_million[unit])
-        )
+        rate = tiered_price(usd_per_million, priced_as, prompt)
+        cost = PRICING_CONTEXT.add(cost, PRICING_CONTEXT.multiply(Decimal(quantity), rate))
     cost = PRICING_CONTEXT.divide(cost, _PER_MILLION)
     worth = PRICING_CONTEXT.multiply(cost, credits_per_usd)
     credits = math.ceil(PRICING_CONTEXT.multiply(worth, feature.rule.multiplier))

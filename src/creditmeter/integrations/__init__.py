@@ -1,4 +1,5 @@
-"""Wrappers that meter the AI SDKs people use: OpenAI, Anthropic, and FastAPI endpoints.
+"""Wrappers that meter the AI SDKs people use: OpenAI, Anthropic, LiteLLM (its SDK and
+its proxy), and FastAPI endpoints.
 
 Each sits above the library and the HTTP client and works with either: it authorizes an
 estimate before the call, settles the response's own usage after it, and releases the

@@ -11,6 +11,14 @@ from creditmeter.integrations._streams import AsyncMeteredStream, MeteredStream,
 Estimate = Callable[[Metering, dict[str, Any]], dict[str, int]]
 Prepare = Callable[[dict[str, Any]], dict[str, Any]]
 """The parameters sent to the SDK, from those the caller gave."""
+ModelOf = Callable[[dict[str, Any]], str | None]
+"""The model a call's hold is made for, from the parameters the caller gave."""
+
+
+def requested(params: dict[str, Any]) -> str | None:
+    """The call's ``model`` parameter."""
+    model = params.get("model")
+    return model if isinstance(model, str) else None
 
 
 def metered(
@@ -19,11 +27,12 @@ def metered(
     estimate: Estimate,
     reading: Callable[[], Reading],
     prepare: Prepare = dict,
+    model: ModelOf = requested,
 ) -> Callable[..., Any]:
     """``create`` behind a hold; ``reading`` finds the usage in a response or a stream."""
 
     def metered_create(**params: Any) -> Any:
-        call = metering.authorize(estimate(metering, params), params.get("model"))
+        call = metering.authorize(estimate(metering, params), model(params))
         try:
             result = create(**prepare(params))
         except BaseException:
@@ -45,11 +54,12 @@ def metered_async(
     estimate: Estimate,
     reading: Callable[[], Reading],
     prepare: Prepare = dict,
+    model: ModelOf = requested,
 ) -> Callable[..., Any]:
     """:func:`metered` for an async SDK."""
 
     async def metered_create(**params: Any) -> Any:
-        call = await metering.authorize_async(estimate(metering, params), params.get("model"))
+        call = await metering.authorize_async(estimate(metering, params), model(params))
         try:
             result = await create(**prepare(params))
         except BaseException:

@@ -162,8 +162,13 @@ class MeteredCall:
         await asyncio.to_thread(self.release)
 
     def _priced(self, model: str | None) -> Iterator[str]:
+        """The units the feature prices for the model; every token kind for a cost-plus
+        feature (the price book prices a kind the model has no price for as input or
+        output tokens)."""
         for feature in self.metering.meter.features():
             if feature.key == self.metering.feature:
+                if feature.rule.cost_plus:
+                    yield from (CACHED, CACHE_WRITE, REASONING)
                 yield from feature.rule.rates_for(model)
 
 

@@ -98,8 +98,10 @@ class AsyncMeteredStream(Generic[Event]):
         return event
 
     async def close(self) -> None:
+        """Close the SDK's stream (its ``aclose`` where it has one, else ``close``)."""
         try:
-            await self._stream.close()
+            closing = getattr(self._stream, "aclose", None) or self._stream.close
+            await closing()
         finally:
             await self._call.release_async()
 

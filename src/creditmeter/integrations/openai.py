@@ -16,6 +16,7 @@ from openai import AsyncOpenAI, OpenAI
 
 from creditmeter.integrations._calls import keep_raw_unmetered, metered_async
 from creditmeter.integrations._calls import metered as metered_create
+from creditmeter.integrations._chat import chat_estimate, chat_usage, with_usage
 from creditmeter.integrations._metering import (
     DEFAULT_OUTPUT_TOKENS,
     Meter,
@@ -49,7 +50,7 @@ def metered(
         keep_raw_unmetered(resource)
     meter_create = metered_async if isinstance(wrapped, AsyncOpenAI) else metered_create
     completions.create = meter_create(  # type: ignore[method-assign]
-        completions.create, metering, _chat_estimate, lambda: LastUsage(_chat_usage), _with_usage
+        completions.create, metering, chat_estimate, lambda: LastUsage(chat_usage), with_usage
     )
     responses.create = meter_create(  # type: ignore[method-assign]
         responses.create, metering, _responses_estimate, lambda: LastUsage(_responses_usage)
@@ -57,45 +58,9 @@ def metered(
     return wrapped
 
 
-def _with_usage(params: dict[str, Any]) -> dict[str, Any]:
-    """A chat stream asks for its usage in its last chunk (a responses stream always
-    reports it)."""
-    if not params.get("stream"):
-        return params
-    options = dict(params.get("stream_options") or {})
-    options.setdefault("include_usage", True)
-    return {**params, "stream_options": options}
-
-
-def _chat_estimate(metering: Metering, params: dict[str, Any]) -> dict[str, int]:
-    limit = params.get("max_completion_tokens") or params.get("max_tokens")
-    choices = params.get("n") or 1
-    estimate = metering.estimate(texts(params.get("messages")), limit)
-    if limit is None and choices == 1:
-        return estimate
-    return {**estimate, "output_tokens": estimate["output_tokens"] * choices}
-
-
 def _responses_estimate(metering: Metering, params: dict[str, Any]) -> dict[str, int]:
     prompt = [*texts(params.get("instructions")), *texts(params.get("input"))]
     return metering.estimate(prompt, params.get("max_output_tokens"))
-
-
-def _chat_usage(response: Any) -> Reported:
-    """A chat completion's usage, or a stream chunk's (the last one carries it)."""
-    usage = getattr(response, "usage", None)
-    if usage is None:
-        return None
-    prompt = usage.prompt_tokens_details
-    completion = usage.completion_tokens_details
-    tokens = Tokens(
-        input=usage.prompt_tokens,
-        output=usage.completion_tokens,
-        cached=(prompt and prompt.cached_tokens) or 0,
-        cache_write=(prompt and prompt.cache_write_tokens) or 0,
-        reasoning=(completion and completion.reasoning_tokens) or 0,
-    )
-    return tokens, response.model
 
 
 def _responses_usage(result: Any) -> Reported:
