@@ -8,6 +8,7 @@ idempotency key, if one is given, in the same transaction.
 
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -128,11 +129,14 @@ class CreditMeter:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         webhook_timeout: float = 10.0,
         webhook_disable_after: int = DISABLE_AFTER,
+        retry_random: random.Random | None = None,
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
         self.webhook_timeout = webhook_timeout
         self.webhook_disable_after = webhook_disable_after
+        self.retry_random = retry_random or random.Random()
+        """Draws the jitter of deliveries' retries (a seeded one makes them known)."""
         self.payments: PaymentProvider = payments or DevProvider()
         """Where credits are sold: the development provider unless another is given
         (``PaymentsOff()``: nowhere)."""
@@ -1282,7 +1286,8 @@ class CreditMeter:
                         webhooks_service.fan_out(conn, now, job)
                     outbox.finish(conn, job, now)
                 else:
-                    outbox.fail(conn, job, error, now, jobs.retry_at(job, now))
+                    retry = jobs.retry_at(job, now, self.retry_random)
+                    outbox.fail(conn, job, error, now, retry)
         return len(taken)
 
     def _deliver(self, job: outbox.Job) -> None:
@@ -1297,7 +1302,7 @@ class CreditMeter:
         answer = webhooks_service.send(to, job, self._now(), self.webhook_timeout)
         self._write(
             lambda conn, now: webhooks_service.record(
-                conn, now, job, answer, self.webhook_disable_after
+                conn, now, job, answer, self.webhook_disable_after, self.retry_random
             )
         )
 

@@ -3,6 +3,7 @@ to a real receiver on loopback, failures logged and retried with the outbox's ba
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from creditmeter import CreditMeter
+from creditmeter.core.retries import DELIVERY
 from tests.api.conftest import Keys
 from tests.api.test_payments import bought, dev, drain, starter
 from tests.conftest import Clock
@@ -23,6 +25,13 @@ from tests.conftest import Clock
 Json = dict[str, Any]
 ENDPOINTS = "/v1/webhook-endpoints"
 HANG = 0
+SEED = 20
+
+
+@pytest.fixture(autouse=True)
+def known_jitter(meter: CreditMeter) -> None:
+    """Retries' jitter drawn from a seeded source: every delay is known."""
+    meter.retry_random = random.Random(SEED)
 
 
 @pytest.fixture
@@ -89,6 +98,12 @@ def create(client: TestClient, keys: Keys, **body: Any) -> Json:
     return ok(client.post(ENDPOINTS, json=body, headers=keys.header("superadmin")), 201)
 
 
+def retried(client: TestClient, keys: Keys, endpoint_id: str, clock: Clock) -> None:
+    """Move the clock to the endpoint's latest delivery's retry."""
+    latest = deliveries(client, keys, endpoint_id)[0]
+    clock.now = datetime.fromisoformat(latest["next_retry_at"])
+
+
 def deliveries(client: TestClient, keys: Keys, endpoint_id: str) -> list[Json]:
     found = ok(
         client.get(f"{ENDPOINTS}/{endpoint_id}/deliveries", headers=keys.header("superadmin"))
@@ -138,11 +153,15 @@ def test_a_receiver_that_fails_is_retried_with_backoff_and_each_attempt_logged(
 
     [failed] = deliveries(client, keys, endpoint["id"])
     assert (failed["attempt"], failed["status_code"], failed["error"]) == (1, 500, "HTTP 500")
-    due = clock.now + timedelta(seconds=2)
+    delay = DELIVERY.delay(1, random.Random(SEED))
+    assert delay is not None
+    assert timedelta(seconds=5) <= delay <= timedelta(seconds=6)
+    due = clock.now + delay
     assert datetime.fromisoformat(failed["next_retry_at"]) == due
-    assert drain(meter) == 0, "not before its backoff"
+    clock.advance(seconds=4)
+    assert drain(meter) == 0, "not before its retry is due"
 
-    clock.advance(seconds=2)
+    clock.now = due
     assert drain(meter) == 1
 
     first, second = receiver.verified(endpoint["secret"])
@@ -167,7 +186,7 @@ def test_a_receiver_that_does_not_answer_in_time_is_a_failure_retried(
     [late] = deliveries(client, keys, endpoint["id"])
     assert late["status_code"] is None
     assert late["error"].startswith("ReadTimeout")
-    clock.advance(seconds=2)
+    retried(client, keys, endpoint["id"], clock)
     assert drain(meter) == 1
     assert [d["status_code"] for d in deliveries(client, keys, endpoint["id"])] == [200, None]
 
@@ -307,9 +326,9 @@ def test_an_endpoint_failing_every_delivery_is_disabled_and_audited(
     receiver.answers = [500] * 10
     starter(meter)
     bought(meter)
-    for seconds in (2, 4):
+    for _ in range(2):
         assert ok(client.get(path, headers=keys.header("superadmin")))["enabled"] is True
-        clock.advance(seconds=seconds)
+        retried(client, keys, endpoint["id"], clock)
         assert drain(meter) == 1
 
     shown = ok(client.get(path, headers=keys.header("superadmin")))
@@ -332,7 +351,7 @@ def test_an_endpoint_failing_every_delivery_is_disabled_and_audited(
     assert warning.levelname == "WARNING"
     assert endpoint["id"] in warning.getMessage()
 
-    clock.advance(seconds=8)
+    retried(client, keys, endpoint["id"], clock)
     assert drain(meter) == 1, "the retry is due, and finds its endpoint disabled"
     assert len(receiver.received) == 3
     assert meter.jobs()["pending"] == 0
@@ -349,11 +368,11 @@ def test_a_delivery_that_succeeds_ends_the_run_of_failures(
     receiver.answers = [500, 500, 200, 500, 500]
     starter(meter)
     bought(meter)
-    for seconds in (2, 4):
-        clock.advance(seconds=seconds)
+    for _ in range(2):
+        retried(client, keys, endpoint["id"], clock)
         drain(meter)
     bought(meter)
-    clock.advance(seconds=2)
+    retried(client, keys, endpoint["id"], clock)
     drain(meter)
 
     assert len(receiver.received) == 5

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import secrets
 import time
 from collections.abc import Mapping
@@ -242,11 +243,12 @@ def record(
     job: Job,
     answer: Answer,
     disable_after: int = rules.DISABLE_AFTER,
+    rng: random.Random | None = None,
 ) -> Delivery:
-    """Log a delivery attempt and finish its job, or schedule its retry with the outbox's
-    backoff. A success ends the endpoint's run of failures; the ``disable_after``-th
-    failure in a row disables it."""
-    retry = None if answer.error is None else jobs.retry_at(job, now)
+    """Log a delivery attempt and finish its job, or schedule its retry on the delivery
+    schedule (``rng`` draws its jitter). A success ends the endpoint's run of failures;
+    the ``disable_after``-th failure in a row disables it."""
+    retry = None if answer.error is None else jobs.retry_at(job, now, rng)
     event = job.payload["event"]
     delivery = Delivery(
         id=new_id("whd"),
