@@ -115,7 +115,8 @@ class CreditMeter:
     ``migrate=False``. ``timeouts`` bound how long a lock is waited for or kept by a
     process that stopped (:class:`~creditmeter.store.database.Timeouts`).
     ``webhook_timeout`` is the seconds a webhook receiver has to answer;
-    ``webhook_disable_after`` the failed deliveries in a row that disable an endpoint.
+    ``webhook_disable_after`` the failed deliveries in a row that disable an endpoint;
+    ``webhook_allow_private`` lets webhooks go to private and loopback addresses.
     """
 
     def __init__(
@@ -130,11 +131,15 @@ class CreditMeter:
         webhook_timeout: float = 10.0,
         webhook_disable_after: int = DISABLE_AFTER,
         retry_random: random.Random | None = None,
+        webhook_allow_private: bool = False,
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
         self.webhook_timeout = webhook_timeout
         self.webhook_disable_after = webhook_disable_after
+        self.webhook_allow_private = webhook_allow_private
+        """Whether webhooks may go to private, loopback, link-local … addresses (off: a
+        server that sends webhooks must not be a way into its own network)."""
         self.retry_random = retry_random or random.Random()
         """Draws the jitter of deliveries' retries (a seeded one makes them known)."""
         self.payments: PaymentProvider = payments or DevProvider()
@@ -925,6 +930,7 @@ class CreditMeter:
                 description=description,
                 enabled=enabled,
                 actor=actor,
+                allow_private=self.webhook_allow_private,
             )
         )
 
@@ -933,7 +939,9 @@ class CreditMeter:
     ) -> WebhookEndpoint:
         """Change some of ``url``, ``event_types``, ``description`` and ``enabled``."""
         return self._write(
-            lambda conn, now: webhooks_service.update(conn, now, endpoint_id, changes, actor)
+            lambda conn, now: webhooks_service.update(
+                conn, now, endpoint_id, changes, actor, self.webhook_allow_private
+            )
         )
 
     def rotate_webhook_secret(
@@ -1299,7 +1307,9 @@ class CreditMeter:
             with self.db.write() as conn:
                 outbox.finish(conn, job, self._now())
             return
-        answer = webhooks_service.send(to, job, self._now(), self.webhook_timeout)
+        answer = webhooks_service.send(
+            to, job, self._now(), self.webhook_timeout, allow_private=self.webhook_allow_private
+        )
         self._write(
             lambda conn, now: webhooks_service.record(
                 conn, now, job, answer, self.webhook_disable_after, self.retry_random

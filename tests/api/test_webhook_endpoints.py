@@ -29,8 +29,10 @@ SEED = 20
 
 
 @pytest.fixture(autouse=True)
-def known_jitter(meter: CreditMeter) -> None:
-    """Retries' jitter drawn from a seeded source: every delay is known."""
+def loopback_receivers(meter: CreditMeter) -> None:
+    """Receivers on loopback allowed, as ``CREDITMETER_WEBHOOK_ALLOW_PRIVATE=true`` does;
+    retries' jitter drawn from a seeded source, so every delay is known."""
+    meter.webhook_allow_private = True
     meter.retry_random = random.Random(SEED)
 
 
@@ -69,6 +71,8 @@ def receiver() -> Iterator[Receiver]:
                 state.released.wait()
                 answer = 200
             self.send_response(answer)
+            if 300 <= answer < 400:
+                self.send_header("Location", state.url + "/redirected")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -482,3 +486,85 @@ def test_a_rotation_keeps_the_old_secret_a_day_by_default_and_refuses_a_bad_over
     rotated = ok(client.post(path, headers=superadmin))
     day = clock.now + timedelta(hours=24)
     assert datetime.fromisoformat(rotated["previous_secret_until"]) == day
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hooks",
+        "http://[::1]/hooks",
+        "http://[::ffff:127.0.0.1]/hooks",
+        "http://localhost:8080/hooks",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/hooks",
+        "http://[fd00::7]/hooks",
+        "http://224.0.0.1/hooks",
+        "http://240.0.0.1/hooks",
+        "http://0.0.0.0/hooks",
+    ],
+)
+def test_an_endpoint_at_a_private_address_is_422_unless_allowed(
+    client: TestClient, meter: CreditMeter, keys: Keys, url: str
+) -> None:
+    meter.webhook_allow_private = False
+    superadmin = keys.header("superadmin")
+    refused = client.post(ENDPOINTS, json={"url": url}, headers=superadmin)
+    assert refused.status_code == 422, refused.text
+    assert "CREDITMETER_WEBHOOK_ALLOW_PRIVATE" in refused.text
+    public = create(client, keys, url="https://example.com/hooks")
+    moved = client.patch(f"{ENDPOINTS}/{public['id']}", json={"url": url}, headers=superadmin)
+    assert moved.status_code == 422, moved.text
+    assert meter.webhook_endpoint(public["id"]).url == "https://example.com/hooks"
+
+    meter.webhook_allow_private = True
+    assert create(client, keys, url=url)["url"] == url
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f.1"])
+def test_a_name_that_resolves_to_a_private_address_is_sent_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver, host: str
+) -> None:
+    """The check at delivery, on the addresses the name resolves to then: these are not
+    addresses as written, so they pass the check at creation."""
+    port = receiver.url.split(":")[2].split("/")[0]
+    meter.webhook_allow_private = False
+    endpoint = create(client, keys, url=f"http://{host}:{port}/hooks")
+    starter(meter)
+    bought(meter)
+
+    assert receiver.received == []
+    [refused] = deliveries(client, keys, endpoint["id"])
+    assert refused["status_code"] is None
+    assert refused["error"].startswith("Refused: "), refused["error"]
+    assert "127.0.0.1, a loopback address" in refused["error"]
+    assert refused["next_retry_at"] is not None
+
+
+def test_an_endpoint_whose_address_became_private_is_sent_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    """As when a name that resolved to a public address resolves to a private one later
+    (DNS rebinding): what counts is the address at delivery."""
+    meter.webhook_allow_private = True
+    endpoint = create(client, keys, url=receiver.url)
+    meter.webhook_allow_private = False
+    starter(meter)
+    bought(meter)
+
+    assert receiver.received == []
+    [refused] = deliveries(client, keys, endpoint["id"])
+    assert refused["error"].startswith("Refused: 127.0.0.1 resolves to 127.0.0.1")
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    endpoint = create(client, keys, url=receiver.url)
+    receiver.answers = [302]
+    starter(meter)
+    bought(meter)
+
+    [(headers, _)] = receiver.received
+    assert headers["Host"] == receiver.url.split("/")[2]
+    [redirected] = deliveries(client, keys, endpoint["id"])
+    assert (redirected["status_code"], redirected["error"]) == (302, "HTTP 302")

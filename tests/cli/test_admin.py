@@ -372,14 +372,20 @@ def test_webhook_endpoints_refusals_are_one_line(
     assert_one_line_error(bad, containing="unknown event types ['purchase.fulfiled']")
     unknown = run(runner, "webhook-endpoints", "delete", "whe_none", "--database-url", migrated_url)
     assert_one_line_error(unknown, containing="webhook endpoint 'whe_none' not found")
+    local = ("webhook-endpoints", "create", "--url", "http://127.0.0.1:9/hooks")
+    private = run(runner, *local, "--database-url", migrated_url)
+    assert_one_line_error(private, containing="loopback address (127.0.0.1)")
     assert run(runner, "webhook-endpoints", "list", "--database-url", migrated_url).output == (
         "no webhook endpoints\n"
     )
+    allowed = run(runner, *local, "--allow-private", "--database-url", migrated_url)
+    assert allowed.exit_code == 0, allowed.output
 
 
 def test_webhook_deliveries_redeliver_and_rotate_secret(
     runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
+    library.webhook_allow_private = True
     endpoint, first_secret = library.create_webhook_endpoint("http://127.0.0.1:1/unreachable")
     with library.db.write() as conn:
         outbox.enqueue(conn, "job_event", "event.purchase.failed", {"x": 1}, library.clock())

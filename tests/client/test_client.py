@@ -641,7 +641,7 @@ def test_webhook_endpoints_are_managed_through_the_client(
 def test_a_delivery_is_redelivered_through_the_client(
     admin: CreditMeterClient, library: CreditMeter
 ) -> None:
-    made, _ = admin.create_webhook_endpoint("http://127.0.0.1:9/nobody")
+    made, _ = admin.create_webhook_endpoint("https://example.com/nobody")
     later = library.clock() + timedelta(hours=1)  # no retry falls due while the test runs
     event = Job("job_event", "event.purchase.failed", {"account_id": "acme"}, 1, later)
     with library.db.write() as conn:

@@ -73,6 +73,7 @@ def create_app(
         timeouts=settings.timeouts(),
         webhook_timeout=settings.webhook_timeout,
         webhook_disable_after=settings.webhook_disable_after,
+        webhook_allow_private=settings.webhook_allow_private,
     )
 
     @asynccontextmanager

@@ -60,6 +60,9 @@ class ServerSettings(BaseSettings):
     """Seconds a webhook receiver has to answer before the delivery counts as failed."""
     webhook_disable_after: int = Field(default=DISABLE_AFTER, gt=0)
     """Failed deliveries in a row after which a webhook endpoint is disabled."""
+    webhook_allow_private: bool = False
+    """Let webhooks go to private, loopback, link-local, multicast, reserved and
+    unspecified addresses (receivers on this machine or its network, in development)."""
     worker_interval: float = 1.0
     """Seconds between the worker's looks for due jobs when nothing wakes it earlier."""
     rate_limits: bool = True

@@ -329,11 +329,24 @@ def webhook_endpoints() -> None:
 )
 @click.option("--description", default="", help="what it is for")
 @click.option("--disabled", is_flag=True, help="create it disabled: it hears nothing yet")
+@click.option(
+    "--allow-private",
+    is_flag=True,
+    envvar="CREDITMETER_WEBHOOK_ALLOW_PRIVATE",
+    help="accept a loopback or private address (default: $CREDITMETER_WEBHOOK_ALLOW_PRIVATE)",
+)
 def create_webhook_endpoint(
-    database_url: str | None, url: str, events: tuple[str, ...], description: str, disabled: bool
+    database_url: str | None,
+    url: str,
+    events: tuple[str, ...],
+    description: str,
+    disabled: bool,
+    allow_private: bool,
 ) -> None:
-    """Create an endpoint and print its signing secret, shown this once and never again."""
+    """Create an endpoint and print its signing secret, shown this once and never again.
+    Its URL may not name a loopback or private address unless --allow-private."""
     with opened(database_url) as meter:
+        meter.webhook_allow_private = allow_private
         endpoint, secret = meter.create_webhook_endpoint(
             url,
             event_types=events or ("*",),

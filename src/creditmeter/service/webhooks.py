@@ -10,9 +10,11 @@ Standard Webhooks specification with the ``standardwebhooks`` package.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import random
 import secrets
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -49,6 +51,7 @@ def create(
     description: object,
     enabled: object,
     actor: Actor,
+    allow_private: bool = False,
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (the only time the secret leaves the
     database)."""
@@ -56,7 +59,7 @@ def create(
         raise InvalidRequest("enabled must be true or false")
     endpoint = WebhookEndpoint(
         id=new_id("whe"),
-        url=rules.url(url),
+        url=rules.url(url, allow_private=allow_private),
         event_types=rules.event_types(event_types),
         description=rules.description(description),
         enabled=enabled,
@@ -70,9 +73,15 @@ def create(
 
 
 def update(
-    conn: Connection, now: datetime, endpoint_id: str, changes: Mapping[str, object], actor: Actor
+    conn: Connection,
+    now: datetime,
+    endpoint_id: str,
+    changes: Mapping[str, object],
+    actor: Actor,
+    allow_private: bool = False,
 ) -> WebhookEndpoint:
-    """Change some of an endpoint's fields; the others keep their values."""
+    """Change some of an endpoint's fields; the others keep their values. A new ``url``
+    is checked as at creation."""
     current = get(conn, endpoint_id)
     unknown = sorted(set(changes) - EDITABLE)
     if unknown:
@@ -81,7 +90,11 @@ def update(
         raise InvalidRequest("enabled must be true or false")
     changed = replace(
         current,
-        url=rules.url(changes.get("url", current.url)),
+        url=(
+            rules.url(changes["url"], allow_private=allow_private)
+            if "url" in changes
+            else current.url
+        ),
         event_types=rules.event_types(changes.get("event_types", current.event_types)),
         description=rules.description(changes.get("description", current.description)),
         enabled=bool(changes.get("enabled", current.enabled)),
@@ -215,9 +228,14 @@ class Answer:
     error: str | None
 
 
-def send(to: Target, job: Job, now: datetime, timeout: float) -> Answer:
+def send(
+    to: Target, job: Job, now: datetime, timeout: float, *, allow_private: bool = False
+) -> Answer:
     """POST the job's event to its endpoint, signed at ``now``; a 2xx answer is success,
-    anything else (another status, a timeout, a refused connection) is an error."""
+    anything else (another status, a redirect, a timeout, a refused connection) is an
+    error. Unless ``allow_private``, the endpoint's host is resolved first and the request
+    goes to the address checked, so a name that resolves to a private address, now or
+    between the check and the connection, is never sent anything."""
     body = orjson.dumps(job.payload["event"])
     event_id = str(job.payload["event"]["id"])
     headers = {
@@ -228,13 +246,63 @@ def send(to: Target, job: Job, now: datetime, timeout: float) -> Answer:
     }
     started = time.perf_counter()
     try:
-        response = httpx2.post(to.url, content=body, headers=headers, timeout=timeout)
+        if allow_private:
+            response = httpx2.post(to.url, content=body, headers=headers, timeout=timeout)
+        else:
+            pinned = public_address(to.url)
+            with httpx2.Client(trust_env=False, timeout=timeout) as http:
+                response = http.post(
+                    pinned.url,
+                    content=body,
+                    headers={**headers, "host": pinned.host},
+                    extensions={"sni_hostname": pinned.name},
+                )
+    except Refused as error:
+        return Answer(None, _since(started), f"Refused: {error}")
     except httpx2.HTTPError as error:
         return Answer(None, _since(started), f"{type(error).__name__}: {error}")
     latency = _since(started)
     if 200 <= response.status_code < 300:
         return Answer(response.status_code, latency, None)
     return Answer(response.status_code, latency, f"HTTP {response.status_code}")
+
+
+class Refused(Exception):
+    """The endpoint's host resolves to an address webhooks are not sent to."""
+
+
+@dataclass(frozen=True)
+class Pinned:
+    url: httpx2.URL
+    """The endpoint's URL with its host replaced by the address checked."""
+    host: str
+    """The ``Host`` header: the URL's host (and port) as written."""
+    name: str
+    """The host's name, for TLS (SNI and the certificate's check)."""
+
+
+def public_address(url: str) -> Pinned:
+    """Where to send a request for ``url``: the first address its host resolves to;
+    raises :class:`Refused` if it resolves to none, or to any that is not public."""
+    parsed = httpx2.URL(url)
+    host = parsed.host
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise Refused(f"{host} does not resolve: {error}") from error
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    if not addresses:
+        raise Refused(f"{host} does not resolve")
+    for address in addresses:
+        why = rules.refusal(address)
+        if why is not None:
+            raise Refused(
+                f"{host} resolves to {address}, a {why} address "
+                f"({rules.ALLOW_PRIVATE_SETTING} is not set)"
+            )
+    pinned = parsed.copy_with(host=str(addresses[0]))
+    return Pinned(pinned, parsed.netloc.decode("ascii"), host)
 
 
 def record(
