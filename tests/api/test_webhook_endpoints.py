@@ -330,10 +330,10 @@ def test_an_endpoint_failing_every_delivery_is_disabled_and_audited(
     receiver.answers = [500] * 10
     starter(meter)
     bought(meter)
-    for _ in range(2):
+    for ran in (1, 2):  # the third failure queues a webhook_endpoint.disabled event too
         assert ok(client.get(path, headers=keys.header("superadmin")))["enabled"] is True
         retried(client, keys, endpoint["id"], clock)
-        assert drain(meter) == 1
+        assert drain(meter) == ran
 
     shown = ok(client.get(path, headers=keys.header("superadmin")))
     assert (shown["enabled"], shown["failures"]) == (False, 3)
@@ -568,3 +568,34 @@ def test_a_redirect_is_a_failure_and_is_not_followed(
     assert headers["Host"] == receiver.url.split("/")[2]
     [redirected] = deliveries(client, keys, endpoint["id"])
     assert (redirected["status_code"], redirected["error"]) == (302, "HTTP 302")
+
+
+def test_an_endpoint_disabled_for_failures_is_an_event_for_the_others(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver, clock: Clock
+) -> None:
+    meter.webhook_disable_after = 3
+    failing = create(client, keys, url=receiver.url + "/failing")
+    operators = create(
+        client, keys, url=receiver.url + "/ops", event_types=["webhook_endpoint.disabled"]
+    )
+    receiver.answers = [500] * 3
+    starter(meter)
+    bought(meter)
+    for _ in range(2):
+        retried(client, keys, failing["id"], clock)
+        drain(meter)
+
+    assert len(receiver.received) == 4, "the disabled endpoint is not sent its own event"
+    headers, body = receiver.received[3]
+    told = Webhook(operators["secret"]).verify(body, headers)
+    assert told["type"] == "webhook_endpoint.disabled"
+    reason = "disabled after 3 failed deliveries in a row; last: HTTP 500"
+    assert told["data"] == {
+        "endpoint_id": failing["id"],
+        "url": failing["url"],
+        "failures": 3,
+        "reason": reason,
+    }
+    [sent] = deliveries(client, keys, operators["id"])
+    assert (sent["event_type"], sent["status_code"]) == ("webhook_endpoint.disabled", 200)
+    assert deliveries(client, keys, failing["id"])[0]["event_type"] == "purchase.fulfilled"

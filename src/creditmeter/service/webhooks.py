@@ -37,6 +37,7 @@ from creditmeter.store import webhooks as store
 from creditmeter.store.outbox import Job
 
 DELIVER_JOB: Final = "webhook.deliver"
+DISABLED_EVENT: Final = "webhook_endpoint.disabled"
 SECRET_PREFIX: Final = "whsec_"
 EDITABLE: Final = frozenset({"url", "event_types", "description", "enabled"})
 log = logging.getLogger(__name__)
@@ -163,8 +164,9 @@ def fan_out(conn: Connection, now: datetime, job: Job) -> int:
         data=job.payload,
     )
     queued = 0
+    about = event.data.get("endpoint_id") if event.type == DISABLED_EVENT else None
     for endpoint in store.list_all(conn):
-        if endpoint.hears(event.type):
+        if endpoint.hears(event.type) and endpoint.id != about:
             queued += outbox.enqueue(
                 conn,
                 new_id("job"),
@@ -350,12 +352,22 @@ def record(
 def _disable(
     conn: Connection, now: datetime, endpoint: WebhookEndpoint, failures: int, error: str
 ) -> None:
+    """Disable an endpoint and tell the operators: the audit log, a warning in the log,
+    and a ``webhook_endpoint.disabled`` event (to the other endpoints, and by email to
+    the operator's address) in the same transaction."""
     reason = f"disabled after {failures} failed deliveries in a row; last: {error}"[:500]
     store.update(
         conn, endpoint.id, {"enabled": False, "disabled_reason": reason, "updated_at": now}
     )
     details = {"failures": failures, "reason": reason}
     _record(conn, now, SYSTEM, Action.WEBHOOK_ENDPOINT_DISABLED, endpoint, details)
+    outbox.enqueue(
+        conn,
+        new_id("job"),
+        jobs.EVENT_PREFIX + DISABLED_EVENT,
+        {"endpoint_id": endpoint.id, "url": endpoint.url, **details},
+        now,
+    )
     log.warning(
         "webhook endpoint %s (%s) disabled after %d failed deliveries in a row; last: %s",
         endpoint.id,
