@@ -28,6 +28,7 @@ from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import identifier
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.models import ModelPrice, PriceBookVersion
+from creditmeter.core.notifications import NotificationPreferences
 from creditmeter.core.payments import (
     AutoRecharge,
     Checkout,
@@ -72,6 +73,7 @@ from creditmeter.service import grants as grants_service
 from creditmeter.service import (
     idempotency,
     jobs,
+    mail,
     metering,
     payment_events,
     purchases,
@@ -82,6 +84,7 @@ from creditmeter.service import prices as prices_service
 from creditmeter.service import settings as settings_service
 from creditmeter.service import webhooks as webhooks_service
 from creditmeter.service.book import AccountBook, Appends
+from creditmeter.service.mail import EmailSettings
 from creditmeter.service.maintenance import lock_current, lock_current_many
 from creditmeter.service.purchases import Outcome
 from creditmeter.service.verify import Violation, verify
@@ -89,6 +92,7 @@ from creditmeter.store import accounts, catalog, database, direct, holds, outbox
 from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
+from creditmeter.store import notifications as notifications_store
 from creditmeter.store import payments as payments_store
 from creditmeter.store import prices as prices_store
 from creditmeter.store import secrets as secrets_store
@@ -132,6 +136,7 @@ class CreditMeter:
         webhook_disable_after: int = DISABLE_AFTER,
         retry_random: random.Random | None = None,
         webhook_allow_private: bool = False,
+        email: EmailSettings | None = None,
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
@@ -140,6 +145,8 @@ class CreditMeter:
         self.webhook_allow_private = webhook_allow_private
         """Whether webhooks may go to private, loopback, link-local … addresses (off: a
         server that sends webhooks must not be a way into its own network)."""
+        self.email = email
+        """How events are emailed (SMTP, sender, templates); ``None``: they are not."""
         self.retry_random = retry_random or random.Random()
         """Draws the jitter of deliveries' retries (a seeded one makes them known)."""
         self.payments: PaymentProvider = payments or DevProvider()
@@ -960,6 +967,38 @@ class CreditMeter:
     def delete_webhook_endpoint(self, endpoint_id: str, *, actor: Actor = LIBRARY) -> None:
         self._write(lambda conn, now: webhooks_service.delete(conn, now, endpoint_id, actor))
 
+    def notification_preferences(self, account_id: str) -> NotificationPreferences:
+        """An account's billing email addresses and the channels of each event type."""
+        with self.db.read() as conn:
+            return mail.preferences(conn, account_id)
+
+    def set_notification_preferences(
+        self,
+        account_id: str,
+        *,
+        emails: Sequence[str] = (),
+        channels: Mapping[str, Sequence[str]] | None = None,
+        actor: Actor = LIBRARY,
+    ) -> NotificationPreferences:
+        """Replace an account's preferences: the addresses that get its emails and, per
+        event type or ``*``, the channels (``email``, ``webhook``) it is sent on."""
+        return self._write(
+            lambda conn, now: mail.put_preferences(
+                conn,
+                now,
+                account_id,
+                emails=list(emails),
+                channels={k: list(v) for k, v in (channels or {}).items()},
+                actor=actor,
+            )
+        )
+
+    def email_deliveries(self, event_id: str) -> list[dict[str, Any]]:
+        """The attempts to email an event, oldest first: recipient, attempt, error and
+        the next retry."""
+        with self.db.read() as conn:
+            return notifications_store.deliveries(conn, event_id)
+
     def webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
         with self.db.read() as conn:
             return webhooks_service.get(conn, endpoint_id)
@@ -1286,12 +1325,17 @@ class CreditMeter:
             if job.topic == webhooks_service.DELIVER_JOB:
                 self._deliver(job)
                 continue
+            if job.topic == mail.DELIVER_JOB:
+                self._email(job)
+                continue
             error = jobs.run(job, handlers)
             now = self.clock()
             with self.db.write() as conn:
                 if error is None:
                     if job.topic.startswith(jobs.EVENT_PREFIX):
                         webhooks_service.fan_out(conn, now, job)
+                        if self.email is not None:
+                            mail.fan_out(conn, now, job, self.email)
                     outbox.finish(conn, job, now)
                 else:
                     retry = jobs.retry_at(job, now, self.retry_random)
@@ -1315,6 +1359,16 @@ class CreditMeter:
                 conn, now, job, answer, self.webhook_disable_after, self.retry_random
             )
         )
+
+    def _email(self, job: outbox.Job) -> None:
+        """Send one event to one address, outside any transaction; then log the attempt
+        and finish or reschedule its job together. Without email settings the job waits
+        for them, retried like a server that cannot be reached."""
+        if self.email is None:
+            error: str | None = "email is not configured (CREDITMETER_SMTP_HOST)"
+        else:
+            error = mail.send(mail.message(job, self.email), self.email.smtp)
+        self._write(lambda conn, now: mail.record(conn, now, job, error, self.retry_random))
 
     def jobs(self) -> dict[str, int]:
         """How many of the outbox's jobs are ``pending``, ``done`` and ``dead`` (given up

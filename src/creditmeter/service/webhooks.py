@@ -30,8 +30,10 @@ from creditmeter.core import webhooks as rules
 from creditmeter.core.audit import SYSTEM, Action, Actor
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.ids import new_id
+from creditmeter.core.notifications import WEBHOOK
 from creditmeter.core.webhooks import Delivery, Event, WebhookEndpoint
 from creditmeter.service import audit, jobs
+from creditmeter.store import notifications as notifications_store
 from creditmeter.store import outbox
 from creditmeter.store import webhooks as store
 from creditmeter.store.outbox import Job
@@ -165,6 +167,11 @@ def fan_out(conn: Connection, now: datetime, job: Job) -> int:
     )
     queued = 0
     about = event.data.get("endpoint_id") if event.type == DISABLED_EVENT else None
+    account_id = event.data.get("account_id")
+    if isinstance(account_id, str):
+        chosen = notifications_store.get(conn, account_id)
+        if chosen is not None and not chosen.wants(event.type, WEBHOOK):
+            return 0
     for endpoint in store.list_all(conn):
         if endpoint.hears(event.type) and endpoint.id != about:
             queued += outbox.enqueue(
