@@ -444,3 +444,39 @@ def test_webhook_deliveries_redeliver_and_rotate_secret(
     assert Action.WEBHOOK_ENDPOINT_SECRET_ROTATED in [
         e.action for e in library.audit_log(actor="cli").data
     ]
+
+
+def test_accounts_notifications_show_and_change(
+    runner: CliRunner, library: CreditMeter, migrated_url: str
+) -> None:
+    library.create_account("acme")
+    url = ("--database-url", migrated_url)
+    shown = run(runner, "accounts", "notifications", "acme", *url)
+    assert shown.output == "emails    -\n*         email, webhook\n"
+
+    changed = run(
+        runner,
+        "accounts",
+        "notifications",
+        "acme",
+        "--email",
+        "ap@acme.example",
+        "--channels",
+        "purchase.refunded=webhook",
+        "--channels",
+        "purchase.failed=",
+        *url,
+    )
+    assert changed.exit_code == 0, changed.output
+    assert changed.output.splitlines() == [
+        "emails    ap@acme.example",
+        "*         email, webhook",
+        "purchase.failed none",
+        "purchase.refunded webhook",
+    ]
+    found = library.notification_preferences("acme")
+    assert found.emails == ("ap@acme.example",)
+    assert not found.wants("purchase.failed", "email")
+
+    bad = run(runner, "accounts", "notifications", "acme", "--email", "nope", *url)
+    assert_one_line_error(bad, containing="not email addresses")

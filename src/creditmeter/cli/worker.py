@@ -114,6 +114,7 @@ def worker(
         meter.webhook_timeout = settings.webhook_timeout
         meter.webhook_disable_after = settings.webhook_disable_after
         meter.webhook_allow_private = settings.webhook_allow_private
+        meter.email = settings.email_settings()
         if once:
             ran = run_until_idle(meter)
             left = meter.jobs()
