@@ -18,6 +18,7 @@ from decimal import Decimal
 from functools import partial
 from typing import IO, Any, TypeVar
 
+import httpx2
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -146,6 +147,8 @@ class CreditMeter:
         """Whether webhooks may go to private, loopback, link-local … addresses (off: a
         server that sends webhooks must not be a way into its own network)."""
         self.email = email
+        self._http: httpx2.Client | None = None
+        self._http_lock = threading.Lock()
         """How events are emailed (SMTP, sender, templates); ``None``: they are not."""
         self.retry_random = retry_random or random.Random()
         """Draws the jitter of deliveries' retries (a seeded one makes them known)."""
@@ -168,6 +171,8 @@ class CreditMeter:
             upgrade_schema(self.db)
 
     def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
         self.db.dispose()
 
     def __enter__(self) -> CreditMeter:
@@ -1352,7 +1357,12 @@ class CreditMeter:
                 outbox.finish(conn, job, self._now())
             return
         answer = webhooks_service.send(
-            to, job, self._now(), self.webhook_timeout, allow_private=self.webhook_allow_private
+            to,
+            job,
+            self._now(),
+            self.webhook_timeout,
+            allow_private=self.webhook_allow_private,
+            client=self._webhook_client(),
         )
         self._write(
             lambda conn, now: webhooks_service.record(
@@ -1369,6 +1379,14 @@ class CreditMeter:
         else:
             error = mail.send(mail.message(job, self.email), self.email.smtp)
         self._write(lambda conn, now: mail.record(conn, now, job, error, self.retry_random))
+
+    def _webhook_client(self) -> httpx2.Client:
+        """One HTTP client for the deliveries of this meter, made on first use: its
+        connections stay open from one delivery to the next."""
+        with self._http_lock:
+            if self._http is None:
+                self._http = webhooks_service.client()
+            return self._http
 
     def jobs(self) -> dict[str, int]:
         """How many of the outbox's jobs are ``pending``, ``done`` and ``dead`` (given up

@@ -16,7 +16,8 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -238,13 +239,20 @@ class Answer:
 
 
 def send(
-    to: Target, job: Job, now: datetime, timeout: float, *, allow_private: bool = False
+    to: Target,
+    job: Job,
+    now: datetime,
+    timeout: float,
+    *,
+    allow_private: bool = False,
+    client: httpx2.Client | None = None,
 ) -> Answer:
     """POST the job's event to its endpoint, signed at ``now``; a 2xx answer is success,
     anything else (another status, a redirect, a timeout, a refused connection) is an
     error. Unless ``allow_private``, the endpoint's host is resolved first and the request
     goes to the address checked, so a name that resolves to a private address, now or
-    between the check and the connection, is never sent anything."""
+    between the check and the connection, is never sent anything. ``client`` keeps its
+    connections open between deliveries (one made for this request otherwise)."""
     body = orjson.dumps(job.payload["event"])
     event_id = str(job.payload["event"]["id"])
     headers = {
@@ -256,16 +264,16 @@ def send(
     started = time.perf_counter()
     try:
         if allow_private:
-            response = httpx2.post(to.url, content=body, headers=headers, timeout=timeout)
+            url: str | httpx2.URL = to.url
+            extensions: dict[str, Any] = {}
         else:
             pinned = public_address(to.url)
-            with httpx2.Client(trust_env=False, timeout=timeout) as http:
-                response = http.post(
-                    pinned.url,
-                    content=body,
-                    headers={**headers, "host": pinned.host},
-                    extensions={"sni_hostname": pinned.name},
-                )
+            url, extensions = pinned.url, {"sni_hostname": pinned.name}
+            headers["host"] = pinned.host
+        with _client(client) as http:
+            response = http.post(
+                url, content=body, headers=headers, timeout=timeout, extensions=extensions
+            )
     except Refused as error:
         return Answer(None, _since(started), f"Refused: {error}")
     except httpx2.HTTPError as error:
@@ -274,6 +282,21 @@ def send(
     if 200 <= response.status_code < 300:
         return Answer(response.status_code, latency, None)
     return Answer(response.status_code, latency, f"HTTP {response.status_code}")
+
+
+def client() -> httpx2.Client:
+    """An HTTP client for deliveries: no proxies from the environment (the address
+    checked is the address connected to), no redirects followed."""
+    return httpx2.Client(trust_env=False, follow_redirects=False)
+
+
+@contextmanager
+def _client(shared: httpx2.Client | None) -> Iterator[httpx2.Client]:
+    if shared is not None:
+        yield shared
+        return
+    with client() as own:
+        yield own
 
 
 class Refused(Exception):
