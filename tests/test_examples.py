@@ -32,3 +32,12 @@ def test_the_anthropic_stream_holds_then_charges_its_usage(
         "charged: 60 for {'input_tokens': 20, 'output_tokens': 6, 'cached_tokens': 100} "
         "on claude-sonnet-4-20250514",
     ]
+
+
+def test_the_webhook_receiver_applies_a_redelivered_event_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run("webhook_receiver.py", capsys) == [
+        "purchase.fulfilled: 1000 credits for acme",
+        "deliveries: 2",
+    ]
