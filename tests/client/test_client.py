@@ -665,3 +665,15 @@ def test_a_secret_is_rotated_through_the_client(
     assert new != old
     assert rotated == library.webhook_endpoint(made.id)
     assert rotated.previous_secret_until == rotated.updated_at + timedelta(hours=1)
+
+
+def test_notification_preferences_through_the_client(
+    admin: CreditMeterClient, library: CreditMeter, fresh_id: str
+) -> None:
+    admin.create_account(fresh_id)
+    assert admin.notification_preferences(fresh_id) == library.notification_preferences(fresh_id)
+    chosen = admin.set_notification_preferences(
+        fresh_id, emails=["ap@acme.example"], channels={"purchase.failed": ["webhook"]}
+    )
+    assert chosen == library.notification_preferences(fresh_id)
+    assert not chosen.wants("purchase.failed", "email")

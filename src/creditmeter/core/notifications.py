@@ -21,7 +21,9 @@ CHANNELS: Final = frozenset({EMAIL, WEBHOOK})
 ALL_EVENTS: Final = "*"
 MAX_EMAILS: Final = 10
 MAX_EMAIL: Final = 254
-_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+_PART = r'[^@\s<>,;"\x00-\x1f\x7f]+'
+_ADDRESS = re.compile(rf"{_PART}@{_PART}\.{_PART}")
+"""An address as people write it: no spaces, controls or NUL, one @, a dot after it."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def emails(value: object) -> tuple[str, ...]:
         raise InvalidRequest("emails must be a list of email addresses")
     if len(value) > MAX_EMAILS:
         raise InvalidRequest(f"at most {MAX_EMAILS} email addresses")
-    bad = [v for v in value if len(v) > MAX_EMAIL or not _ADDRESS.match(v)]
+    bad = [v for v in value if len(v) > MAX_EMAIL or not _ADDRESS.fullmatch(v)]
     if bad:
         raise InvalidRequest(f"not email addresses: {bad}")
     return tuple(dict.fromkeys(value))
