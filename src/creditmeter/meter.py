@@ -1377,7 +1377,7 @@ class CreditMeter:
         if self.email is None:
             error: str | None = "email is not configured (CREDITMETER_SMTP_HOST)"
         else:
-            error = mail.send(mail.message(job, self.email), self.email.smtp)
+            error = mail.attempt(job, self.email)
         self._write(lambda conn, now: mail.record(conn, now, job, error, self.retry_random))
 
     def _webhook_client(self) -> httpx2.Client:

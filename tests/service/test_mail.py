@@ -267,3 +267,22 @@ def test_a_retried_delivery_waits_on_the_delivery_schedule(meter: CreditMeter) -
     [failed] = meter.email_deliveries("job_purchase.failed")
     waited = failed["next_retry_at"] - failed["created_at"]
     assert timedelta(seconds=5) <= waited <= timedelta(seconds=6)
+
+
+def test_a_template_that_does_not_render_is_a_failure_retried(
+    meter: CreditMeter, inbox: Inbox, tmp_path: Path, clock: Clock
+) -> None:
+    (tmp_path / "purchase.failed.txt").write_text("{{ data.reason | no_such_filter }}")
+    meter.email = settings(inbox.port, templates=tmp_path)
+    meter.create_account("acme")
+    meter.set_notification_preferences("acme", emails=["ap@acme.example"])
+    event(meter, "purchase.failed", {"account_id": "acme", "reason": "x"})
+    drain(meter)
+    [failed] = meter.email_deliveries("job_purchase.failed")
+    assert failed["error"].startswith("template: TemplateAssertionError"), failed["error"]
+
+    (tmp_path / "purchase.failed.txt").unlink()  # the operator fixes it
+    meter.email = settings(inbox.port, templates=tmp_path / "fixed")
+    clock.now = failed["next_retry_at"]
+    drain(meter)
+    assert len(inbox.messages) == 1

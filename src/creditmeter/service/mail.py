@@ -204,6 +204,16 @@ def message(job: Job, settings: EmailSettings) -> EmailMessage:
     return mail
 
 
+def attempt(job: Job, settings: EmailSettings) -> str | None:
+    """Render the job's email and send it; the error that stopped it, if any (a template
+    that does not render is one too, retried like the others once it is fixed)."""
+    try:
+        mail = message(job, settings)
+    except (jinja2.TemplateError, OSError, ValueError, KeyError, TypeError) as error:
+        return f"template: {type(error).__name__}: {error}"
+    return send(mail, settings.smtp)
+
+
 def send(mail: EmailMessage, smtp: Smtp) -> str | None:
     """Hand ``mail`` to the SMTP server; the error that stopped it, if any."""
     try:
