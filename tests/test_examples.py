@@ -44,3 +44,12 @@ def test_the_litellm_script_charges_each_call_and_refuses_an_empty_account(
         "charged: 27 for {'input_tokens': 11, 'output_tokens': 4} on gpt-4o-mini",
         "refused: insufficient_credits, 16389 needed, 10 available",
     ]
+
+
+def test_the_webhook_receiver_applies_a_redelivered_event_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run("webhook_receiver.py", capsys) == [
+        "purchase.fulfilled: 1000 credits for acme",
+        "deliveries: 2",
+    ]

@@ -8,6 +8,7 @@ idempotency key, if one is given, in the same transaction.
 
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,6 +18,7 @@ from decimal import Decimal
 from functools import partial
 from typing import IO, Any, TypeVar
 
+import httpx2
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -27,6 +29,7 @@ from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import identifier
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.models import ModelPrice, PriceBookVersion
+from creditmeter.core.notifications import NotificationPreferences
 from creditmeter.core.payments import (
     AutoRecharge,
     Checkout,
@@ -68,6 +71,7 @@ from creditmeter.service import (
     alerts,
     idempotency,
     jobs,
+    mail,
     metering,
     payment_events,
     purchases,
@@ -82,6 +86,7 @@ from creditmeter.service import prices as prices_service
 from creditmeter.service import settings as settings_service
 from creditmeter.service import webhooks as webhooks_service
 from creditmeter.service.book import AccountBook, Appends
+from creditmeter.service.mail import EmailSettings
 from creditmeter.service.maintenance import lock_current, lock_current_many
 from creditmeter.service.purchases import Outcome
 from creditmeter.service.verify import Violation, verify
@@ -89,6 +94,7 @@ from creditmeter.store import accounts, catalog, database, direct, holds, outbox
 from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
+from creditmeter.store import notifications as notifications_store
 from creditmeter.store import payments as payments_store
 from creditmeter.store import prices as prices_store
 from creditmeter.store import secrets as secrets_store
@@ -115,7 +121,8 @@ class CreditMeter:
     ``migrate=False``. ``timeouts`` bound how long a lock is waited for or kept by a
     process that stopped (:class:`~creditmeter.store.database.Timeouts`).
     ``webhook_timeout`` is the seconds a webhook receiver has to answer;
-    ``webhook_disable_after`` the failed deliveries in a row that disable an endpoint.
+    ``webhook_disable_after`` the failed deliveries in a row that disable an endpoint;
+    ``webhook_allow_private`` lets webhooks go to private and loopback addresses.
     """
 
     def __init__(
@@ -129,11 +136,23 @@ class CreditMeter:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         webhook_timeout: float = 10.0,
         webhook_disable_after: int = DISABLE_AFTER,
+        retry_random: random.Random | None = None,
+        webhook_allow_private: bool = False,
+        email: EmailSettings | None = None,
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
         self.webhook_timeout = webhook_timeout
         self.webhook_disable_after = webhook_disable_after
+        self.webhook_allow_private = webhook_allow_private
+        """Whether webhooks may go to private, loopback, link-local … addresses (off: a
+        server that sends webhooks must not be a way into its own network)."""
+        self.email = email
+        self._http: httpx2.Client | None = None
+        self._http_lock = threading.Lock()
+        """How events are emailed (SMTP, sender, templates); ``None``: they are not."""
+        self.retry_random = retry_random or random.Random()
+        """Draws the jitter of deliveries' retries (a seeded one makes them known)."""
         self.payments: PaymentProvider = payments or DevProvider()
         """Where credits are sold: the development provider unless another is given
         (``PaymentsOff()``: nowhere)."""
@@ -153,6 +172,8 @@ class CreditMeter:
             upgrade_schema(self.db)
 
     def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
         self.db.dispose()
 
     def __enter__(self) -> CreditMeter:
@@ -922,6 +943,7 @@ class CreditMeter:
                 description=description,
                 enabled=enabled,
                 actor=actor,
+                allow_private=self.webhook_allow_private,
             )
         )
 
@@ -930,7 +952,9 @@ class CreditMeter:
     ) -> WebhookEndpoint:
         """Change some of ``url``, ``event_types``, ``description`` and ``enabled``."""
         return self._write(
-            lambda conn, now: webhooks_service.update(conn, now, endpoint_id, changes, actor)
+            lambda conn, now: webhooks_service.update(
+                conn, now, endpoint_id, changes, actor, self.webhook_allow_private
+            )
         )
 
     def rotate_webhook_secret(
@@ -948,6 +972,38 @@ class CreditMeter:
 
     def delete_webhook_endpoint(self, endpoint_id: str, *, actor: Actor = LIBRARY) -> None:
         self._write(lambda conn, now: webhooks_service.delete(conn, now, endpoint_id, actor))
+
+    def notification_preferences(self, account_id: str) -> NotificationPreferences:
+        """An account's billing email addresses and the channels of each event type."""
+        with self.db.read() as conn:
+            return mail.preferences(conn, account_id)
+
+    def set_notification_preferences(
+        self,
+        account_id: str,
+        *,
+        emails: Sequence[str] = (),
+        channels: Mapping[str, Sequence[str]] | None = None,
+        actor: Actor = LIBRARY,
+    ) -> NotificationPreferences:
+        """Replace an account's preferences: the addresses that get its emails and, per
+        event type or ``*``, the channels (``email``, ``webhook``) it is sent on."""
+        return self._write(
+            lambda conn, now: mail.put_preferences(
+                conn,
+                now,
+                account_id,
+                emails=list(emails),
+                channels={k: list(v) for k, v in (channels or {}).items()},
+                actor=actor,
+            )
+        )
+
+    def email_deliveries(self, event_id: str) -> list[dict[str, Any]]:
+        """The attempts to email an event, oldest first: recipient, attempt, error and
+        the next retry."""
+        with self.db.read() as conn:
+            return notifications_store.deliveries(conn, event_id)
 
     def webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
         with self.db.read() as conn:
@@ -1275,15 +1331,21 @@ class CreditMeter:
             if job.topic == webhooks_service.DELIVER_JOB:
                 self._deliver(job)
                 continue
+            if job.topic == mail.DELIVER_JOB:
+                self._email(job)
+                continue
             error = jobs.run(job, handlers)
             now = self.clock()
             with self.db.write() as conn:
                 if error is None:
                     if job.topic.startswith(jobs.EVENT_PREFIX):
                         webhooks_service.fan_out(conn, now, job)
+                        if self.email is not None:
+                            mail.fan_out(conn, now, job, self.email)
                     outbox.finish(conn, job, now)
                 else:
-                    outbox.fail(conn, job, error, now, jobs.retry_at(job, now))
+                    retry = jobs.retry_at(job, now, self.retry_random)
+                    outbox.fail(conn, job, error, now, retry)
         return len(taken)
 
     def _deliver(self, job: outbox.Job) -> None:
@@ -1295,12 +1357,37 @@ class CreditMeter:
             with self.db.write() as conn:
                 outbox.finish(conn, job, self._now())
             return
-        answer = webhooks_service.send(to, job, self._now(), self.webhook_timeout)
+        answer = webhooks_service.send(
+            to,
+            job,
+            self._now(),
+            self.webhook_timeout,
+            allow_private=self.webhook_allow_private,
+            client=self._webhook_client(),
+        )
         self._write(
             lambda conn, now: webhooks_service.record(
-                conn, now, job, answer, self.webhook_disable_after
+                conn, now, job, answer, self.webhook_disable_after, self.retry_random
             )
         )
+
+    def _email(self, job: outbox.Job) -> None:
+        """Send one event to one address, outside any transaction; then log the attempt
+        and finish or reschedule its job together. Without email settings the job waits
+        for them, retried like a server that cannot be reached."""
+        if self.email is None:
+            error: str | None = "email is not configured (CREDITMETER_SMTP_HOST)"
+        else:
+            error = mail.attempt(job, self.email)
+        self._write(lambda conn, now: mail.record(conn, now, job, error, self.retry_random))
+
+    def _webhook_client(self) -> httpx2.Client:
+        """One HTTP client for the deliveries of this meter, made on first use: its
+        connections stay open from one delivery to the next."""
+        with self._http_lock:
+            if self._http is None:
+                self._http = webhooks_service.client()
+            return self._http
 
     def jobs(self) -> dict[str, int]:
         """How many of the outbox's jobs are ``pending``, ``done`` and ``dead`` (given up

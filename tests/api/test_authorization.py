@@ -93,6 +93,8 @@ POLICY: dict[tuple[str, str], Who] = {
     ("PUT", "/v1/accounts/{account_id}/auto-recharge"): Who.READER,
     ("GET", "/v1/admin/payment-events"): Who.ADMIN,
     ("GET", "/v1/audit-log"): Who.ADMIN,
+    ("GET", "/v1/accounts/{account_id}/notification-preferences"): Who.SERVICE,
+    ("PUT", "/v1/accounts/{account_id}/notification-preferences"): Who.SERVICE,
 }
 
 FIELDS: dict[str, tuple[Who, object]] = {
@@ -166,6 +168,7 @@ def snapshot(meter: CreditMeter) -> dict[str, Any]:
                 "outbox",
                 "audit_log",
                 "webhook_endpoints",
+                "notification_preferences",
             )
         } | {
             "pending holds": conn.execute(

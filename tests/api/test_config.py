@@ -241,3 +241,39 @@ def test_a_timeout_that_bounds_nothing_is_refused_at_startup(
     monkeypatch.setenv(f"CREDITMETER_{name.upper()}", value)
     with pytest.raises(ValidationError, match=name):
         ServerSettings()
+
+
+def test_email_is_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServerSettings().email_settings() is None
+    for name, value in {
+        "SMTP_HOST": "smtp.example.com",
+        "SMTP_PORT": "465",
+        "SMTP_SECURITY": "tls",
+        "SMTP_USER": "mailer",
+        "SMTP_PASSWORD": "secret",
+        "EMAIL_FROM": "billing@example.com",
+        "OPERATOR_EMAIL": "ops@example.com",
+        "PUBLIC_URL": "https://meter.example.com",
+        "WEBHOOK_ALLOW_PRIVATE": "true",
+    }.items():
+        monkeypatch.setenv(f"CREDITMETER_{name}", value)
+    settings = ServerSettings()
+    email = settings.email_settings()
+    assert email is not None
+    assert (email.smtp.host, email.smtp.port, email.smtp.security) == (
+        "smtp.example.com",
+        465,
+        "tls",
+    )
+    assert (email.smtp.user, email.smtp.password) == ("mailer", "secret")
+    assert (email.sender, email.operator) == ("billing@example.com", "ops@example.com")
+    assert email.preferences_url == (
+        "https://meter.example.com/v1/accounts/{account_id}/notification-preferences"
+    )
+    assert settings.webhook_allow_private is True
+
+
+def test_an_smtp_host_without_a_sender_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITMETER_SMTP_HOST", "smtp.example.com")
+    with pytest.raises(ValidationError, match="CREDITMETER_EMAIL_FROM"):
+        ServerSettings()

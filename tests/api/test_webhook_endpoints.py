@@ -3,6 +3,7 @@ to a real receiver on loopback, failures logged and retried with the outbox's ba
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from creditmeter import CreditMeter
+from creditmeter.core.retries import DELIVERY
 from tests.api.conftest import Keys
 from tests.api.test_payments import bought, dev, drain, starter
 from tests.conftest import Clock
@@ -23,6 +25,15 @@ from tests.conftest import Clock
 Json = dict[str, Any]
 ENDPOINTS = "/v1/webhook-endpoints"
 HANG = 0
+SEED = 20
+
+
+@pytest.fixture(autouse=True)
+def loopback_receivers(meter: CreditMeter) -> None:
+    """Receivers on loopback allowed, as ``CREDITMETER_WEBHOOK_ALLOW_PRIVATE=true`` does;
+    retries' jitter drawn from a seeded source, so every delay is known."""
+    meter.webhook_allow_private = True
+    meter.retry_random = random.Random(SEED)
 
 
 @pytest.fixture
@@ -60,6 +71,8 @@ def receiver() -> Iterator[Receiver]:
                 state.released.wait()
                 answer = 200
             self.send_response(answer)
+            if 300 <= answer < 400:
+                self.send_header("Location", state.url + "/redirected")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -87,6 +100,12 @@ def ok(response: Any, status: int = 200) -> Json:
 
 def create(client: TestClient, keys: Keys, **body: Any) -> Json:
     return ok(client.post(ENDPOINTS, json=body, headers=keys.header("superadmin")), 201)
+
+
+def retried(client: TestClient, keys: Keys, endpoint_id: str, clock: Clock) -> None:
+    """Move the clock to the endpoint's latest delivery's retry."""
+    latest = deliveries(client, keys, endpoint_id)[0]
+    clock.now = datetime.fromisoformat(latest["next_retry_at"])
 
 
 def deliveries(client: TestClient, keys: Keys, endpoint_id: str) -> list[Json]:
@@ -138,11 +157,15 @@ def test_a_receiver_that_fails_is_retried_with_backoff_and_each_attempt_logged(
 
     [failed] = deliveries(client, keys, endpoint["id"])
     assert (failed["attempt"], failed["status_code"], failed["error"]) == (1, 500, "HTTP 500")
-    due = clock.now + timedelta(seconds=2)
+    delay = DELIVERY.delay(1, random.Random(SEED))
+    assert delay is not None
+    assert timedelta(seconds=5) <= delay <= timedelta(seconds=6)
+    due = clock.now + delay
     assert datetime.fromisoformat(failed["next_retry_at"]) == due
-    assert drain(meter) == 0, "not before its backoff"
+    clock.advance(seconds=4)
+    assert drain(meter) == 0, "not before its retry is due"
 
-    clock.advance(seconds=2)
+    clock.now = due
     assert drain(meter) == 1
 
     first, second = receiver.verified(endpoint["secret"])
@@ -167,7 +190,7 @@ def test_a_receiver_that_does_not_answer_in_time_is_a_failure_retried(
     [late] = deliveries(client, keys, endpoint["id"])
     assert late["status_code"] is None
     assert late["error"].startswith("ReadTimeout")
-    clock.advance(seconds=2)
+    retried(client, keys, endpoint["id"], clock)
     assert drain(meter) == 1
     assert [d["status_code"] for d in deliveries(client, keys, endpoint["id"])] == [200, None]
 
@@ -307,10 +330,10 @@ def test_an_endpoint_failing_every_delivery_is_disabled_and_audited(
     receiver.answers = [500] * 10
     starter(meter)
     bought(meter)
-    for seconds in (2, 4):
+    for ran in (1, 2):  # the third failure queues a webhook_endpoint.disabled event too
         assert ok(client.get(path, headers=keys.header("superadmin")))["enabled"] is True
-        clock.advance(seconds=seconds)
-        assert drain(meter) == 1
+        retried(client, keys, endpoint["id"], clock)
+        assert drain(meter) == ran
 
     shown = ok(client.get(path, headers=keys.header("superadmin")))
     assert (shown["enabled"], shown["failures"]) == (False, 3)
@@ -332,7 +355,7 @@ def test_an_endpoint_failing_every_delivery_is_disabled_and_audited(
     assert warning.levelname == "WARNING"
     assert endpoint["id"] in warning.getMessage()
 
-    clock.advance(seconds=8)
+    retried(client, keys, endpoint["id"], clock)
     assert drain(meter) == 1, "the retry is due, and finds its endpoint disabled"
     assert len(receiver.received) == 3
     assert meter.jobs()["pending"] == 0
@@ -349,11 +372,11 @@ def test_a_delivery_that_succeeds_ends_the_run_of_failures(
     receiver.answers = [500, 500, 200, 500, 500]
     starter(meter)
     bought(meter)
-    for seconds in (2, 4):
-        clock.advance(seconds=seconds)
+    for _ in range(2):
+        retried(client, keys, endpoint["id"], clock)
         drain(meter)
     bought(meter)
-    clock.advance(seconds=2)
+    retried(client, keys, endpoint["id"], clock)
     drain(meter)
 
     assert len(receiver.received) == 5
@@ -463,3 +486,116 @@ def test_a_rotation_keeps_the_old_secret_a_day_by_default_and_refuses_a_bad_over
     rotated = ok(client.post(path, headers=superadmin))
     day = clock.now + timedelta(hours=24)
     assert datetime.fromisoformat(rotated["previous_secret_until"]) == day
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hooks",
+        "http://[::1]/hooks",
+        "http://[::ffff:127.0.0.1]/hooks",
+        "http://localhost:8080/hooks",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/hooks",
+        "http://[fd00::7]/hooks",
+        "http://224.0.0.1/hooks",
+        "http://240.0.0.1/hooks",
+        "http://0.0.0.0/hooks",
+    ],
+)
+def test_an_endpoint_at_a_private_address_is_422_unless_allowed(
+    client: TestClient, meter: CreditMeter, keys: Keys, url: str
+) -> None:
+    meter.webhook_allow_private = False
+    superadmin = keys.header("superadmin")
+    refused = client.post(ENDPOINTS, json={"url": url}, headers=superadmin)
+    assert refused.status_code == 422, refused.text
+    assert "CREDITMETER_WEBHOOK_ALLOW_PRIVATE" in refused.text
+    public = create(client, keys, url="https://example.com/hooks")
+    moved = client.patch(f"{ENDPOINTS}/{public['id']}", json={"url": url}, headers=superadmin)
+    assert moved.status_code == 422, moved.text
+    assert meter.webhook_endpoint(public["id"]).url == "https://example.com/hooks"
+
+    meter.webhook_allow_private = True
+    assert create(client, keys, url=url)["url"] == url
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f.1"])
+def test_a_name_that_resolves_to_a_private_address_is_sent_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver, host: str
+) -> None:
+    """The check at delivery, on the addresses the name resolves to then: these are not
+    addresses as written, so they pass the check at creation."""
+    port = receiver.url.split(":")[2].split("/")[0]
+    meter.webhook_allow_private = False
+    endpoint = create(client, keys, url=f"http://{host}:{port}/hooks")
+    starter(meter)
+    bought(meter)
+
+    assert receiver.received == []
+    [refused] = deliveries(client, keys, endpoint["id"])
+    assert refused["status_code"] is None
+    assert refused["error"].startswith("Refused: "), refused["error"]
+    assert "127.0.0.1, a loopback address" in refused["error"]
+    assert refused["next_retry_at"] is not None
+
+
+def test_an_endpoint_whose_address_became_private_is_sent_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    """As when a name that resolved to a public address resolves to a private one later
+    (DNS rebinding): what counts is the address at delivery."""
+    meter.webhook_allow_private = True
+    endpoint = create(client, keys, url=receiver.url)
+    meter.webhook_allow_private = False
+    starter(meter)
+    bought(meter)
+
+    assert receiver.received == []
+    [refused] = deliveries(client, keys, endpoint["id"])
+    assert refused["error"].startswith("Refused: 127.0.0.1 resolves to 127.0.0.1")
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver
+) -> None:
+    endpoint = create(client, keys, url=receiver.url)
+    receiver.answers = [302]
+    starter(meter)
+    bought(meter)
+
+    [(headers, _)] = receiver.received
+    assert headers["Host"] == receiver.url.split("/")[2]
+    [redirected] = deliveries(client, keys, endpoint["id"])
+    assert (redirected["status_code"], redirected["error"]) == (302, "HTTP 302")
+
+
+def test_an_endpoint_disabled_for_failures_is_an_event_for_the_others(
+    client: TestClient, meter: CreditMeter, keys: Keys, receiver: Receiver, clock: Clock
+) -> None:
+    meter.webhook_disable_after = 3
+    failing = create(client, keys, url=receiver.url + "/failing")
+    operators = create(
+        client, keys, url=receiver.url + "/ops", event_types=["webhook_endpoint.disabled"]
+    )
+    receiver.answers = [500] * 3
+    starter(meter)
+    bought(meter)
+    for _ in range(2):
+        retried(client, keys, failing["id"], clock)
+        drain(meter)
+
+    assert len(receiver.received) == 4, "the disabled endpoint is not sent its own event"
+    headers, body = receiver.received[3]
+    told = Webhook(operators["secret"]).verify(body, headers)
+    assert told["type"] == "webhook_endpoint.disabled"
+    reason = "disabled after 3 failed deliveries in a row; last: HTTP 500"
+    assert told["data"] == {
+        "endpoint_id": failing["id"],
+        "url": failing["url"],
+        "failures": 3,
+        "reason": reason,
+    }
+    [sent] = deliveries(client, keys, operators["id"])
+    assert (sent["event_type"], sent["status_code"]) == ("webhook_endpoint.disabled", 200)
+    assert deliveries(client, keys, failing["id"])[0]["event_type"] == "purchase.fulfilled"

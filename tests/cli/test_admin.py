@@ -372,14 +372,20 @@ def test_webhook_endpoints_refusals_are_one_line(
     assert_one_line_error(bad, containing="unknown event types ['purchase.fulfiled']")
     unknown = run(runner, "webhook-endpoints", "delete", "whe_none", "--database-url", migrated_url)
     assert_one_line_error(unknown, containing="webhook endpoint 'whe_none' not found")
+    local = ("webhook-endpoints", "create", "--url", "http://127.0.0.1:9/hooks")
+    private = run(runner, *local, "--database-url", migrated_url)
+    assert_one_line_error(private, containing="loopback address (127.0.0.1)")
     assert run(runner, "webhook-endpoints", "list", "--database-url", migrated_url).output == (
         "no webhook endpoints\n"
     )
+    allowed = run(runner, *local, "--allow-private", "--database-url", migrated_url)
+    assert allowed.exit_code == 0, allowed.output
 
 
 def test_webhook_deliveries_redeliver_and_rotate_secret(
     runner: CliRunner, library: CreditMeter, migrated_url: str
 ) -> None:
+    library.webhook_allow_private = True
     endpoint, first_secret = library.create_webhook_endpoint("http://127.0.0.1:1/unreachable")
     with library.db.write() as conn:
         outbox.enqueue(conn, "job_event", "event.purchase.failed", {"x": 1}, library.clock())
@@ -438,3 +444,39 @@ def test_webhook_deliveries_redeliver_and_rotate_secret(
     assert Action.WEBHOOK_ENDPOINT_SECRET_ROTATED in [
         e.action for e in library.audit_log(actor="cli").data
     ]
+
+
+def test_accounts_notifications_show_and_change(
+    runner: CliRunner, library: CreditMeter, migrated_url: str
+) -> None:
+    library.create_account("acme")
+    url = ("--database-url", migrated_url)
+    shown = run(runner, "accounts", "notifications", "acme", *url)
+    assert shown.output == "emails    -\n*         email, webhook\n"
+
+    changed = run(
+        runner,
+        "accounts",
+        "notifications",
+        "acme",
+        "--email",
+        "ap@acme.example",
+        "--channels",
+        "purchase.refunded=webhook",
+        "--channels",
+        "purchase.failed=",
+        *url,
+    )
+    assert changed.exit_code == 0, changed.output
+    assert changed.output.splitlines() == [
+        "emails    ap@acme.example",
+        "*         email, webhook",
+        "purchase.failed none",
+        "purchase.refunded webhook",
+    ]
+    found = library.notification_preferences("acme")
+    assert found.emails == ("ap@acme.example",)
+    assert not found.wants("purchase.failed", "email")
+
+    bad = run(runner, "accounts", "notifications", "acme", "--email", "nope", *url)
+    assert_one_line_error(bad, containing="not email addresses")

@@ -641,7 +641,7 @@ def test_webhook_endpoints_are_managed_through_the_client(
 def test_a_delivery_is_redelivered_through_the_client(
     admin: CreditMeterClient, library: CreditMeter
 ) -> None:
-    made, _ = admin.create_webhook_endpoint("http://127.0.0.1:9/nobody")
+    made, _ = admin.create_webhook_endpoint("https://example.com/nobody")
     later = library.clock() + timedelta(hours=1)  # no retry falls due while the test runs
     event = Job("job_event", "event.purchase.failed", {"account_id": "acme"}, 1, later)
     with library.db.write() as conn:
@@ -665,3 +665,15 @@ def test_a_secret_is_rotated_through_the_client(
     assert new != old
     assert rotated == library.webhook_endpoint(made.id)
     assert rotated.previous_secret_until == rotated.updated_at + timedelta(hours=1)
+
+
+def test_notification_preferences_through_the_client(
+    admin: CreditMeterClient, library: CreditMeter, fresh_id: str
+) -> None:
+    admin.create_account(fresh_id)
+    assert admin.notification_preferences(fresh_id) == library.notification_preferences(fresh_id)
+    chosen = admin.set_notification_preferences(
+        fresh_id, emails=["ap@acme.example"], channels={"purchase.failed": ["webhook"]}
+    )
+    assert chosen == library.notification_preferences(fresh_id)
+    assert not chosen.wants("purchase.failed", "email")

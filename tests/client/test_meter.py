@@ -181,6 +181,7 @@ def test_the_client_has_the_library_verbs_with_their_parameters() -> None:
         "recharge",
         "work",
         "jobs",
+        "email_deliveries",  # the worker's log, read beside the database
     }
     assert public_verbs(CreditMeterClient) - remote_only == public_verbs(CreditMeter) - local_only
     for verb in public_verbs(CreditMeter) - local_only:

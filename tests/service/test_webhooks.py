@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from creditmeter import CreditMeter
 from creditmeter.service import webhooks
 from creditmeter.store import outbox
@@ -33,3 +35,21 @@ def test_an_event_run_again_queues_no_second_delivery(meter: CreditMeter) -> Non
             "data": {"account_id": "acme", "reason": "x"},
         },
     }
+
+
+def test_a_delivery_goes_to_the_address_checked_with_the_host_s_name_kept() -> None:
+    pinned = webhooks.public_address("https://93.184.216.34:8443/hooks?x=1")
+    assert str(pinned.url) == "https://93.184.216.34:8443/hooks?x=1"
+    assert (pinned.host, pinned.name) == ("93.184.216.34:8443", "93.184.216.34")
+    v6 = webhooks.public_address("http://[2606:4700::1111]/hooks")
+    assert (str(v6.url), v6.host) == ("http://[2606:4700::1111]/hooks", "[2606:4700::1111]")
+
+
+def test_a_host_that_resolves_to_a_private_address_is_refused() -> None:
+    for url, why in (
+        ("http://localhost/hooks", "a loopback address"),
+        ("http://2130706433/hooks", "127.0.0.1, a loopback address"),
+        ("http://[::ffff:a00:1]/hooks", "a private address"),
+    ):
+        with pytest.raises(webhooks.Refused, match=why):
+            webhooks.public_address(url)

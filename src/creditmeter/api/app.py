@@ -21,6 +21,7 @@ from creditmeter.api.routers import (
     health,
     ledger,
     metering,
+    notifications,
     payments,
     webhook_endpoints,
     webhooks,
@@ -42,6 +43,7 @@ ROUTERS = (
     admin.router,
     audit.router,
     webhook_endpoints.router,
+    notifications.router,
 )
 
 DESCRIPTION = """\
@@ -73,6 +75,8 @@ def create_app(
         timeouts=settings.timeouts(),
         webhook_timeout=settings.webhook_timeout,
         webhook_disable_after=settings.webhook_disable_after,
+        webhook_allow_private=settings.webhook_allow_private,
+        email=settings.email_settings(),
     )
 
     @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -14,6 +15,7 @@ from creditmeter.core.webhooks import DISABLE_AFTER
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.off import PaymentsOff
 from creditmeter.payments.provider import PaymentProvider
+from creditmeter.service.mail import EmailSettings, Smtp
 from creditmeter.store.database import DEFAULT_URL, Timeouts
 
 ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}
@@ -60,6 +62,30 @@ class ServerSettings(BaseSettings):
     """Seconds a webhook receiver has to answer before the delivery counts as failed."""
     webhook_disable_after: int = Field(default=DISABLE_AFTER, gt=0)
     """Failed deliveries in a row after which a webhook endpoint is disabled."""
+    webhook_allow_private: bool = False
+    """Let webhooks go to private, loopback, link-local, multicast, reserved and
+    unspecified addresses (receivers on this machine or its network, in development)."""
+    smtp_host: str | None = None
+    """The SMTP server that sends notification emails; none: no email is sent."""
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    """``starttls`` (port 587), ``tls`` from the start (port 465), or ``none`` (a relay
+    on this machine or network)."""
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_ca_file: str | None = None
+    """A CA bundle for the SMTP server's certificate (a private CA)."""
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    email_from: str | None = None
+    """The ``From`` of notification emails; needed with ``smtp_host``."""
+    operator_email: str | None = None
+    """Where operator events (a webhook endpoint disabled) are emailed."""
+    email_templates: Path | None = None
+    """A directory of templates that replace the packaged ones, name for name."""
+    preferences_url: str | None = None
+    """The page where an account changes its notification preferences, linked from every
+    email; ``{account_id}`` is replaced. By default the API's
+    ``/v1/accounts/{account_id}/notification-preferences``."""
     worker_interval: float = 1.0
     """Seconds between the worker's looks for due jobs when nothing wakes it earlier."""
     rate_limits: bool = True
@@ -108,6 +134,10 @@ class ServerSettings(BaseSettings):
                 raise ValueError(f"payments=stripe needs {' and '.join(missing)}")
         if self.worker_interval <= 0:
             raise ValueError("worker_interval must be positive")
+        if self.smtp_host and not self.email_from:
+            raise ValueError("CREDITMETER_SMTP_HOST needs CREDITMETER_EMAIL_FROM")
+        if self.email_templates is not None and not self.email_templates.is_dir():
+            raise ValueError(f"CREDITMETER_EMAIL_TEMPLATES {self.email_templates} is no directory")
         return self
 
     @field_validator("admin_key", "metrics_token")
@@ -145,6 +175,31 @@ class ServerSettings(BaseSettings):
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    def email_settings(self) -> EmailSettings | None:
+        """How events are emailed; ``None`` without an SMTP host."""
+        if not self.smtp_host or not self.email_from:
+            return None
+        password = self.smtp_password.get_secret_value() if self.smtp_password else None
+        smtp = Smtp(
+            self.smtp_host,
+            self.smtp_port,
+            security=self.smtp_security,
+            user=self.smtp_user,
+            password=password,
+            timeout=self.smtp_timeout,
+            ca_file=self.smtp_ca_file,
+        )
+        link = self.preferences_url or (
+            f"{self.base_url()}/v1/accounts/{{account_id}}/notification-preferences"
+        )
+        return EmailSettings(
+            smtp,
+            sender=self.email_from,
+            operator=self.operator_email,
+            templates=self.email_templates,
+            preferences_url=link,
+        )
 
     def payment_provider(self) -> PaymentProvider:
         """The configured payment provider."""

@@ -132,6 +132,54 @@ def show_account(database_url: str | None, account_id: str, count: int) -> None:
         echo_lines(views.ledger(recent))
 
 
+@accounts.command("notifications")
+@database_url_option
+@click.argument("account_id")
+@click.option(
+    "--email",
+    "emails",
+    multiple=True,
+    metavar="ADDRESS",
+    help="a billing address that gets its emails (repeatable; replaces the list)",
+)
+@click.option("--no-emails", is_flag=True, help="remove every billing address")
+@click.option(
+    "--channels",
+    "channels",
+    multiple=True,
+    metavar="TYPE=CHANNELS",
+    help="the channels of an event type or *: email, webhook, both (email,webhook) or "
+    "none (TYPE=); repeatable, replaces every line given before",
+)
+def account_notifications(
+    database_url: str | None,
+    account_id: str,
+    emails: tuple[str, ...],
+    no_emails: bool,
+    channels: tuple[str, ...],
+) -> None:
+    """Show an account's notification preferences, or change them: its billing
+    addresses and, per event type, the channels it is sent on."""
+    chosen: dict[str, list[str]] = {}
+    for line in channels:
+        event_type, sep, names = line.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{line!r} is not TYPE=CHANNELS", param_hint="--channels")
+        chosen[event_type.strip()] = [n.strip() for n in names.split(",") if n.strip()]
+    with opened(database_url) as meter:
+        current = meter.notification_preferences(account_id)
+        if emails or no_emails or channels:
+            current = meter.set_notification_preferences(
+                account_id,
+                emails=() if no_emails else (emails or current.emails),
+                channels=chosen if channels else current.channels,
+                actor=CLI,
+            )
+    click.echo(f"emails    {', '.join(current.emails) or '-'}")
+    for event_type, sent_on in sorted(current.channels.items()):
+        click.echo(f"{event_type:<9} {', '.join(sent_on) or 'none'}")
+
+
 @click.command()
 @database_url_option
 @click.argument("account_id")
@@ -329,11 +377,24 @@ def webhook_endpoints() -> None:
 )
 @click.option("--description", default="", help="what it is for")
 @click.option("--disabled", is_flag=True, help="create it disabled: it hears nothing yet")
+@click.option(
+    "--allow-private",
+    is_flag=True,
+    envvar="CREDITMETER_WEBHOOK_ALLOW_PRIVATE",
+    help="accept a loopback or private address (default: $CREDITMETER_WEBHOOK_ALLOW_PRIVATE)",
+)
 def create_webhook_endpoint(
-    database_url: str | None, url: str, events: tuple[str, ...], description: str, disabled: bool
+    database_url: str | None,
+    url: str,
+    events: tuple[str, ...],
+    description: str,
+    disabled: bool,
+    allow_private: bool,
 ) -> None:
-    """Create an endpoint and print its signing secret, shown this once and never again."""
+    """Create an endpoint and print its signing secret, shown this once and never again.
+    Its URL may not name a loopback or private address unless --allow-private."""
     with opened(database_url) as meter:
+        meter.webhook_allow_private = allow_private
         endpoint, secret = meter.create_webhook_endpoint(
             url,
             event_types=events or ("*",),

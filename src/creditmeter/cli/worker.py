@@ -99,7 +99,8 @@ def worker(
     log_format: str,
 ) -> None:
     """Run the outbox's jobs until interrupted (Ctrl-C or SIGTERM): apply the payment
-    provider's events, charge auto-recharges, deliver the events to webhook endpoints.
+    provider's events, charge auto-recharges, deliver the events to webhook endpoints
+    and by email (CREDITMETER_SMTP_HOST).
 
     Each server runs them in a thread of its own too, unless CREDITMETER_WORKER=false.
     Payments go through the provider that CREDITMETER_PAYMENTS selects, as in serve. A
@@ -113,6 +114,8 @@ def worker(
     ):
         meter.webhook_timeout = settings.webhook_timeout
         meter.webhook_disable_after = settings.webhook_disable_after
+        meter.webhook_allow_private = settings.webhook_allow_private
+        meter.email = settings.email_settings()
         if once:
             ran = run_until_idle(meter)
             left = meter.jobs()

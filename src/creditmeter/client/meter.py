@@ -29,6 +29,7 @@ from creditmeter.core.errors import CreditMeterError, InvalidRequest
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.models import ModelPrice, PriceBookVersion
+from creditmeter.core.notifications import NotificationPreferences
 from creditmeter.core.payments import AutoRecharge, Checkout, Package, Purchase
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature
@@ -884,6 +885,29 @@ class CreditMeterClient:
 
     def api_keys(self) -> list[ApiKey]:
         return list(self._list("/v1/api-keys", wire.api_key))
+
+    # Notification preferences.
+
+    def notification_preferences(self, account_id: str) -> NotificationPreferences:
+        """An account's billing email addresses and the channels of each event type."""
+        path = f"/v1/accounts/{_segment(account_id)}/notification-preferences"
+        return wire.notification_preferences(self._call("GET", path))
+
+    def set_notification_preferences(
+        self,
+        account_id: str,
+        *,
+        emails: Sequence[str] = (),
+        channels: Mapping[str, Sequence[str]] | None = None,
+    ) -> NotificationPreferences:
+        """Replace an account's preferences: its billing addresses and, per event type or
+        ``*``, the channels (``email``, ``webhook``) it is sent on."""
+        path = f"/v1/accounts/{_segment(account_id)}/notification-preferences"
+        body = {
+            "emails": list(emails),
+            "channels": {k: list(v) for k, v in (channels or {}).items()},
+        }
+        return wire.notification_preferences(self._call("PUT", path, body=body))
 
     # Outgoing webhooks.
 

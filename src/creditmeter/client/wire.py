@@ -17,6 +17,7 @@ from creditmeter.core.errors import AllowanceState
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey, Role
 from creditmeter.core.models import ModelPrice, PriceBookVersion
+from creditmeter.core.notifications import NotificationPreferences
 from creditmeter.core.payments import (
     AutoRecharge,
     Checkout,
@@ -391,6 +392,15 @@ def api_key(data: Json) -> ApiKey:
         prefix=data["prefix"],
         created_at=time(data["created_at"]),
         revoked_at=optional_time(data.get("revoked_at")),
+    )
+
+
+def notification_preferences(data: Json) -> NotificationPreferences:
+    return NotificationPreferences(
+        account_id=data["account_id"],
+        emails=tuple(data["emails"]),
+        channels={k: tuple(v) for k, v in data["channels"].items()},
+        updated_at=optional_time(data["updated_at"]),
     )
 
 

@@ -101,6 +101,8 @@ class Action(StrEnum):
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
     """subject: the endpoint, disabled by the system after failed deliveries in a row.
     details: failures, reason."""
+    NOTIFICATION_PREFERENCES_UPDATED = "notification_preferences.updated"
+    """subject: the account. details: ``{field: {from, to}}`` for emails and channels."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ signed per the Standard Webhooks specification with the endpoint's secret.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,10 +33,11 @@ EVENT_TYPES: Final = frozenset(
         "grant.created",
         "grant.expiring",
         "period.renewed",
+        "webhook_endpoint.disabled",
     }
 )
 """The events creditmeter sends (docs/notifications.md describes each, and
-:mod:`creditmeter.core.events` holds the schema of each one's ``data``)."""
+:mod:`creditmeter.events.catalogue` holds the schema of each one's ``data``)."""
 ALL_EVENTS: Final = "*"
 MAX_URL: Final = 2000
 MAX_DESCRIPTION: Final = 500
@@ -96,14 +98,64 @@ class Delivery:
     created_at: datetime
 
 
-def url(value: object) -> str:
-    """``value`` if it is an absolute http(s) URL, else :class:`InvalidRequest`."""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ALLOW_PRIVATE_SETTING: Final = "CREDITMETER_WEBHOOK_ALLOW_PRIVATE"
+
+
+def url(value: object, *, allow_private: bool = False) -> str:
+    """``value`` if it is an absolute http(s) URL, else :class:`InvalidRequest`; one whose
+    host is ``localhost`` or a literal address that is not public is refused too, unless
+    ``allow_private``."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_URL or "\x00" in value:
         raise InvalidRequest(f"url must be an http or https URL of at most {MAX_URL} characters")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 (a port out of range raises ValueError)
+    except ValueError as error:
+        raise InvalidRequest(f"url must be an absolute http or https URL: {error}") from error
+    if parts.scheme not in ("http", "https") or not host:
         raise InvalidRequest(f"url must be an absolute http or https URL, not {value!r}")
+    why = None if allow_private else literal_refusal(host)
+    if why is not None:
+        raise InvalidRequest(
+            f"url must not point at a {why} address ({host}): webhooks go to public "
+            f"addresses unless {ALLOW_PRIVATE_SETTING}=true"
+        )
     return value
+
+
+def literal_refusal(host: str) -> str | None:
+    """Why a webhook may not go to ``host`` as written (``localhost``, or a literal
+    address that is not public); ``None`` for a name, which is checked once resolved."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return "loopback"
+    try:
+        address = ipaddress.ip_address(name.split("%")[0])
+    except ValueError:
+        return None
+    return refusal(address)
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why a webhook may not be sent to ``address``, in a word (``loopback``,
+    ``private`` …); ``None`` for a public address. An IPv4-mapped IPv6 address is judged
+    as the IPv4 address it maps."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for why, applies in (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),
+        ("private", address.is_private),
+        ("non-public", not address.is_global),
+    ):
+        if applies:
+            return why
+    return None
 
 
 def event_types(value: object) -> tuple[str, ...]:

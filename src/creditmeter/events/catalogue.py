@@ -17,9 +17,11 @@ from creditmeter.core.webhooks import EVENT_TYPES
 Credits = StrictInt
 
 
-class _Data(BaseModel):
+class _Shape(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+
+class _Data(_Shape):
     account_id: StrictStr = Field(description="The account it happened to.")
 
 
@@ -122,7 +124,15 @@ class PeriodRenewed(_Data):
     allowance: Credits = Field(description="Credits of allowance issued for the period.")
 
 
-DATA: dict[str, type[_Data]] = {
+# For the operators: about an endpoint, not an account.
+class WebhookEndpointDisabled(_Shape):
+    endpoint_id: StrictStr
+    url: StrictStr
+    failures: StrictInt = Field(description="Failed deliveries in a row.")
+    reason: StrictStr
+
+
+DATA: dict[str, type[_Shape]] = {
     "balance.low": BalanceCrossed,
     "balance.critical": BalanceCrossed,
     "balance.recovered": BalanceCrossed,
@@ -139,11 +149,12 @@ DATA: dict[str, type[_Data]] = {
     "grant.created": GrantCreated,
     "grant.expiring": GrantExpiring,
     "period.renewed": PeriodRenewed,
+    "webhook_endpoint.disabled": WebhookEndpointDisabled,
 }
 assert set(DATA) == EVENT_TYPES, "every event type has its model, and only those"
 
 
-def validate(event_type: str, data: str | bytes) -> _Data:
+def validate(event_type: str, data: str | bytes) -> _Shape:
     """``data`` (JSON) as the model of ``event_type``; ``ValidationError`` if it is not."""
     return DATA[event_type].model_validate_json(data)
 

@@ -9,10 +9,13 @@ effect once.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from creditmeter.core import retries
+from creditmeter.core.retries import RetrySchedule
 from creditmeter.store.outbox import Job
 
 log = logging.getLogger(__name__)
@@ -20,6 +23,13 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS: Final = 12
 """Attempts before a job is given up as dead (kept, with its last error)."""
 EVENT_PREFIX: Final = "event."
+SCHEDULES: Final[Mapping[str, RetrySchedule]] = {
+    "webhook.deliver": retries.DELIVERY,
+    "email.deliver": retries.DELIVERY,
+}
+"""Topics retried on a schedule of their own (deliveries, over about three days); the
+others with :func:`backoff`, :data:`MAX_ATTEMPTS` times."""
+_random = random.Random()
 
 Handler = Callable[[Mapping[str, Any]], object]
 
@@ -30,8 +40,13 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(2**attempts, 3600))
 
 
-def retry_at(job: Job, now: datetime) -> datetime | None:
-    """When a job that failed runs again; ``None`` once it has had its attempts."""
+def retry_at(job: Job, now: datetime, rng: random.Random | None = None) -> datetime | None:
+    """When a job that failed runs again; ``None`` once it has had its attempts. ``rng``
+    draws the jitter of a scheduled topic's delay (a seeded one in tests)."""
+    schedule = SCHEDULES.get(job.topic)
+    if schedule is not None:
+        delay = schedule.delay(job.attempts, rng or _random)
+        return None if delay is None else now + delay
     return None if job.attempts >= MAX_ATTEMPTS else now + backoff(job.attempts)
 
 

@@ -10,10 +10,14 @@ Standard Webhooks specification with the ``standardwebhooks`` package.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
+import random
 import secrets
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -27,13 +31,16 @@ from creditmeter.core import webhooks as rules
 from creditmeter.core.audit import SYSTEM, Action, Actor
 from creditmeter.core.errors import InvalidRequest, NotFound
 from creditmeter.core.ids import new_id
+from creditmeter.core.notifications import WEBHOOK
 from creditmeter.core.webhooks import Delivery, Event, WebhookEndpoint
 from creditmeter.service import audit, jobs
+from creditmeter.store import notifications as notifications_store
 from creditmeter.store import outbox
 from creditmeter.store import webhooks as store
 from creditmeter.store.outbox import Job
 
 DELIVER_JOB: Final = "webhook.deliver"
+DISABLED_EVENT: Final = "webhook_endpoint.disabled"
 SECRET_PREFIX: Final = "whsec_"
 EDITABLE: Final = frozenset({"url", "event_types", "description", "enabled"})
 log = logging.getLogger(__name__)
@@ -48,6 +55,7 @@ def create(
     description: object,
     enabled: object,
     actor: Actor,
+    allow_private: bool = False,
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (the only time the secret leaves the
     database)."""
@@ -55,7 +63,7 @@ def create(
         raise InvalidRequest("enabled must be true or false")
     endpoint = WebhookEndpoint(
         id=new_id("whe"),
-        url=rules.url(url),
+        url=rules.url(url, allow_private=allow_private),
         event_types=rules.event_types(event_types),
         description=rules.description(description),
         enabled=enabled,
@@ -69,9 +77,15 @@ def create(
 
 
 def update(
-    conn: Connection, now: datetime, endpoint_id: str, changes: Mapping[str, object], actor: Actor
+    conn: Connection,
+    now: datetime,
+    endpoint_id: str,
+    changes: Mapping[str, object],
+    actor: Actor,
+    allow_private: bool = False,
 ) -> WebhookEndpoint:
-    """Change some of an endpoint's fields; the others keep their values."""
+    """Change some of an endpoint's fields; the others keep their values. A new ``url``
+    is checked as at creation."""
     current = get(conn, endpoint_id)
     unknown = sorted(set(changes) - EDITABLE)
     if unknown:
@@ -80,7 +94,11 @@ def update(
         raise InvalidRequest("enabled must be true or false")
     changed = replace(
         current,
-        url=rules.url(changes.get("url", current.url)),
+        url=(
+            rules.url(changes["url"], allow_private=allow_private)
+            if "url" in changes
+            else current.url
+        ),
         event_types=rules.event_types(changes.get("event_types", current.event_types)),
         description=rules.description(changes.get("description", current.description)),
         enabled=bool(changes.get("enabled", current.enabled)),
@@ -149,8 +167,14 @@ def fan_out(conn: Connection, now: datetime, job: Job) -> int:
         data=job.payload,
     )
     queued = 0
+    about = event.data.get("endpoint_id") if event.type == DISABLED_EVENT else None
+    account_id = event.data.get("account_id")
+    if isinstance(account_id, str):
+        chosen = notifications_store.get(conn, account_id)
+        if chosen is not None and not chosen.wants(event.type, WEBHOOK):
+            return 0
     for endpoint in store.list_all(conn):
-        if endpoint.hears(event.type):
+        if endpoint.hears(event.type) and endpoint.id != about:
             queued += outbox.enqueue(
                 conn,
                 new_id("job"),
@@ -214,9 +238,21 @@ class Answer:
     error: str | None
 
 
-def send(to: Target, job: Job, now: datetime, timeout: float) -> Answer:
+def send(
+    to: Target,
+    job: Job,
+    now: datetime,
+    timeout: float,
+    *,
+    allow_private: bool = False,
+    client: httpx2.Client | None = None,
+) -> Answer:
     """POST the job's event to its endpoint, signed at ``now``; a 2xx answer is success,
-    anything else (another status, a timeout, a refused connection) is an error."""
+    anything else (another status, a redirect, a timeout, a refused connection) is an
+    error. Unless ``allow_private``, the endpoint's host is resolved first and the request
+    goes to the address checked, so a name that resolves to a private address, now or
+    between the check and the connection, is never sent anything. ``client`` keeps its
+    connections open between deliveries (one made for this request otherwise)."""
     body = orjson.dumps(job.payload["event"])
     event_id = str(job.payload["event"]["id"])
     headers = {
@@ -227,7 +263,19 @@ def send(to: Target, job: Job, now: datetime, timeout: float) -> Answer:
     }
     started = time.perf_counter()
     try:
-        response = httpx2.post(to.url, content=body, headers=headers, timeout=timeout)
+        if allow_private:
+            url: str | httpx2.URL = to.url
+            extensions: dict[str, Any] = {}
+        else:
+            pinned = public_address(to.url)
+            url, extensions = pinned.url, {"sni_hostname": pinned.name}
+            headers["host"] = pinned.host
+        with _client(client) as http:
+            response = http.post(
+                url, content=body, headers=headers, timeout=timeout, extensions=extensions
+            )
+    except Refused as error:
+        return Answer(None, _since(started), f"Refused: {error}")
     except httpx2.HTTPError as error:
         return Answer(None, _since(started), f"{type(error).__name__}: {error}")
     latency = _since(started)
@@ -236,17 +284,71 @@ def send(to: Target, job: Job, now: datetime, timeout: float) -> Answer:
     return Answer(response.status_code, latency, f"HTTP {response.status_code}")
 
 
+def client() -> httpx2.Client:
+    """An HTTP client for deliveries: no proxies from the environment (the address
+    checked is the address connected to), no redirects followed."""
+    return httpx2.Client(trust_env=False, follow_redirects=False)
+
+
+@contextmanager
+def _client(shared: httpx2.Client | None) -> Iterator[httpx2.Client]:
+    if shared is not None:
+        yield shared
+        return
+    with client() as own:
+        yield own
+
+
+class Refused(Exception):
+    """The endpoint's host resolves to an address webhooks are not sent to."""
+
+
+@dataclass(frozen=True)
+class Pinned:
+    url: httpx2.URL
+    """The endpoint's URL with its host replaced by the address checked."""
+    host: str
+    """The ``Host`` header: the URL's host (and port) as written."""
+    name: str
+    """The host's name, for TLS (SNI and the certificate's check)."""
+
+
+def public_address(url: str) -> Pinned:
+    """Where to send a request for ``url``: the first address its host resolves to;
+    raises :class:`Refused` if it resolves to none, or to any that is not public."""
+    parsed = httpx2.URL(url)
+    host = parsed.host
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise Refused(f"{host} does not resolve: {error}") from error
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    if not addresses:
+        raise Refused(f"{host} does not resolve")
+    for address in addresses:
+        why = rules.refusal(address)
+        if why is not None:
+            raise Refused(
+                f"{host} resolves to {address}, a {why} address "
+                f"({rules.ALLOW_PRIVATE_SETTING} is not set)"
+            )
+    pinned = parsed.copy_with(host=str(addresses[0]))
+    return Pinned(pinned, parsed.netloc.decode("ascii"), host)
+
+
 def record(
     conn: Connection,
     now: datetime,
     job: Job,
     answer: Answer,
     disable_after: int = rules.DISABLE_AFTER,
+    rng: random.Random | None = None,
 ) -> Delivery:
-    """Log a delivery attempt and finish its job, or schedule its retry with the outbox's
-    backoff. A success ends the endpoint's run of failures; the ``disable_after``-th
-    failure in a row disables it."""
-    retry = None if answer.error is None else jobs.retry_at(job, now)
+    """Log a delivery attempt and finish its job, or schedule its retry on the delivery
+    schedule (``rng`` draws its jitter). A success ends the endpoint's run of failures;
+    the ``disable_after``-th failure in a row disables it."""
+    retry = None if answer.error is None else jobs.retry_at(job, now, rng)
     event = job.payload["event"]
     delivery = Delivery(
         id=new_id("whd"),
@@ -280,12 +382,22 @@ def record(
 def _disable(
     conn: Connection, now: datetime, endpoint: WebhookEndpoint, failures: int, error: str
 ) -> None:
+    """Disable an endpoint and tell the operators: the audit log, a warning in the log,
+    and a ``webhook_endpoint.disabled`` event (to the other endpoints, and by email to
+    the operator's address) in the same transaction."""
     reason = f"disabled after {failures} failed deliveries in a row; last: {error}"[:500]
     store.update(
         conn, endpoint.id, {"enabled": False, "disabled_reason": reason, "updated_at": now}
     )
     details = {"failures": failures, "reason": reason}
     _record(conn, now, SYSTEM, Action.WEBHOOK_ENDPOINT_DISABLED, endpoint, details)
+    outbox.enqueue(
+        conn,
+        new_id("job"),
+        jobs.EVENT_PREFIX + DISABLED_EVENT,
+        {"endpoint_id": endpoint.id, "url": endpoint.url, **details},
+        now,
+    )
     log.warning(
         "webhook endpoint %s (%s) disabled after %d failed deliveries in a row; last: %s",
         endpoint.id,

@@ -627,3 +627,30 @@ webhook_deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
 )
+
+# Who hears an account's events and how (core.notifications): billing email addresses and
+# the channels of each event type.
+notification_preferences = sa.Table(
+    "notification_preferences",
+    metadata,
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), primary_key=True),
+    _json("emails"),
+    _json("channels"),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Each attempt to send an event by email to one address.
+email_deliveries = sa.Table(
+    "email_deliveries",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("event_id", Key, nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("account_id", Key, nullable=True),
+    sa.Column("recipient", sa.String(254), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("error", sa.String(2000), nullable=True),
+    sa.Column("next_retry_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_email_deliveries_event", "event_id", "created_at"),
+)
