@@ -55,7 +55,9 @@ if __name__ == "__main__":
         database = f"sqlite:///{Path(tmp) / 'example.db'}"
         dev = DevProvider()
         with CreditMeter(database, payments=dev, webhook_allow_private=True) as meter:
-            endpoint, secret = meter.create_webhook_endpoint(url, event_types=["purchase.fulfilled"])
+            endpoint, secret = meter.create_webhook_endpoint(
+                url, event_types=["purchase.fulfilled"]
+            )
             SECRET.append(secret)
             meter.create_account("acme")
             meter.put_package("starter", credits=1000, price=999, currency="usd")

@@ -1526,10 +1526,10 @@ class CreditMeter:
             due = accounts.ids_due(conn, self._now(), limit)
         for account_id in due:
             self._on_account(account_id, lambda book, _: None)
-        self.warn_expiring_grants(limit=limit)
+        self._warn_expiring_grants(limit)
         return len(due)
 
-    def warn_expiring_grants(self, *, limit: int = 1000) -> int:
+    def _warn_expiring_grants(self, limit: int) -> int:
         """Queue ``grant.expiring`` (once per grant) for grants that expire within the
         ``grant_expiring_days`` setting; how many were queued."""
         total = 0
