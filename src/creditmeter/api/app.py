@@ -22,6 +22,7 @@ from creditmeter.api.routers import (
     ledger,
     metering,
     payments,
+    stats,
     webhook_endpoints,
     webhooks,
 )
@@ -40,6 +41,7 @@ ROUTERS = (
     payments.router,
     webhooks.router,
     admin.router,
+    stats.router,
     audit.router,
     webhook_endpoints.router,
 )

@@ -97,6 +97,29 @@ class TopAccount:
 
 
 @dataclass(frozen=True)
+class UsageBreakdown:
+    """Usage in the range of one model or one feature."""
+
+    key: str
+    events: int
+    credits: Credits
+    billable_usd: Decimal
+    provider_cost_usd: Decimal
+    margin_usd: Decimal
+    margin_ratio: Decimal | None
+
+
+@dataclass(frozen=True)
+class ModelStats(UsageBreakdown):
+    """``key`` is the model; ``""`` for usage that named none."""
+
+
+@dataclass(frozen=True)
+class FeatureStats(UsageBreakdown):
+    """``key`` is the feature."""
+
+
+@dataclass(frozen=True)
 class SystemStats:
     since: datetime
     until: datetime
@@ -121,29 +144,10 @@ class SystemStats:
     low_accounts: int
     critical_accounts: int
     top_accounts: tuple[TopAccount, ...]
-
-
-@dataclass(frozen=True)
-class UsageBreakdown:
-    """Usage in the range of one model or one feature."""
-
-    key: str
-    events: int
-    credits: Credits
-    billable_usd: Decimal
-    provider_cost_usd: Decimal
-    margin_usd: Decimal
-    margin_ratio: Decimal | None
-
-
-@dataclass(frozen=True)
-class ModelStats(UsageBreakdown):
-    """``key`` is the model; ``""`` for usage that named none."""
-
-
-@dataclass(frozen=True)
-class FeatureStats(UsageBreakdown):
-    """``key`` is the feature."""
+    models: tuple[ModelStats, ...]
+    """The usage by model, as :meth:`CreditMeter.model_stats` gives it."""
+    features: tuple[FeatureStats, ...]
+    """The usage by feature, as :meth:`CreditMeter.feature_stats` gives it."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ reads that sum the store's figures and price them with the settings (docs/stats.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -65,9 +67,22 @@ def system_stats(
 ) -> SystemStats:
     since, until = date_range(since, until)
     wanted = currency_of(currency)
-    [usage] = store.usage_sums(conn, dialect, since, until)
-    billable_usd = core.usd_of(usage.billable, settings)
-    margin = billable_usd - usage.cost_usd
+    groups = store.usage_groups(conn, dialect, since, until)
+    total = _summed("", (g.sums for g in groups))
+    by_model = _grouped(groups, lambda g: g.model)
+    by_feature = _grouped(groups, lambda g: g.feature)
+    by_account = _grouped(groups, lambda g: g.account_id)
+    top = sorted(by_account.values(), key=lambda s: (-s.consumed, s.key))[: core.TOP_ACCOUNTS]
+    top = [s for s in top if s.consumed > 0]
+    names = store.names(conn, [s.key for s in top])
+    active_since = until - timedelta(days=core.ACTIVE_DAYS)
+    active = (
+        sum(1 for s in by_account.values() if s.events)
+        if active_since == since
+        else store.active_accounts(conn, active_since, until)
+    )
+    billable_usd = core.usd_of(total.billable, settings)
+    margin = billable_usd - total.cost_usd
     by_source = store.issued(conn, since, until)
     balances = store.balances(
         conn, settings.low_balance_threshold, settings.critical_balance_threshold
@@ -82,22 +97,20 @@ def system_stats(
             refunded=by_source.get(GrantSource.REFUND, 0),
             voided=store.voided(conn, since, until),
         ),
-        consumed=usage.consumed,
-        billable_credits=usage.billable,
+        consumed=total.consumed,
+        billable_credits=total.billable,
         billable_usd=billable_usd,
-        provider_cost_usd=usage.cost_usd,
+        provider_cost_usd=total.cost_usd,
         margin_usd=margin,
         margin_ratio=core.margin_ratio(billable_usd, margin),
-        events=usage.events,
-        events_without_cost=usage.without_cost,
+        events=total.events,
+        events_without_cost=total.without_cost,
         revenue=tuple(
             Revenue(r.currency, r.purchases, r.gross, r.refunded)
             for r in store.revenue(conn, since, until, wanted)
         ),
         accounts=balances.accounts,
-        active_accounts=store.active_accounts(
-            conn, until - timedelta(days=core.ACTIVE_DAYS), until
-        ),
+        active_accounts=active,
         average_balance=(
             (Decimal(balances.available) / balances.accounts).quantize(Decimal("0.01"))
             if balances.accounts
@@ -105,11 +118,33 @@ def system_stats(
         ),
         low_accounts=balances.low,
         critical_accounts=balances.critical,
-        top_accounts=tuple(
-            TopAccount(a, name, credits)
-            for a, name, credits in store.top_consumers(conn, since, until, core.TOP_ACCOUNTS)
+        top_accounts=tuple(TopAccount(s.key, names.get(s.key, s.key), s.consumed) for s in top),
+        models=tuple(_breakdown(ModelStats, s, settings) for _, s in sorted(by_model.items())),
+        features=tuple(
+            _breakdown(FeatureStats, s, settings) for _, s in sorted(by_feature.items())
         ),
     )
+
+
+def _summed(key: str, sums: Iterable[store.UsageSums]) -> store.UsageSums:
+    events = billable = consumed = without = 0
+    cost = Decimal(0).scaleb(-store.COST_SCALE)
+    for s in sums:
+        events += s.events
+        billable += s.billable
+        consumed += s.consumed
+        cost += s.cost_usd
+        without += s.without_cost
+    return store.UsageSums(key, events, billable, consumed, cost, without)
+
+
+def _grouped(
+    groups: list[store.UsageGroup], key: Callable[[store.UsageGroup], str]
+) -> dict[str, store.UsageSums]:
+    parts: dict[str, list[store.UsageSums]] = defaultdict(list)
+    for g in groups:
+        parts[key(g)].append(g.sums)
+    return {k: _summed(k, sums) for k, sums in parts.items()}
 
 
 def model_stats(

@@ -105,25 +105,57 @@ BY_MODEL = sa.func.coalesce(u.model, "")
 BY_FEATURE = u.feature_key
 
 
-def top_consumers(
-    conn: Connection, since: datetime, until: datetime, limit: int
-) -> list[tuple[AccountId, str, Credits]]:
-    """The accounts whose usage in ``[since, until)`` drew the most credits."""
-    consumed = sa.func.sum(CONSUMED)
-    sums = (
-        sa.select(u.account_id, consumed.label("credits"))
-        .where(*_window(since, until))
-        .group_by(u.account_id)
-        .order_by(consumed.desc(), u.account_id)
-        .limit(limit)
-        .subquery()
-    )
+@dataclass(frozen=True)
+class UsageGroup:
+    account_id: AccountId
+    feature: str
+    model: str
+    sums: UsageSums
+
+
+def usage_groups(
+    conn: Connection, dialect: str, since: datetime, until: datetime
+) -> list[UsageGroup]:
+    """Every account's usage in ``[since, until)`` summed by account, feature and model:
+    one pass over the index by time, from which the overview takes all its usage figures."""
+    model = sa.func.coalesce(u.model, "")
     query = (
-        sa.select(sums.c.account_id, accounts.c.name, sums.c.credits)
-        .join(accounts, accounts.c.id == sums.c.account_id)
-        .order_by(sums.c.credits.desc(), sums.c.account_id)
+        sa.select(
+            u.account_id,
+            u.feature_key,
+            model.label("model"),
+            sa.func.count().label("events"),
+            sa.func.sum(BILLABLE).label("billable"),
+            sa.func.sum(CONSUMED).label("consumed"),
+            _cost_sum(dialect).label("cost"),
+            sa.func.sum(sa.case((u.provider_cost.is_(None), 1), else_=0)).label("without_cost"),
+        )
+        .where(*_window(since, until))
+        .group_by(u.account_id, u.feature_key, model)
     )
-    return [(r.account_id, r.name, int(r.credits)) for r in conn.execute(query)]
+    return [
+        UsageGroup(
+            r.account_id,
+            r.feature_key,
+            r.model,
+            UsageSums(
+                key="",
+                events=int(r.events),
+                billable=int(r.billable),
+                consumed=int(r.consumed),
+                cost_usd=_usd(r.cost, dialect),
+                without_cost=int(r.without_cost),
+            ),
+        )
+        for r in conn.execute(query)
+    ]
+
+
+def names(conn: Connection, account_ids: Sequence[AccountId]) -> dict[AccountId, str]:
+    if not account_ids:
+        return {}
+    query = sa.select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(account_ids))
+    return dict(conn.execute(query).tuples())
 
 
 def active_accounts(conn: Connection, since: datetime, until: datetime) -> int:
