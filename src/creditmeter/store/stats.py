@@ -155,7 +155,7 @@ def names(conn: Connection, account_ids: Sequence[AccountId]) -> dict[AccountId,
     if not account_ids:
         return {}
     query = sa.select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(account_ids))
-    return dict(conn.execute(query).tuples())
+    return {row.id: row.name for row in conn.execute(query)}
 
 
 def active_accounts(conn: Connection, since: datetime, until: datetime) -> int:
