@@ -212,7 +212,7 @@ def test_a_found_account_s_summary(world: CreditMeter, clock: Clock) -> None:
     assert (acme.name, acme.plan, acme.status.value) == ("Acme Corp", "pro", "active")
     assert (acme.available, acme.level, acme.credits_used_30d) == (11_800, Level.HEALTHY, 1_200)
     assert acme.created_at == datetime(2026, 3, 10, 12, tzinfo=UTC)
-    clock.advance(days=29)  # the usage of the 10th is no longer in the last 30 days
+    clock.advance(days=28)  # 9 April, 12:00: the usage of the 10th is 30 days old
     [acme] = world.search_accounts(query="acme").items
     assert acme.credits_used_30d == 200
 

@@ -49,6 +49,12 @@ def date_range(since: datetime, until: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+def last_days(now: datetime, days: int) -> tuple[datetime, datetime]:
+    """``(now - days, now]`` as a half-open range: what was recorded at ``now`` counts."""
+    tick = timedelta(microseconds=1)
+    return now - timedelta(days=days) + tick, now + tick
+
+
 def currency_of(currency: str | None) -> str | None:
     if currency is None:
         return None
@@ -232,9 +238,7 @@ def search_accounts(
     )
     more = len(found) > limit
     found = found[:limit]
-    used = store.consumed_by(
-        conn, [f.id for f in found], now - timedelta(days=core.ACTIVE_DAYS), now
-    )
+    used = store.consumed_by(conn, [f.id for f in found], *last_days(now, core.ACTIVE_DAYS))
     items = [
         AccountSummary(
             id=f.id,
@@ -274,5 +278,5 @@ def daily_usage(
 
 def forecast(conn: Connection, account_id: str, available: int, now: datetime) -> core.Forecast:
     days = core.FORECAST_DAYS
-    consumed = store.consumed_by_account(conn, account_id, now - timedelta(days=days), now)
+    consumed = store.consumed_by_account(conn, account_id, *last_days(now, days))
     return core.forecast(account_id, available, consumed, days, now)
