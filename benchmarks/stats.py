@@ -240,7 +240,7 @@ def _engine(engine: str, label: str, rows: int, rounds: int) -> list[Result]:
 
 def run(quick: bool) -> list[Result]:
     rows = 200_000 if quick else 1_000_000
-    rounds = 5 if quick else 10
+    rounds = 5 if quick else 20
     results: list[Result] = []
     for engine, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
         results += _engine(engine, label, rows, rounds)
