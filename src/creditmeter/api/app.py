@@ -23,6 +23,7 @@ from creditmeter.api.routers import (
     metering,
     notifications,
     payments,
+    stats,
     webhook_endpoints,
     webhooks,
 )
@@ -41,6 +42,7 @@ ROUTERS = (
     payments.router,
     webhooks.router,
     admin.router,
+    stats.router,
     audit.router,
     webhook_endpoints.router,
     notifications.router,
