@@ -25,6 +25,7 @@ MODULES: dict[str, str] = {
     "http": "benchmarks.http",
     "remote": "benchmarks.remote",
     "instructions": "benchmarks.instructions",
+    "scaling": "benchmarks.scaling",
 }
 ON_REQUEST = frozenset({"instructions"})
 """Run only when named with ``--only``: they need a tool the others do not (valgrind)."""
