@@ -47,7 +47,7 @@ _FOR_ACCOUNT = direct.Statement(
         grants.c.account_id == sa.bindparam("account_id"), _live(sa.bindparam("period_start"))
     )
 )
-LOAD_CAP = 32
+LOAD_CAP = 8
 """The most live grants a use case loads with the account's lock: an account with more
 is read through the indexes, as far as each use case needs (see ``AccountBook``)."""
 FOR_ACCOUNT_AS_STORED = direct.Statement(
