@@ -114,6 +114,7 @@ class AccountBook:
         """The grants' changes not yet in the database (a shared save leaves them to its
         appends)."""
         self._account_as_loaded = row.account
+        self._due_as_loaded = row.due_at
         self._alerts_as_loaded = (row.balance_alert, row.allowance_alert)
         self._changes: dict[GrantId, GrantChange] = {}
         self._shared = appends is not None
@@ -230,13 +231,14 @@ class AccountBook:
         ]
 
     def ended_with_free(self, until: datetime) -> list[Grant]:
-        """The grants that ended by ``until`` and still hold free credits."""
-        if not self._complete:
-            for g in grants.ended(self.conn, self.id, until):
-                self._known.setdefault(g.id, g)
+        """The grants that ended by ``until`` and still hold free credits. A stored grant
+        with credits left ends no sooner than the account's due time (every change that
+        gives a grant credits lowers it to the grant's end): before that time, only a grant
+        this book has changed can be one, and no other is read."""
+        known = self._known if until < self._due_as_loaded else self._loaded()
         return [
             g
-            for g in self._known.values()
+            for g in known.values()
             if g.expires_at is not None and g.expires_at <= until and g.free > 0
         ]
 
@@ -453,6 +455,8 @@ class AccountBook:
                 raise ConcurrentUpdate(f"grant {grant_id} cannot change by {change}")
             self._change(grant_id, change)
             self._put(g)
+            if change.remaining > 0:  # upkeep lapses it on time (a refund refills a spent one)
+                self.lower_due(g.expires_at)
         before = self.row.available
         self.row.balance += wallet_delta
         self.row.debt += debt_delta

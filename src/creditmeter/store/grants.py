@@ -84,11 +84,12 @@ def for_account(conn: Connection, account_id: AccountId, period_start: datetime)
     return [grant_of(r) for r in rows]
 
 
-# Reads through the indexes of live grants (``remaining > 0``): what a use case on an
-# account with more than ``LOAD_CAP`` live grants reads instead of all of them.
+# Reads through the indexes of an account's grants in consumption order and by start:
+# what a use case on an account with more than ``LOAD_CAP`` live grants reads instead of
+# all of them. The indexes hold no column a charge changes (``remaining``, ``held``), so
+# that a charge writes no page of theirs.
 
 LIVE = grants.c.remaining > sa.literal_column("0")
-"""The condition of the partial indexes of live grants (queries repeat it word for word)."""
 
 
 STREAMS = ((False, True), (False, False), (True, True), (True, False))
@@ -148,26 +149,9 @@ _LATER = direct.Statement(
 
 def free_later(conn: Connection, account_id: AccountId, now: datetime) -> Credits:
     """What the account's grants that take effect after ``now`` hold free
-    (``ix_grants_live_effective``)."""
+    (``ix_grants_effective``)."""
     rows = direct.rows(conn, _LATER, {"account_id": account_id, "now": now})
     return int(rows[0]["free"]) if rows else 0
-
-
-_ENDED = direct.Statement(
-    sa.select(grants).where(
-        grants.c.account_id == sa.bindparam("account_id"),
-        LIVE,
-        grants.c.expires_at.is_not(None),
-        grants.c.expires_at <= sa.bindparam("until"),
-    )
-)
-
-
-def ended(conn: Connection, account_id: AccountId, until: datetime) -> list[Grant]:
-    """The account's grants with credits left that ended by ``until``
-    (``ix_grants_live_expires``)."""
-    rows = direct.rows(conn, _ENDED, {"account_id": account_id, "until": until})
-    return [grant_of(r) for r in rows]
 
 
 _FREE_BY_POOL = direct.Statement(

@@ -180,10 +180,6 @@ members = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
-LIVE_GRANT = "remaining > 0"
-"""The condition of the indexes of live grants (queries ask for it with
-``creditmeter.store.grants.LIVE``)."""
-
 grants = sa.Table(
     "grants",
     metadata,
@@ -207,30 +203,31 @@ grants = sa.Table(
     sa.CheckConstraint("remaining <= amount", name="remaining_within_amount"),
     # One allowance (or rollover) grant per account, pool and period.
     sa.UniqueConstraint("account_id", "source", "pool", "period_start", name="uq_grants_period"),
-    # Live grants only (spent ones accumulate and are never looked for here): a pool's in
-    # consumption order (those that expire, by end; those that never do), those that end
-    # and those that start later, for an account with more than a use case loads.
-    *(
-        sa.Index(name, *columns, postgresql_where=sa.text(where), sqlite_where=sa.text(where))
-        for name, columns, where in (
-            (
-                "ix_grants_order_expiring",
-                ("account_id", "pool", "priority", "expires_at", "created_at", "id"),
-                f"{LIVE_GRANT} AND expires_at IS NOT NULL",
-            ),
-            (
-                "ix_grants_order_lasting",
-                ("account_id", "pool", "priority", "created_at", "id"),
-                f"{LIVE_GRANT} AND expires_at IS NULL",
-            ),
-            (
-                "ix_grants_live_expires",
-                ("account_id", "expires_at"),
-                f"{LIVE_GRANT} AND expires_at IS NOT NULL",
-            ),
-            ("ix_grants_live_effective", ("account_id", "effective_at"), LIVE_GRANT),
-        )
+    # An account's grants of a pool in consumption order (those that expire, by end; those
+    # that never do), and by start: on columns a charge never changes, so that it writes
+    # none of their pages.
+    sa.Index(
+        "ix_grants_order_expiring",
+        "account_id",
+        "pool",
+        "priority",
+        "expires_at",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("expires_at IS NOT NULL"),
+        sqlite_where=sa.text("expires_at IS NOT NULL"),
     ),
+    sa.Index(
+        "ix_grants_order_lasting",
+        "account_id",
+        "pool",
+        "priority",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("expires_at IS NULL"),
+        sqlite_where=sa.text("expires_at IS NULL"),
+    ),
+    sa.Index("ix_grants_effective", "account_id", "effective_at"),
 )
 
 PENDING_HOLD = "status = 'pending'"

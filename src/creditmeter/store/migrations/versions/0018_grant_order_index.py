@@ -1,11 +1,11 @@
-"""partial indexes of live grants: the consumption order, the next ends, later starts
+"""indexes of an account's grants in consumption order, and by start
 
 A use case on an account with more live grants than it loads with the lock reads them
 through these indexes, only as far as it needs: the drawable grants of a pool in
 consumption order (one index for grants that expire, ordered by their end, one for
-grants that never do), the grants that ended with credits left, and the free credits of
-grants that take effect later. Each holds only live grants (``remaining > 0``), so spent
-grants, which accumulate, are never scanned.
+grants that never do), and the free credits of grants that take effect later. They hold
+no column that a charge changes (``remaining``, ``held``), so a charge writes none of
+their pages.
 
 Revision ID: 0018
 Revises: 0014
@@ -25,25 +25,20 @@ INDEXES = (
     (
         "ix_grants_order_expiring",
         ["account_id", "pool", "priority", "expires_at", "created_at", "id"],
-        "remaining > 0 AND expires_at IS NOT NULL",
+        "expires_at IS NOT NULL",
     ),
     (
         "ix_grants_order_lasting",
         ["account_id", "pool", "priority", "created_at", "id"],
-        "remaining > 0 AND expires_at IS NULL",
+        "expires_at IS NULL",
     ),
-    (
-        "ix_grants_live_expires",
-        ["account_id", "expires_at"],
-        "remaining > 0 AND expires_at IS NOT NULL",
-    ),
-    ("ix_grants_live_effective", ["account_id", "effective_at"], "remaining > 0"),
+    ("ix_grants_effective", ["account_id", "effective_at"], None),
 )
 
 
 def upgrade() -> None:
     for name, columns, where in INDEXES:
-        condition = sa.text(where)
+        condition = None if where is None else sa.text(where)
         op.create_index(name, "grants", columns, postgresql_where=condition, sqlite_where=condition)
 
 
