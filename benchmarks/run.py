@@ -27,6 +27,7 @@ MODULES: dict[str, str] = {
     "remote": "benchmarks.remote",
     "instructions": "benchmarks.instructions",
     "delivery": "benchmarks.delivery",
+    "scaling": "benchmarks.scaling",
 }
 ON_REQUEST = frozenset({"instructions"})
 """Run only when named with ``--only``: they need a tool the others do not (valgrind)."""

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 import time_machine
 
 from creditmeter import CreditMeter
+from creditmeter.store import grants as grants_store
 from tests import templates
 
 POSTGRES_URL = os.environ.get(
@@ -57,6 +58,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run with this process's clock moved to DATE (ISO; a date keeps the time "
         "of day) and ticking: for tests whose outcome could depend on the date",
     )
+    parser.addoption(
+        "--grant-load-cap",
+        type=int,
+        metavar="N",
+        help="load at most N live grants with an account's lock (default: the library's): "
+        "0 runs every use case through the index reads meant for accounts with many grants",
+    )
     group = parser.getgroup("reliability", "fault-injection tests")
     group.addoption(
         "--reliability-long",
@@ -79,6 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
     today = config.getoption("today")
     if today is not None:
         move_clocks(moved_now(today))
+    cap = config.getoption("grant_load_cap")
+    if cap is not None:
+        grants_store.LOAD_CAP = cap
 
 
 def move_clocks(to: datetime) -> None:

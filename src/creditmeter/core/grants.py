@@ -7,7 +7,7 @@ expires soonest (never-expiring last), then the oldest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -97,30 +97,38 @@ def drawable(grants: Iterable[Grant], pool: PoolName | None, at: datetime) -> li
 def consumption_order(grants: Iterable[Grant], pool: PoolName | None, at: datetime) -> list[Grant]:
     """The grants a charge of ``pool`` (``None``: of any pool) may draw at ``at``, in the
     order it draws them."""
-    return sorted(
-        drawable(grants, pool, at),
-        key=lambda g: (
-            g.priority,
-            g.pool != pool,
-            g.expires_at is None,
-            g.expires_at or g.created_at,
-            g.created_at,
-            g.id,
-        ),
+    return sorted(drawable(grants, pool, at), key=order_key(pool))
+
+
+OrderKey = tuple[int, bool, bool, datetime, datetime, str]
+
+
+def order_key(pool: PoolName | None) -> Callable[[Grant], OrderKey]:
+    """The consumption order's key of a grant for a charge of ``pool``: a total order
+    (the grant's id breaks ties)."""
+    return lambda g: (
+        g.priority,
+        g.pool != pool,
+        g.expires_at is None,
+        g.expires_at or g.created_at,
+        g.created_at,
+        g.id,
     )
 
 
-def plan_draws(ordered: Sequence[Grant], credits: Credits) -> tuple[list[Draw], Credits]:
+def plan_draws(ordered: Iterable[Grant], credits: Credits) -> tuple[list[Draw], Credits]:
     """Draws covering ``credits`` from grants in order, and the part they could not cover."""
     draws: list[Draw] = []
     needed = credits
-    for grant in ordered:
-        if needed == 0:
-            break
+    if needed == 0:
+        return draws, needed
+    for grant in ordered:  # an iterable that may read grants as it goes: no more than needed
         take = min(grant.free, needed)
         if take > 0:
             draws.append(Draw(grant.id, take))
             needed -= take
+            if needed == 0:
+                break
     return draws, needed
 
 

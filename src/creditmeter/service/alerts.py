@@ -19,7 +19,7 @@ from creditmeter.core.alerts import OK, allowance_crossings, balance_crossings
 from creditmeter.core.ids import new_id
 from creditmeter.core.plans import Plan
 from creditmeter.core.settings import Settings
-from creditmeter.core.types import ANY_POOL, GrantSource
+from creditmeter.core.types import ANY_POOL
 from creditmeter.service.book import AccountBook
 from creditmeter.store import catalog, grants, outbox
 
@@ -52,16 +52,13 @@ def check(book: AccountBook, settings: Settings) -> int:
     row = book.row
     now = book.now
     start = row.account.period_start
-    # One pass over the grants read with the account, for the available balance (as
-    # ``book.available`` counts it) and the period's allowance: this runs on every write.
-    later = used = limit = 0
-    for g in book.grants:
-        if g.effective_at > now:
-            later += g.free
-        if g.source is GrantSource.ALLOWANCE and g.period_start == start:
-            used += g.amount - g.remaining
-            limit += g.amount
-    available = row.available - later
+    # The available balance and the period's allowance, each read without reading every
+    # grant of an account that has many: this runs on every write.
+    used = limit = 0
+    for g in book.period_allowances():
+        used += g.amount - g.remaining
+        limit += g.amount
+    available = book.available
     percentage = used * 100 // limit if limit > 0 else None
     level = row.balance_alert
     quiet = level == OK and available > settings.low_balance_threshold

@@ -11,14 +11,21 @@ save). On PostgreSQL the save is pipelined: one round trip for all its statement
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy.engine import Connection
 
-from creditmeter.core.grants import Draw, Grant, merge_draws
+from creditmeter.core.grants import (
+    Draw,
+    Grant,
+    consumption_order,
+    drawable,
+    merge_draws,
+    order_key,
+)
 from creditmeter.core.ids import new_id
 from creditmeter.core.records import Posting, Transaction
 from creditmeter.core.types import (
@@ -90,8 +97,24 @@ class AccountBook:
         self.wallet = wallet(row.id)
         """The account's own ledger account, where its credits are."""
         self.now = now
-        self._grants = None if loaded is None else {g.id: g for g in loaded}
+        complete = loaded is not None and len(loaded) <= grants.LOAD_CAP
+        self._known: dict[GrantId, Grant] = {g.id: g for g in loaded or ()} if complete else {}
+        """The grants read or changed so far: all the live ones when ``_complete``."""
+        self._complete = complete
+        self._later: tuple[Credits, dict[GrantId, Credits]] | None = None
+        """When not ``_complete``: what the grants that take effect later held free as
+        stored when read, and how this book changed the free credits of those of them it
+        changed since (or had changed without writing yet)."""
+        self._streams: dict[tuple[PoolName, int], list[tuple[int, Grant]]] = {}
+        """The reads of ``grants.in_order`` since the book last wrote (as stored: this
+        book's own changes are in ``_known``)."""
+        self._allowances_read: datetime | None = None
+        """The period whose allowance grants are all in ``_known`` (when not complete)."""
+        self._unwritten: dict[GrantId, GrantChange] = {}
+        """The grants' changes not yet in the database (a shared save leaves them to its
+        appends)."""
         self._account_as_loaded = row.account
+        self._due_as_loaded = row.due_at
         self._alerts_as_loaded = (row.balance_alert, row.allowance_alert)
         self._changes: dict[GrantId, GrantChange] = {}
         self._shared = appends is not None
@@ -108,34 +131,144 @@ class AccountBook:
 
     def grant(self, grant_id: GrantId) -> Grant:
         """A grant of this account, also a spent one that :attr:`grants` leaves out."""
-        loaded = self._loaded()
-        if grant_id not in loaded:
+        known = self._known
+        if grant_id not in known:
             for g in grants.get_many(self.conn, [grant_id]):
-                loaded[g.id] = g
-        return loaded[grant_id]
+                known[g.id] = g
+        return known[grant_id]
 
     def grant_in_period(
         self, source: GrantSource, pool: PoolName, period_start: datetime
     ) -> Grant | None:
         """The account's grant of ``source`` and ``pool`` for the period that starts at
         ``period_start`` (one at most), also a spent one."""
-        for g in self._loaded().values():
+        for g in self._known.values():
             if (g.source, g.pool, g.period_start) == (source, pool, period_start):
                 return g
         found = grants.in_period(self.conn, self.row.id, source, pool, period_start)
         return None if found is None else self.grant(found)
 
     def _loaded(self) -> dict[GrantId, Grant]:
-        if self._grants is None:
+        """Every live grant (and those read or changed so far): read in full the first
+        time a use case asks for them all, which the hot paths do not."""
+        if not self._complete:
             found = grants.for_account(self.conn, self.row.id, self.row.account.period_start)
-            self._grants = {g.id: g for g in found}
-        return self._grants
+            known = self._known
+            self._known = {g.id: g for g in found}
+            self._known.update(known)  # as this book changed them
+            self._complete = True
+        return self._known
+
+    @property
+    def complete(self) -> bool:
+        """Whether every live grant is in memory (an account with few)."""
+        return self._complete
+
+    def in_order(self, pool: PoolName) -> Iterator[Grant]:
+        """The grants a charge of ``pool`` may draw now, in consumption order; on an
+        account with many, read through the order indexes a few at a time, only as far as
+        the caller iterates."""
+        if self._complete:
+            return iter(consumption_order(self._known.values(), pool, self.now))
+        return self._in_order_stored(pool)
+
+    def _in_order_stored(self, pool: PoolName) -> Iterator[Grant]:
+        """Merge the streams of grants as stored (of ``pool`` and of every pool, those that
+        expire and those that never do, each in its index's order, all in one query) with
+        the grants this book knows (as it changed them). Grants up to the least of the
+        streams' last keys are in their final order; the streams are read again, ``limit``
+        growing eightfold, until the caller has enough."""
+        key = order_key(pool)
+        given: set[GrantId] = set()
+        limit = 8
+        while True:
+            found = self._streams.get((pool, limit))
+            if found is None:
+                found = grants.in_order(self.conn, self.id, pool, self.now, limit)
+                self._streams[pool, limit] = found
+            candidates = dict(self._known)
+            last: dict[int, Grant] = {}
+            counts: dict[int, int] = {}
+            for stream, g in found:
+                candidates.setdefault(g.id, g)
+                last[stream] = g
+                counts[stream] = counts.get(stream, 0) + 1
+            # A stream that filled its limit may have more beyond its last grant.
+            full = [key(last[s]) for s, n in counts.items() if n == limit]
+            horizon = min(full, default=None)
+            for g in consumption_order(candidates.values(), pool, self.now):
+                if g.id in given:
+                    continue
+                if horizon is not None and key(g) > horizon:
+                    break
+                given.add(g.id)
+                yield self._known.setdefault(g.id, g)
+            if horizon is None:
+                return
+            limit *= 8
+
+    def free_up_to(self, pool: PoolName, credits: Credits) -> Credits:
+        """What the grants a charge of ``pool`` may draw hold free, counted in consumption
+        order until it reaches ``credits`` (exact when less)."""
+        free = 0
+        for g in self.in_order(pool):
+            free += g.free
+            if free >= credits:
+                break
+        return free
+
+    def period_allowances(self) -> list[Grant]:
+        """The allowance grants of the account's current period, also spent ones."""
+        start = self.row.account.period_start
+        if not self._complete and self._allowances_read != start:
+            for g in grants.allowances_of_period(self.conn, self.id, start):
+                self._known.setdefault(g.id, g)
+            self._allowances_read = start
+        return [
+            g
+            for g in self._known.values()
+            if g.source is GrantSource.ALLOWANCE and g.period_start == start
+        ]
+
+    def ended_with_free(self, until: datetime) -> list[Grant]:
+        """The grants that ended by ``until`` and still hold free credits. A stored grant
+        with credits left ends no sooner than the account's due time (every change that
+        gives a grant credits lowers it to the grant's end): before that time, only a grant
+        this book has changed can be one, and no other is read."""
+        known = self._known if until < self._due_as_loaded else self._loaded()
+        return [
+            g
+            for g in known.values()
+            if g.expires_at is not None and g.expires_at <= until and g.free > 0
+        ]
+
+    def free_by_pool(self) -> dict[tuple[PoolName, GrantSource], Credits]:
+        """What the grants active now hold free, by pool and source: summed by the
+        database on an account with many grants that this book has not changed."""
+        if self._complete or self._unwritten:
+            found: dict[tuple[PoolName, GrantSource], Credits] = {}
+            for g in drawable(self._loaded().values(), None, self.now):
+                found[g.pool, g.source] = found.get((g.pool, g.source), 0) + g.free
+            return found
+        return grants.free_by_pool(self.conn, self.id, self.now)
 
     @property
     def available(self) -> Credits:
         """What the account can spend now: its balance less holds and less grants that
         take effect later (the ledger counts those from their issuance)."""
-        later = sum(g.free for g in self.grants if g.effective_at > self.now)
+        if self._complete:
+            later = sum(g.free for g in self._known.values() if g.effective_at > self.now)
+        else:
+            if self._later is None:
+                stored = grants.free_later(self.conn, self.id, self.now)
+                pending = {
+                    grant_id: change.remaining - change.held
+                    for grant_id, change in self._unwritten.items()
+                    if self.grant(grant_id).effective_at > self.now
+                }
+                self._later = (stored, pending)
+            stored, changed = self._later
+            later = stored + sum(changed.values())
         return self.row.available - later
 
     def lower_due(self, at: datetime | None) -> None:
@@ -162,6 +295,7 @@ class AccountBook:
                 accounts.save(self.conn, self.row, fields_changed=changed)
                 if not self._shared:
                     self._appends.write(self.conn)
+            self._unwritten, self._streams = {}, {}
         self._changes = {}
         self._account_as_loaded = self.row.account
 
@@ -190,6 +324,12 @@ class AccountBook:
 
     def _change(self, grant_id: GrantId, change: GrantChange) -> None:
         self._changes[grant_id] = self._changes.get(grant_id, GrantChange()) + change
+        if self._complete:
+            return
+        self._unwritten[grant_id] = self._unwritten.get(grant_id, GrantChange()) + change
+        if self._later is not None and self.grant(grant_id).effective_at > self.now:
+            changed = self._later[1]
+            changed[grant_id] = changed.get(grant_id, 0) + change.remaining - change.held
 
     # Reservations (holds): no ledger entry, only `held` on grants and the account.
 
@@ -315,6 +455,8 @@ class AccountBook:
                 raise ConcurrentUpdate(f"grant {grant_id} cannot change by {change}")
             self._change(grant_id, change)
             self._put(g)
+            if change.remaining > 0:  # upkeep lapses it on time (a refund refills a spent one)
+                self.lower_due(g.expires_at)
         before = self.row.available
         self.row.balance += wallet_delta
         self.row.debt += debt_delta
@@ -344,4 +486,4 @@ class AccountBook:
         return txn
 
     def _put(self, g: Grant) -> None:
-        self._loaded()[g.id] = g
+        self._known[g.id] = g

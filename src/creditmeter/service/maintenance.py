@@ -107,9 +107,7 @@ def expire_grants(book: AccountBook, until: datetime | None = None) -> None:
     for its hold, and lapses the same way when the hold gives it back, so a hold that is
     released late leaves the account as if it had never been."""
     until = book.now if until is None else until
-    while lapsing := [
-        g for g in book.grants if g.expires_at is not None and g.expires_at <= until and g.free > 0
-    ]:
+    while lapsing := book.ended_with_free(until):
         moment = min(g.expires_at for g in lapsing if g.expires_at is not None)
         ending = [g for g in lapsing if g.expires_at == moment]
         for g in ending:

@@ -21,7 +21,6 @@ from creditmeter.core.errors import (
 from creditmeter.core.grants import (
     Draw,
     allowance_state,
-    consumption_order,
     free_credits,
     plan_draws,
     purchased_free,
@@ -205,9 +204,7 @@ def authorize(
     credits, requested = rated.credits, None
     draws: list[Draw] = []
     if not unlimited:
-        draws, short = plan_draws(
-            consumption_order(book.grants, feature.pool, book.now), rated.credits
-        )
+        draws, short = plan_draws(book.in_order(feature.pool), rated.credits)
         available = rated.credits - short
         shrinks = balancing and settings.enforcement is Enforcement.ENFORCE
         if short and shrinks and available:
@@ -330,7 +327,8 @@ def charge(
     refused = _enforce(settings, _refusal(book, plan, feature))
     unlimited = plan is not None and plan.is_unlimited(feature.pool)
     if not unlimited:
-        available = free_credits(book.grants, feature.pool, book.now) + _headroom(book)
+        # Counted only as far as the charge needs (the whole when short).
+        available = book.free_up_to(feature.pool, rated.credits) + _headroom(book)
         if available < rated.credits:
             shortage = _shortage(book, settings, feature, rated.credits, available)
             refused = _enforce(settings, shortage) or refused
@@ -376,8 +374,10 @@ def _charge(
             short -= take
     if short:
         taken = {d.grant_id: d.credits for d in draws}
-        others = [g.moved(held=taken[g.id]) if g.id in taken else g for g in book.grants]
-        more, short = plan_draws(consumption_order(others, feature.pool, book.now), short)
+        others = (
+            g.moved(held=taken[g.id]) if g.id in taken else g for g in book.in_order(feature.pool)
+        )
+        more, short = plan_draws(others, short)
         draws += more
     debited = min(short, _headroom(book))
     if unlimited and rated.credits:
@@ -414,7 +414,8 @@ def _charge(
         provider_cost=provider_cost,
     )
     book.record_usage(NewUsage(record, feature.pool, provider_cost, txn.id))
-    allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
+    start = book.row.account.period_start
+    allowance = allowance_state(book.period_allowances(), start, feature.pool)
     available = book.available
     return Charge(
         usage_id=usage_id,

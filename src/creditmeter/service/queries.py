@@ -11,7 +11,8 @@ from typing import IO, Protocol, TypeVar
 from sqlalchemy.engine import Connection
 
 from creditmeter.core.errors import InvalidRequest
-from creditmeter.core.grants import allowance_state, free_credits
+from creditmeter.core.grants import allowance_state
+from creditmeter.core.pricing import pool_matches
 from creditmeter.core.records import Balance, Page, PoolBalance, Transaction, UsageRecord
 from creditmeter.core.settings import Settings, balance_warnings
 from creditmeter.core.types import ANY_POOL, PURCHASED_SOURCES, TransactionType
@@ -27,7 +28,8 @@ MAX_PAGE = 1000
 def balance(book: AccountBook, settings: Settings) -> Balance:
     plan = plan_of(book)
     start = book.row.account.period_start
-    grants = book.grants
+    free = book.free_by_pool()
+    grants = book.period_allowances()
     unlimited_pools = [
         p for p in (plan.allowances if plan else {}) if plan and plan.is_unlimited(p)
     ]
@@ -42,7 +44,7 @@ def balance(book: AccountBook, settings: Settings) -> Balance:
     allowance = allowance_state(grants, start, None, unlimited_used(ANY_POOL))
     pools = {
         pool: PoolBalance(
-            available=free_credits(grants, pool, book.now),
+            available=sum(n for (p, _), n in free.items() if pool_matches(p, pool)),
             allowance=allowance_state(grants, start, pool, unlimited_used(pool)),
             unlimited=pool in unlimited_pools,
         )
@@ -57,9 +59,7 @@ def balance(book: AccountBook, settings: Settings) -> Balance:
         allowance=allowance,
         period_start=start,
         period_end=book.row.account.period_end,
-        purchased_available=sum(
-            g.free for g in grants if g.source in PURCHASED_SOURCES and g.is_active(book.now)
-        ),
+        purchased_available=sum(n for (_, s), n in free.items() if s in PURCHASED_SOURCES),
         pools=pools,
         warnings=tuple(
             balance_warnings(settings, available, allowance, unlimited=ANY_POOL in unlimited_pools)

@@ -14,6 +14,7 @@ from creditmeter.core.grants import Grant
 from creditmeter.core.records import Account
 from creditmeter.core.types import AccountId, AccountStatus, Credits
 from creditmeter.store import direct
+from creditmeter.store import grants as grants_store
 from creditmeter.store.grants import FOR_ACCOUNT_AS_STORED, FOR_ACCOUNTS_AS_STORED, grant_of
 from creditmeter.store.tables import accounts, catalog_version, members, settings_versions
 
@@ -111,8 +112,9 @@ def lock_with_grants(
     :func:`creditmeter.store.grants.for_account`), in one round trip on PostgreSQL. Two
     queries, not one join: the grants are read once the lock is taken, so they are as its
     last holder left them (a join would return them as they were before it waited)."""
-    params = {"account_id": account_id}
-    queries = [(_LOCK, params), (FOR_ACCOUNT_AS_STORED, params)]
+    params: dict[str, Any] = {"account_id": account_id}
+    capped = {**params, "cap": grants_store.LOAD_CAP + 1}
+    queries = [(_LOCK, params), (FOR_ACCOUNT_AS_STORED, capped)]
     locked, found = direct.rows_each(conn, queries)
     if not locked:
         return None

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -175,6 +175,35 @@ def _one_of_array(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
 def _one_of_json(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
     values = compiler.process(element.values, **kw)
     return f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({values}))"
+
+
+T = TypeVar("T")
+
+
+class _NotIndexed(ColumnElement[Any]):
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
+def not_indexed(column: ColumnElement[T]) -> ColumnElement[T]:
+    """``column``, in a condition that SQLite's planner is not to look for an index for
+    (its unary ``+``): for a query that an index serves by its order, which the planner
+    would otherwise trade for a narrower range and a sort. PostgreSQL's planner weighs the
+    sort itself: the column as it is."""
+    return cast(ColumnElement[T], _NotIndexed(column))
+
+
+@compiles(_NotIndexed, "sqlite")
+def _not_indexed_sqlite(element: _NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+{compiler.process(element.column, **kw)}"
+
+
+@compiles(_NotIndexed)
+def _not_indexed(element: _NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
 
 
 class Statement:

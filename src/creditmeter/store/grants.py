@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from creditmeter.core.grants import Grant
-from creditmeter.core.types import AccountId, Credits, GrantId, GrantSource
+from creditmeter.core.types import ANY_POOL, AccountId, Credits, GrantId, GrantSource
 from creditmeter.store import direct
 from creditmeter.store.tables import accounts, grants, outbox
 
@@ -46,8 +47,12 @@ _FOR_ACCOUNT = direct.Statement(
         grants.c.account_id == sa.bindparam("account_id"), _live(sa.bindparam("period_start"))
     )
 )
+LOAD_CAP = 8
+"""The most live grants a use case loads with the account's lock: an account with more
+is read through the indexes, as far as each use case needs (see ``AccountBook``)."""
 FOR_ACCOUNT_AS_STORED = direct.Statement(
-    sa.select(grants).where(
+    sa.select(grants)
+    .where(
         grants.c.account_id == sa.bindparam("account_id"),
         _live(
             sa.select(accounts.c.period_start)
@@ -55,8 +60,10 @@ FOR_ACCOUNT_AS_STORED = direct.Statement(
             .scalar_subquery()
         ),
     )
+    .limit(sa.bindparam("cap"))
 )
-"""The grants :func:`for_account` returns, the account's period read by the query itself:
+"""The grants :func:`for_account` returns, the account's period read by the query itself,
+at most ``cap`` of them (``LOAD_CAP + 1``: more than ``LOAD_CAP`` read means not all were):
 for a caller that sends it together with the query that locks the account."""
 FOR_ACCOUNTS_AS_STORED = direct.Statement(
     sa.select(grants).where(
@@ -75,6 +82,120 @@ def for_account(conn: Connection, account_id: AccountId, period_start: datetime)
     """The grants that still hold credits, and the current period's allowance grants."""
     rows = direct.rows(conn, _FOR_ACCOUNT, {"account_id": account_id, "period_start": period_start})
     return [grant_of(r) for r in rows]
+
+
+# Reads through the indexes of an account's grants in consumption order and by start:
+# what a use case on an account with more than ``LOAD_CAP`` live grants reads instead of
+# all of them. The indexes hold no column a charge changes (``remaining``, ``held``), so
+# that a charge writes no page of theirs.
+
+LIVE = grants.c.remaining > sa.literal_column("0")
+
+
+STREAMS = ((False, True), (False, False), (True, True), (True, False))
+"""The streams of :func:`in_order`, by number: (of every pool, expiring)."""
+
+
+def _stream(number: int) -> sa.Select[Any]:
+    """One stream of :func:`in_order`, in the order of its index: the account's drawable
+    grants of the charge's pool (or of every pool), those that expire
+    (``ix_grants_order_expiring``) or those that never do (``ix_grants_order_lasting``),
+    the first ``limit`` of them."""
+    any_pool, expiring = STREAMS[number]
+    ends = grants.c.expires_at
+    query = sa.select(grants, sa.literal(number).label("stream")).where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        grants.c.pool == sa.bindparam("any_pool" if any_pool else "pool"),
+        LIVE,
+        ends.is_not(None) if expiring else ends.is_(None),
+        grants.c.remaining > grants.c.held,
+        direct.not_indexed(grants.c.effective_at) <= sa.bindparam("now"),
+        grants.c.voided_at.is_(None),
+    )
+    if expiring:
+        query = query.where(direct.not_indexed(ends) > sa.bindparam("now"))
+        order = [grants.c.priority, ends, grants.c.created_at, grants.c.id]
+    else:
+        order = [grants.c.priority, grants.c.created_at, grants.c.id]
+    return query.order_by(*order).limit(sa.bindparam("limit"))
+
+
+_IN_ORDER = direct.Statement(
+    sa.union_all(*(sa.select(_stream(n).subquery()) for n in range(len(STREAMS))))
+)
+
+
+def in_order(
+    conn: Connection, account_id: AccountId, pool: str, now: datetime, limit: int
+) -> list[tuple[int, Grant]]:
+    """The first ``limit`` grants of each stream (:data:`STREAMS`) of the grants a charge
+    of ``pool`` may draw at ``now``, in one query, each with its stream's number: each
+    stream in consumption order, read in the order of its index."""
+    params = {"account_id": account_id, "pool": pool, "any_pool": ANY_POOL, "now": now}
+    rows = direct.rows(conn, _IN_ORDER, {**params, "limit": limit})
+    return [(r["stream"], grant_of(r)) for r in rows]
+
+
+_LATER = direct.Statement(
+    sa.select(
+        sa.func.coalesce(sa.func.sum(grants.c.remaining - grants.c.held), 0).label("free")
+    ).where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        LIVE,
+        grants.c.effective_at > sa.bindparam("now"),
+    )
+)
+
+
+def free_later(conn: Connection, account_id: AccountId, now: datetime) -> Credits:
+    """What the account's grants that take effect after ``now`` hold free
+    (``ix_grants_effective``)."""
+    rows = direct.rows(conn, _LATER, {"account_id": account_id, "now": now})
+    return int(rows[0]["free"]) if rows else 0
+
+
+_FREE_BY_POOL = direct.Statement(
+    sa.select(
+        grants.c.pool,
+        grants.c.source,
+        sa.func.sum(grants.c.remaining - grants.c.held).label("free"),
+    )
+    .where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        LIVE,
+        grants.c.remaining > grants.c.held,
+        grants.c.effective_at <= sa.bindparam("now"),
+        grants.c.voided_at.is_(None),
+        sa.or_(grants.c.expires_at.is_(None), grants.c.expires_at > sa.bindparam("now")),
+    )
+    .group_by(grants.c.pool, grants.c.source)
+)
+
+
+def free_by_pool(
+    conn: Connection, account_id: AccountId, now: datetime
+) -> dict[tuple[str, GrantSource], Credits]:
+    """What the account's grants active at ``now`` hold free, by pool and source."""
+    rows = direct.rows(conn, _FREE_BY_POOL, {"account_id": account_id, "now": now})
+    return {(r["pool"], GrantSource(r["source"])): int(r["free"]) for r in rows}
+
+
+_OF_PERIOD = direct.Statement(
+    sa.select(grants).where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        grants.c.source == GrantSource.ALLOWANCE.value,
+        grants.c.period_start == sa.bindparam("period_start"),
+    )
+)
+
+
+def allowances_of_period(
+    conn: Connection, account_id: AccountId, period_start: datetime
+) -> list[Grant]:
+    """The account's allowance grants of the period that starts at ``period_start``, also
+    spent ones (``uq_grants_period``)."""
+    params = {"account_id": account_id, "period_start": period_start}
+    return [grant_of(r) for r in direct.rows(conn, _OF_PERIOD, params)]
 
 
 def expiring_unwarned(

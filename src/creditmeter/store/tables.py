@@ -203,6 +203,31 @@ grants = sa.Table(
     sa.CheckConstraint("remaining <= amount", name="remaining_within_amount"),
     # One allowance (or rollover) grant per account, pool and period.
     sa.UniqueConstraint("account_id", "source", "pool", "period_start", name="uq_grants_period"),
+    # An account's grants of a pool in consumption order (those that expire, by end; those
+    # that never do), and by start: on columns a charge never changes, so that it writes
+    # none of their pages.
+    sa.Index(
+        "ix_grants_order_expiring",
+        "account_id",
+        "pool",
+        "priority",
+        "expires_at",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("expires_at IS NOT NULL"),
+        sqlite_where=sa.text("expires_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_grants_order_lasting",
+        "account_id",
+        "pool",
+        "priority",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("expires_at IS NULL"),
+        sqlite_where=sa.text("expires_at IS NULL"),
+    ),
+    sa.Index("ix_grants_effective", "account_id", "effective_at"),
 )
 
 PENDING_HOLD = "status = 'pending'"
