@@ -86,6 +86,9 @@ class ExactDecimal(sa.TypeDecorator[Decimal]):
 
 JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 Credits = sa.BigInteger
+CreditsTotal = sa.BigInteger().with_variant(sa.Numeric(38, 0), "postgresql")
+"""A sum of credits with no account behind it to bound it (a day's usage recorded with
+enforcement off can pass 64 bits): exact on PostgreSQL, 64 bits on SQLite."""
 Key = sa.String(255)
 
 metadata = sa.MetaData(
@@ -330,9 +333,9 @@ usage_daily = sa.Table(
     sa.Column("feature_key", Key, primary_key=True),
     sa.Column("model", sa.String(255), primary_key=True),
     sa.Column("events", sa.BigInteger, nullable=False),
-    sa.Column("credits", Credits, nullable=False),
-    sa.Column("consumed", Credits, nullable=False),
-    sa.Column("refunded", Credits, nullable=False),
+    sa.Column("credits", CreditsTotal, nullable=False),
+    sa.Column("consumed", CreditsTotal, nullable=False),
+    sa.Column("refunded", CreditsTotal, nullable=False),
     sa.Column("cost_dollars", sa.BigInteger, nullable=False),
     sa.Column("cost_fraction", sa.BigInteger, nullable=False),
     sa.Column("without_cost", sa.BigInteger, nullable=False),

@@ -16,6 +16,10 @@ branch_labels = None
 depends_on = None
 
 
+_TOTAL = sa.BigInteger().with_variant(sa.Numeric(38, 0), "postgresql")
+"""Daily sums of credits: exact past 64 bits on PostgreSQL."""
+
+
 def upgrade() -> None:
     op.create_table(
         "usage_daily",
@@ -24,9 +28,9 @@ def upgrade() -> None:
         sa.Column("feature_key", sa.String(length=255), nullable=False),
         sa.Column("model", sa.String(length=255), nullable=False),
         sa.Column("events", sa.BigInteger(), nullable=False),
-        sa.Column("credits", sa.BigInteger(), nullable=False),
-        sa.Column("consumed", sa.BigInteger(), nullable=False),
-        sa.Column("refunded", sa.BigInteger(), nullable=False),
+        sa.Column("credits", _TOTAL, nullable=False),
+        sa.Column("consumed", _TOTAL, nullable=False),
+        sa.Column("refunded", _TOTAL, nullable=False),
         sa.Column("cost_dollars", sa.BigInteger(), nullable=False),
         sa.Column("cost_fraction", sa.BigInteger(), nullable=False),
         sa.Column("without_cost", sa.BigInteger(), nullable=False),
