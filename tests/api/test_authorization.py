@@ -43,6 +43,7 @@ POLICY: dict[tuple[str, str], Who] = {
     ("POST", "/v1/accounts"): Who.SERVICE,
     ("GET", "/v1/accounts/{account_id}"): Who.READER,
     ("GET", "/v1/accounts/{account_id}/balance"): Who.READER,
+    ("POST", "/v1/accounts/{account_id}/portal-sessions"): Who.SERVICE,
     ("GET", "/v1/accounts/{account_id}/transactions"): Who.READER,
     ("GET", "/v1/accounts/{account_id}/usage"): Who.READER,
     ("GET", "/v1/accounts/{account_id}/usage/summary"): Who.READER,
@@ -166,6 +167,7 @@ def snapshot(meter: CreditMeter) -> dict[str, Any]:
                 "outbox",
                 "audit_log",
                 "webhook_endpoints",
+                "portal_sessions",
             )
         } | {
             "pending holds": conn.execute(

@@ -1,0 +1,43 @@
+"""Numbers, money and dates written for people, as the pages show them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from creditmeter.core.payments import Money, amount_text
+
+SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹"}
+
+
+def credits(value: int | None) -> str:
+    """``12,345``; ``—`` for none."""
+    return "—" if value is None else f"{value:,}"
+
+
+def money(value: Money | None) -> str:
+    """``$9.99`` from 999 ``usd``; ``12.50 CHF`` for a currency without a symbol."""
+    if value is None:
+        return "—"
+    amount = amount_text(value.amount, value.currency)
+    symbol = SYMBOLS.get(value.currency)
+    if symbol is None:
+        return f"{amount} {value.currency.upper()}"
+    return f"-{symbol}{amount[1:]}" if amount.startswith("-") else f"{symbol}{amount}"
+
+
+def day(value: date | datetime | None) -> str:
+    """``1 January 2027``."""
+    if value is None:
+        return "—"
+    return f"{value.day} {value:%B %Y}"
+
+
+def moment(value: datetime | None) -> str:
+    """``7 Dec 2026, 14:20 UTC``."""
+    if value is None:
+        return "—"
+    return f"{value.day} {value:%b %Y, %H:%M} UTC"
+
+
+def percent(value: int | None) -> str:
+    return "—" if value is None else f"{value} %"
