@@ -81,6 +81,8 @@ def stacked_by_day(
 
 WIDTH, HEIGHT = 720, 240
 LEFT, BOTTOM, TOP, RIGHT = 48, 28, 12, 8
+STEPS = 5
+"""Grid lines above the axis: a 1, 2 or 5 × 10^n peak makes round values of them."""
 
 
 def _draw(
@@ -95,9 +97,9 @@ def _draw(
         f'aria-label="{escape(label, quote=True)}" preserveAspectRatio="xMidYMid meet">',
         f"<title>{escape(label)}</title>",
     ]
-    for step in range(5):
-        value = peak * step // 4
-        y = TOP + plot_h - plot_h * step / 4
+    for step in range(STEPS + 1):
+        value = peak * step // STEPS
+        y = TOP + plot_h - plot_h * step / STEPS
         parts.append(
             f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
             f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
