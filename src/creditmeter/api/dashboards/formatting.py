@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from creditmeter.core.payments import Money, amount_text
+from creditmeter.core.pricing import PricingRule
 
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹"}
 
@@ -41,3 +42,16 @@ def moment(value: datetime | None) -> str:
 
 def percent(value: int | None) -> str:
     return "—" if value is None else f"{value} %"
+
+
+def rule(value: PricingRule) -> str:
+    """``input_tokens 0.01 · output_tokens 0.03 · 2 models · × 1.2``."""
+    if value.cost_plus:
+        parts = ["cost plus"]
+    else:
+        parts = [f"{unit} {rate}" for unit, rate in sorted(value.rates.items())]
+    if value.models:
+        parts.append(f"{len(value.models)} model{'s' if len(value.models) != 1 else ''}")
+    if value.multiplier != 1:
+        parts.append(f"× {value.multiplier}")
+    return " · ".join(parts) or "free"

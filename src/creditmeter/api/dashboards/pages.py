@@ -43,6 +43,7 @@ environment.filters.update(
     day=formatting.day,
     moment=formatting.moment,
     percent=formatting.percent,
+    rule=formatting.rule,
 )
 environment.globals.update(bar=charts.bar)
 
