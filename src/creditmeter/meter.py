@@ -57,6 +57,14 @@ from creditmeter.core.records import (
 )
 from creditmeter.core.rerating import RerateReport
 from creditmeter.core.settings import Settings
+from creditmeter.core.stats import (
+    AccountPage,
+    DailyUsage,
+    FeatureStats,
+    Forecast,
+    ModelStats,
+    SystemStats,
+)
 from creditmeter.core.types import HoldStatus
 from creditmeter.core.usage import UsageEvent
 from creditmeter.core.webhooks import DISABLE_AFTER, Delivery, WebhookEndpoint
@@ -81,6 +89,7 @@ from creditmeter.service import (
 from creditmeter.service import portal_sessions as portal_sessions_service
 from creditmeter.service import prices as prices_service
 from creditmeter.service import settings as settings_service
+from creditmeter.service import stats as stats_service
 from creditmeter.service import webhooks as webhooks_service
 from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.maintenance import lock_current, lock_current_many
@@ -809,6 +818,81 @@ class CreditMeter:
                 since=queries.bound(since, "since"),
                 until=queries.bound(until, "until"),
             )
+
+    # Stats (docs/stats.md).
+
+    def stats(
+        self, *, since: datetime, until: datetime, currency: str | None = None
+    ) -> SystemStats:
+        """The admin overview of ``[since, until)``: credits issued and consumed, billable
+        credits against the providers' cost and the margin, revenue by currency net of
+        refunds (``currency``: that one only), accounts, balances and top consumers."""
+        with self.db.read() as conn:
+            return stats_service.system_stats(
+                conn, self.db.dialect, settings_service.current(conn), since, until, currency
+            )
+
+    def model_stats(self, *, since: datetime, until: datetime) -> list[ModelStats]:
+        """Usage of ``[since, until)`` by model (``""``: none named), with cost and margin."""
+        with self.db.read() as conn:
+            return stats_service.model_stats(
+                conn, self.db.dialect, settings_service.current(conn), since, until
+            )
+
+    def feature_stats(self, *, since: datetime, until: datetime) -> list[FeatureStats]:
+        """Usage of ``[since, until)`` by feature, with cost and margin."""
+        with self.db.read() as conn:
+            return stats_service.feature_stats(
+                conn, self.db.dialect, settings_service.current(conn), since, until
+            )
+
+    def search_accounts(
+        self,
+        *,
+        query: str | None = None,
+        plan: str | None = None,
+        status: str | None = None,
+        level: str | None = None,
+        sort: str = "id",
+        descending: bool = False,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> AccountPage:
+        """Accounts whose id or name contains ``query``, filtered by plan, status and level
+        (``healthy``, ``low``, ``critical``), sorted by ``sort`` (id, name, plan, status,
+        created_at, available) then id; pass ``next_cursor`` as ``after`` for the next page."""
+        with self.db.read() as conn:
+            return stats_service.search_accounts(
+                conn,
+                settings_service.current(conn),
+                self._now(),
+                query=query,
+                plan=plan,
+                status=status,
+                level=level,
+                sort=sort,
+                descending=descending,
+                after=after,
+                limit=limit,
+            )
+
+    def daily_usage(
+        self, account_id: str | None, *, since: datetime, until: datetime, by: str = "feature"
+    ) -> list[DailyUsage]:
+        """Billable credits per UTC day of ``[since, until)`` and feature, model or member
+        (``by``), of one account or (``None``) of all."""
+        if account_id is not None:
+            self.account(account_id)
+        with self.db.read() as conn:
+            return stats_service.daily_usage(conn, self.db.dialect, account_id, since, until, by)
+
+    def forecast(self, account_id: str) -> Forecast:
+        """When the account's available credits run out at its burn rate of the last
+        30 days. Not part of :meth:`balance`, which stays a read of running totals."""
+        return self._read_account(
+            account_id,
+            lambda book, _: stats_service.forecast(book.conn, book.id, book.available, book.now),
+        )
 
     def iter_transactions(self, account_id: str, **filters: Any) -> Iterator[Transaction]:
         """Every transaction matching the filters, newest first, a page at a time."""

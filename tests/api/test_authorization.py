@@ -93,6 +93,12 @@ POLICY: dict[tuple[str, str], Who] = {
     ("GET", "/v1/accounts/{account_id}/auto-recharge"): Who.READER,
     ("PUT", "/v1/accounts/{account_id}/auto-recharge"): Who.READER,
     ("GET", "/v1/admin/payment-events"): Who.ADMIN,
+    ("GET", "/v1/admin/stats"): Who.ADMIN,
+    ("GET", "/v1/admin/stats/models"): Who.ADMIN,
+    ("GET", "/v1/admin/stats/features"): Who.ADMIN,
+    ("GET", "/v1/admin/accounts"): Who.ADMIN,
+    ("GET", "/v1/admin/usage/daily"): Who.ADMIN,
+    ("GET", "/v1/accounts/{account_id}/usage/daily"): Who.READER,
     ("GET", "/v1/audit-log"): Who.ADMIN,
 }
 

@@ -25,6 +25,7 @@ from creditmeter.api.routers import (
     metering,
     payments,
     portal_sessions,
+    stats,
     webhook_endpoints,
     webhooks,
 )
@@ -44,6 +45,7 @@ ROUTERS = (
     payments.router,
     webhooks.router,
     admin.router,
+    stats.router,
     audit.router,
     webhook_endpoints.router,
 )

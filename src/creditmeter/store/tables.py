@@ -285,6 +285,20 @@ usage_records = sa.Table(
     ),
     sa.CheckConstraint("refunded >= 0 AND refunded <= charged + debited", name="refund_bounded"),
     sa.Index("ix_usage_records_account_created", "account_id", "created_at"),
+    # What the stats over every account sum, by time: they read this index only, never the
+    # table (docs/stats.md).
+    sa.Index(
+        "ix_usage_records_created_stats",
+        "created_at",
+        "account_id",
+        "feature_key",
+        "model",
+        "credits",
+        "charged",
+        "debited",
+        "refunded",
+        "provider_cost",
+    ),
 )
 
 # What usage drew on unlimited allowances, per pool and period: no grant shows it.

@@ -104,5 +104,5 @@ def change_account(
 @router.get("/{account_id}/balance", responses=errors(401, 404))
 def get_balance(account_id: str, meter: Meter, _: AccountReader) -> BalanceOut:
     """Available and held credits, the period's allowance, purchased credits, pools and
-    warnings; read from running totals, not summed from history."""
-    return BalanceOut.of(meter.balance(account_id))
+    warnings, read from running totals; and the forecast, from the last 30 days' usage."""
+    return BalanceOut.of(meter.balance(account_id), meter.forecast(account_id))

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from creditmeter.api.schemas.common import Body, Credits, Identifier, Metadata, Text
-from creditmeter.core import records
+from creditmeter.api.schemas.stats import ForecastOut
+from creditmeter.core import records, stats
 from creditmeter.core.errors import AllowanceState
 from creditmeter.core.settings import BalanceWarning
 
@@ -111,10 +112,14 @@ class BalanceOut(BaseModel):
     pools: dict[str, PoolOut]
     warnings: list[WarningOut]
     status: str
+    forecast: ForecastOut = Field(
+        description="At the burn rate of the last 30 days, when the available credits run out."
+    )
 
     @classmethod
-    def of(cls, b: records.Balance) -> BalanceOut:
+    def of(cls, b: records.Balance, forecast: stats.Forecast) -> BalanceOut:
         return cls(
+            forecast=ForecastOut.of(forecast),
             account=b.account_id,
             available=b.available,
             held=b.held,

@@ -1,7 +1,7 @@
 """portal sessions: one-time links to the customer portal, kept as digests
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import creditmeter.store.tables
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
