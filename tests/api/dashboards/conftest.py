@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,7 @@ def sample(meter: CreditMeter, clock: Clock) -> None:
             meter.charge(
                 "acme",
                 "chat",
+                provider_cost=Decimal("0.0042") * (day + n + 1),
                 usage={
                     "input_tokens": 20_000 + day * 3_000 * n,
                     "output_tokens": 8_000 + day * 500,
@@ -92,8 +94,20 @@ def sample(meter: CreditMeter, clock: Clock) -> None:
                 member=member,
             )
         if day % 2 == 0:
-            meter.charge("acme", "images", usage={"images": 3}, model="gpt-image-1", member="ana")
+            meter.charge(
+                "acme",
+                "images",
+                usage={"images": 3},
+                model="gpt-image-1",
+                member="ana",
+                provider_cost=Decimal("0.12"),
+            )
         meter.charge("globex", "chat", usage={"input_tokens": 5_000, "output_tokens": 2_000})
+    started = meter.checkout("globex", "starter", ui_mode="elements")
+    assert isinstance(meter.payments, DevProvider)
+    meter.payments.complete(meter.purchase(started.purchase_id))
+    while meter.work():
+        pass
     clock.now = now
 
 

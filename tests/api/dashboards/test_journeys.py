@@ -31,6 +31,29 @@ def sign_in(page: Page, served: Served, key: str) -> None:
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
+def the_other_pages(page: Page, served: Served, screens: Screens) -> None:
+    """The catalogue, webhooks and API keys (a key made, its secret shown once), then
+    sign out."""
+    for name, shot in (
+        ("Catalogue", "admin-catalogue"),
+        ("API keys", "admin-keys"),
+        ("Webhooks", "admin-webhooks"),
+    ):
+        page.get_by_role("link", name=name, exact=True).click()
+        expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+        screens.take(page, shot)
+
+    page.get_by_role("link", name="API keys", exact=True).click()
+    page.get_by_label("Role").select_option("service")
+    page.get_by_label("Name").fill("backend")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("new-secret").inner_text()
+    assert served.meter.authenticate(secret) is not None
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
 def test_a_customer_buys_credits_and_sets_up_auto_recharge(
     page: Page, served: Served, screens: Screens
 ) -> None:
@@ -41,7 +64,12 @@ def test_a_customer_buys_credits_and_sets_up_auto_recharge(
     expect(page.get_by_role("progressbar", name="Monthly allowance used")).to_be_visible()
     expect(page.get_by_text("Deep research")).to_be_visible()  # not in the plan
     expect(page.get_by_test_id("purchased")).to_have_count(0)
+    expect(page.get_by_test_id("forecast")).to_contain_text("the credits last until")
     screens.take(page, "portal")
+    page.get_by_role("link", name="By model").click()
+    expect(page.get_by_role("list", name="Legend")).to_contain_text("claude-sonnet-4")
+    page.get_by_role("link", name="By member").click()
+    expect(page.get_by_role("list", name="Legend")).to_contain_text("chen")
 
     page.get_by_role("button", name="Buy Growth for $29.00").click()
     expect(page.get_by_role("heading", name="Growth")).to_be_visible()
@@ -94,8 +122,10 @@ def test_an_admin_grants_credits_and_changes_a_setting(
     screens.take(page, "admin-overview")
 
     page.get_by_role("link", name="Accounts", exact=True).click()
-    page.get_by_label("Search").fill("acme")
+    page.get_by_label("Search").fill("robot")
+    page.get_by_label("Sort by").select_option("available")
     page.get_by_role("button", name="Find").click()
+    expect(page.get_by_role("link", name="Globex")).to_have_count(0)
     screens.take(page, "admin-accounts")
     page.get_by_role("link", name="Acme Robotics").click()
     expect(page.get_by_role("heading", name="Acme Robotics")).to_be_visible()
@@ -132,24 +162,7 @@ def test_an_admin_grants_credits_and_changes_a_setting(
     expect(history.locator("ol.history > li").first).to_contain_text("Sam (superadmin)")
     screens.take(page, "admin-settings")
 
-    for name, shot in (
-        ("Catalogue", "admin-catalogue"),
-        ("API keys", "admin-keys"),
-        ("Webhooks", "admin-webhooks"),
-    ):
-        page.get_by_role("link", name=name, exact=True).click()
-        expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
-        screens.take(page, shot)
-
-    page.get_by_role("link", name="API keys", exact=True).click()
-    page.get_by_label("Role").select_option("service")
-    page.get_by_label("Name").fill("backend")
-    page.get_by_role("button", name="Create key").click()
-    secret = page.get_by_test_id("new-secret").inner_text()
-    assert served.meter.authenticate(secret) is not None
-
-    page.get_by_role("button", name="Sign out").click()
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    the_other_pages(page, served, screens)
 
 
 def test_the_boundaries_hold_in_the_browser(page: Page, served: Served) -> None:

@@ -19,9 +19,11 @@ from creditmeter.api.dashboards import sessions
 from creditmeter.api.dashboards.pages import PageRefused, SignInNeeded, render
 from creditmeter.api.dashboards.portal import (
     CHART_DAYS,
+    CHART_KEYS,
     Form,
     balance_state,
     form_fields,
+    usage_between,
     usage_chart,
 )
 from creditmeter.api.dashboards.sessions import CSRF_FIELD, Session
@@ -219,15 +221,22 @@ def _instant(day: date) -> datetime:
 
 
 @router.get("", response_class=HTMLResponse)
-def overview(request: Request, since: str = "", until: str = "") -> HTMLResponse:
+def overview(
+    request: Request, since: str = "", until: str = "", currency: str = ""
+) -> HTMLResponse:
+    """The admin overview of a date range (the last 30 days by default): the stats the
+    JSON API serves at ``GET /v1/admin/stats``."""
     who = staff(request)
     meter = _meter(request)
     first, last = _day_bounds(since, until, meter.clock().date())
-    settings = meter.settings()
-    accounts = meter.list_accounts(limit=1000)
-    balances = [meter.balance(a.id) for a in accounts]
-    states = [balance_state(settings, b) for b in balances]
-    top = sorted(zip(accounts, balances, strict=True), key=lambda ab: -ab[1].available)[:5]
+    try:
+        stats = meter.stats(
+            since=_instant(first),
+            until=_instant(last + timedelta(days=1)),
+            currency=currency or None,
+        )
+    except CreditMeterError as error:
+        raise PageRefused(400, "Not a valid range", error.message, home="/admin") from None
     return page(
         request,
         who,
@@ -236,50 +245,73 @@ def overview(request: Request, since: str = "", until: str = "") -> HTMLResponse
         current="overview",
         first=first,
         last=last,
-        accounts=len(accounts),
-        total_available=sum(b.available for b in balances),
-        average_balance=sum(b.available for b in balances) // len(balances) if balances else 0,
-        low=states.count("low"),
-        critical=states.count("critical"),
-        top=top,
-        stats=None,
+        currency=currency,
+        stats=stats,
+        chart=usage_between(meter, None, first, last, "feature"),
     )
 
 
 # Accounts.
 
 
+SORTS: Final = {
+    "id": "Id",
+    "name": "Name",
+    "available": "Available credits",
+    "created_at": "Created",
+    "plan": "Plan",
+    "status": "Status",
+}
+
+
 @router.get("/accounts", response_class=HTMLResponse)
 def accounts_page(
-    request: Request, q: str = "", plan: str = "", status: str = "", cursor: str = ""
+    request: Request,
+    q: str = "",
+    plan: str = "",
+    status: str = "",
+    level: str = "",
+    sort: str = "id",
+    order: str = "asc",
+    cursor: str = "",
 ) -> HTMLResponse:
+    """Accounts found as ``GET /v1/admin/accounts`` finds them."""
     who = staff(request)
     meter = _meter(request)
-    found = meter.list_accounts(after=cursor or None, limit=PAGE_SIZE + 1)
-    shown = found[:PAGE_SIZE]
-    settings = meter.settings()
-    rows = []
-    for account in shown:
-        balance = meter.balance(account.id)
-        rows.append((account, balance, balance_state(settings, balance)))
-    query = {"q": q, "plan": plan, "status": status}
+    try:
+        found = meter.search_accounts(
+            query=q or None,
+            plan=plan or None,
+            status=status or None,
+            level=level or None,
+            sort=sort,
+            descending=order == "desc",
+            after=cursor or None,
+            limit=PAGE_SIZE,
+        )
+    except CreditMeterError as error:
+        raise PageRefused(
+            400, "Not a valid search", error.message, home="/admin/accounts"
+        ) from None
+    query = {"q": q, "plan": plan, "status": status, "level": level, "sort": sort, "order": order}
     next_url = None
-    if len(found) > PAGE_SIZE:
-        next_url = f"/admin/accounts?{urlencode(query | {'cursor': shown[-1].id})}"
+    if found.next_cursor:
+        next_url = f"/admin/accounts?{urlencode(query | {'cursor': found.next_cursor})}"
     return page(
         request,
         who,
         "admin/accounts.html",
         title="Accounts",
         current="accounts",
-        rows=rows,
+        accounts=found.items,
         chosen=query,
         plans=meter.plans(),
+        sorts=SORTS,
         next_url=next_url,
     )
 
 
-def _account_context(meter: CreditMeter, account_id: str) -> dict[str, Any]:
+def _account_context(meter: CreditMeter, account_id: str, by: str) -> dict[str, Any]:
     try:
         account = meter.account(account_id)
     except NotFound:
@@ -296,14 +328,19 @@ def _account_context(meter: CreditMeter, account_id: str) -> dict[str, Any]:
         "purchases": meter.purchases(account_id, limit=20).data,
         "transactions": meter.transactions(account_id, limit=15).data,
         "audit": meter.audit_log(account=account_id, limit=15).data,
-        "chart": usage_chart(meter, account_id, meter.clock().date()),
+        "chart": usage_chart(meter, account_id, meter.clock().date(), by),
+        "by": by,
+        "chart_keys": list(CHART_KEYS),
+        "forecast": meter.forecast(account_id),
         "plans": meter.plans(),
         "sources": [s.value for s in GRANT_SOURCES],
     }
 
 
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
-def account_page(request: Request, account_id: str, done: str = "") -> HTMLResponse:
+def account_page(
+    request: Request, account_id: str, done: str = "", by: str = "feature"
+) -> HTMLResponse:
     who = staff(request)
     return page(
         request,
@@ -312,7 +349,7 @@ def account_page(request: Request, account_id: str, done: str = "") -> HTMLRespo
         title=account_id,
         current="accounts",
         done=done,
-        **_account_context(_meter(request), account_id),
+        **_account_context(_meter(request), account_id, by),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from creditmeter.core.payments import Money, amount_text
 from creditmeter.core.pricing import PricingRule
@@ -55,3 +56,27 @@ def rule(value: PricingRule) -> str:
     if value.multiplier != 1:
         parts.append(f"× {value.multiplier}")
     return " · ".join(parts) or "free"
+
+
+def usd(value: Decimal | None) -> str:
+    """``$1,234.57``: dollars to the cent, for reading (the API keeps every place)."""
+    if value is None:
+        return "—"
+    cents = value.quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents):,}"
+
+
+def ratio(value: Decimal | None) -> str:
+    """``42.1 %`` from ``0.4213``."""
+    if value is None:
+        return "—"
+    return f"{(value * 100).quantize(Decimal('0.1'), ROUND_HALF_EVEN)} %"
+
+
+def money_of(value: dict[str, object]) -> str:
+    """:func:`money` of ``{"amount": …, "currency": …}``, as a template writes it."""
+    amount, currency = value["amount"], value["currency"]
+    assert isinstance(amount, int)
+    assert isinstance(currency, str)
+    return money(Money(amount, currency))

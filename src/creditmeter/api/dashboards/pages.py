@@ -44,6 +44,9 @@ environment.filters.update(
     moment=formatting.moment,
     percent=formatting.percent,
     rule=formatting.rule,
+    usd=formatting.usd,
+    ratio=formatting.ratio,
+    money_of=formatting.money_of,
 )
 environment.globals.update(bar=charts.bar)
 

@@ -122,12 +122,30 @@ def bar_state(percentage: int | None) -> str:
     return "critical" if percentage >= 90 else "low"
 
 
-def usage_chart(meter: CreditMeter, account_id: str, today: date) -> charts.StackedChart:
+CHART_KEYS = {"feature": "feature", "model": "model", "member": "member"}
+
+
+def usage_chart(
+    meter: CreditMeter, account_id: str | None, today: date, by: str = "feature"
+) -> charts.StackedChart:
+    """Credits per day of the last 30 days, stacked by feature, model or member."""
+    if by not in CHART_KEYS:
+        raise PageRefused(400, "Unknown chart", "Usage is shown by feature, model or member.")
     first = today - timedelta(days=CHART_DAYS - 1)
+    return usage_between(meter, account_id, first, today, by)
+
+
+def usage_between(
+    meter: CreditMeter, account_id: str | None, first: date, last: date, by: str
+) -> charts.StackedChart:
     since = datetime.combine(first, datetime.min.time(), UTC)
-    groups = meter.usage_summary(account_id, group_by="day", since=since)
-    rows = [(date.fromisoformat(g.key), "credits", g.credits) for g in groups]
-    return charts.stacked_by_day(rows, first, today, label="Credits used per day, last 30 days")
+    until = datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)
+    rows = [
+        (u.day, u.key or f"(no {by})", u.credits)
+        for u in meter.daily_usage(account_id, since=since, until=until, by=by)
+    ]
+    label = f"Credits used per day by {by}, {first:%d %b} to {last:%d %b %Y}"
+    return charts.stacked_by_day(rows, first, last, label=label)
 
 
 def _account_view(meter: CreditMeter, account_id: str) -> dict[str, Any]:
@@ -166,7 +184,9 @@ def _csrf(meter: CreditMeter, session: Session) -> str:
 
 
 @router.get("", response_class=HTMLResponse)
-def home(request: Request, purchase: str = "", checkout: str = "", saved: str = "") -> HTMLResponse:
+def home(
+    request: Request, purchase: str = "", checkout: str = "", saved: str = "", by: str = "feature"
+) -> HTMLResponse:
     session = portal_session(request)
     meter = _meter(request)
     account_id = session.subject
@@ -198,7 +218,10 @@ def home(request: Request, purchase: str = "", checkout: str = "", saved: str = 
         recharge=recharge,
         recharge_card=_card(meter, recharge),
         recharge_cap=_major(recharge, packs),
-        chart=usage_chart(meter, account_id, now.date()),
+        chart=usage_chart(meter, account_id, now.date(), by),
+        by=by,
+        chart_keys=list(CHART_KEYS),
+        forecast=meter.forecast(account_id),
         transactions=meter.transactions(account_id, limit=8).data,
         bought=bought,
         return_url=session.extra.get("return_url"),
