@@ -510,6 +510,12 @@ class CreditMeter:
         with self.db.read() as conn:
             return holds.count_pending(conn, self._now())
 
+    def pending_holds_of(self, account_id: str, *, limit: int = 100) -> list[Hold]:
+        """The account's pending holds that are not past their expiry, oldest first."""
+        self.account(account_id)
+        with self.db.read() as conn:
+            return holds.pending_of(conn, account_id, self._now(), limit)
+
     def hold(self, hold_id: str) -> Hold:
         """A hold as it is now: one past its expiry is released (and reported expired)."""
         with self.db.read() as conn:

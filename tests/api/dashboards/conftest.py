@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def sample(meter: CreditMeter, clock: Clock) -> None:
     while meter.work():
         pass
     clock.now = now
+    meter.authorize("acme", "chat", credits=300, ttl=timedelta(hours=12))
 
 
 @pytest.fixture(scope="session")

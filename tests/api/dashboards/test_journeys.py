@@ -130,6 +130,9 @@ def test_an_admin_grants_credits_and_changes_a_setting(
     page.get_by_role("link", name="Acme Robotics").click()
     expect(page.get_by_role("heading", name="Acme Robotics")).to_be_visible()
     before = served.meter.balance("acme").available
+    holds = page.get_by_role("region", name="Pending holds")
+    expect(holds.locator("tbody tr")).to_have_count(1)
+    expect(holds).to_contain_text("300")
     screens.take(page, "admin-account")
 
     page.get_by_label("Credits", exact=True).fill("1500")

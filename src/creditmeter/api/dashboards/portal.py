@@ -214,6 +214,7 @@ def home(
         packs=packs,
         selling=not isinstance(meter.payments, PaymentsOff),
         purchases=recent,
+        pack_names={p.id: p.name for p in meter.packages(include_inactive=True)},
         saved=saved,
         recharge=recharge,
         recharge_card=_card(meter, recharge),
