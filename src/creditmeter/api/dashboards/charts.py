@@ -132,7 +132,7 @@ def bar(fraction_permille: int, *, state: str = "") -> str:
     filled = min(max(fraction_permille, 0), 1000) / 10
     return (
         '<svg class="bar" viewBox="0 0 100 8" preserveAspectRatio="none" aria-hidden="true" '
-        'focusable="false"><rect class="bar-track" width="100" height="8" rx="4"/>'
-        f'<rect class="bar-fill {escape(state, quote=True)}" width="{filled:.1f}" height="8" '
-        'rx="4"/></svg>'
+        'focusable="false"><rect class="bar-track" width="100" height="8"/>'
+        f'<rect class="bar-fill {escape(state, quote=True)}" width="{filled:.1f}" height="8"/>'
+        "</svg>"
     )
