@@ -7,6 +7,7 @@ import re
 from fastapi.testclient import TestClient
 
 from creditmeter import CreditMeter
+from creditmeter.payments.dev import DevProvider
 from tests.api.conftest import ADMIN_KEY, Keys
 
 PAGES = (
@@ -66,3 +67,44 @@ def test_a_revoked_key_signs_out_at_once(
     (admin,) = [k for k in meter.api_keys() if k.role.value == "admin"]
     meter.revoke_api_key(admin.id)
     assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def csrf_of(client: TestClient, path: str) -> str:
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert token is not None
+    return token.group(1)
+
+
+def test_a_void_and_a_refund_ask_for_a_confirmation_first(
+    client: TestClient, keys: Keys, meter: CreditMeter
+) -> None:
+    meter.grant("acme", 700, reason="to void")
+    meter.put_package("starter", credits=1_000, price=999, currency="usd")
+    started = meter.checkout("acme", "starter", ui_mode="elements")
+    assert isinstance(meter.payments, DevProvider)
+    meter.payments.complete(meter.purchase(started.purchase_id))
+    while meter.work():
+        pass
+    assert sign_in(client, keys.superadmin) == 303
+    token = csrf_of(client, "/admin/accounts/acme")
+    (granted,) = [g for g in meter.grants("acme") if g.source.value == "admin"]
+    path = f"/admin/accounts/acme/grants/{granted.id}/void"
+    asked = client.post(path, data={"csrf_token": token, "reason": "mistake"})
+    assert "Void 700 credits" in asked.text
+    assert meter.balance("acme").available == 1_700
+    done = client.post(path, data={"csrf_token": token, "reason": "mistake", "confirm": "yes"})
+    assert done.status_code == 200
+    assert "Grant voided." in done.text
+    assert meter.balance("acme").available == 1_000
+
+    refund = f"/admin/purchases/{started.purchase_id}/refund"
+    asked = client.post(refund, data={"csrf_token": token})
+    assert "Refund $9.99" in asked.text
+    assert meter.purchase(started.purchase_id).amount_refunded == 0
+    client.post(refund, data={"csrf_token": token, "confirm": "yes"})
+    while meter.work():
+        pass
+    assert meter.purchase(started.purchase_id).amount_refunded == 999
+    assert meter.balance("acme").available == 0
+    actions = [e.action.value for e in meter.audit_log(account="acme").data]
+    assert {"grant.voided", "purchase.refunded"} <= set(actions)

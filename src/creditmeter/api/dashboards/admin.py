@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from creditmeter.api import auth
-from creditmeter.api.dashboards import sessions
+from creditmeter.api.dashboards import formatting, sessions
 from creditmeter.api.dashboards.pages import PageRefused, SignInNeeded, render
 from creditmeter.api.dashboards.portal import (
     CHART_DAYS,
@@ -29,6 +29,7 @@ from creditmeter.api.dashboards.portal import (
 from creditmeter.api.dashboards.sessions import CSRF_FIELD, Session
 from creditmeter.core.errors import CreditMeterError, NotFound
 from creditmeter.core.keys import ApiKey, Role
+from creditmeter.core.payments import Money
 from creditmeter.core.types import GrantSource
 from creditmeter.meter import CreditMeter
 
@@ -416,14 +417,70 @@ def grant(request: Request, account_id: str, form: Form) -> Response:
 
 @router.post("/accounts/{account_id}/grants/{grant_id}/void", response_model=None)
 def void(request: Request, account_id: str, grant_id: str, form: Form) -> Response:
+    """Asks for a confirmation first: a void takes credits away."""
     who = changing(request, form)
+    meter = _meter(request)
     home = f"/admin/accounts/{quote(account_id, safe='')}"
     reason = form.get("reason", "").strip() or "voided in the admin console"
+    if form.get("confirm") != "yes":
+        grant = next((g for g in meter.grants(account_id) if g.id == grant_id), None)
+        if grant is None:
+            raise PageRefused(
+                404, "No such grant", "It holds no credits, or is not this account's.", home=home
+            )
+        return confirm(
+            request,
+            who,
+            title="Void this grant?",
+            facts=[
+                ("Account", account_id),
+                ("Grant", f"{grant.source.value}, {grant.amount:,} credits"),
+                ("Credits taken away", f"−{grant.remaining:,}"),
+                ("Reason", reason),
+            ],
+            action=f"{home}/grants/{quote(grant_id, safe='')}/void",
+            fields={"reason": reason},
+            button=f"Void {grant.remaining:,} credits",
+            cancel=home,
+        )
     try:
-        _meter(request).void_grant(account_id, grant_id, reason=reason, actor=auth.actor(who.key))
+        meter.void_grant(
+            account_id,
+            grant_id,
+            reason=reason,
+            idempotency_key=f"admin-console:void:{grant_id}",
+            actor=auth.actor(who.key),
+        )
     except CreditMeterError as error:
         raise _failed(error, home) from None
     return RedirectResponse(_account_url(account_id, "Grant voided."), status_code=303)
+
+
+def confirm(
+    request: Request,
+    who: Staff,
+    *,
+    title: str,
+    facts: list[tuple[str, str]],
+    action: str,
+    fields: dict[str, str],
+    button: str,
+    cancel: str,
+) -> HTMLResponse:
+    """The confirmation step of a change that moves credits or money: the same form again,
+    with ``confirm=yes``."""
+    return page(
+        request,
+        who,
+        "admin/confirm.html",
+        title=title,
+        current="accounts",
+        facts=facts,
+        action=action,
+        fields=fields,
+        button=button,
+        cancel=cancel,
+    )
 
 
 @router.post("/accounts/{account_id}/plan", response_model=None)
@@ -473,18 +530,41 @@ def change_overdraft(request: Request, account_id: str, form: Form) -> Response:
 
 @router.post("/purchases/{purchase_id}/refund", response_model=None)
 def refund_purchase(request: Request, purchase_id: str, form: Form) -> Response:
+    """Asks for a confirmation first: a refund returns money and claws credits back."""
     who = changing(request, form)
     meter = _meter(request)
     try:
         purchase = meter.purchase(purchase_id)
+    except CreditMeterError as error:
+        raise _failed(error, "/admin/accounts") from None
+    home = f"/admin/accounts/{quote(purchase.account_id, safe='')}"
+    reason = form.get("reason", "").strip()
+    if form.get("confirm") != "yes":
+        left = Money(purchase.amount_paid - purchase.amount_refunded, purchase.price.currency)
+        return confirm(
+            request,
+            who,
+            title="Refund this purchase?",
+            facts=[
+                ("Account", purchase.account_id),
+                ("Purchase", f"{purchase.package_id}, {purchase.credits:,} credits"),
+                ("Refunded to the buyer", formatting.money(left)),
+                ("Credits clawed back", "as far as they are unspent"),
+            ],
+            action=f"/admin/purchases/{quote(purchase_id, safe='')}/refund",
+            fields={"reason": reason},
+            button=f"Refund {formatting.money(left)}",
+            cancel=home,
+        )
+    try:
         meter.refund_purchase(
             purchase_id,
-            reason=form.get("reason", "").strip() or None,
+            reason=reason or None,
             idempotency_key=f"admin-console:refund:{purchase_id}",
             actor=auth.actor(who.key),
         )
     except CreditMeterError as error:
-        raise _failed(error, "/admin/accounts") from None
+        raise _failed(error, home) from None
     return RedirectResponse(
         _account_url(purchase.account_id, "Purchase refunded."), status_code=303
     )
