@@ -22,6 +22,7 @@ from benchmarks import Result, table
 MODULES: dict[str, str] = {
     "embedded": "benchmarks.embedded",
     "balance": "benchmarks.balance",
+    "stats": "benchmarks.stats",
     "http": "benchmarks.http",
     "remote": "benchmarks.remote",
     "instructions": "benchmarks.instructions",

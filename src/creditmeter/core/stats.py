@@ -43,11 +43,17 @@ def level_of(available: Credits, settings: Settings) -> Level:
     return Level.HEALTHY
 
 
+def tidy(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros or an exponent: ``0.4``, ``0``, ``1200``."""
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
+
+
 def usd_of(credits: Credits, settings: Settings) -> Decimal:
     """What ``credits`` sell for, in dollars, at the settings' credits per USD."""
     if settings.credits_per_usd <= 0:
-        return Decimal(0).quantize(USD_PLACES)
-    return (Decimal(credits) / settings.credits_per_usd).quantize(USD_PLACES, ROUND_HALF_EVEN)
+        return Decimal(0)
+    return tidy((Decimal(credits) / settings.credits_per_usd).quantize(USD_PLACES, ROUND_HALF_EVEN))
 
 
 def margin_ratio(billable_usd: Decimal, margin_usd: Decimal) -> Decimal | None:

@@ -88,7 +88,7 @@ def system_stats(
         else store.active_accounts(conn, active_since, until)
     )
     billable_usd = core.usd_of(total.billable, settings)
-    margin = billable_usd - total.cost_usd
+    margin = core.tidy(billable_usd - total.cost_usd)
     by_source = store.issued(conn, since, until)
     balances = store.balances(
         conn, settings.low_balance_threshold, settings.critical_balance_threshold
@@ -106,7 +106,7 @@ def system_stats(
         consumed=total.consumed,
         billable_credits=total.billable,
         billable_usd=billable_usd,
-        provider_cost_usd=total.cost_usd,
+        provider_cost_usd=core.tidy(total.cost_usd),
         margin_usd=margin,
         margin_ratio=core.margin_ratio(billable_usd, margin),
         events=total.events,
@@ -178,13 +178,13 @@ B = TypeVar("B", bound=UsageBreakdown)
 
 def _breakdown(kind: type[B], sums: store.UsageSums, settings: Settings) -> B:
     billable_usd = core.usd_of(sums.billable, settings)
-    margin = billable_usd - sums.cost_usd
+    margin = core.tidy(billable_usd - sums.cost_usd)
     return kind(
         key=sums.key,
         events=sums.events,
         credits=sums.billable,
         billable_usd=billable_usd,
-        provider_cost_usd=sums.cost_usd,
+        provider_cost_usd=core.tidy(sums.cost_usd),
         margin_usd=margin,
         margin_ratio=core.margin_ratio(billable_usd, margin),
     )

@@ -283,15 +283,18 @@ def daily(
 def consumed_by(
     conn: Connection, account_ids: Sequence[AccountId], since: datetime, until: datetime
 ) -> dict[AccountId, Credits]:
-    """What each account's usage in ``[since, until)`` drew."""
+    """What each account's usage in ``[since, until)`` drew: a sum per account, each
+    through the index by account and time (a page of accounts is a few of many)."""
     if not account_ids:
         return {}
-    query = (
-        sa.select(u.account_id, sa.func.sum(CONSUMED))
-        .where(u.account_id.in_(account_ids), *_window(since, until))
-        .group_by(u.account_id)
+    a = accounts.c
+    used = (
+        sa.select(sa.func.coalesce(sa.func.sum(CONSUMED), 0))
+        .where(u.account_id == a.id, *_window(since, until))
+        .scalar_subquery()
     )
-    return {a: int(c) for a, c in conn.execute(query)}
+    query = sa.select(a.id, used.label("used")).where(a.id.in_(account_ids))
+    return {r.id: int(r.used) for r in conn.execute(query)}
 
 
 def consumed_by_account(
