@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from creditmeter.api import auth
 from creditmeter.api.dashboards import formatting, sessions
@@ -155,8 +156,6 @@ def sign_in_page(request: Request, error: str = "") -> HTMLResponse:
 @router.post("/sign-in", response_model=None)
 async def sign_in(request: Request) -> Response:
     form = await form_fields(request)
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(_sign_in, request, form)
 
 

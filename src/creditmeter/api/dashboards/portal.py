@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -26,6 +26,7 @@ from creditmeter.core.payments import THREE_DECIMAL, ZERO_DECIMAL, AutoRecharge,
 from creditmeter.core.portal import SESSION_LIFETIME
 from creditmeter.core.records import Balance
 from creditmeter.core.settings import Settings
+from creditmeter.core.stats import level_of
 from creditmeter.core.types import TransactionType
 from creditmeter.meter import CreditMeter
 from creditmeter.payments.dev import WORKING_CARD, DevProvider
@@ -48,8 +49,6 @@ def _meter(request: Request) -> CreditMeter:
 
 async def form_fields(request: Request) -> dict[str, str]:
     """A posted form's fields (``application/x-www-form-urlencoded``)."""
-    from urllib.parse import parse_qsl
-
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return {}
     body = await request.body()
@@ -108,12 +107,9 @@ class PoolView:
 
 
 def balance_state(settings: Settings, balance: Balance) -> str:
-    """``healthy``, ``low`` or ``critical`` by the settings' thresholds."""
-    if balance.available <= settings.critical_balance_threshold:
-        return "critical"
-    if balance.available <= settings.low_balance_threshold:
-        return "low"
-    return "healthy"
+    """``healthy``, ``low`` or ``critical`` by the settings' thresholds, as the stats and
+    the balance's warnings say it."""
+    return level_of(balance.available, settings).value
 
 
 def bar_state(percentage: int | None) -> str:
