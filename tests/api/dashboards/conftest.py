@@ -1,5 +1,5 @@
 """A served app (uvicorn in a thread, on the test's engine) with sample data, and one
-Chromium for the whole session: Debian's, driven by Playwright; never a downloaded one."""
+Chromium for the journeys: Debian's, driven by Playwright; never a downloaded one."""
 
 from __future__ import annotations
 
@@ -113,8 +113,11 @@ def sample(meter: CreditMeter, clock: Clock) -> None:
     meter.authorize("acme", "chat", credits=300, ttl=timedelta(hours=12))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser for the journeys' module: Playwright's synchronous API keeps an event
+    loop running in this thread while it is started, which ``asyncio.run`` in a later
+    test would refuse to run beside."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
     with sync_playwright() as playwright:
