@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -80,3 +81,11 @@ def money_of(value: dict[str, object]) -> str:
     assert isinstance(amount, int)
     assert isinstance(currency, str)
     return money(Money(amount, currency))
+
+
+def detail(value: object) -> str:
+    """An audit entry's detail as JSON writes it: ``true``, ``{"amount": 900}``, text as
+    it is."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(", ", ": "))

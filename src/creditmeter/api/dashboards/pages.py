@@ -47,6 +47,7 @@ environment.filters.update(
     usd=formatting.usd,
     ratio=formatting.ratio,
     money_of=formatting.money_of,
+    detail=formatting.detail,
 )
 environment.globals.update(bar=charts.bar)
 
