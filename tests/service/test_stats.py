@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from creditmeter import CreditMeter
 from creditmeter.core.errors import InvalidRequest
@@ -116,6 +117,58 @@ def test_the_overview_of_a_month(world: CreditMeter) -> None:
     ]
     assert stats.models == tuple(world.model_stats(since=MARCH, until=APRIL))
     assert stats.features == tuple(world.feature_stats(since=MARCH, until=APRIL))
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        (datetime(2026, 3, 10, 6, tzinfo=UTC), datetime(2026, 3, 12, 13, tzinfo=UTC)),
+        (datetime(2026, 3, 10, 6, tzinfo=UTC), datetime(2026, 3, 12, 18, tzinfo=UTC)),
+        (datetime(2026, 3, 9, 23, 59, tzinfo=UTC), datetime(2026, 3, 13, 0, 1, tzinfo=UTC)),
+    ],
+)
+def test_parts_of_days_count_as_whole_days_do(
+    world: CreditMeter, since: datetime, until: datetime
+) -> None:
+    """Whole days are read from the daily sums, the parts at the ends from the records."""
+    whole = world.stats(since=MARCH, until=APRIL)
+    part = world.stats(since=since, until=until)
+    assert (part.events, part.consumed, part.billable_credits) == (5, 1_300, 1_350)
+    assert (part.provider_cost_usd, part.models, part.features) == (
+        whole.provider_cost_usd,
+        whole.models,
+        whole.features,
+    )
+    assert part.top_accounts == whole.top_accounts
+    assert world.daily_usage(None, since=since, until=until, by="model") == world.daily_usage(
+        None, since=MARCH, until=APRIL, by="model"
+    )
+
+
+def test_a_range_inside_one_day_reads_the_records(world: CreditMeter) -> None:
+    stats = world.stats(
+        since=datetime(2026, 3, 11, 11, tzinfo=UTC), until=datetime(2026, 3, 11, 13, tzinfo=UTC)
+    )
+    assert (stats.events, stats.billable_credits, stats.consumed) == (3, 300, 300)
+    assert stats.provider_cost_usd == Decimal("0.13")
+
+
+def test_the_daily_sums_are_the_sums_of_the_records(world: CreditMeter) -> None:
+    with world.db.engine.connect() as conn:
+        daily = conn.execute(
+            sa.text(
+                "SELECT day, account_id, feature_key, model, events, credits, consumed,"
+                " refunded, cost_dollars, cost_fraction, without_cost FROM usage_daily"
+                " ORDER BY 1, 2, 3, 4"
+            )
+        ).all()
+    assert [tuple(row) for row in daily] == [
+        ("2026-03-10", "acme", "chat", "gpt-4o", 1, 1_000, 1_000, 0, 0, 4_000_000_000, 0),
+        ("2026-03-11", "acme", "chat", "gpt-4o", 1, 500, 500, 500, 0, 0, 1),
+        ("2026-03-11", "acme", "image", "dall-e", 1, 200, 200, 0, 0, 800_000_000, 0),
+        ("2026-03-11", "beta", "chat", "", 1, 100, 100, 0, 0, 500_000_000, 0),
+        ("2026-03-12", "delta", "chat", "", 1, 50, 0, 0, 0, 0, 1),
+    ]
 
 
 def test_revenue_in_one_currency(world: CreditMeter) -> None:
@@ -324,3 +377,17 @@ def test_a_forecast_of_an_account_with_nothing_left_is_today(
 ) -> None:
     world.charge("beta", "chat", credits=400)
     assert world.forecast("beta").runs_out_on == clock.now.date()
+
+
+def test_the_largest_provider_costs_add_up_exactly(meter: CreditMeter, clock: Clock) -> None:
+    largest = Decimal("9999999999.9999999999")
+    meter.put_feature("chat", rates={"tokens": 1})
+    meter.create_account("acme")
+    meter.grant("acme", 10, reason="test")
+    meter.charge("acme", "chat", usage={"tokens": 1}, provider_cost=largest)
+    clock.advance(hours=1)
+    meter.charge("acme", "chat", usage={"tokens": 1}, provider_cost=largest)
+    day = datetime(2026, 3, 10, tzinfo=UTC)
+    for since in (day, clock.now - timedelta(minutes=90)):  # the daily sums, the records
+        stats = meter.stats(since=since, until=day + timedelta(days=1))
+        assert stats.provider_cost_usd == 2 * largest

@@ -75,18 +75,19 @@ def system_stats(
     wanted = currency_of(currency)
     groups = store.usage_groups(conn, dialect, since, until)
     total = _summed("", (g.sums for g in groups))
-    by_model = _grouped(groups, lambda g: g.model)
-    by_feature = _grouped(groups, lambda g: g.feature)
-    by_account = _grouped(groups, lambda g: g.account_id)
+    by_model = _grouped(groups, _model)
+    by_feature = _grouped(groups, _feature)
+    by_account = _grouped(groups, _account)
     top = sorted(by_account.values(), key=lambda s: (-s.consumed, s.key))[: core.TOP_ACCOUNTS]
     top = [s for s in top if s.consumed > 0]
     names = store.names(conn, [s.key for s in top])
     active_since = until - timedelta(days=core.ACTIVE_DAYS)
-    active = (
-        sum(1 for s in by_account.values() if s.events)
+    recent = (
+        by_account
         if active_since == since
-        else store.active_accounts(conn, active_since, until)
+        else _grouped(store.usage_groups(conn, dialect, active_since, until), _account)
     )
+    active = sum(1 for s in recent.values() if s.events)
     billable_usd = core.usd_of(total.billable, settings)
     margin = core.tidy(billable_usd - total.cost_usd)
     by_source = store.issued(conn, since, until)
@@ -153,24 +154,32 @@ def _grouped(
     return {k: _summed(k, sums) for k, sums in parts.items()}
 
 
+def _model(g: store.UsageGroup) -> str:
+    return g.model
+
+
+def _feature(g: store.UsageGroup) -> str:
+    return g.feature
+
+
+def _account(g: store.UsageGroup) -> str:
+    return g.account_id
+
+
 def model_stats(
     conn: Connection, dialect: str, settings: Settings, since: datetime, until: datetime
 ) -> list[ModelStats]:
     since, until = date_range(since, until)
-    return [
-        _breakdown(ModelStats, s, settings)
-        for s in store.usage_sums(conn, dialect, since, until, store.BY_MODEL)
-    ]
+    groups = _grouped(store.usage_groups(conn, dialect, since, until), _model)
+    return [_breakdown(ModelStats, s, settings) for _, s in sorted(groups.items())]
 
 
 def feature_stats(
     conn: Connection, dialect: str, settings: Settings, since: datetime, until: datetime
 ) -> list[FeatureStats]:
     since, until = date_range(since, until)
-    return [
-        _breakdown(FeatureStats, s, settings)
-        for s in store.usage_sums(conn, dialect, since, until, store.BY_FEATURE)
-    ]
+    groups = _grouped(store.usage_groups(conn, dialect, since, until), _feature)
+    return [_breakdown(FeatureStats, s, settings) for _, s in sorted(groups.items())]
 
 
 B = TypeVar("B", bound=UsageBreakdown)

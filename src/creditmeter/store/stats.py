@@ -1,7 +1,9 @@
 """SQL for the stats: sums over usage, grants, purchases and accounts.
 
-The usage sums read only the two covering indexes of usage records (migration 0016): by
-time, for every account, and by account and time, for one account.
+Every account's usage is read from the daily sums (``usage_daily``, kept with each usage)
+for whole UTC days, and from the records, through their index by time, for the parts of
+days at the ends of a range; one account's from its records, through the index by account
+and time (docs/stats.md).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +27,7 @@ from creditmeter.store.tables import (
     ledger_transactions,
     postings,
     purchases,
+    usage_daily,
     usage_records,
 )
 
@@ -38,19 +41,26 @@ COST_SCALE = 10
 """Places of ``provider_cost`` (``ExactDecimal(20, 10)``)."""
 
 
-def _cost_sum(dialect: str) -> sa.ColumnElement[Any]:
-    """The exact sum of provider costs: SQLite keeps them as text with ten places, and
-    its ``SUM`` of text is a float, so there they are summed as integers of 1e-10 USD."""
+def _cost_sums(dialect: str) -> list[sa.ColumnElement[Any]]:
+    """The exact sum of provider costs, as whole dollars and 1e-10 USD units: SQLite keeps
+    costs as text with ten places, and its ``SUM`` of text is a float."""
+    cost = u.provider_cost
     if dialect == "sqlite":
-        units = sa.cast(sa.func.replace(u.provider_cost, ".", ""), sa.BigInteger)
-        return sa.func.coalesce(sa.func.sum(units), 0)
-    return sa.func.coalesce(sa.func.sum(u.provider_cost), 0)
+        point = sa.func.instr(cost, ".")
+        dollars = sa.cast(sa.func.substr(cost, 1, point - 1), sa.BigInteger)
+        fraction = sa.cast(sa.func.substr(cost, point + 1), sa.BigInteger)
+        return [
+            sa.func.coalesce(sa.func.sum(dollars), 0).label("cost_dollars"),
+            sa.func.coalesce(sa.func.sum(fraction), 0).label("cost_fraction"),
+        ]
+    return [
+        sa.func.coalesce(sa.func.sum(cost), 0).label("cost_dollars"),
+        sa.literal(0).label("cost_fraction"),
+    ]
 
 
-def _usd(value: object, dialect: str) -> Decimal:
-    if dialect == "sqlite":
-        return Decimal(int(value)).scaleb(-COST_SCALE)  # type: ignore[call-overload]
-    return Decimal(value)  # type: ignore[arg-type]
+def _usd(dollars: object, fraction: object) -> Decimal:
+    return Decimal(dollars) + Decimal(int(fraction)).scaleb(-COST_SCALE)  # type: ignore[arg-type, call-overload]
 
 
 def _window(since: datetime, until: datetime) -> list[sa.ColumnElement[bool]]:
@@ -67,44 +77,6 @@ class UsageSums:
     without_cost: int
 
 
-def usage_sums(
-    conn: Connection,
-    dialect: str,
-    since: datetime,
-    until: datetime,
-    by: sa.ColumnElement[Any] | None = None,
-) -> list[UsageSums]:
-    """Every account's usage in ``[since, until)``: in one row, or one row per ``by``."""
-    key = (by if by is not None else sa.literal("")).label("key")
-    query = sa.select(
-        key,
-        sa.func.count().label("events"),
-        sa.func.coalesce(sa.func.sum(BILLABLE), 0).label("billable"),
-        sa.func.coalesce(sa.func.sum(CONSUMED), 0).label("consumed"),
-        _cost_sum(dialect).label("cost"),
-        sa.func.coalesce(sa.func.sum(sa.case((u.provider_cost.is_(None), 1), else_=0)), 0).label(
-            "without_cost"
-        ),
-    ).where(*_window(since, until))
-    if by is not None:
-        query = query.group_by(by).order_by(by)
-    return [
-        UsageSums(
-            key=r.key,
-            events=int(r.events),
-            billable=int(r.billable),
-            consumed=int(r.consumed),
-            cost_usd=_usd(r.cost, dialect),
-            without_cost=int(r.without_cost),
-        )
-        for r in conn.execute(query)
-    ]
-
-
-BY_MODEL = sa.func.coalesce(u.model, "")
-BY_FEATURE = u.feature_key
-
-
 @dataclass(frozen=True)
 class UsageGroup:
     account_id: AccountId
@@ -117,7 +89,90 @@ def usage_groups(
     conn: Connection, dialect: str, since: datetime, until: datetime
 ) -> list[UsageGroup]:
     """Every account's usage in ``[since, until)`` summed by account, feature and model:
-    one pass over the index by time, from which the overview takes all its usage figures."""
+    the whole UTC days from the daily sums, the parts of days at either end from the
+    records themselves."""
+    first, last = _whole_days(since, until)
+    if first >= last:
+        return _merged(_groups_of_records(conn, dialect, since, until))
+    parts = _groups_of_days(conn, first, last)
+    parts += _groups_of_records(conn, dialect, since, first)
+    parts += _groups_of_records(conn, dialect, last, until)
+    return _merged(parts)
+
+
+def _whole_days(since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """The first and the last midnight (UTC) of ``[since, until)``."""
+    midnight = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = midnight if midnight == since else midnight + timedelta(days=1)
+    last = until.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return first, last
+
+
+def _merged(parts: list[UsageGroup]) -> list[UsageGroup]:
+    found: dict[tuple[str, str, str], UsageGroup] = {}
+    for g in parts:
+        key = (g.account_id, g.feature, g.model)
+        seen = found.get(key)
+        if seen is None:
+            found[key] = g
+            continue
+        a, b = seen.sums, g.sums
+        found[key] = UsageGroup(
+            g.account_id,
+            g.feature,
+            g.model,
+            UsageSums(
+                key="",
+                events=a.events + b.events,
+                billable=a.billable + b.billable,
+                consumed=a.consumed + b.consumed,
+                cost_usd=a.cost_usd + b.cost_usd,
+                without_cost=a.without_cost + b.without_cost,
+            ),
+        )
+    return list(found.values())
+
+
+def _groups_of_days(conn: Connection, first: datetime, last: datetime) -> list[UsageGroup]:
+    d = usage_daily.c
+    query = (
+        sa.select(
+            d.account_id,
+            d.feature_key,
+            d.model,
+            sa.func.sum(d.events).label("events"),
+            sa.func.sum(d.credits - d.refunded).label("billable"),
+            sa.func.sum(d.consumed - d.refunded).label("consumed"),
+            sa.func.sum(d.cost_dollars).label("cost_dollars"),
+            sa.func.sum(d.cost_fraction).label("cost_fraction"),
+            sa.func.sum(d.without_cost).label("without_cost"),
+        )
+        .where(d.day >= first.date().isoformat(), d.day < last.date().isoformat())
+        .group_by(d.account_id, d.feature_key, d.model)
+    )
+    return [
+        UsageGroup(
+            r.account_id,
+            r.feature_key,
+            r.model,
+            UsageSums(
+                key="",
+                events=int(r.events),
+                billable=int(r.billable),
+                consumed=int(r.consumed),
+                cost_usd=_usd(r.cost_dollars, r.cost_fraction),
+                without_cost=int(r.without_cost),
+            ),
+        )
+        for r in conn.execute(query)
+    ]
+
+
+def _groups_of_records(
+    conn: Connection, dialect: str, since: datetime, until: datetime
+) -> list[UsageGroup]:
+    if since >= until:
+        return []
     model = sa.func.coalesce(u.model, "")
     query = (
         sa.select(
@@ -127,7 +182,7 @@ def usage_groups(
             sa.func.count().label("events"),
             sa.func.sum(BILLABLE).label("billable"),
             sa.func.sum(CONSUMED).label("consumed"),
-            _cost_sum(dialect).label("cost"),
+            *_cost_sums(dialect),
             sa.func.sum(sa.case((u.provider_cost.is_(None), 1), else_=0)).label("without_cost"),
         )
         .where(*_window(since, until))
@@ -143,7 +198,7 @@ def usage_groups(
                 events=int(r.events),
                 billable=int(r.billable),
                 consumed=int(r.consumed),
-                cost_usd=_usd(r.cost, dialect),
+                cost_usd=_usd(r.cost_dollars, r.cost_fraction),
                 without_cost=int(r.without_cost),
             ),
         )
@@ -156,11 +211,6 @@ def names(conn: Connection, account_ids: Sequence[AccountId]) -> dict[AccountId,
         return {}
     query = sa.select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(account_ids))
     return {row.id: row.name for row in conn.execute(query)}
-
-
-def active_accounts(conn: Connection, since: datetime, until: datetime) -> int:
-    query = sa.select(sa.func.count(sa.distinct(u.account_id))).where(*_window(since, until))
-    return int(conn.execute(query).scalar_one())
 
 
 def issued(conn: Connection, since: datetime, until: datetime) -> dict[str, Credits]:
@@ -265,7 +315,44 @@ def daily(
     until: datetime,
     by: str,
 ) -> list[tuple[date, str, Credits]]:
-    """Billable credits per UTC day and ``by`` in ``[since, until)``."""
+    """Billable credits per UTC day and ``by`` in ``[since, until)``: every account's by
+    feature or model from the daily sums for whole days; else from the records."""
+    first, last = _whole_days(since, until)
+    if account_id is not None or by == "member" or first >= last:
+        rows = _daily_of_records(conn, dialect, account_id, since, until, by)
+    else:
+        rows = _daily_of_records(conn, dialect, None, since, first, by)
+        rows += _daily_of_days(conn, first, last, by)
+        rows += _daily_of_records(conn, dialect, None, last, until, by)
+    summed: dict[tuple[date, str], Credits] = {}
+    for day, key, credits in rows:
+        summed[day, key] = summed.get((day, key), 0) + credits
+    return [(day, key, credits) for (day, key), credits in sorted(summed.items())]
+
+
+def _daily_of_days(
+    conn: Connection, first: datetime, last: datetime, by: str
+) -> list[tuple[date, str, Credits]]:
+    d = usage_daily.c
+    key = (d.feature_key if by == "feature" else d.model).label("key")
+    query = (
+        sa.select(d.day, key, sa.func.sum(d.credits - d.refunded).label("credits"))
+        .where(d.day >= first.date().isoformat(), d.day < last.date().isoformat())
+        .group_by(d.day, key)
+    )
+    return [(date.fromisoformat(r.day), r.key, int(r.credits)) for r in conn.execute(query)]
+
+
+def _daily_of_records(
+    conn: Connection,
+    dialect: str,
+    account_id: AccountId | None,
+    since: datetime,
+    until: datetime,
+    by: str,
+) -> list[tuple[date, str, Credits]]:
+    if since >= until:
+        return []
     day = day_of(dialect).label("day")
     key = DAILY_KEYS[by].label("key")
     query = sa.select(day, key, sa.func.sum(BILLABLE).label("credits")).where(
@@ -273,7 +360,7 @@ def daily(
     )
     if account_id is not None:
         query = query.where(u.account_id == account_id)
-    query = query.group_by(day, key).order_by(day, key)
+    query = query.group_by(day, key)
     return [
         (r.day if isinstance(r.day, date) else date.fromisoformat(r.day), r.key, int(r.credits))
         for r in conn.execute(query)

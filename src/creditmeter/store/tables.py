@@ -285,20 +285,28 @@ usage_records = sa.Table(
     ),
     sa.CheckConstraint("refunded >= 0 AND refunded <= charged + debited", name="refund_bounded"),
     sa.Index("ix_usage_records_account_created", "account_id", "created_at"),
-    # What the stats over every account sum, by time: they read this index only, never the
-    # table (docs/stats.md).
-    sa.Index(
-        "ix_usage_records_created_stats",
-        "created_at",
-        "account_id",
-        "feature_key",
-        "model",
-        "credits",
-        "charged",
-        "debited",
-        "refunded",
-        "provider_cost",
-    ),
+    # The records of a part of a day, for the stats over every account (docs/stats.md).
+    sa.Index("ix_usage_records_created", "created_at"),
+)
+
+# Usage summed per UTC day, account, feature and model, kept in the transaction of each
+# usage and of each refund of one: what the stats over every account read for whole days
+# (docs/stats.md). Provider costs as whole dollars and 1e-10 USD units of the rest: integer
+# sums, exact on both engines.
+usage_daily = sa.Table(
+    "usage_daily",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("account_id", Key, primary_key=True),
+    sa.Column("feature_key", Key, primary_key=True),
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("credits", Credits, nullable=False),
+    sa.Column("consumed", Credits, nullable=False),
+    sa.Column("refunded", Credits, nullable=False),
+    sa.Column("cost_dollars", sa.BigInteger, nullable=False),
+    sa.Column("cost_fraction", sa.BigInteger, nullable=False),
+    sa.Column("without_cost", sa.BigInteger, nullable=False),
 )
 
 # What usage drew on unlimited allowances, per pool and period: no grant shows it.

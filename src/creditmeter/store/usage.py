@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from creditmeter.core.records import UsageGroup, UsageRecord
 from creditmeter.core.types import MAX_PERIOD_USAGE, AccountId, UsageId
 from creditmeter.store import direct
-from creditmeter.store.tables import unlimited_usage, usage_records
+from creditmeter.store.tables import unlimited_usage, usage_daily, usage_records
 
 GroupBy = Literal["day", "week", "month", "feature", "model", "member"]
 GROUPINGS: tuple[GroupBy, ...] = ("day", "week", "month", "feature", "model", "member")
@@ -31,9 +31,83 @@ class NewUsage:
 
 
 _INSERT = direct.Statement(usage_records.insert())
+_ADD_DAILY = direct.Statement(
+    sa.text(
+        "INSERT INTO usage_daily (day, account_id, feature_key, model, events, credits,"
+        " consumed, refunded, cost_dollars, cost_fraction, without_cost)"
+        " VALUES (:day, :account_id, :feature_key, :model, :events, :credits, :consumed, 0,"
+        " :cost_dollars, :cost_fraction, :without_cost)"
+        " ON CONFLICT (day, account_id, feature_key, model) DO UPDATE SET"
+        " events = usage_daily.events + excluded.events,"
+        " credits = usage_daily.credits + excluded.credits,"
+        " consumed = usage_daily.consumed + excluded.consumed,"
+        " cost_dollars = usage_daily.cost_dollars + excluded.cost_dollars,"
+        " cost_fraction = usage_daily.cost_fraction + excluded.cost_fraction,"
+        " without_cost = usage_daily.without_cost + excluded.without_cost"
+    )
+)
+COST_UNIT = Decimal("1e-10")
+"""Provider costs are stored to ten places; the daily sums count them in these units."""
+UNITS_A_DOLLAR = 10**10
+
+
+def cost_parts(cost: Decimal | None) -> tuple[int, int]:
+    """``cost`` (≥ 0) as whole dollars and units of 1e-10 USD of the rest, rounded as the
+    stored cost is."""
+    if cost is None:
+        return 0, 0
+    return divmod(int(cost.quantize(COST_UNIT, ROUND_HALF_UP).scaleb(10)), UNITS_A_DOLLAR)
+
+
+def day_of(at: datetime) -> str:
+    """The UTC day of a time (aware, in UTC, as the library keeps times)."""
+    return at.astimezone(UTC).date().isoformat()
+
+
+def _add_daily(conn: Connection, new: Sequence[NewUsage]) -> None:
+    """Add the usage to its day's sums (one upsert a day, account, feature and model)."""
+    sums: dict[tuple[str, str, str, str], list[int]] = {}
+    for n in new:
+        r = n.record
+        key = (day_of(r.created_at), r.account_id, r.feature, r.model or "")
+        found = sums.setdefault(key, [0, 0, 0, 0, 0, 0])
+        dollars, fraction = cost_parts(n.provider_cost)
+        found[0] += 1
+        found[1] += r.credits
+        found[2] += r.charged + r.debited
+        found[3] += dollars
+        found[4] += fraction
+        found[5] += n.provider_cost is None
+    direct.run_many(
+        conn,
+        _ADD_DAILY,
+        [
+            {
+                "day": day,
+                "account_id": account_id,
+                "feature_key": feature,
+                "model": model,
+                "events": events,
+                "credits": credits,
+                "consumed": consumed,
+                "cost_dollars": dollars,
+                "cost_fraction": fraction,
+                "without_cost": without,
+            }
+            for (day, account_id, feature, model), (
+                events,
+                credits,
+                consumed,
+                dollars,
+                fraction,
+                without,
+            ) in sums.items()
+        ],
+    )
 
 
 def insert_many(conn: Connection, new: Sequence[NewUsage]) -> None:
+    _add_daily(conn, new)
     direct.run_many(
         conn,
         _INSERT,
@@ -110,6 +184,19 @@ def add_refunded(conn: Connection, usage_id: UsageId, credits: int) -> None:
     )
     if result.rowcount != 1:
         raise RuntimeError(f"usage {usage_id} cannot be refunded by {credits}")
+    record = get(conn, usage_id)
+    assert record is not None
+    d = usage_daily.c
+    conn.execute(
+        usage_daily.update()
+        .where(
+            d.day == day_of(record.created_at),
+            d.account_id == record.account_id,
+            d.feature_key == record.feature,
+            d.model == (record.model or ""),
+        )
+        .values(refunded=d.refunded + credits)
+    )
 
 
 def in_window(
