@@ -108,3 +108,18 @@ def test_a_void_and_a_refund_ask_for_a_confirmation_first(
     assert meter.balance("acme").available == 0
     actions = [e.action.value for e in meter.audit_log(account="acme").data]
     assert {"grant.voided", "purchase.refunded"} <= set(actions)
+
+
+def test_staff_export_an_accounts_ledger_and_the_audit_log(
+    client: TestClient, keys: Keys, meter: CreditMeter
+) -> None:
+    meter.grant("acme", 250, reason="export me")
+    assert client.get("/admin/audit.csv", follow_redirects=False).status_code == 303
+    assert sign_in(client, keys.admin) == 303
+    ledger = client.get("/admin/accounts/acme/transactions.csv")
+    assert ledger.headers["content-disposition"] == 'attachment; filename="acme-transactions.csv"'
+    assert len(ledger.text.splitlines()) == 2
+    audit = client.get("/admin/audit.csv?account=acme")
+    assert "grant.created" in audit.text
+    assert ",globex," not in audit.text
+    assert client.get("/admin/accounts/nobody/transactions.csv").status_code == 404

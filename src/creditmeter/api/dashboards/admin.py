@@ -5,6 +5,7 @@ records who made it; every form carries the session's CSRF token."""
 
 from __future__ import annotations
 
+import io
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -371,6 +372,29 @@ def _positive(text: str, what: str, home: str) -> int:
     return value
 
 
+@router.get("/accounts/{account_id}/transactions.csv", response_class=Response)
+def account_transactions_csv(request: Request, account_id: str) -> Response:
+    """The account's whole ledger as CSV, as ``?format=csv`` of the API writes it."""
+    staff(request)
+    out = io.StringIO()
+    try:
+        _meter(request).export_transactions_csv(account_id, out)
+    except NotFound:
+        raise PageRefused(404, "No such account", f"There is no account {account_id}.") from None
+    return _csv(out.getvalue(), f"{account_id}-transactions.csv")
+
+
+def _csv(text: str, filename: str) -> Response:
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 @router.post("/accounts/{account_id}/grant", response_model=None)
 def grant(request: Request, account_id: str, form: Form) -> Response:
     """Two steps: the form posts to a confirmation page, which posts again with
@@ -709,6 +733,14 @@ def webhooks_page(request: Request) -> HTMLResponse:
         endpoints=endpoints,
         deliveries=deliveries,
     )
+
+
+@router.get("/audit.csv", response_class=Response)
+def audit_csv(request: Request, account: str = "") -> Response:
+    staff(request)
+    out = io.StringIO()
+    _meter(request).export_audit_log_csv(out, account=account or None)
+    return _csv(out.getvalue(), "audit-log.csv")
 
 
 @router.get("/audit", response_class=HTMLResponse)
