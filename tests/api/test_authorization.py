@@ -50,6 +50,7 @@ POLICY: dict[tuple[str, str], Who] = {
     ("POST", "/v1/accounts/{account_id}/check"): Who.SERVICE,
     ("POST", "/v1/holds"): Who.SERVICE,
     ("GET", "/v1/holds/{hold_id}"): Who.SERVICE,
+    ("GET", "/v1/accounts/{account_id}/holds"): Who.SERVICE,
     ("POST", "/v1/holds/{hold_id}/settle"): Who.SERVICE,
     ("POST", "/v1/holds/{hold_id}/release"): Who.SERVICE,
     ("POST", "/v1/usage"): Who.SERVICE,
