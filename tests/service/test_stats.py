@@ -171,6 +171,13 @@ def test_the_daily_sums_are_the_sums_of_the_records(world: CreditMeter) -> None:
     ]
 
 
+def test_verify_finds_daily_sums_that_drifted_from_the_records(world: CreditMeter) -> None:
+    with world.db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE usage_daily SET credits = credits + 1 WHERE model = ''"))
+    found = [(v.invariant, v.subject) for v in world.verify()]
+    assert found == [("I3", "2026-03-11/beta/chat/"), ("I3", "2026-03-12/delta/chat/")]
+
+
 def test_revenue_in_one_currency(world: CreditMeter) -> None:
     stats = world.stats(since=MARCH, until=APRIL, currency="EUR")
     assert [(r.currency, r.net) for r in stats.revenue] == [("eur", 1_500)]

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from creditmeter.core.payments import PurchaseStatus
 from creditmeter.core.types import SystemAccount, TransactionType
+from creditmeter.store import stats as stats_store
 from creditmeter.store.holds import PENDING
 from creditmeter.store.tables import (
     accounts,
@@ -24,6 +25,7 @@ from creditmeter.store.tables import (
     ledger_transactions,
     postings,
     purchases,
+    usage_daily,
     usage_records,
 )
 
@@ -426,6 +428,45 @@ def purchases_fulfilled_once(conn: Connection) -> Iterator[Violation]:
 
 _ISSUERS = (SystemAccount.ISSUANCE_PURCHASE.value, SystemAccount.ISSUANCE_BONUS.value)
 
+
+def daily_sums_match_usage(conn: Connection) -> Iterator[Violation]:
+    """I3 for the daily usage sums: each is what its day's records add up to."""
+    u = usage_records.c
+    day = stats_store.day_of(conn.dialect.name)
+    model = sa.func.coalesce(u.model, "")
+    query = sa.select(
+        day,
+        u.account_id,
+        u.feature_key,
+        model,
+        sa.func.count(),
+        _sum(u.credits),
+        _sum(u.charged + u.debited),
+        _sum(u.refunded),
+        _sum(sa.case((u.provider_cost.is_(None), 1), else_=0)),
+    ).group_by(day, u.account_id, u.feature_key, model)
+    replayed = {
+        (str(r[0]), r[1], r[2], r[3]): tuple(int(v) for v in r[4:]) for r in conn.execute(query)
+    }
+    stored = {
+        (r.day, r.account_id, r.feature_key, r.model): (
+            int(r.events),
+            int(r.credits),
+            int(r.consumed),
+            int(r.refunded),
+            int(r.without_cost),
+        )
+        for r in conn.execute(sa.select(usage_daily))
+    }
+    for key in sorted(set(replayed) | set(stored)):
+        if replayed.get(key) != stored.get(key):
+            yield Violation(
+                "I3",
+                "/".join(key),
+                f"daily usage sums {stored.get(key)}, its records {replayed.get(key)}",
+            )
+
+
 CHECKS: tuple[Callable[[Connection], Iterator[Violation]], ...] = (
     books_balance,
     grants_match_postings,
@@ -434,6 +475,7 @@ CHECKS: tuple[Callable[[Connection], Iterator[Violation]], ...] = (
     holds_within_grants,
     applied_once,
     purchases_fulfilled_once,
+    daily_sums_match_usage,
 )
 
 

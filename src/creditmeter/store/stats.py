@@ -93,10 +93,10 @@ def usage_groups(
     records themselves."""
     first, last = _whole_days(since, until)
     if first >= last:
-        return _merged(_groups_of_records(conn, dialect, since, until))
+        return _merged(groups_of_records(conn, dialect, since, until))
     parts = _groups_of_days(conn, first, last)
-    parts += _groups_of_records(conn, dialect, since, first)
-    parts += _groups_of_records(conn, dialect, last, until)
+    parts += groups_of_records(conn, dialect, since, first)
+    parts += groups_of_records(conn, dialect, last, until)
     return _merged(parts)
 
 
@@ -168,7 +168,7 @@ def _groups_of_days(conn: Connection, first: datetime, last: datetime) -> list[U
     ]
 
 
-def _groups_of_records(
+def groups_of_records(
     conn: Connection, dialect: str, since: datetime, until: datetime
 ) -> list[UsageGroup]:
     if since >= until:
