@@ -111,6 +111,12 @@ def sample(meter: CreditMeter, clock: Clock) -> None:
         pass
     clock.now = now
     meter.authorize("acme", "chat", credits=300, ttl=timedelta(hours=12))
+    meter.create_webhook_endpoint(
+        "https://hooks.acme.example/credits",
+        event_types=("purchase.fulfilled", "purchase.refunded"),
+        description="The billing service",
+        enabled=False,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ def the_other_pages(page: Page, served: Served, screens: Screens) -> None:
         page.get_by_role("link", name=name, exact=True).click()
         expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
         screens.take(page, shot)
+    expect(page.get_by_text("https://hooks.acme.example/credits")).to_be_visible()
 
     page.get_by_role("link", name="API keys", exact=True).click()
     page.get_by_label("Role").select_option("service")
