@@ -44,6 +44,7 @@ from creditmeter.core.payments import (
     UiMode,
 )
 from creditmeter.core.plans import Plan
+from creditmeter.core.portal import LINK_LIFETIME, PortalSession
 from creditmeter.core.pricing import Feature
 from creditmeter.core.records import (
     Account,
@@ -90,6 +91,7 @@ from creditmeter.service import api_keys as api_keys_service
 from creditmeter.service import audit as audit_service
 from creditmeter.service import catalog as catalog_service
 from creditmeter.service import grants as grants_service
+from creditmeter.service import portal_sessions as portal_sessions_service
 from creditmeter.service import prices as prices_service
 from creditmeter.service import settings as settings_service
 from creditmeter.service import stats as stats_service
@@ -529,6 +531,12 @@ class CreditMeter:
         (those are released by the next touch of their account)."""
         with self.db.read() as conn:
             return holds.count_pending(conn, self._now())
+
+    def pending_holds_of(self, account_id: str, *, limit: int = 100) -> list[Hold]:
+        """The account's pending holds that are not past their expiry, oldest first."""
+        self.account(account_id)
+        with self.db.read() as conn:
+            return holds.pending_of(conn, account_id, self._now(), limit)
 
     def hold(self, hold_id: str) -> Hold:
         """A hold as it is now: one past its expiry is released (and reported expired)."""
@@ -1004,6 +1012,42 @@ class CreditMeter:
         so that a key revoked by any process is refused by every other at once."""
         with self.db.read() as conn:
             return api_keys_store.active_by_digest(conn, api_keys_service.digest(secret))
+
+    def api_key(self, key_id: str) -> ApiKey:
+        """The key of this id, revoked or not (never its secret)."""
+        with self.db.read() as conn:
+            found = api_keys_store.get(conn, key_id)
+        if found is None:
+            raise NotFound("api key", key_id)
+        return found
+
+    # The dashboards.
+
+    def create_portal_session(
+        self,
+        account_id: str,
+        *,
+        return_url: str | None = None,
+        lifetime: timedelta = LINK_LIFETIME,
+        actor: Actor = LIBRARY,
+    ) -> tuple[PortalSession, str]:
+        """A one-time link's session to the account's customer portal and the link's
+        token, which is not stored and cannot be shown again."""
+        return self._write(
+            lambda conn, now: portal_sessions_service.create(
+                conn, now, account_id, return_url, lifetime, actor
+            )
+        )
+
+    def open_portal_session(self, token: str) -> PortalSession | None:
+        """Use the link of this token: its session, or ``None`` if the token is unknown,
+        already used or expired."""
+        return self._write(lambda conn, now: portal_sessions_service.open_link(conn, now, token))
+
+    def dashboard_secret(self) -> str:
+        """The database's secret that signs the dashboards' session cookies, the same in
+        every process on the database."""
+        return self._secret("dashboard_sessions")
 
     # Outgoing webhooks.
 

@@ -43,12 +43,14 @@ POLICY: dict[tuple[str, str], Who] = {
     ("POST", "/v1/accounts"): Who.SERVICE,
     ("GET", "/v1/accounts/{account_id}"): Who.READER,
     ("GET", "/v1/accounts/{account_id}/balance"): Who.READER,
+    ("POST", "/v1/accounts/{account_id}/portal-sessions"): Who.SERVICE,
     ("GET", "/v1/accounts/{account_id}/transactions"): Who.READER,
     ("GET", "/v1/accounts/{account_id}/usage"): Who.READER,
     ("GET", "/v1/accounts/{account_id}/usage/summary"): Who.READER,
     ("POST", "/v1/accounts/{account_id}/check"): Who.SERVICE,
     ("POST", "/v1/holds"): Who.SERVICE,
     ("GET", "/v1/holds/{hold_id}"): Who.SERVICE,
+    ("GET", "/v1/accounts/{account_id}/holds"): Who.SERVICE,
     ("POST", "/v1/holds/{hold_id}/settle"): Who.SERVICE,
     ("POST", "/v1/holds/{hold_id}/release"): Who.SERVICE,
     ("POST", "/v1/usage"): Who.SERVICE,
@@ -175,6 +177,7 @@ def snapshot(meter: CreditMeter) -> dict[str, Any]:
                 "audit_log",
                 "webhook_endpoints",
                 "notification_preferences",
+                "portal_sessions",
             )
         } | {
             "pending holds": conn.execute(

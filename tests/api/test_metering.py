@@ -1032,3 +1032,17 @@ def test_a_plain_hold_says_it_asked_for_no_less(
     assert (response.json()["credits"], response.json()["requested"]) == (10, None)
     refused = client.post("/v1/holds", json={**body, "balancing": "yes"}, headers=service)
     assert refused.status_code == 422
+
+
+def test_an_accounts_pending_holds_are_listed(
+    client: TestClient, keys: Keys, meter: CreditMeter
+) -> None:
+    meter.put_feature("chat", rates={"calls": 1})
+    meter.grant("acme", 100, reason="to hold")
+    first = meter.authorize("acme", "chat", credits=10)
+    second = meter.authorize("acme", "chat", credits=20)
+    meter.release(first.id)
+    listed = client.get("/v1/accounts/acme/holds", headers=keys.header("service"))
+    assert listed.status_code == 200
+    assert [(h["id"], h["credits"]) for h in listed.json()["data"]] == [(second.id, 20)]
+    assert listed.json()["next_cursor"] is None

@@ -137,6 +137,13 @@ def test_demo_serves_sample_data_with_keys_to_try(tmp_path: Path) -> None:
             assert f"{url}{path}" in printed
         assert f'curl -H "Authorization: Bearer {keys["service"]}" {url}/v1/accounts' in printed
         assert "credit packs small 9.99 USD, medium 19.99 USD, large 44.99 USD" in printed
+        (link,) = (line.strip() for line in printed.splitlines() if "/portal/session/" in line)
+        with httpx2.Client() as browser:
+            portal = browser.get(link, follow_redirects=True)
+            assert portal.status_code == 200
+            assert str(portal.url) == f"{url}/portal"
+            assert "Available credits" in portal.text
+        assert httpx2.get(f"{url}/admin/sign-in").status_code == 200
 
         with CreditMeterClient(url, keys["service"]) as service:
             balance = service.balance("acme")

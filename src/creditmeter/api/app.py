@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from creditmeter.api import docs, errors, observability
 from creditmeter.api.body_limit import BodyLimits
 from creditmeter.api.config import ServerSettings
+from creditmeter.api.dashboards import install as install_dashboards
+from creditmeter.api.dashboards.pages import Branding
 from creditmeter.api.rate_limits import Limiter, RateLimits
 from creditmeter.api.routers import (
     accounts,
@@ -23,6 +25,7 @@ from creditmeter.api.routers import (
     metering,
     notifications,
     payments,
+    portal_sessions,
     stats,
     webhook_endpoints,
     webhooks,
@@ -36,6 +39,7 @@ from creditmeter.payments.dev import DevProvider
 ROUTERS = (
     health.router,
     accounts.router,
+    portal_sessions.router,
     metering.router,
     ledger.router,
     catalog.router,
@@ -126,6 +130,18 @@ def create_app(
         app.include_router(router)
     if isinstance(meter.payments, DevProvider):
         app.include_router(dev_checkout.router)
+    public_url = settings.public_url.rstrip("/") if settings.public_url else None
+    app.state.public_url = public_url
+    install_dashboards(
+        app,
+        Branding(
+            name=settings.brand_name,
+            logo_url=settings.brand_logo_url,
+            accent=settings.brand_accent,
+            embed_origins=tuple(settings.embed_origins.split()),
+            public_url=public_url,
+        ),
+    )
     docs.install(app)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -99,6 +100,16 @@ class ServerSettings(BaseSettings):
     """Requests a client address may make without a valid key (webhooks, health checks,
     the checkout and documentation pages, refused keys)."""
 
+    brand_name: str = Field(default="creditmeter", min_length=1, max_length=80)
+    """The product name the customer portal and the admin console show."""
+    brand_logo_url: str | None = None
+    """A logo for the dashboards' header: a path on this server or an https URL."""
+    brand_accent: str = Field(default="#4f46e5", pattern=r"^#[0-9a-fA-F]{6}$")
+    """The dashboards' accent colour, ``#rrggbb``."""
+    embed_origins: str = ""
+    """Space-separated origins (``https://app.example``) that may frame the embeddable
+    balance card, ``/portal/embed/balance``; none by default."""
+
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     """Bytes a request body may have; a larger one is 413, unread."""
     max_batch_body_bytes: int = Field(default=DEFAULT_MAX_BATCH_BODY_BYTES, gt=0)
@@ -148,6 +159,27 @@ class ServerSettings(BaseSettings):
                 "secret_too_short",
                 "must be at least {minimum} characters (openssl rand -base64 32 makes one)",
                 {"minimum": SECRET_MINIMUM},
+            )
+        return value
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _are_origins(cls, value: str) -> str:
+        for origin in value.split():
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise PydanticCustomError(
+                    "not_an_origin",
+                    "{origin} is not an origin: scheme and host, like https://app.example",
+                    {"origin": origin},
+                )
+        return value
+
+    @field_validator("brand_logo_url")
+    @classmethod
+    def _is_a_logo_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(/|https?://)[^\s\"'<>;]*", value):
+            raise PydanticCustomError(
+                "not_a_logo_address", "must be a path on this server or an http(s) URL", {}
             )
         return value
 

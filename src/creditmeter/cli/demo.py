@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -15,12 +15,15 @@ from creditmeter.api.app import create_app
 from creditmeter.cli import sample, serve, tour, views
 from creditmeter.cli.connection import shown
 from creditmeter.cli.failures import CommandFailed
+from creditmeter.core.audit import CLI
 from creditmeter.core.payments import Package
 from creditmeter.meter import CreditMeter
 from creditmeter.payments.dev import WORKING_CARD
 
 ACCOUNT_KEY_OF = "acme"
 PACK_TO_TRY = "medium"
+PORTAL_LINK_LIFETIME = timedelta(days=1)
+"""How long the demo's portal link may wait to be opened (a host app's last minutes)."""
 
 
 @click.command()
@@ -63,13 +66,19 @@ def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> Non
                 "account", account_id=ACCOUNT_KEY_OF, name=f"{ACCOUNT_KEY_OF} dashboard"
             )[1],
         }
+        _, portal_token = meter.create_portal_session(
+            ACCOUNT_KEY_OF, lifetime=PORTAL_LINK_LIFETIME, actor=CLI
+        )
         paths = create_app(meter=meter).openapi()["paths"]
         packs = meter.packages()
     settings = serve.server_settings(
         database_url=database_url, host=host, port=port, workers=1, payments="dev", worker=True
     )
     url = serve.base_url(settings.host, settings.port)
-    for line in introduction(data, packs, keys, url, has_metrics="/metrics" in paths):
+    lines = introduction(
+        data, packs, keys, url, has_metrics="/metrics" in paths, portal_token=portal_token
+    )
+    for line in lines:
         click.echo(line)
     serve.run(settings, log_format="text")
     click.echo(f"Stopped. The demo database stays in {shown(database_url)}; serve it again with:")
@@ -90,6 +99,7 @@ def introduction(
     url: str,
     *,
     has_metrics: bool,
+    portal_token: str,
 ) -> list[str]:
     """What the demo made, where to look, and the keys to look with."""
     days = sample.DAYS
@@ -115,6 +125,10 @@ def introduction(
     lines += [
         "",
         "Open",
+        f"  {url}/portal/session/{portal_token}",
+        f"                  {ACCOUNT_KEY_OF}'s customer portal: a one-time link, for a day "
+        "(the host app asks POST /v1/accounts/{id}/portal-sessions for one)",
+        f"  {url}/admin     the admin console: sign in with the superadmin key below",
         f"  {url}/docs      the API reference; Authorize with one of the keys below",
         f"  {url}/healthz   liveness",
     ]

@@ -98,6 +98,8 @@ class Action(StrEnum):
     """subject: the endpoint. details: what it was, as at creation."""
     WEBHOOK_ENDPOINT_SECRET_ROTATED = "webhook_endpoint.secret_rotated"
     """subject: the endpoint (never a secret). details: previous_secret_until."""
+    PORTAL_SESSION_CREATED = "portal_session.created"
+    """subject: the session (never its link). details: expires_at, return_url."""
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
     """subject: the endpoint, disabled by the system after failed deliveries in a row.
     details: failures, reason."""

@@ -201,3 +201,14 @@ def pending_on_grant(conn: Connection, grant_id: str) -> list[HoldId]:
         .order_by(holds.c.created_at, holds.c.id)
     )
     return list(conn.execute(query).scalars())
+
+
+def pending_of(conn: Connection, account_id: AccountId, at: datetime, limit: int) -> list[Hold]:
+    """The account's pending holds not past their expiry, oldest first."""
+    query = (
+        sa.select(holds)
+        .where(holds.c.account_id == account_id, PENDING, holds.c.expires_at > at)
+        .order_by(holds.c.created_at, holds.c.id)
+        .limit(limit)
+    )
+    return [_hold(row) for row in conn.execute(query).mappings()]

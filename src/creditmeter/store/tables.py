@@ -704,3 +704,15 @@ email_deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_email_deliveries_event", "event_id", "created_at"),
 )
+
+portal_sessions = sa.Table(
+    "portal_sessions",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("return_url", sa.String(2000), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=True),
+)

@@ -3,7 +3,8 @@ no keys and no network. Pay completes the payment at the development provider, w
 sends its event as Stripe's webhook would; the worker applies it and credits the account.
 Served only when the development provider is the one in use; not in the OpenAPI schema.
 Each page needs the purchase's token (``?token=``), given with its checkout only: without
-it, a purchase is not found."""
+it, a purchase is not found. A ``return_to`` address (the customer portal adds one) is
+carried through and offered as a link back once the payment is done."""
 
 from __future__ import annotations
 
@@ -107,9 +108,22 @@ def _found(meter: CreditMeter, purchase_id: str, token: str) -> Purchase | None:
     return purchase if purchase.provider == provider.name else None
 
 
-def _path(purchase: Purchase, token: str, page: str = "") -> str:
+def _path(purchase: Purchase, token: str, page: str = "", return_to: str = "") -> str:
     """A page of the purchase's, with its token, escaped for an attribute."""
-    return escape(f"/dev/checkout/{quote(purchase.id)}{page}?token={quote(token)}", quote=True)
+    back = f"&return_to={quote(return_to, safe='')}" if _returnable(return_to) else ""
+    return escape(
+        f"/dev/checkout/{quote(purchase.id)}{page}?token={quote(token)}{back}", quote=True
+    )
+
+
+def _returnable(return_to: str) -> bool:
+    return return_to.startswith(("http://", "https://")) and len(return_to) <= 2000
+
+
+def _back_link(return_to: str) -> str:
+    if not _returnable(return_to):
+        return ""
+    return f' <a href="{escape(return_to, quote=True)}">Return to the shop</a>'
 
 
 def _package(meter: CreditMeter, package_id: str) -> Package | None:
@@ -129,7 +143,9 @@ def _not_pending(purchase: Purchase, *, status: int = 200) -> HTMLResponse:
 
 
 @router.get("/{purchase_id}", response_class=HTMLResponse)
-def checkout_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse:
+def checkout_page(
+    purchase_id: str, meter: Meter, token: str = "", return_to: str = ""
+) -> HTMLResponse:
     purchase = _found(meter, purchase_id, token)
     if purchase is None:
         return _not_found(purchase_id)
@@ -148,9 +164,9 @@ def checkout_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLRespon
         f"<h1>{escape(name)}</h1>"
         f'<div class="price">{escape(format_price(purchase.price))}</div>'
         f"<dl>{details}</dl>"
-        f'<form method="post" action="{_path(purchase, token, "/pay")}">'
+        f'<form method="post" action="{_path(purchase, token, "/pay", return_to)}">'
         f'<button type="submit">Pay {escape(format_price(purchase.price))}</button></form>'
-        f'<a class="cancel" href="{_path(purchase, token, "/cancelled")}">Cancel</a>'
+        f'<a class="cancel" href="{_path(purchase, token, "/cancelled", return_to)}">Cancel</a>'
         '<p class="note">No real money moves: the development payment provider pays at once. '
         f"For auto-recharge, its saved card is <code>{WORKING_CARD}</code>.</p>"
     )
@@ -158,7 +174,9 @@ def checkout_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLRespon
 
 
 @router.post("/{purchase_id}/pay", response_class=HTMLResponse, response_model=None)
-def pay(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse | RedirectResponse:
+def pay(
+    purchase_id: str, meter: Meter, token: str = "", return_to: str = ""
+) -> HTMLResponse | RedirectResponse:
     purchase = _found(meter, purchase_id, token)
     if purchase is None:
         return _not_found(purchase_id)
@@ -168,11 +186,13 @@ def pay(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse | Redir
     assert isinstance(provider, DevProvider)
     provider.complete(purchase, customer_id=meter.payment_customer(purchase.account_id))
     done = f"/dev/checkout/{quote(purchase.id)}/done?token={quote(token)}"
+    if _returnable(return_to):
+        done += f"&return_to={quote(return_to, safe='')}"
     return RedirectResponse(done, status_code=303)
 
 
 @router.get("/{purchase_id}/done", response_class=HTMLResponse)
-def paid_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse:
+def paid_page(purchase_id: str, meter: Meter, token: str = "", return_to: str = "") -> HTMLResponse:
     purchase = _found(meter, purchase_id, token)
     if purchase is None:
         return _not_found(purchase_id)
@@ -180,14 +200,14 @@ def paid_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse:
     if status is PurchaseStatus.FULFILLED:
         text = (
             f"{purchase.credits:,} credits are on account "
-            f"<code>{escape(purchase.account_id)}</code>."
+            f"<code>{escape(purchase.account_id)}</code>.{_back_link(return_to)}"
         )
     elif status in (PurchaseStatus.PENDING, PurchaseStatus.PAID):
         text = (
             f"The {purchase.credits:,} credits appear on account "
             f"<code>{escape(purchase.account_id)}</code> once the worker applies the payment, "
             'usually within a second. Purchase status: <span class="status">'
-            f"{escape(status.value)}</span>."
+            f"{escape(status.value)}</span>.{_back_link(return_to)}"
         )
     else:
         text = f'Purchase status: <span class="status">{escape(status.value)}</span>.'
@@ -197,12 +217,15 @@ def paid_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse:
 
 
 @router.get("/{purchase_id}/cancelled", response_class=HTMLResponse)
-def cancelled_page(purchase_id: str, meter: Meter, token: str = "") -> HTMLResponse:
+def cancelled_page(
+    purchase_id: str, meter: Meter, token: str = "", return_to: str = ""
+) -> HTMLResponse:
     purchase = _found(meter, purchase_id, token)
     if purchase is None:
         return _not_found(purchase_id)
     return _message(
         "Checkout cancelled",
         "Nothing was charged. The purchase stays open: "
-        f'<a href="{_path(purchase, token)}">go back to pay</a>.',
+        f'<a href="{_path(purchase, token, "", return_to)}">go back to pay</a>.'
+        f"{_back_link(return_to)}",
     )

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 from creditmeter.api.auth import AccountService, Meter, Service
 from creditmeter.api.errors import body_of, status_of
 from creditmeter.api.observability import count_refusal
-from creditmeter.api.schemas.common import IdempotencyKey, answer, answer_data, errors
+from creditmeter.api.schemas.common import IdempotencyKey, Page, answer, answer_data, errors
 from creditmeter.api.schemas.metering import (
     BatchOut,
     CheckOut,
@@ -64,6 +64,14 @@ def authorize(
 def get_hold(hold_id: str, meter: Meter, _: Service) -> Response:
     """A hold as it is now; one past its expiry is released and reported `expired`."""
     return answer(HoldOut.of(meter.hold(hold_id)))
+
+
+@router.get("/v1/accounts/{account_id}/holds", responses=errors(401, 403, 404))
+def list_pending_holds(account_id: str, meter: Meter, _: AccountService) -> Page[HoldOut]:
+    """The account's pending holds that are not past their expiry, oldest first (at most
+    100): what its `held` credits are reserved for."""
+    found = meter.pending_holds_of(account_id, limit=100)
+    return Page(data=[HoldOut.of(h) for h in found], next_cursor=None)
 
 
 @router.post(
