@@ -182,6 +182,11 @@ def test_the_client_has_the_library_verbs_with_their_parameters() -> None:
         "work",
         "jobs",
         "email_deliveries",  # the worker's log, read beside the database
+        # The dashboards' own: the service opens portal links and signs their cookies;
+        # one key is read over HTTP in the list of keys.
+        "open_portal_session",
+        "dashboard_secret",
+        "api_key",
     }
     assert public_verbs(CreditMeterClient) - remote_only == public_verbs(CreditMeter) - local_only
     for verb in public_verbs(CreditMeter) - local_only:
