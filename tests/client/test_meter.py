@@ -157,6 +157,41 @@ def test_ids_are_one_path_segment_each() -> None:
     assert paths == ["/v1/api-keys/key%2F1%3Fx"]
 
 
+def test_account_search_and_breakdowns_become_the_contract_query_and_exact_decimals() -> None:
+    seen: list[httpx2.Request] = []
+    row = {
+        "key": "gpt-4o",
+        "events": 3,
+        "credits": 2200,
+        "billable_usd": "2.75",
+        "provider_cost_usd": "0.0000000001",
+        "margin_usd": "2.7499999999",
+        "margin_ratio": None,
+    }
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if request.url.path == "/v1/admin/accounts":
+            return httpx2.Response(200, json={"data": [], "next_cursor": None})
+        return httpx2.Response(200, json={"data": [row]})
+
+    since, until = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    with client(answer) as meter:
+        page = meter.search_accounts(query="ac", level="low", sort="available", descending=True)
+        (model,) = meter.model_stats(since=since, until=until)
+    assert (page.items, page.next_cursor) == ([], None)
+    assert dict(seen[0].url.params) == {
+        "q": "ac",
+        "level": "low",
+        "sort": "available",
+        "order": "desc",
+        "limit": "50",
+    }
+    assert seen[1].url.params["until"] == "2026-04-01T00:00:00+00:00"
+    assert model.provider_cost_usd == Decimal("1E-10")
+    assert (model.margin_usd, model.margin_ratio) == (Decimal("2.7499999999"), None)
+
+
 def public_verbs(cls: type) -> set[str]:
     return {name for name, value in vars(cls).items() if callable(value) and name[0] != "_"}
 
@@ -182,6 +217,11 @@ def test_the_client_has_the_library_verbs_with_their_parameters() -> None:
         "work",
         "jobs",
         "email_deliveries",  # the worker's log, read beside the database
+        # The dashboards' own: the service opens portal links and signs their cookies;
+        # one key is read over HTTP in the list of keys.
+        "open_portal_session",
+        "dashboard_secret",
+        "api_key",
     }
     assert public_verbs(CreditMeterClient) - remote_only == public_verbs(CreditMeter) - local_only
     for verb in public_verbs(CreditMeter) - local_only:

@@ -32,6 +32,7 @@ from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.notifications import NotificationPreferences
 from creditmeter.core.payments import AutoRecharge, Checkout, Package, Purchase
 from creditmeter.core.plans import Plan
+from creditmeter.core.portal import LINK_LIFETIME, PortalSession
 from creditmeter.core.pricing import Feature
 from creditmeter.core.records import (
     Account,
@@ -47,6 +48,14 @@ from creditmeter.core.records import (
 )
 from creditmeter.core.rerating import RerateReport
 from creditmeter.core.settings import Settings
+from creditmeter.core.stats import (
+    AccountPage,
+    DailyUsage,
+    FeatureStats,
+    Forecast,
+    ModelStats,
+    SystemStats,
+)
 from creditmeter.core.usage import UsageEvent
 from creditmeter.core.webhooks import Delivery, WebhookEndpoint
 
@@ -56,6 +65,8 @@ Params = Mapping[str, str | int | bool | Sequence[str] | None]
 
 DEFAULT_TIMEOUT: Final = 10.0
 PAGE_SIZE: Final = 500
+PENDING_HOLDS_SERVED: Final = 100
+"""The pending holds ``GET /v1/accounts/{id}/holds`` answers with, at most."""
 
 
 def _user_agent() -> str:
@@ -294,6 +305,25 @@ class CreditMeterClient:
         data = self._call("GET", "/v1/accounts", params={"cursor": after, "limit": limit})
         return list(wire.page(data, wire.account).data)
 
+    def create_portal_session(
+        self,
+        account_id: str,
+        *,
+        return_url: str | None = None,
+        lifetime: timedelta = LINK_LIFETIME,
+    ) -> tuple[PortalSession, str]:
+        """A one-time link's session to the account's customer portal and the link's
+        token, which cannot be shown again; the link is ``{public URL}/portal/session/{token}``.
+        The service gives every link the same ``lifetime`` (five minutes): another one is
+        refused before sending."""
+        if lifetime != LINK_LIFETIME:
+            raise InvalidRequest(
+                f"a portal link lives {int(LINK_LIFETIME.total_seconds())} seconds over HTTP"
+            )
+        path = f"/v1/accounts/{_segment(account_id)}/portal-sessions"
+        body = wire.without_none({"return_url": return_url})
+        return wire.portal_session(self._call("POST", path, body=body))
+
     def _patch_account(self, account_id: str, body: Mapping[str, object]) -> Account:
         path = f"/v1/accounts/{_segment(account_id)}"
         return wire.account(self._call("PATCH", path, body=body))
@@ -370,6 +400,14 @@ class CreditMeterClient:
     def hold(self, hold_id: str) -> Hold:
         """A hold as it is now: one past its expiry is released (and reported expired)."""
         return wire.hold(self._call("GET", f"/v1/holds/{_segment(hold_id)}"))
+
+    def pending_holds_of(self, account_id: str, *, limit: int = 100) -> list[Hold]:
+        """The account's pending holds that are not past their expiry, oldest first. The
+        service answers with the first 100: a larger ``limit`` is refused before sending."""
+        if limit > PENDING_HOLDS_SERVED:
+            raise InvalidRequest(f"limit must be at most {PENDING_HOLDS_SERVED} over HTTP")
+        data = self._call("GET", f"/v1/accounts/{_segment(account_id)}/holds")
+        return [wire.hold(h) for h in data["data"]][: max(limit, 0)]
 
     @contextmanager
     def holding(
@@ -694,6 +732,11 @@ class CreditMeterClient:
     def balance(self, account_id: str) -> Balance:
         return wire.balance(self._call("GET", f"/v1/accounts/{_segment(account_id)}/balance"))
 
+    def forecast(self, account_id: str) -> Forecast:
+        """When the account's available credits run out at its burn rate of the last 30
+        days: the forecast the service answers with the balance."""
+        return wire.forecast(self._call("GET", f"/v1/accounts/{_segment(account_id)}/balance"))
+
     def transactions(
         self,
         account_id: str,
@@ -788,6 +831,19 @@ class CreditMeterClient:
         path = f"/v1/accounts/{_segment(account_id)}/usage/summary"
         return [wire.usage_group(g) for g in self._call("GET", path, params=params)["data"]]
 
+    def daily_usage(
+        self, account_id: str | None, *, since: datetime, until: datetime, by: str = "feature"
+    ) -> list[DailyUsage]:
+        """Billable credits per UTC day of ``[since, until)`` and feature, model or member
+        (``by``), of one account or (``None``, an admin's) of all."""
+        path = (
+            "/v1/admin/usage/daily"
+            if account_id is None
+            else f"/v1/accounts/{_segment(account_id)}/usage/daily"
+        )
+        params = {"since": wire.query_time(since), "until": wire.query_time(until), "by": by}
+        return [wire.daily_usage(d) for d in self._call("GET", path, params=params)["data"]]
+
     def grants(self, account_id: str, *, include_spent: bool = False) -> list[Grant]:
         """The account's grants in consumption order of priority and age; by default only
         those that still hold credits."""
@@ -815,6 +871,58 @@ class CreditMeterClient:
             "from": wire.query_time(since),
             "to": wire.query_time(until),
         }
+
+    # The admin overview and account search (docs/stats.md).
+
+    def stats(
+        self, *, since: datetime, until: datetime, currency: str | None = None
+    ) -> SystemStats:
+        """The admin overview of ``[since, until)``: credits issued and consumed, billable
+        credits against the providers' cost and the margin, revenue by currency net of
+        refunds (``currency``: that one only), accounts, balances and top consumers."""
+        params = {**self._range(since, until), "currency": currency}
+        return wire.system_stats(self._call("GET", "/v1/admin/stats", params=params))
+
+    def model_stats(self, *, since: datetime, until: datetime) -> list[ModelStats]:
+        """Usage of ``[since, until)`` by model (``""``: none named), with cost and margin."""
+        data = self._call("GET", "/v1/admin/stats/models", params=self._range(since, until))
+        return [wire.model_stats(m) for m in data["data"]]
+
+    def feature_stats(self, *, since: datetime, until: datetime) -> list[FeatureStats]:
+        """Usage of ``[since, until)`` by feature, with cost and margin."""
+        data = self._call("GET", "/v1/admin/stats/features", params=self._range(since, until))
+        return [wire.feature_stats(f) for f in data["data"]]
+
+    def search_accounts(
+        self,
+        *,
+        query: str | None = None,
+        plan: str | None = None,
+        status: str | None = None,
+        level: str | None = None,
+        sort: str = "id",
+        descending: bool = False,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> AccountPage:
+        """Accounts whose id or name contains ``query``, filtered by plan, status and level
+        (``healthy``, ``low``, ``critical``), sorted by ``sort`` (id, name, plan, status,
+        created_at, available) then id; pass ``next_cursor`` as ``after`` for the next page."""
+        params = {
+            "q": query,
+            "plan": plan,
+            "status": None if status is None else str(status),
+            "level": None if level is None else str(level),
+            "sort": str(sort),
+            "order": "desc" if descending else "asc",
+            "cursor": after,
+            "limit": limit,
+        }
+        return wire.account_page(self._call("GET", "/v1/admin/accounts", params=params))
+
+    @staticmethod
+    def _range(since: datetime, until: datetime) -> dict[str, str | None]:
+        return {"since": wire.query_time(since), "until": wire.query_time(until)}
 
     # The audit log.
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from creditmeter.core.audit import Action, Actor, ActorKind, AuditEntry
 from creditmeter.core.errors import AllowanceState
@@ -29,6 +29,7 @@ from creditmeter.core.payments import (
     UiMode,
 )
 from creditmeter.core.plans import ALL_FEATURES, Plan
+from creditmeter.core.portal import PortalSession
 from creditmeter.core.pricing import Feature, PricingRule, UnknownModels
 from creditmeter.core.records import (
     Account,
@@ -47,6 +48,20 @@ from creditmeter.core.records import (
 )
 from creditmeter.core.rerating import RerateLine, RerateReport
 from creditmeter.core.settings import BalanceWarning, Settings, settings_from_json
+from creditmeter.core.stats import (
+    AccountPage,
+    AccountSummary,
+    CreditsIssued,
+    DailyUsage,
+    FeatureStats,
+    Forecast,
+    Level,
+    ModelStats,
+    Revenue,
+    SystemStats,
+    TopAccount,
+    UsageBreakdown,
+)
 from creditmeter.core.types import (
     AccountStatus,
     GrantSource,
@@ -57,6 +72,7 @@ from creditmeter.core.types import (
 from creditmeter.core.webhooks import Delivery, WebhookEndpoint
 
 Json = dict[str, Any]
+B = TypeVar("B", bound=UsageBreakdown)
 
 
 def _plain(value: object) -> object:
@@ -527,3 +543,122 @@ def payment_event(data: Json) -> dict[str, Any]:
         "received_at": time(data["received_at"]),
         "handled_at": optional_time(data.get("handled_at")),
     }
+
+
+def optional_decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def breakdown(kind: type[B], data: Json) -> B:
+    """A model's or a feature's usage: dollars and the ratio are decimal strings."""
+    return kind(
+        key=data["key"],
+        events=data["events"],
+        credits=data["credits"],
+        billable_usd=Decimal(data["billable_usd"]),
+        provider_cost_usd=Decimal(data["provider_cost_usd"]),
+        margin_usd=Decimal(data["margin_usd"]),
+        margin_ratio=optional_decimal(data["margin_ratio"]),
+    )
+
+
+def model_stats(data: Json) -> ModelStats:
+    return breakdown(ModelStats, data)
+
+
+def feature_stats(data: Json) -> FeatureStats:
+    return breakdown(FeatureStats, data)
+
+
+def system_stats(data: Json) -> SystemStats:
+    issued = data["issued"]
+    return SystemStats(
+        since=time(data["since"]),
+        until=time(data["until"]),
+        issued=CreditsIssued(
+            allowance=issued["allowance"],
+            purchased=issued["purchased"],
+            granted=issued["granted"],
+            refunded=issued["refunded"],
+            voided=issued["voided"],
+        ),
+        consumed=data["consumed"],
+        billable_credits=data["billable_credits"],
+        billable_usd=Decimal(data["billable_usd"]),
+        provider_cost_usd=Decimal(data["provider_cost_usd"]),
+        margin_usd=Decimal(data["margin_usd"]),
+        margin_ratio=optional_decimal(data["margin_ratio"]),
+        events=data["events"],
+        events_without_cost=data["events_without_cost"],
+        revenue=tuple(
+            Revenue(
+                currency=r["currency"],
+                purchases=r["purchases"],
+                gross=r["gross"],
+                refunded=r["refunded"],
+            )
+            for r in data["revenue"]
+        ),
+        accounts=data["accounts"],
+        active_accounts=data["active_accounts"],
+        average_balance=Decimal(data["average_balance"]),
+        low_accounts=data["low_accounts"],
+        critical_accounts=data["critical_accounts"],
+        top_accounts=tuple(
+            TopAccount(account_id=t["account"], name=t["name"], credits=t["credits"])
+            for t in data["top_accounts"]
+        ),
+        models=tuple(model_stats(m) for m in data["models"]),
+        features=tuple(feature_stats(f) for f in data["features"]),
+    )
+
+
+def account_summary(data: Json) -> AccountSummary:
+    return AccountSummary(
+        id=data["id"],
+        name=data["name"],
+        plan=data["plan"],
+        status=AccountStatus(data["status"]),
+        available=data["available"],
+        level=Level(data["level"]),
+        created_at=time(data["created_at"]),
+        credits_used_30d=data["credits_used_30d"],
+    )
+
+
+def account_page(data: Json) -> AccountPage:
+    return AccountPage(
+        items=[account_summary(a) for a in data["data"]], next_cursor=data["next_cursor"]
+    )
+
+
+def daily_usage(data: Json) -> DailyUsage:
+    return DailyUsage(day=date.fromisoformat(data["day"]), key=data["key"], credits=data["credits"])
+
+
+def forecast(balance: Json) -> Forecast:
+    """The forecast of ``GET /v1/accounts/{id}/balance``, with the balance's account and
+    available credits."""
+    data = balance["forecast"]
+    runs_out_on = data["runs_out_on"]
+    return Forecast(
+        account_id=balance["account"],
+        available=balance["available"],
+        days=data["days"],
+        consumed=data["consumed"],
+        burn_per_day=Decimal(data["burn_per_day"]),
+        runs_out_on=None if runs_out_on is None else date.fromisoformat(runs_out_on),
+    )
+
+
+def portal_session(data: Json) -> tuple[PortalSession, str]:
+    """The session of ``POST /v1/accounts/{id}/portal-sessions`` and its link's token, the
+    last segment of its ``url``."""
+    session = PortalSession(
+        id=data["id"],
+        account_id=data["account"],
+        return_url=data["return_url"],
+        created_at=time(data["created_at"]),
+        expires_at=time(data["expires_at"]),
+    )
+    return session, data["url"].rsplit("/", 1)[1]
