@@ -5,6 +5,8 @@ $0.10 / $0.30 to $0.15 / $0.60 per million tokens on 2026-03-16."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from creditmeter import AlreadyRerated, CreditMeter, IdempotencyConflict, InvalidRequest, NotFound
-from creditmeter.core.rerating import RerateLine
+from creditmeter.core.rerating import RerateBooking, RerateLine
 from tests.conftest import Clock
 
 SMALL = "mistral-small-latest"
@@ -222,3 +224,30 @@ def test_a_rerating_that_changes_nothing_books_nothing(rated: CreditMeter, clock
 
     assert (booking.transactions, booking.difference) == ((), 0)
     assert rated.transactions("acme", types=("adjustment",)).data == ()
+
+
+def test_concurrent_bookings_of_one_window_book_it_once(
+    rated: CreditMeter, clock: Clock, migrated_url: str
+) -> None:
+    day = clock() - timedelta(days=7)
+    window: dict[str, Any] = {"since": day, "until": day + timedelta(days=1), "to_version": 2}
+    start = threading.Barrier(4)
+
+    def book(_: int) -> RerateBooking | AlreadyRerated:
+        # Each writer its own meter (its own engine and connections), as API workers are.
+        with CreditMeter(migrated_url, clock=clock) as writer:
+            start.wait()
+            try:
+                return writer.apply_rerate(**window)
+            except AlreadyRerated as refused:
+                return refused
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(book, range(4)))
+
+    booked = [o for o in outcomes if isinstance(o, RerateBooking)]
+    assert len(booked) == 1
+    assert sum(isinstance(o, AlreadyRerated) for o in outcomes) == 3
+    assert len(rated.transactions("acme", types=("adjustment",)).data) == 1
+    assert len(rated.transactions("beta", types=("adjustment",)).data) == 1
+    assert rated.verify() == []
