@@ -295,13 +295,17 @@ class CreditMeter:
         params = {"since": start, "until": end, "version": to_version, "account": account}
         fingerprint = idempotency.fingerprint("apply_rerate", params)
 
+        def replay(conn: Connection) -> RerateBooking | None:
+            if idempotency_key is None:
+                return None
+            return idempotency.replay(
+                conn, idempotency_key, "apply_rerate", fingerprint, RerateBooking
+            )
+
         def apply(conn: Connection, now: datetime) -> RerateBooking:
-            if idempotency_key is not None:
-                first = idempotency.replay(
-                    conn, idempotency_key, "apply_rerate", fingerprint, RerateBooking
-                )
-                if first is not None:
-                    return first
+            first = replay(conn)
+            if first is not None:
+                return first
             report = rerating.report(conn, start, end, to_version, account)
             lines = {line.key: line for line in report.accounts if line.difference}
             booking_id = new_id("rrt")
@@ -309,6 +313,10 @@ class CreditMeter:
             booked: list[Transaction] = []
             with self.db.turn(conn, *lines):
                 locked = lock_current_many(conn, now, sorted(lines))
+                # A retry that waited for the locks of the call it repeats finds its result.
+                first = replay(conn)
+                if first is not None:
+                    return first
                 for account_id in sorted(lines):
                     row, loaded = locked[account_id]
                     book = AccountBook(conn, row, now, self._catalog(row), appends, loaded=loaded)

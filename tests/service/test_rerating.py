@@ -251,3 +251,23 @@ def test_concurrent_bookings_of_one_window_book_it_once(
     assert len(rated.transactions("acme", types=("adjustment",)).data) == 1
     assert len(rated.transactions("beta", types=("adjustment",)).data) == 1
     assert rated.verify() == []
+
+
+def test_concurrent_retries_of_one_key_return_one_booking(
+    rated: CreditMeter, clock: Clock, migrated_url: str
+) -> None:
+    day = clock() - timedelta(days=7)
+    window: dict[str, Any] = {"since": day, "until": day + timedelta(days=1), "to_version": 2}
+    start = threading.Barrier(3)
+
+    def book(_: int) -> RerateBooking:
+        with CreditMeter(migrated_url, clock=clock) as writer:
+            start.wait()
+            return writer.apply_rerate(**window, idempotency_key="rr-1")
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(book, range(3)))
+
+    assert len({o.id for o in outcomes}) == 1
+    assert len(rated.transactions("acme", types=("adjustment",)).data) == 1
+    assert rated.verify() == []
