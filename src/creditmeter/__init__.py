@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from creditmeter.core.errors import (
     AccountSuspended,
+    AlreadyRerated,
     CreditMeterError,
     FeatureNotInPlan,
     GrantHeld,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccountSuspended",
+    "AlreadyRerated",
     "CreditMeter",
     "CreditMeterError",
     "FeatureNotInPlan",

@@ -27,6 +27,7 @@ from creditmeter.core.audit import LIBRARY, Action, Actor, AuditEntry
 from creditmeter.core.errors import CreditMeterError, InvalidRequest, NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.identifiers import identifier
+from creditmeter.core.ids import new_id
 from creditmeter.core.keys import ApiKey
 from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.notifications import NotificationPreferences
@@ -58,7 +59,7 @@ from creditmeter.core.records import (
     UsageGroup,
     UsageRecord,
 )
-from creditmeter.core.rerating import RerateReport
+from creditmeter.core.rerating import RerateBooking, RerateReport
 from creditmeter.core.settings import Settings
 from creditmeter.core.stats import (
     AccountPage,
@@ -270,6 +271,84 @@ class CreditMeter:
         start, end = queries.instant(since, "since"), queries.instant(until, "until")
         with self.db.read() as conn:
             return rerating.report(conn, start, end, to_version, account)
+
+    def apply_rerate(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        to_version: int,
+        account: str | None = None,
+        idempotency_key: str | None = None,
+        actor: Actor = LIBRARY,
+    ) -> RerateBooking:
+        """Book what :meth:`rerate` reports: per account whose re-rated credits differ,
+        one ``adjustment`` transaction of the difference (an under-charge taken from its
+        grants in consumption order, debt for what they lack; an over-charge given back as
+        a ``refund`` grant). All accounts in one database transaction; a window of an
+        account is booked once (``AlreadyRerated`` for one that overlaps a window booked
+        before), and a retry with the same ``idempotency_key`` returns the first
+        booking."""
+        if account is not None:
+            self.account(account)
+        start, end = queries.instant(since, "since"), queries.instant(until, "until")
+        params = {"since": start, "until": end, "version": to_version, "account": account}
+        fingerprint = idempotency.fingerprint("apply_rerate", params)
+
+        def replay(conn: Connection) -> RerateBooking | None:
+            if idempotency_key is None:
+                return None
+            return idempotency.replay(
+                conn, idempotency_key, "apply_rerate", fingerprint, RerateBooking
+            )
+
+        def apply(conn: Connection, now: datetime) -> RerateBooking:
+            first = replay(conn)
+            if first is not None:
+                return first
+            report = rerating.report(conn, start, end, to_version, account)
+            lines = {line.key: line for line in report.accounts if line.difference}
+            booking_id = new_id("rrt")
+            appends = Appends()
+            booked: list[Transaction] = []
+            with self.db.turn(conn, *lines):
+                locked = lock_current_many(conn, now, sorted(lines))
+                # A retry that waited for the locks of the call it repeats finds its result.
+                first = replay(conn)
+                if first is not None:
+                    return first
+                for account_id in sorted(lines):
+                    row, loaded = locked[account_id]
+                    book = AccountBook(conn, row, now, self._catalog(row), appends, loaded=loaded)
+                    txn = rerating.book_difference(book, report, lines[account_id], booking_id)
+                    booked.append(txn)
+                    audit_service.record(
+                        conn,
+                        now,
+                        actor,
+                        Action.RERATE_BOOKED,
+                        account_id=account_id,
+                        subject_id=txn.id,
+                        details={
+                            "rerate": booking_id,
+                            "version": to_version,
+                            "since": start.isoformat(),
+                            "until": end.isoformat(),
+                            "amount": txn.amount,
+                        },
+                    )
+                    if alerts.check(book, settings_service.current(conn)):
+                        self._local.jobs_queued = True
+                    book.save()
+                appends.write(conn)
+                booking = RerateBooking(booking_id, to_version, start, end, account, tuple(booked))
+                if idempotency_key is not None:
+                    idempotency.remember(
+                        conn, idempotency_key, "apply_rerate", fingerprint, booking, now
+                    )
+            return booking
+
+        return self._write(apply)
 
     def put_plan(
         self,

@@ -64,6 +64,7 @@ POLICY: dict[tuple[str, str], Who] = {
     ("GET", "/v1/prices"): Who.ADMIN,
     ("GET", "/v1/prices/versions"): Who.ADMIN,
     ("GET", "/v1/rerate"): Who.ADMIN,
+    ("POST", "/v1/rerate/apply"): Who.SUPERADMIN,
     ("GET", "/v1/settings"): Who.ADMIN,
     ("GET", "/v1/settings/history"): Who.ADMIN,
     ("POST", "/v1/accounts/{account_id}/grants"): Who.SUPERADMIN,

@@ -355,5 +355,40 @@ def test_an_admin_reads_what_past_usage_costs_under_another_price_book_version(
         "total": {"key": "total", **line},
         "hand_rated": 0,
         "unpriced": 0,
+        "rated_versions": {"acme": [1]},
     }
     assert (missing.status_code, unzoned.status_code) == (404, 422)
+
+
+def test_a_superadmin_books_a_re_rating_once(
+    client: TestClient, meter: CreditMeter, keys: Keys, clock: Clock
+) -> None:
+    meter.create_account("acme")
+    meter.grant("acme", 1_000, source="purchase")
+    meter.sync_prices(["mistral"])
+    meter.put_feature("llm.cost", cost_plus=True, multiplier="1.5")
+    small = {"input_tokens": 100_000, "output_tokens": 20_000}
+    meter.charge("acme", "llm.cost", model="mistral-small-latest", usage=small)  # 24 credits
+    clock.advance(days=7)  # mistral-small-latest: $0.10 / $0.30 → $0.15 / $0.60 on 2026-03-16
+    meter.sync_prices(["mistral"])
+    body = {"since": "2026-03-10T00:00:00Z", "until": "2026-03-11T00:00:00Z", "version": 2}
+    superadmin = keys.header("superadmin")
+    keyed = {**superadmin, "Idempotency-Key": "rr-1"}
+
+    booked = client.post("/v1/rerate/apply", json=body, headers=keyed)
+    retried = client.post("/v1/rerate/apply", json=body, headers=keyed)
+    again = client.post("/v1/rerate/apply", json=body, headers=superadmin)
+
+    assert booked.status_code == 200, booked.text
+    found = booked.json()
+    assert (found["version"], found["account"], found["difference"]) == (2, None, 17)
+    [txn] = found["transactions"]
+    assert (txn["account"], txn["type"], txn["amount"]) == ("acme", "adjustment", -17)
+    assert txn["metadata"]["rerate"] == found["id"]
+    assert (txn["metadata"]["rated_versions"], txn["metadata"]["version"]) == ([1], 2)
+    assert retried.json() == found
+    assert again.status_code == 409
+    assert again.json()["error"]["type"] == "already_rerated"
+    assert "re-rated under price book version 2" in again.json()["error"]["message"]
+    assert meter.balance("acme").available == 1_000 - 24 - 17
+    assert meter.verify() == []

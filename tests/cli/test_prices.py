@@ -88,3 +88,48 @@ def test_rerate_of_a_version_that_does_not_exist(
     )
 
     assert_one_line_error(result, containing="price book version")
+
+
+def test_rerate_apply_books_the_difference_once(
+    runner: CliRunner, meter: CreditMeter, clock: Clock, migrated_url: str
+) -> None:
+    meter.create_account("acme")
+    meter.grant("acme", 1_000, source="purchase")
+    meter.sync_prices(["mistral"])
+    meter.put_feature("llm.cost", cost_plus=True, multiplier="1.5")
+    small = {"input_tokens": 100_000, "output_tokens": 20_000}
+    meter.charge("acme", "llm.cost", model="mistral-small-latest", usage=small)  # 24 credits
+    clock.advance(days=7)  # mistral-small-latest: $0.10 / $0.30 → $0.15 / $0.60 on 2026-03-16
+    meter.sync_prices(["mistral"])
+    window = ("rerate", "--from", "2026-03-10", "--to", "2026-03-11", "--version", "2")
+    url = ("--database-url", migrated_url)
+
+    applied = run(runner, *window, "--apply", "--idempotency-key", "rr-1", *url)
+    retried = run(runner, *window, "--apply", "--idempotency-key", "rr-1", *url)
+    again = run(runner, *window, "--apply", *url)
+
+    assert applied.exit_code == 0, applied.output
+    [txn] = meter.transactions("acme", types=("adjustment",)).data
+    booked = applied.output.splitlines()[-3:]
+    assert booked[0] == f"booked re-rating {txn.metadata['rerate']}: 1 adjustment"
+    assert booked[1:] == [
+        f"account  {'adjustment':<{len(txn.id)}}  to account",
+        f"acme     {txn.id}         -17",
+    ]
+    assert retried.output == applied.output
+    assert_one_line_error(again, containing="was re-rated under price book version 2")
+    assert meter.balance("acme").available == 1_000 - 24 - 17
+    assert meter.verify() == []
+    [entry] = meter.audit_log(actions=("rerate.booked",)).data
+    assert (entry.actor.kind, entry.subject_id) == (ActorKind.CLI, txn.id)
+
+
+def test_rerate_idempotency_key_without_apply(runner: CliRunner, migrated_url: str) -> None:
+    result = run(
+        runner,
+        *("rerate", "--from", "2026-03-10", "--to", "2026-03-11", "--version", "1"),
+        *("--idempotency-key", "k", "--database-url", migrated_url),
+    )
+
+    assert result.exit_code == 2
+    assert "--idempotency-key goes with --apply" in result.output

@@ -262,6 +262,10 @@ def test_a_re_rating_report_through_the_client_is_the_library_s(
 
     assert report == library.rerate(since=at, until=until, to_version=to, account=acme)
     assert (report.total.records, report.total.provider_cost) == (1, Decimal("0.00096"))
+    # Under the version it was rated with, the usage re-rates at what it was: nothing to book.
+    booking = admin.apply_rerate(since=at, until=until, to_version=to, idempotency_key="rr")
+    assert (booking.version, booking.account, booking.transactions) == (to, None, ())
+    assert admin.apply_rerate(since=at, until=until, to_version=to, idempotency_key="rr") == booking
 
 
 def test_a_refusal_for_too_few_credits_carries_the_figures(

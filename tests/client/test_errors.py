@@ -4,6 +4,7 @@ import pytest
 
 from creditmeter import (
     AccountSuspended,
+    AlreadyRerated,
     CreditMeterError,
     FeatureNotInPlan,
     HoldNotPending,
@@ -110,6 +111,13 @@ def test_an_unlimited_allowance_in_a_402() -> None:
             "idempotency key 'k1' was already used with other parameters",
             IdempotencyConflict,
             {"key": "k1"},
+        ),
+        (
+            409,
+            "already_rerated",
+            "account 'acme': usage from … was re-rated under price book version 2",
+            AlreadyRerated,
+            {},
         ),
         (402, "payment_declined", "Your card was declined.", PaymentDeclined, {}),
         (502, "payment_provider_error", "Stripe: no such customer", PaymentError, {}),

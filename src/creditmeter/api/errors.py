@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from creditmeter.api.observability import count_refusal
 from creditmeter.core.errors import (
     AccountSuspended,
+    AlreadyRerated,
     CreditMeterError,
     FeatureNotInPlan,
     GrantHeld,
@@ -57,6 +58,7 @@ STATUS: dict[type[CreditMeterError], int] = {
     AccountSuspended: 403,
     NotFound: 404,
     IdempotencyConflict: 409,
+    AlreadyRerated: 409,
     HoldNotPending: 409,
     GrantHeld: 409,
     InvalidSignature: 400,

@@ -5,6 +5,7 @@ command line's."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -74,25 +75,42 @@ _DAY = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 @click.option("--to", "until", type=_DAY, required=True, help="until, not including (UTC)")
 @click.option("--version", type=click.IntRange(1), required=True, help="a price-book version")
 @click.option("--account", metavar="ID", help="only this account's usage")
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="book each account's difference as an adjustment transaction (once per window)",
+)
+@click.option("--idempotency-key", help="with --apply: a retry with the same key books nothing")
 def rerate(
     database_url: str | None,
     since: datetime,
     until: datetime,
     version: int,
     account: str | None,
+    apply: bool,
+    idempotency_key: str | None,
 ) -> None:
     """What the cost-plus usage in a window would cost under a price-book version,
-    beside what it was rated at. A report: nothing is booked."""
+    beside what it was rated at. A report, unless --apply books the differences."""
+    if idempotency_key is not None and not apply:
+        raise click.UsageError("--idempotency-key goes with --apply")
+    window: dict[str, Any] = {
+        "since": since.replace(tzinfo=UTC),
+        "until": until.replace(tzinfo=UTC),
+        "to_version": version,
+        "account": account,
+    }
     with opened(database_url) as meter:
-        report = meter.rerate(
-            since=since.replace(tzinfo=UTC),
-            until=until.replace(tzinfo=UTC),
-            to_version=version,
-            account=account,
-        )
+        report = meter.rerate(**window)
+        booking = None
+        if apply:
+            booking = meter.apply_rerate(**window, idempotency_key=idempotency_key, actor=CLI)
     click.echo(
         f"usage from {report.since:%Y-%m-%d %H:%M} until {report.until:%Y-%m-%d %H:%M} UTC "
         f"under price book version {version}"
     )
     for line in views.rerate(report):
         click.echo(line)
+    if booking is not None:
+        for line in views.rerate_booking(booking):
+            click.echo(line)

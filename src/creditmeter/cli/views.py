@@ -14,7 +14,7 @@ from creditmeter.core.payments import Package, Purchase, amount_text
 from creditmeter.core.plans import Plan
 from creditmeter.core.pricing import Feature, PricingRule, decimal_text
 from creditmeter.core.records import Account, Balance, Posting, Transaction
-from creditmeter.core.rerating import RerateLine, RerateReport
+from creditmeter.core.rerating import RerateBooking, RerateLine, RerateReport
 from creditmeter.core.types import PeriodKind, wallet
 from creditmeter.core.webhooks import Delivery, WebhookEndpoint
 
@@ -411,3 +411,15 @@ def rerate(report: RerateReport) -> list[str]:
         f"{counted(report.unpriced, 'record')} that version {report.version} has no price for"
     )
     return lines
+
+
+def rerate_booking(booking: RerateBooking) -> list[str]:
+    """What a re-rating booked: each account's adjustment transaction."""
+    if not booking.transactions:
+        return ["booked nothing: no account's usage re-rates at other credits"]
+    rows = [["account", "adjustment", "to account"]]
+    rows += [[t.account_id, t.id, signed(t.amount)] for t in booking.transactions]
+    return [
+        f"booked re-rating {booking.id}: {counted(len(booking.transactions), 'adjustment')}",
+        *table(rows, indent=0, right=[2]),
+    ]

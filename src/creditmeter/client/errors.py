@@ -17,6 +17,7 @@ from typing import Any
 from creditmeter.core.errors import (
     AccountSuspended,
     AllowanceState,
+    AlreadyRerated,
     CreditMeterError,
     FeatureNotInPlan,
     GrantHeld,
@@ -157,6 +158,8 @@ def domain_error(kind: str, message: str, detail: Mapping[str, Any]) -> CreditMe
     if kind == "idempotency_conflict":
         found = _CONFLICT.match(message)
         return _with_message(IdempotencyConflict(_text(found[1]) if found else ""), message)
+    if kind == "already_rerated":
+        return AlreadyRerated(message)
     if kind == "payment_declined":
         return PaymentDeclined(message)
     if kind == "payment_provider_error":

@@ -46,7 +46,7 @@ from creditmeter.core.records import (
     UsageGroup,
     UsageRecord,
 )
-from creditmeter.core.rerating import RerateReport
+from creditmeter.core.rerating import RerateBooking, RerateReport
 from creditmeter.core.settings import Settings
 from creditmeter.core.stats import (
     AccountPage,
@@ -209,6 +209,24 @@ class CreditMeterClient:
             "account": account,
         }
         return wire.rerate_report(self._call("GET", "/v1/rerate", params=params))
+
+    def apply_rerate(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        to_version: int,
+        account: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RerateBooking:
+        """Book what :meth:`rerate` reports, one ``adjustment`` transaction per account
+        whose usage re-rates at other credits; a window of an account is booked once
+        (``AlreadyRerated`` otherwise). A superadmin's."""
+        body = wire.without_none(
+            {"since": since, "until": until, "version": to_version, "account": account}
+        )
+        data = self._call("POST", "/v1/rerate/apply", body=body, idempotency_key=idempotency_key)
+        return wire.rerate_booking(data)
 
     def put_plan(
         self,

@@ -46,7 +46,7 @@ from creditmeter.core.records import (
     UsageGroup,
     UsageRecord,
 )
-from creditmeter.core.rerating import RerateLine, RerateReport
+from creditmeter.core.rerating import RerateBooking, RerateLine, RerateReport
 from creditmeter.core.settings import BalanceWarning, Settings, settings_from_json
 from creditmeter.core.stats import (
     AccountPage,
@@ -376,6 +376,18 @@ def rerate_report(data: Json) -> RerateReport:
         total=rerate_line(data["total"]),
         hand_rated=data["hand_rated"],
         unpriced=data["unpriced"],
+        rated_versions={k: tuple(v) for k, v in data["rated_versions"].items()},
+    )
+
+
+def rerate_booking(data: Json) -> RerateBooking:
+    return RerateBooking(
+        id=data["id"],
+        version=data["version"],
+        since=time(data["since"]),
+        until=time(data["until"]),
+        account=data["account"],
+        transactions=tuple(transaction(t) for t in data["transactions"]),
     )
 
 

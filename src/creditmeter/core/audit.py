@@ -78,6 +78,9 @@ class Action(StrEnum):
     """subject: the new version. details: changes."""
     FEATURE_PUT = "feature.put"
     """subject: the feature. details: name, pool, rule, version."""
+    RERATE_BOOKED = "rerate.booked"
+    """subject: the account's adjustment transaction. details: rerate (the booking),
+    version, since, until, amount (credits into the account: negative, taken)."""
     PRICES_SYNCED = "prices.synced"
     """subject: the price book version. details: version, created (false: the catalogue
     changed nothing), source, providers (null: all), prices."""

@@ -64,6 +64,14 @@ class IdempotencyConflict(CreditMeterError):
         self.key = key
 
 
+class AlreadyRerated(CreditMeterError):
+    """A re-rating was booked before for usage of the same account and window (or one
+    that overlaps it): booking it again would charge or give back the difference twice;
+    nothing changed."""
+
+    code = "already_rerated"
+
+
 class HoldNotPending(CreditMeterError):
     """The hold was already settled, released or expired."""
 

@@ -1,13 +1,15 @@
 """Re-rating: what past usage of cost-plus features would cost under another price-book
-version, beside what it was charged. A report only; nothing is booked."""
+version, beside what it was charged; and, when asked, the difference booked per account
+as one ``adjustment`` transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from creditmeter.core.types import Credits
+from creditmeter.core.records import Transaction
+from creditmeter.core.types import AccountId, Credits
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,24 @@ class RerateReport:
     """Records of features rated by their own rates, not the price book: not re-rated."""
     unpriced: int
     """Records of a model or unit that the version has no price for: not re-rated."""
+    rated_versions: dict[AccountId, tuple[int, ...]] = field(default_factory=dict)
+    """The price-book versions each account's re-rated records were rated with."""
+
+
+@dataclass(frozen=True)
+class RerateBooking:
+    """A re-rating booked: one ``adjustment`` transaction per account whose usage in the
+    window re-rates at other credits (none for an account whose difference is zero)."""
+
+    id: str
+    version: int
+    since: datetime
+    until: datetime
+    account: AccountId | None
+    """The one account re-rated, or ``None``: every account."""
+    transactions: tuple[Transaction, ...]
+
+    @property
+    def difference(self) -> Credits:
+        """Credits taken from the accounts less those given back."""
+        return -sum(t.amount for t in self.transactions)

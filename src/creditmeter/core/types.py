@@ -94,6 +94,9 @@ class TransactionType(StrEnum):
     REVERSAL = "reversal"
     VOID = "void"
     """An admin took the credits left in a grant away (``void_grant``)."""
+    ADJUSTMENT = "adjustment"
+    """Past usage re-rated under another price-book version: the difference taken from
+    the account (into consumption) or given back (out of it) (``apply_rerate``)."""
 
 
 class SystemAccount(StrEnum):

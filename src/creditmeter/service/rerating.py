@@ -1,4 +1,5 @@
-"""Re-rating: past usage of cost-plus features priced under another price-book version."""
+"""Re-rating: past usage of cost-plus features priced under another price-book version,
+and the difference booked as adjustments when asked."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ from decimal import Decimal
 
 from sqlalchemy.engine import Connection
 
-from creditmeter.core.errors import InvalidRequest, NotFound
+from creditmeter.core.errors import AlreadyRerated, InvalidRequest, NotFound
+from creditmeter.core.grants import consumption_order, merge_draws, plan_draws
 from creditmeter.core.models import catalogue_model
 from creditmeter.core.pricing import Feature, price_cost_plus
-from creditmeter.core.records import UsageRecord
+from creditmeter.core.records import Posting, Transaction, UsageRecord
 from creditmeter.core.rerating import RerateLine, RerateReport
 from creditmeter.core.settings import Settings, settings_from_json
-from creditmeter.store import catalog, prices, usage
+from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
+from creditmeter.service.book import AccountBook
+from creditmeter.service.maintenance import repay_debt
+from creditmeter.store import catalog, ledger, prices, usage
 from creditmeter.store import settings as settings_store
+from creditmeter.store.grants import Change as GrantChange
 
 TOTAL = "total"
 
@@ -40,6 +46,7 @@ def report(
     models: dict[str, RerateLine] = {}
     total = RerateLine(TOTAL)
     hand_rated = unpriced = 0
+    versions: dict[str, set[int]] = {}
     for record in usage.in_window(conn, since, until, account_id):
         if record.price_book_version is None or record.provider_cost is None:
             hand_rated += 1
@@ -52,6 +59,7 @@ def report(
         line = (record.credits, credits, record.provider_cost, cost)
         account = accounts.get(record.account_id, RerateLine(record.account_id))
         accounts[record.account_id] = account.add(*line)
+        versions.setdefault(record.account_id, set()).add(record.price_book_version)
         model = models.get(str(record.model), RerateLine(str(record.model)))
         models[str(record.model)] = model.add(*line)
         total = total.add(*line)
@@ -64,6 +72,7 @@ def report(
         total,
         hand_rated,
         unpriced,
+        {k: tuple(sorted(v)) for k, v in sorted(versions.items())},
     )
 
 
@@ -95,3 +104,68 @@ def _rerate(
 def _settings_at(history: list[tuple[datetime, Settings]], moment: datetime) -> Settings:
     """The settings in force at ``moment``; ``history`` is newest first."""
     return next((s for changed_at, s in history if changed_at <= moment), Settings())
+
+
+def book_difference(
+    book: AccountBook, report: RerateReport, line: RerateLine, booking_id: str
+) -> Transaction:
+    """The account's re-rated difference as one ``adjustment`` transaction: an
+    under-charge drawn from its grants in consumption order (the rest taken on as debt, as
+    a clawback of spent credits is) into consumption; an over-charge out of consumption
+    into a new ``refund`` grant of every pool, which repays debt first. Refused if a
+    re-rating of this account was booked for a window that overlaps this one."""
+    _refuse_overlap(book, report)
+    owed = line.difference
+    metadata = {
+        "rerate": booking_id,
+        "version": report.version,
+        "rated_versions": list(report.rated_versions.get(book.id, ())),
+        "since": report.since.isoformat(),
+        "until": report.until.isoformat(),
+        "records": line.records,
+        "credits": line.credits,
+        "rerated_credits": line.rerated_credits,
+    }
+    window = f"usage from {report.since.isoformat()} until {report.until.isoformat()}"
+    if owed > 0:
+        ordered = consumption_order(book.grants, None, book.now)
+        draws, debt = plan_draws(ordered, owed)
+        merged = merge_draws(draws)
+        legs = [Posting(book.wallet, -d.credits, d.grant_id) for d in merged]
+        legs += [Posting(book.wallet, -debt), Posting(SystemAccount.CONSUMPTION.value, owed)]
+        changes = {d.grant_id: GrantChange(remaining=-d.credits) for d in merged}
+        return book.post(
+            TransactionType.ADJUSTMENT,
+            legs,
+            changes,
+            f"{owed} credits under-charged: {window} re-rated under price book version "
+            f"{report.version}",
+            metadata=metadata | {"debt": debt},
+        )
+    given = -owed
+    g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL, reference=f"rerate:{booking_id}")
+    txn = book.post(
+        TransactionType.ADJUSTMENT,
+        [Posting(SystemAccount.CONSUMPTION.value, -given), Posting(book.wallet, given, g.id)],
+        {g.id: GrantChange(remaining=given, amount=given)},
+        f"{given} credits over-charged, given back: {window} re-rated under price book "
+        f"version {report.version}",
+        metadata=metadata | {"debt": 0},
+    )
+    repay_debt(book, [g.id])
+    return txn
+
+
+def _refuse_overlap(book: AccountBook, report: RerateReport) -> None:
+    """Refuse a second booking of the account's usage: its adjustments (read with its row
+    locked, so two bookings cannot both miss each other) name the windows re-rated."""
+    for txn in ledger.page(book.conn, book.id, types=[TransactionType.ADJUSTMENT], limit=10_000):
+        since = datetime.fromisoformat(txn.metadata["since"])
+        until = datetime.fromisoformat(txn.metadata["until"])
+        if since < report.until and report.since < until:
+            raise AlreadyRerated(
+                f"account {book.id!r}: usage from {since.isoformat()} until "
+                f"{until.isoformat()} was re-rated under price book version "
+                f"{txn.metadata['version']} and booked ({txn.id}, re-rating "
+                f"{txn.metadata['rerate']}): a window is booked once"
+            )

@@ -247,7 +247,7 @@ def accounts_match_postings(conn: Connection) -> Iterator[Violation]:
 def holds_within_grants(conn: Connection) -> Iterator[Violation]:
     """I4: a pending hold reserves exactly its allocations, never more than its credits;
     no account is below zero beyond its overdraft limit (and what refunds of credits it
-    had spent made it owe)."""
+    had spent, and re-ratings of its usage, made it owe)."""
     allocated = (
         sa.select(hold_allocations.c.hold_id, _sum(hold_allocations.c.credits).label("total"))
         .group_by(hold_allocations.c.hold_id)
@@ -272,7 +272,24 @@ def holds_within_grants(conn: Connection) -> Iterator[Violation]:
         .group_by(purchases.c.account_id)
         .subquery()
     )
-    limit = a.overdraft_limit + sa.func.coalesce(clawed.c.debt, 0)
+    t, p = ledger_transactions.c, postings.c
+    # Re-rating's under-charges take on debt as clawbacks do: their wallet postings of no grant.
+    adjusted = (
+        sa.select(t.account_id, _sum(-p.amount).label("debt"))
+        .select_from(ledger_transactions.join(postings, p.transaction_id == t.id))
+        .where(
+            t.type == TransactionType.ADJUSTMENT.value,
+            p.grant_id.is_(None),
+            p.ledger_account == sa.literal("account:") + t.account_id,
+        )
+        .group_by(t.account_id)
+        .subquery()
+    )
+    limit = (
+        a.overdraft_limit
+        + sa.func.coalesce(clawed.c.debt, 0)
+        + sa.func.coalesce(adjusted.c.debt, 0)
+    )
     overdrawn = (
         sa.select(
             a.id,
@@ -282,7 +299,11 @@ def holds_within_grants(conn: Connection) -> Iterator[Violation]:
             a.overdraft_limit,
             limit.label("limit"),
         )
-        .select_from(accounts.outerjoin(clawed, clawed.c.account_id == a.id))
+        .select_from(
+            accounts.outerjoin(clawed, clawed.c.account_id == a.id).outerjoin(
+                adjusted, adjusted.c.account_id == a.id
+            )
+        )
         .where(sa.or_(a.balance - a.held < -limit, a.debt > limit))
     )
     for o in conn.execute(overdrawn):
@@ -292,7 +313,7 @@ def holds_within_grants(conn: Connection) -> Iterator[Violation]:
             f"available {o.balance - o.held}, debt {o.debt}, overdraft limit "
             f"{o.overdraft_limit}"
             + (
-                f" and {o.limit - o.overdraft_limit} owed for refunds"
+                f" and {o.limit - o.overdraft_limit} owed for refunds and re-ratings"
                 if o.limit > o.overdraft_limit
                 else ""
             ),

@@ -16,9 +16,11 @@ from creditmeter.api.schemas.catalog import (
     PlanPut,
     PriceBookVersionOut,
     PricesSync,
+    RerateApply,
+    RerateBookingOut,
     RerateOut,
 )
-from creditmeter.api.schemas.common import Page, errors
+from creditmeter.api.schemas.common import IdempotencyKey, Page, errors
 from creditmeter.api.schemas.ledger import Time
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 
@@ -107,6 +109,29 @@ def rerate(
     nothing is booked."""
     report = meter.rerate(since=since, until=until, to_version=version, account=account)
     return RerateOut.of(report)
+
+
+@router.post("/rerate/apply", responses=errors(401, 403, 404, 409, 422))
+def apply_rerate(
+    body: RerateApply,
+    meter: Meter,
+    caller: Superadmin,
+    idempotency_key: IdempotencyKey = None,
+) -> RerateBookingOut:
+    """Book what `GET /v1/rerate` reports: per account whose usage in the window re-rates
+    at other credits, one `adjustment` transaction of the difference (an under-charge
+    taken from its grants, debt for what they lack; an over-charge given back as a
+    `refund` grant). A window of an account is booked once: one that overlaps a window
+    booked before is 409 `already_rerated`, and nothing is booked."""
+    booking = meter.apply_rerate(
+        since=body.since,
+        until=body.until,
+        to_version=body.version,
+        account=body.account,
+        idempotency_key=idempotency_key,
+        actor=actor(caller),
+    )
+    return RerateBookingOut.of(booking)
 
 
 @router.get("/prices", responses=errors(401, 403, 404, 422))

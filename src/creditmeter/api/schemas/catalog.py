@@ -18,12 +18,12 @@ from pydantic import (
 )
 
 from creditmeter.api.schemas.common import Body, Credits, Identifier, Text, whole_number
-from creditmeter.api.schemas.ledger import POOL_PATTERN, Pool
+from creditmeter.api.schemas.ledger import POOL_PATTERN, Pool, Timestamp, TransactionOut
 from creditmeter.core.identifiers import IDENTIFIER_PATTERN
 from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.plans import ALL_FEATURES, Plan
 from creditmeter.core.pricing import Feature, decimal_text, rule_to_json
-from creditmeter.core.rerating import RerateLine, RerateReport
+from creditmeter.core.rerating import RerateBooking, RerateLine, RerateReport
 
 DECIMAL = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
 MAX_INTEGER_RATE = 10**15
@@ -302,6 +302,9 @@ class RerateOut(BaseModel):
     total: RerateLineOut
     hand_rated: int = Field(description="Records of features not cost-plus: not re-rated.")
     unpriced: int = Field(description="Records the version has no price for: not re-rated.")
+    rated_versions: dict[str, list[int]] = Field(
+        description="By account: the price-book versions its re-rated records were rated with."
+    )
 
     @classmethod
     def of(cls, r: RerateReport) -> RerateOut:
@@ -314,4 +317,44 @@ class RerateOut(BaseModel):
             total=RerateLineOut.of(r.total),
             hand_rated=r.hand_rated,
             unpriced=r.unpriced,
+            rated_versions={k: list(v) for k, v in r.rated_versions.items()},
+        )
+
+
+class RerateApply(Body):
+    since: Timestamp = Field(description="From this time on (inclusive), with a timezone.")
+    until: Timestamp = Field(description="Before this time (exclusive), with a timezone.")
+    version: int = Field(ge=1, description="The price-book version to re-rate at.")
+    account: Identifier | None = Field(default=None, description="Only this account's usage.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"since": "2026-03-01T00:00:00Z", "until": "2026-04-01T00:00:00Z", "version": 2}
+            ]
+        }
+    )
+
+
+class RerateBookingOut(BaseModel):
+    id: str = Field(description="The re-rating booked; each adjustment's `metadata.rerate`.")
+    version: int
+    since: datetime
+    until: datetime
+    account: str | None = Field(description="The one account re-rated, or null: every account.")
+    difference: int = Field(description="Credits taken from the accounts less those given back.")
+    transactions: list[TransactionOut] = Field(
+        description="One `adjustment` per account whose usage re-rates at other credits."
+    )
+
+    @classmethod
+    def of(cls, b: RerateBooking) -> RerateBookingOut:
+        return cls(
+            id=b.id,
+            version=b.version,
+            since=b.since,
+            until=b.until,
+            account=b.account,
+            difference=b.difference,
+            transactions=[TransactionOut.of(t) for t in b.transactions],
         )
