@@ -197,6 +197,9 @@ def test_demo_serves_sample_data_with_keys_to_try(tmp_path: Path) -> None:
         stop_demo(server)
     (demo_dir,) = (p for p in tmp_path.iterdir() if p.name.startswith("creditmeter-demo-"))
     assert (demo_dir / "demo.db").exists()
+    with CreditMeter(f"sqlite:///{demo_dir / 'demo.db'}") as meter:
+        [endpoint] = meter.webhook_endpoints()
+        assert not endpoint.enabled, "the demo's receiver is gone with it"
 
 
 def test_demo_sells_a_pack_through_its_checkout_page(tmp_path: Path) -> None:

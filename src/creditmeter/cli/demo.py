@@ -93,6 +93,8 @@ def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> Non
         serve.run(settings, log_format="text")
     finally:
         receiver.stop()
+        with CreditMeter(database_url) as meter:
+            meter.update_webhook_endpoint(endpoint, enabled=False, actor=CLI)
     click.echo(f"Stopped. The demo database stays in {shown(database_url)}; serve it again with:")
     click.echo(f"  creditmeter serve --database-url {shown(database_url)}")
 
