@@ -135,6 +135,8 @@ def test_a_fulfilled_purchase_is_delivered_once_signed(
         "account_id": "acme",
         "purchase_id": purchase.id,
         "credits": purchase.credits,
+        "amount": 999,
+        "currency": "usd",
     }
     [(headers, _)] = receiver.received
     assert headers["webhook-id"] == event["id"]

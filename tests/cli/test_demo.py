@@ -7,13 +7,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
 import pytest
 from click.testing import CliRunner
 
-from creditmeter import NotFound
+from creditmeter import CreditMeter, NotFound
+from creditmeter.cli.demo import listen
+from creditmeter.cli.receiver import DemoReceiver
+from creditmeter.cli.sample import ALERT_ACCOUNT, WalkingClock, seed
 from creditmeter.client import CreditMeterClient
 from tests.cli.conftest import assert_one_line_error, run
 from tests.client.conftest import Server, free_port, wait_until_healthy
@@ -93,6 +97,32 @@ def test_demo_by_default_uses_a_new_sqlite_file_in_a_temporary_directory(
     assert f"creditmeter verify sqlite:///{demo_dir / 'demo.db'}" in result.output
 
 
+def test_the_sample_data_crosses_an_alert_told_to_the_demo_s_receiver(migrated_url: str) -> None:
+    """The demo's seed, its receiver registered, the allowance alert crossed and the worker
+    run: the receiver got the event, its signature verified by ``standardwebhooks``. The
+    meter's clock is this process's, as the demo's is: the receiver refuses a timestamp
+    five minutes off it."""
+    receiver = DemoReceiver(tell=lambda _: None).start()
+    clock = WalkingClock(datetime.now(UTC))
+    try:
+        with CreditMeter(migrated_url, clock=clock, webhook_allow_private=True) as meter:
+            seed(meter, clock)
+            before = meter.balance(ALERT_ACCOUNT).allowance
+            endpoint_id = listen(meter, clock, receiver)
+            after = meter.balance(ALERT_ACCOUNT).allowance
+            [delivery] = meter.webhook_deliveries(endpoint_id)
+            assert meter.work() == 0
+    finally:
+        receiver.stop()
+    [event] = receiver.events
+    assert receiver.refused == 0
+    assert event.type == "allowance.threshold"
+    assert event.data["account_id"] == ALERT_ACCOUNT
+    assert before.limit is not None
+    assert before.used * 100 < event.data["percentage"] * before.limit <= after.used * 100
+    assert (delivery.event_id, delivery.status_code) == (event.id, 200)
+
+
 def start_demo(tmp_path: Path) -> Server:
     """``creditmeter demo`` as a user runs it, on a free port, once it answers."""
     port = free_port()
@@ -133,6 +163,8 @@ def test_demo_serves_sample_data_with_keys_to_try(tmp_path: Path) -> None:
         printed = server.output()
         keys = printed_keys(printed)
         assert set(keys) == {"superadmin", "service", "account"}
+        assert re.search(r"webhook received  allowance\.threshold +acme: \d+ % of the", printed)
+        assert "creditmeter webhook-endpoints deliveries whe_" in printed
         for path in ("/docs", "/healthz", "/metrics"):
             assert f"{url}{path}" in printed
         assert f'curl -H "Authorization: Bearer {keys["service"]}" {url}/v1/accounts' in printed
@@ -165,6 +197,9 @@ def test_demo_serves_sample_data_with_keys_to_try(tmp_path: Path) -> None:
         stop_demo(server)
     (demo_dir,) = (p for p in tmp_path.iterdir() if p.name.startswith("creditmeter-demo-"))
     assert (demo_dir / "demo.db").exists()
+    with CreditMeter(f"sqlite:///{demo_dir / 'demo.db'}") as meter:
+        [endpoint] = meter.webhook_endpoints()
+        assert not endpoint.enabled, "the demo's receiver is gone with it"
 
 
 def test_demo_sells_a_pack_through_its_checkout_page(tmp_path: Path) -> None:
@@ -208,6 +243,10 @@ def test_demo_sells_a_pack_through_its_checkout_page(tmp_path: Path) -> None:
             ("medium", "fulfilled"),
         ]
         assert purchases[0]["id"] == started.json()["purchase_id"]
+        told = "webhook received  purchase.fulfilled     acme: 11,000 credits bought for 19.99 USD"
+        while told not in server.output() and time.monotonic() < deadline + CREDITED_WITHIN:
+            time.sleep(0.1)
+        assert told in server.output(), "the server's worker delivers to the demo's receiver"
     finally:
         stop_demo(server)
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from creditmeter import CreditMeter
 from creditmeter.cli.sample import ACCOUNTS, DAYS, RECHARGE_PACK, WalkingClock, seed
 from creditmeter.core.payments import PurchaseKind, PurchaseStatus
 from creditmeter.payments.dev import WORKING_CARD
+from creditmeter.store.tables import outbox
 
 TODAY = datetime(2026, 12, 7, 11, 30, tzinfo=UTC)
 
@@ -95,6 +97,9 @@ def test_the_demo_banner_is_true_on_any_date(migrated_url: str, today: datetime)
         )
         assert used == data.operations > 100
         assert meter.work() == 0, "no job is left for the server's worker"
+        with meter.db.read() as conn:
+            queued = set(conn.execute(sa.select(outbox.c.topic)).scalars())
+        assert {"event.balance.low", "event.allowance.threshold"} <= queued, "alerts crossed"
         assert meter.payment_events(status="flagged") == []
         assert meter.verify() == []
 

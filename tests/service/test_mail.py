@@ -75,6 +75,8 @@ def test_a_fulfilled_purchase_sends_a_receipt_to_each_billing_address(
     text = text_of(receipt)
     assert "11,000 credits were added to account acme" in text
     assert purchase.id in text
+    assert "Paid:     9.99 USD" in text, "the amount paid, from the event's minor units"
+    assert "<td>9.99 USD</td>" in html_of(receipt)
     link = LINK.format(account_id="acme")
     assert f"Change which notifications you get: {link}" in text
     assert f'<a href="{link}">' in html_of(receipt)
@@ -83,6 +85,30 @@ def test_a_fulfilled_purchase_sends_a_receipt_to_each_billing_address(
     ids = {m["Message-ID"] for m in inbox.messages}
     assert len(ids) == 2, "one message id per recipient, the same on every attempt"
     assert meter.jobs()["pending"] == 0
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "paid"),
+    [
+        (1999, "usd", "19.99 USD"),
+        (5, "eur", "0.05 EUR"),
+        (123456789, "gbp", "1,234,567.89 GBP"),
+        (1500, "jpy", "1,500 JPY"),
+        (12345, "kwd", "12.345 KWD"),
+    ],
+)
+def test_the_receipt_writes_the_amount_paid_by_the_currency_s_exponent(
+    meter: CreditMeter, inbox: Inbox, amount: int, currency: str, paid: str
+) -> None:
+    meter.create_account("acme")
+    meter.set_notification_preferences("acme", emails=["ap@acme.example"])
+    data = {"account_id": "acme", "purchase_id": "pur_1", "credits": 100}
+    event(meter, "purchase.fulfilled", {**data, "amount": amount, "currency": currency})
+    drain(meter)
+
+    [message] = inbox.messages
+    assert f"Paid:     {paid}" in text_of(message).splitlines()
+    assert f"<td>{paid}</td>" in html_of(message)
 
 
 def test_an_event_without_a_template_of_its_own_uses_the_generic_one(

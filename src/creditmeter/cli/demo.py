@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +16,10 @@ from creditmeter.api.app import create_app
 from creditmeter.cli import sample, serve, tour, views
 from creditmeter.cli.connection import shown
 from creditmeter.cli.failures import CommandFailed
+from creditmeter.cli.receiver import DemoReceiver
 from creditmeter.core.audit import CLI
 from creditmeter.core.payments import Package
+from creditmeter.core.webhooks import ALLOW_PRIVATE_SETTING
 from creditmeter.meter import CreditMeter
 from creditmeter.payments.dev import WORKING_CARD
 
@@ -55,10 +58,12 @@ def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> Non
             tour.tell(meter, shown(database_url))
         return
     clock = sample.WalkingClock(datetime.now(UTC))
-    with CreditMeter(database_url, clock=clock) as meter:
+    receiver = DemoReceiver(tell=click.echo).start()
+    with CreditMeter(database_url, clock=clock, webhook_allow_private=True) as meter:
         refuse_data(meter, database_url)
         click.echo(f"creditmeter demo: making sample data in {shown(database_url)} …")
         data = sample.seed(meter, clock)
+        endpoint = listen(meter, clock, receiver)
         keys = {
             "superadmin": meter.create_api_key("superadmin", name="demo superadmin")[1],
             "service": meter.create_api_key("service", name="demo backend")[1],
@@ -71,6 +76,9 @@ def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> Non
         )
         paths = create_app(meter=meter).openapi()["paths"]
         packs = meter.packages()
+    # The server's worker delivers to the demo's receiver on loopback: allowed for the
+    # demo only, whose receiver is this process.
+    os.environ[ALLOW_PRIVATE_SETTING] = "true"
     settings = serve.server_settings(
         database_url=database_url, host=host, port=port, workers=1, payments="dev", worker=True
     )
@@ -78,11 +86,50 @@ def demo(database_url: str | None, show_tour: bool, host: str, port: int) -> Non
     lines = introduction(
         data, packs, keys, url, has_metrics="/metrics" in paths, portal_token=portal_token
     )
+    lines[-1:-1] = notifications(endpoint, receiver, database_url, url, keys["superadmin"])
     for line in lines:
         click.echo(line)
-    serve.run(settings, log_format="text")
+    try:
+        serve.run(settings, log_format="text")
+    finally:
+        receiver.stop()
+        with CreditMeter(database_url) as meter:
+            meter.update_webhook_endpoint(endpoint, enabled=False, actor=CLI)
     click.echo(f"Stopped. The demo database stays in {shown(database_url)}; serve it again with:")
     click.echo(f"  creditmeter serve --database-url {shown(database_url)}")
+
+
+def listen(meter: CreditMeter, clock: sample.WalkingClock, receiver: DemoReceiver) -> str:
+    """Register the demo's receiver as a webhook endpoint for every event, then, now that
+    it listens, let the sample data cross an allowance alert; the endpoint's id."""
+    endpoint, secret = meter.create_webhook_endpoint(
+        receiver.url, description="creditmeter demo's receiver", actor=CLI
+    )
+    receiver.secret = secret
+    clock.move_to(datetime.now(UTC))
+    click.echo(
+        f"creditmeter demo: webhook receiver on {receiver.url}, verifying signatures; "
+        f"{sample.ALERT_ACCOUNT} uses more of its allowance …"
+    )
+    sample.reach_allowance_alert(meter)
+    return endpoint.id
+
+
+def notifications(
+    endpoint_id: str, receiver: DemoReceiver, database_url: str, url: str, superadmin: str
+) -> list[str]:
+    """Where the demo's webhooks go and where their delivery log is."""
+    return [
+        "Notifications",
+        f"  every event is POSTed, signed, to the demo's receiver {receiver.url}, which",
+        "  verifies it with standardwebhooks and prints it here ('webhook received');",
+        "  the delivery log, attempt by attempt:",
+        f"  creditmeter webhook-endpoints deliveries {endpoint_id} "
+        f"--database-url {shown(database_url)}",
+        f'  curl -H "Authorization: Bearer {superadmin}" '
+        f"{url}/v1/webhook-endpoints/{endpoint_id}/deliveries",
+        "",
+    ]
 
 
 def refuse_data(meter: CreditMeter, database_url: str) -> None:

@@ -33,6 +33,10 @@ per million input tokens is half a credit a token."""
 PROVIDERS: Final = ("openai", "anthropic")
 """The providers whose model prices the demo imports from the price catalogue."""
 
+ALERT_ACCOUNT: Final = "acme"
+"""The account whose allowance the demo takes past an alert while its receiver listens."""
+GOAL_CREDITS: Final = 50
+
 MODELS: Final = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4")
 IMAGE_SIZES: Final = ("images_512", "images_1024", "images_1792")
 
@@ -92,7 +96,7 @@ def price_book(meter: CreditMeter) -> tuple[str, ...]:
     multiplier, and image generation per image size."""
     meter.put_feature("lead_collection", name="Lead collection", rates={"calls": 20})
     meter.put_feature("csv_export", name="CSV export", rates={"calls": 5})
-    meter.put_feature("generate_goal", name="Generate a goal", rates={"calls": 50})
+    meter.put_feature("generate_goal", name="Generate a goal", rates={"calls": GOAL_CREDITS})
     meter.sync_prices(PROVIDERS)
     meter.put_feature("llm.chat", name="LLM chat", cost_plus=True, multiplier="1.5")
     meter.put_feature(
@@ -228,6 +232,33 @@ def seed(meter: CreditMeter, clock: WalkingClock, *, days: int = DAYS) -> Sample
     meter.sweep()
     run_jobs(meter)
     return data
+
+
+def reach_allowance_alert(meter: CreditMeter, account_id: str = ALERT_ACCOUNT) -> int | None:
+    """The team of ``account_id`` (a Pro account three weeks into its period) generates
+    goals in a batch just big enough to take its allowance to the next percentage of
+    ``allowance_alerts`` it has not reached this period, and the worker runs: the sample
+    data crossing a threshold once the demo's webhook receiver listens. The percentage
+    reached, or ``None`` if all of them were reached already."""
+    allowance = meter.balance(account_id).allowance
+    if allowance.limit is None:
+        return None
+    percentage = next(
+        (
+            p
+            for p in meter.settings().allowance_alerts
+            if allowance.used * 100 < p * allowance.limit
+        ),
+        None,
+    )
+    if percentage is None:
+        return None
+    needed = -(-percentage * allowance.limit // 100) - allowance.used
+    calls = -(-needed // GOAL_CREDITS)
+    member = next(a.members[0] for a in ACCOUNTS if a.id == account_id)
+    meter.charge(account_id, "generate_goal", usage={"calls": calls}, member=member)
+    run_jobs(meter)
+    return percentage
 
 
 def pick_operation(rng: random.Random, sample: SampleAccount) -> Callable[[CreditMeter], object]:

@@ -43,6 +43,8 @@ class AllowanceThreshold(_Data):
 class PurchaseFulfilled(_Data):
     purchase_id: StrictStr
     credits: Credits = Field(description="Credits added, bonus included.")
+    amount: StrictInt = Field(description="The amount paid, in the currency's minor units.")
+    currency: StrictStr = Field(description="ISO 4217, lower case.")
 
 
 class PurchaseFailed(_Data):

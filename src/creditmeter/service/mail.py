@@ -34,6 +34,7 @@ from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import NotFound
 from creditmeter.core.ids import new_id
 from creditmeter.core.notifications import NotificationPreferences
+from creditmeter.core.payments import amount_text
 from creditmeter.core.webhooks import EVENT_TYPES
 from creditmeter.service import audit, jobs
 from creditmeter.store import accounts as accounts_store
@@ -277,7 +278,16 @@ def _environment(directory: Path | None) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["figure"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+    env.filters["money"] = _money
     return env
+
+
+def _money(amount: object, currency: object) -> str:
+    """``{{ 1999 | money("usd") }}`` is ``19.99 USD``, ``1500 jpy`` ``1,500 JPY``: the
+    currency's exponent applied to the integer minor units, never a float."""
+    if not isinstance(amount, int) or isinstance(amount, bool) or not isinstance(currency, str):
+        raise TypeError(f"money needs minor units and a currency, not {amount!r} {currency!r}")
+    return f"{amount_text(amount, currency)} {currency.upper()}"
 
 
 def _render(env: jinja2.Environment, event_type: str, kind: str, context: Mapping[str, Any]) -> str:

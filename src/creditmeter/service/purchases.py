@@ -277,7 +277,14 @@ def fulfil(
     )
     if purchase.kind is PurchaseKind.AUTO_RECHARGE:
         _recharge_ended(book, purchase, failure=None, settings=None)
-    notify(book, "purchase.fulfilled", purchase, credits=purchase.credits)
+    notify(
+        book,
+        "purchase.fulfilled",
+        purchase,
+        credits=purchase.credits,
+        amount=paid.amount,
+        currency=paid.currency,
+    )
     return applied(f"{purchase.credits} credits credited", purchase)
 
 
