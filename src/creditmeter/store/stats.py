@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -150,22 +150,7 @@ def _groups_of_days(conn: Connection, first: datetime, last: datetime) -> list[U
         .where(d.day >= first.date().isoformat(), d.day < last.date().isoformat())
         .group_by(d.account_id, d.feature_key, d.model)
     )
-    return [
-        UsageGroup(
-            r.account_id,
-            r.feature_key,
-            r.model,
-            UsageSums(
-                key="",
-                events=int(r.events),
-                billable=int(r.billable),
-                consumed=int(r.consumed),
-                cost_usd=_usd(r.cost_dollars, r.cost_fraction),
-                without_cost=int(r.without_cost),
-            ),
-        )
-        for r in conn.execute(query)
-    ]
+    return _groups(conn.execute(query))
 
 
 def groups_of_records(
@@ -188,6 +173,11 @@ def groups_of_records(
         .where(*_window(since, until))
         .group_by(u.account_id, u.feature_key, model)
     )
+    return _groups(conn.execute(query))
+
+
+def _groups(rows: Iterable[sa.Row[Any]]) -> list[UsageGroup]:
+    """Rows of sums by account, feature and model, from the rollup or the records alike."""
     return [
         UsageGroup(
             r.account_id,
@@ -202,7 +192,7 @@ def groups_of_records(
                 without_cost=int(r.without_cost),
             ),
         )
-        for r in conn.execute(query)
+        for r in rows
     ]
 
 
