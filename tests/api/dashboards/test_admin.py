@@ -7,6 +7,7 @@ import re
 from fastapi.testclient import TestClient
 
 from creditmeter import CreditMeter
+from creditmeter.core.settings import settings_to_json
 from creditmeter.payments.dev import DevProvider
 from tests.api.conftest import ADMIN_KEY, Keys
 
@@ -123,3 +124,59 @@ def test_staff_export_an_accounts_ledger_and_the_audit_log(
     assert "grant.created" in audit.text
     assert ",globex," not in audit.text
     assert client.get("/admin/accounts/nobody/transactions.csv").status_code == 404
+
+
+def test_the_settings_form_changes_every_setting_and_only_what_changed(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    assert sign_in(client, keys.superadmin) == 303
+    form = client.get("/admin/settings").text
+    fields = set(re.findall(r'<(?:input|select) id="[a-z_]+" name="([a-z_]+)"', form))
+    assert fields == set(settings_to_json(meter.settings()))
+    unchanged = {
+        name: ""
+        if value is None
+        else ", ".join(map(str, value))
+        if isinstance(value, list)
+        else str(value)
+        for name, value in settings_to_json(meter.settings()).items()
+    }
+    answer = client.post(
+        "/admin/settings",
+        data={
+            **unchanged,
+            "csrf_token": csrf_of(client, "/admin/settings"),
+            "allowance_alerts": "50, 90",
+            "enforcement": "observe",
+            "grant_expiring_days": "3",
+        },
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    settings = meter.settings()
+    assert settings.allowance_alerts == (50, 90)
+    assert settings.enforcement == "observe"
+    assert settings.grant_expiring_days == 3
+    assert meter.settings_history()[0]["changes"] == {
+        "allowance_alerts": [50, 90],
+        "enforcement": "observe",
+        "grant_expiring_days": 3,
+    }
+
+
+def test_a_settings_value_of_the_wrong_kind_changes_nothing(
+    client: TestClient, meter: CreditMeter, keys: Keys
+) -> None:
+    assert sign_in(client, keys.superadmin) == 303
+    before = meter.settings()
+    for field, value in (
+        ("allowance_alerts", "75, lots"),
+        ("grant_expiring_days", "-1"),
+        ("enforcement", "sometimes"),
+    ):
+        answer = client.post(
+            "/admin/settings",
+            data={"csrf_token": csrf_of(client, "/admin/settings"), field: value},
+        )
+        assert answer.status_code == 400, (field, answer.status_code)
+    assert meter.settings() == before

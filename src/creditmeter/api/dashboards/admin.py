@@ -9,6 +9,7 @@ import io
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
@@ -31,8 +32,8 @@ from creditmeter.api.dashboards.portal import (
 from creditmeter.api.dashboards.sessions import CSRF_FIELD, Session
 from creditmeter.core.errors import CreditMeterError, NotFound
 from creditmeter.core.keys import ApiKey, Role
-from creditmeter.core.payments import Money
-from creditmeter.core.types import GrantSource
+from creditmeter.core.payments import Money, RefundShortfall
+from creditmeter.core.types import Enforcement, GrantSource
 from creditmeter.meter import CreditMeter
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -49,12 +50,25 @@ GRANT_SOURCES: Final = (
 EDITABLE_SETTINGS: Final = (
     ("low_balance_threshold", "Low balance at or below (credits)", "int"),
     ("critical_balance_threshold", "Critical balance at or below (credits)", "int"),
+    ("allowance_alerts", "Allowance alerts (percentages, comma-separated)", "percentages"),
     ("welcome_bonus", "Welcome bonus (credits)", "int"),
     ("minimum_purchase", "Minimum purchase (credits)", "int"),
     ("credits_per_usd", "Credits per US dollar", "decimal"),
     ("default_multiplier", "Default price multiplier", "decimal"),
+    ("enforcement", "Enforcement", "choice"),
+    ("default_hold_ttl_seconds", "Default hold lifetime (seconds)", "int"),
+    ("max_hold_ttl_seconds", "Longest hold lifetime (seconds)", "int"),
+    ("refund_shortfall", "Refunded credits already spent", "choice"),
+    ("auto_recharge_max_failures", "Auto-recharge failures before it is turned off", "int"),
+    ("auto_recharge_retry_seconds", "Wait after a failed auto-recharge (seconds)", "int"),
+    ("grant_expiring_days", "Warn of an expiring grant (days before)", "int"),
     ("upgrade_url", "Upgrade page (URL)", "url"),
 )
+"""Every setting, with its label and its kind of field."""
+SETTING_CHOICES: Final = {
+    "enforcement": tuple(m.value for m in Enforcement),
+    "refund_shortfall": tuple(m.value for m in RefundShortfall),
+}
 
 
 def _meter(request: Request) -> CreditMeter:
@@ -625,6 +639,7 @@ def settings_page(request: Request, done: str = "") -> HTMLResponse:
         current="settings",
         settings=meter.settings(),
         editable=EDITABLE_SETTINGS,
+        choices=SETTING_CHOICES,
         history=meter.settings_history()[:50],
         done=done,
     )
@@ -640,9 +655,8 @@ def change_settings(request: Request, form: Form) -> Response:
         if name not in form:
             continue
         value = _setting(form[name].strip(), kind, label)
-        was = getattr(current, name)
-        if value != (None if was is None else str(was)):
-            changes[name] = int(value) if kind == "int" and value is not None else value
+        if value != _shown(getattr(current, name)):
+            changes[name] = value
     if not changes:
         return RedirectResponse(
             "/admin/settings?done=" + quote("Nothing to change."), status_code=303
@@ -656,15 +670,33 @@ def change_settings(request: Request, form: Form) -> Response:
     return RedirectResponse("/admin/settings?done=" + quote("Settings saved."), status_code=303)
 
 
-def _setting(text: str, kind: str, label: str) -> str | None:
-    """A setting's value from its field, as text (``None``: an empty URL, removed)."""
-    if kind == "int" and not text.isdigit():
-        raise PageRefused(
-            400, "Nothing was changed", f"{label} must be a whole number.", home="/admin/settings"
-        )
+def _setting(text: str, kind: str, label: str) -> object:
+    """A setting's value from its field (``None``: an empty URL, removed)."""
+    if kind == "int":
+        if not text.isdigit():
+            raise _refused(f"{label} must be a whole number.")
+        return int(text)
+    if kind == "percentages":
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise _refused(f"{label} must be whole numbers separated by commas.")
+        return [int(p) for p in parts]
     if kind == "url":
         return text or None
     return text
+
+
+def _shown(value: object) -> object:
+    """A setting as its field gives it back, to tell a change from a value left as it was."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _refused(message: str) -> PageRefused:
+    return PageRefused(400, "Nothing was changed", message, home="/admin/settings")
 
 
 @router.get("/keys", response_class=HTMLResponse)
