@@ -39,3 +39,6 @@ def test_a_link_needs_an_account_and_an_http_return_address(meter: CreditMeter) 
     meter.create_account("acme")
     with pytest.raises(InvalidRequest):
         meter.create_portal_session("acme", return_url="javascript:alert(1)")
+    with pytest.raises(InvalidRequest, match="at most 2000"):
+        meter.create_portal_session("acme", return_url="https://app.example/" + "x" * 2000)
+    assert [e.action for e in meter.audit_log(limit=10).data] == ["account.created"]

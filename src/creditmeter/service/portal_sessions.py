@@ -18,6 +18,8 @@ from creditmeter.service.api_keys import digest
 from creditmeter.store import accounts, portal_sessions
 
 RETURN_URL_SCHEMES = ("https://", "http://")
+MAX_URL = 2000
+"""As long as the ``portal_sessions.return_url`` column holds."""
 
 
 def create(
@@ -29,8 +31,12 @@ def create(
     actor: Actor,
 ) -> tuple[PortalSession, str]:
     """A new session and its link's token (which exists nowhere else afterwards)."""
-    if return_url is not None and not return_url.startswith(RETURN_URL_SCHEMES):
-        raise InvalidRequest("return_url must be an http or https URL")
+    if return_url is not None and (
+        not return_url.startswith(RETURN_URL_SCHEMES) or len(return_url) > MAX_URL
+    ):
+        raise InvalidRequest(
+            f"return_url must be an http or https URL of at most {MAX_URL} characters"
+        )
     if accounts.get(conn, account_id) is None:
         raise NotFound("account", account_id)
     token = secrets.token_urlsafe(32)

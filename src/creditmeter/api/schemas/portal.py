@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from creditmeter.api.schemas.common import NO_NUL, Body
+from creditmeter.api.schemas.common import Body
+from creditmeter.api.schemas.payments import ReturnUrl
 from creditmeter.core.portal import PortalSession
-
-ReturnUrl = Annotated[
-    str, Field(min_length=1, max_length=2000, pattern=NO_NUL, examples=["https://app.example"])
-]
 
 
 class PortalSessionCreate(Body):
