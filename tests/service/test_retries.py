@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
@@ -20,10 +19,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-import creditmeter.meter
 from creditmeter import CreditMeter
-from creditmeter.meter import ATTEMPTS
-from creditmeter.service import maintenance
+from creditmeter.service.unit_of_work import ATTEMPTS
+from creditmeter.store import accounts
 from creditmeter.store.database import LockTimeout, Timeouts
 from tests.conftest import Clock
 
@@ -123,16 +121,16 @@ def failing_lock(
 ) -> Iterator[list[int]]:
     """The account's lock fails with ``error`` the first ``times`` times it is taken;
     yields the number of times it was asked for."""
-    real = maintenance.lock_current
+    real = accounts.lock_with_grants
     calls = [0]
 
-    def lock_current(conn: sa.Connection, now: datetime, account_id: str) -> Any:
+    def lock_with_grants(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         if calls[0] <= times:
             raise error
-        return real(conn, now, account_id)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(creditmeter.meter, "lock_current", lock_current)
+    monkeypatch.setattr(accounts, "lock_with_grants", lock_with_grants)
     yield calls
 
 

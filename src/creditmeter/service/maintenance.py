@@ -8,13 +8,9 @@ run a no-op.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
-
-from creditmeter.core.errors import NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.periods import Period, period_containing
 from creditmeter.core.plans import Plan
@@ -27,55 +23,9 @@ from creditmeter.core.types import (
     TransactionType,
 )
 from creditmeter.service import alerts
-from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook
-from creditmeter.store import accounts, catalog, holds
-from creditmeter.store.accounts import AccountRow
+from creditmeter.store import catalog, holds
 from creditmeter.store.grants import Change as GrantChange
-
-
-def lock_current(
-    conn: Connection, now: datetime, account_id: str
-) -> tuple[AccountRow, list[Grant]]:
-    """Lock the account, brought up to date, and read its grants with it: its upkeep
-    (expired holds, an ended period, expired grants) is committed by itself, so a refusal
-    that follows cannot undo it."""
-    found = accounts.lock_with_grants(conn, account_id)
-    if found is None:
-        raise NotFound("account", account_id)
-    if now < found[0].due_at:
-        return found
-    _upkeep(conn, now, *found)
-    conn.commit()
-    return _relocked(conn, account_id)
-
-
-def lock_current_many(
-    conn: Connection, now: datetime, account_ids: Sequence[str]
-) -> dict[str, tuple[AccountRow, list[Grant]]]:
-    """:func:`lock_current` for several accounts, locked together in the order of their
-    ids, for a use case whose refusals raise nothing (a batch): their upkeep is committed
-    with it. The ids of no account are left out."""
-    found = accounts.lock_many_with_grants(conn, account_ids)
-    for account_id, (row, loaded) in found.items():
-        if now >= row.due_at:
-            _upkeep(conn, now, row, loaded)
-            found[account_id] = _relocked(conn, account_id)
-    return found
-
-
-def _upkeep(conn: Connection, now: datetime, row: AccountRow, loaded: list[Grant]) -> None:
-    upkeep = AccountBook(conn, row, now, loaded=loaded)
-    bring_up_to_date(upkeep)
-    alerts.check(upkeep, settings_service.current(conn))
-    upkeep.save()
-
-
-def _relocked(conn: Connection, account_id: str) -> tuple[AccountRow, list[Grant]]:
-    """The account and its grants read again, as its upkeep left them."""
-    found = accounts.lock_with_grants(conn, account_id)
-    assert found is not None
-    return found
 
 
 def bring_up_to_date(book: AccountBook) -> None:

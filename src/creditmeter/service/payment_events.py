@@ -17,13 +17,14 @@ from typing import Any, Final
 
 from sqlalchemy.engine import Connection
 
+from creditmeter.core.errors import NotFound
 from creditmeter.core.ids import new_id
 from creditmeter.core.payments import InvalidSignature, Money, PaymentEvent, Purchase
 from creditmeter.core.settings import Settings
-from creditmeter.service import alerts, purchases, subscriptions
+from creditmeter.service import purchases, subscriptions
 from creditmeter.service.book import AccountBook
-from creditmeter.service.maintenance import lock_current
 from creditmeter.service.purchases import Outcome, flagged, ignored
+from creditmeter.service.unit_of_work import UnitOfWork, UnitsOfWork
 from creditmeter.store import outbox
 from creditmeter.store import payments as store
 
@@ -85,26 +86,38 @@ def stored(conn: Connection, event_id: str) -> tuple[PaymentEvent, str, str] | N
     return event, row["provider"], row["status"]
 
 
-def apply(
-    conn: Connection, now: datetime, settings: Settings, event: PaymentEvent, provider: str
-) -> str:
+def apply_stored(units: UnitsOfWork, event_id: str) -> str:
+    """Apply a stored event in a unit of work, unless it was applied already; its status
+    afterwards."""
+    with units.db.read() as conn:
+        found = stored(conn, event_id)
+    if found is None:
+        raise NotFound("payment event", event_id)
+    event, provider, status = found
+    if status != "received":
+        return status
+    return units.run(lambda uow: apply(uow, event, provider))
+
+
+def apply(uow: UnitOfWork, event: PaymentEvent, provider: str) -> str:
     """Apply a stored event once; its status afterwards."""
-    subject = _subject(conn, event, provider, now)
+    conn = uow.conn
+    subject = _subject(conn, event, provider, uow.now)
     if isinstance(subject, Outcome):
-        return _finish(conn, event, subject, now)
+        return _finish(conn, event, subject, uow.now)
     account_id, purchase = subject
-    row, loaded = lock_current(conn, now, account_id)
+    book = uow.lock(account_id)
     current = store.get_event(conn, event.id, lock=True)
     if current is None or current["status"] != "received":
         return "received" if current is None else str(current["status"])
     if purchase is not None:
         purchase = store.get_purchase(conn, purchase.id)  # as it is under the lock
         assert purchase is not None
-    book = AccountBook(conn, row, now, loaded=loaded)
+    settings = uow.settings
     outcome = _act(book, settings, event, purchase)
-    alerts.check(book, settings)
-    book.save()
-    return _finish(conn, event, outcome, now)
+    uow.check_alerts(book, settings)
+    uow.save(book)
+    return _finish(conn, event, outcome, uow.now)
 
 
 def _finish(conn: Connection, event: PaymentEvent, outcome: Outcome, now: datetime) -> str:

@@ -8,16 +8,20 @@ from decimal import Decimal
 
 from sqlalchemy.engine import Connection
 
+from creditmeter.core.audit import Action, Actor
 from creditmeter.core.errors import AlreadyRerated, InvalidRequest, NotFound
 from creditmeter.core.grants import consumption_order, merge_draws, plan_draws
+from creditmeter.core.ids import new_id
 from creditmeter.core.models import catalogue_model
 from creditmeter.core.pricing import Feature, price_cost_plus
 from creditmeter.core.records import Posting, Transaction, UsageRecord
-from creditmeter.core.rerating import RerateLine, RerateReport
+from creditmeter.core.rerating import RerateBooking, RerateLine, RerateReport
 from creditmeter.core.settings import Settings, settings_from_json
 from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
+from creditmeter.service import audit as audit_service
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import repay_debt
+from creditmeter.service.unit_of_work import IdempotencyKey, UnitOfWork
 from creditmeter.store import catalog, ledger, prices, usage
 from creditmeter.store import settings as settings_store
 from creditmeter.store.grants import Change as GrantChange
@@ -104,6 +108,58 @@ def _rerate(
 def _settings_at(history: list[tuple[datetime, Settings]], moment: datetime) -> Settings:
     """The settings in force at ``moment``; ``history`` is newest first."""
     return next((s for changed_at, s in history if changed_at <= moment), Settings())
+
+
+def book(
+    uow: UnitOfWork,
+    start: datetime,
+    end: datetime,
+    to_version: int,
+    account: str | None,
+    key: IdempotencyKey[RerateBooking] | None,
+    actor: Actor,
+) -> RerateBooking:
+    """Book what :func:`report` says, each account's difference as one transaction, all
+    in one unit of work; the first booking of ``key`` if it was used before."""
+    first = uow.replay(key)
+    if first is not None:
+        return first
+    found = report(uow.conn, start, end, to_version, account)
+    lines = {line.key: line for line in found.accounts if line.difference}
+    booking_id = new_id("rrt")
+    books = uow.lock_many(list(lines))
+    # A retry that waited for the locks of the call it repeats finds its result.
+    first = uow.replay(key)
+    if first is not None:
+        return first
+    settings = uow.settings
+    booked: list[Transaction] = []
+    for account_id in sorted(lines):
+        account_book = books[account_id]
+        txn = book_difference(account_book, found, lines[account_id], booking_id)
+        booked.append(txn)
+        details = {
+            "rerate": booking_id,
+            "version": to_version,
+            "since": start.isoformat(),
+            "until": end.isoformat(),
+            "amount": txn.amount,
+        }
+        audit_service.record(
+            uow.conn,
+            uow.now,
+            actor,
+            Action.RERATE_BOOKED,
+            account_id=account_id,
+            subject_id=txn.id,
+            details=details,
+        )
+        uow.check_alerts(account_book, settings)
+        uow.save(account_book)
+    booking = RerateBooking(booking_id, to_version, start, end, account, tuple(booked))
+    if key is not None:
+        uow.remember(key, booking)
+    return booking
 
 
 def book_difference(

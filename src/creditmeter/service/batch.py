@@ -1,0 +1,83 @@
+"""A batch of usage events charged in one unit of work.
+
+Each event is charged or refused on its own, as ``charge`` would (its own idempotency key,
+its own refusal); the accounts are locked in the order of their ids, and each account's
+grants and totals, and the transactions, usage records and keys of all of them, are
+written together with the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from creditmeter.core.errors import CreditMeterError, NotFound
+from creditmeter.core.records import Charge
+from creditmeter.core.settings import Settings
+from creditmeter.core.usage import UsageEvent
+from creditmeter.service import idempotency, metering
+from creditmeter.service.book import AccountBook
+from creditmeter.service.unit_of_work import IdempotencyKey, UnitOfWork
+from creditmeter.store import idempotency as idempotency_store
+
+Stored = dict[str, tuple[str, str, Any]]
+"""The keys' stored ``(operation, fingerprint, result)``, those of this batch included."""
+
+
+def charge_many(uow: UnitOfWork, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
+    """The result of each event, in order: its charge or the error that refused it."""
+    keys = [e.idempotency_key for e in events if e.idempotency_key]
+    stored = idempotency_store.find_many(uow.conn, keys)
+    settings = uow.settings
+    books = uow.lock_many([e.account_id for e in events])
+    by_account: dict[str, list[int]] = {}
+    for index, event in enumerate(events):
+        by_account.setdefault(event.account_id, []).append(index)
+    results: list[tuple[Charge | CreditMeterError, bool] | None] = [None] * len(events)
+    for account_id in sorted(by_account):
+        indexes = by_account[account_id]
+        book = books.get(account_id)
+        if book is None:
+            for index in indexes:
+                results[index] = (NotFound("account", account_id), False)
+            continue
+        for index in indexes:
+            results[index] = _charge(uow, book, settings, events[index], stored)
+        uow.recharge_if_low(book, settings)
+        uow.check_alerts(book, settings)
+        uow.save(book)
+    done = [r for r in results if r is not None]
+    uow.new_charges.extend(r for r, fresh in done if fresh and isinstance(r, Charge))
+    return [r for r, _ in done]
+
+
+def _charge(
+    uow: UnitOfWork, book: AccountBook, settings: Settings, event: UsageEvent, stored: Stored
+) -> tuple[Charge | CreditMeterError, bool]:
+    """One event: its charge or its refusal, and whether it is new."""
+    key = None
+    if event.idempotency_key is not None:
+        key = IdempotencyKey(event.idempotency_key, "charge", event.params(), Charge)
+    try:
+        if key is not None:
+            found = stored.get(key.key)
+            first = idempotency.first_result(key.key, found, "charge", key.fingerprint, Charge)
+            if first is not None:
+                return first, False
+        rated = metering.rate(
+            book, settings, event.feature, event.usage, event.credits, event.model
+        )
+        charge = metering.charge(
+            book,
+            settings,
+            rated,
+            model=event.model,
+            member=event.member,
+            metadata=event.metadata or {},
+            provider_cost=event.provider_cost,
+        )
+    except CreditMeterError as refused:
+        return refused, False
+    if key is not None:
+        stored[key.key] = ("charge", key.fingerprint, uow.remember(key, charge))
+    return charge, True
