@@ -60,6 +60,7 @@ from creditmeter.core.records import (
     UsageRecord,
 )
 from creditmeter.core.rerating import RerateBooking, RerateReport
+from creditmeter.core.serialization import to_json
 from creditmeter.core.settings import Settings
 from creditmeter.core.stats import (
     AccountPage,
@@ -1966,7 +1967,7 @@ class CreditMeter:
         except CreditMeterError as refused:
             return refused, False
         if key is not None:
-            result = idempotency.dump(charge)
+            result = to_json(charge)
             stored[key] = ("charge", fingerprint, result)
             new_keys.append((key, "charge", fingerprint, result))
         return charge, True
