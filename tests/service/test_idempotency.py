@@ -3,14 +3,21 @@ key with other parameters is a conflict; concurrent retries apply once."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
 
 from creditmeter import CreditMeter, IdempotencyConflict
-from creditmeter.core.records import Account
+from creditmeter.core.payments import Money, Purchase, PurchaseKind, PurchaseStatus
+from creditmeter.core.records import Account, Charge, GrantResult, Hold, Posting, Transaction
+from creditmeter.core.settings import BalanceWarning
+from creditmeter.core.types import AccountStatus, GrantSource, HoldStatus, TransactionType
+from creditmeter.service import idempotency
+from creditmeter.store import idempotency as idempotency_store
 from tests.conftest import Clock
 
 T = TypeVar("T")
@@ -354,3 +361,209 @@ def test_concurrent_distinct_keys_each_apply(
     assert len({r.usage_id for r in results}) == THREADS
     assert meter.balance(acme).available == 1_000 - 10 * THREADS
     assert_books_balance(meter)
+
+
+# Results stored by earlier versions still replay.
+
+STORED_AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+HOLD = Hold(
+    id="hold_1",
+    account_id="acme",
+    feature="chat",
+    credits=100,
+    reserved=100,
+    status=HoldStatus.SETTLED,
+    created_at=STORED_AT,
+    expires_at=STORED_AT + timedelta(minutes=15),
+    usage_id="use_2",
+)
+HOLD_STORED = {
+    "id": "hold_1",
+    "account_id": "acme",
+    "feature": "chat",
+    "credits": 100,
+    "reserved": 100,
+    "status": "settled",
+    "created_at": "2026-03-10T12:00:00+00:00",
+    "expires_at": "2026-03-10T12:15:00+00:00",
+    "usage_id": "use_2",
+    "would_refuse": None,
+    "requested": None,
+}
+SETTLED = Charge(
+    usage_id="use_2",
+    account_id="acme",
+    feature="chat",
+    credits=50,
+    charged=50,
+    debited=0,
+    uncollected=0,
+    available_after=650,
+    transaction_id="txn_2",
+    hold_id="hold_1",
+    warnings=(BalanceWarning(code="balance_low", message="balance is low: 650 credits left"),),
+    hold=HOLD,
+)
+SETTLED_STORED = {
+    "usage_id": "use_2",
+    "account_id": "acme",
+    "feature": "chat",
+    "credits": 50,
+    "charged": 50,
+    "debited": 0,
+    "uncollected": 0,
+    "available_after": 650,
+    "transaction_id": "txn_2",
+    "hold_id": "hold_1",
+    "warnings": [{"code": "balance_low", "message": "balance is low: 650 credits left"}],
+    "would_refuse": None,
+    "hold": HOLD_STORED,
+    "unknown_model": False,
+}
+REFUND = Transaction(
+    id="txn_3",
+    account_id="acme",
+    type=TransactionType.REFUND,
+    amount=300,
+    balance_before=650,
+    balance_after=950,
+    description="usage use_1 refunded",
+    created_at=STORED_AT,
+    postings=(
+        Posting("account:acme", 300, "grt_1", GrantSource.PURCHASE),
+        Posting("refund", -300, None, None),
+    ),
+    usage_id="use_1",
+    metadata={"reason": "test"},
+)
+REFUND_STORED = {
+    "id": "txn_3",
+    "account_id": "acme",
+    "type": "refund",
+    "amount": 300,
+    "balance_before": 650,
+    "balance_after": 950,
+    "description": "usage use_1 refunded",
+    "created_at": "2026-03-10T12:00:00+00:00",
+    "postings": [
+        {
+            "ledger_account": "account:acme",
+            "amount": 300,
+            "grant_id": "grt_1",
+            "grant_source": "purchase",
+        },
+        {"ledger_account": "refund", "amount": -300, "grant_id": None, "grant_source": None},
+    ],
+    "usage_id": "use_1",
+    "hold_id": None,
+    "metadata": {"reason": "test"},
+    "purchase_id": None,
+}
+ACCOUNT = Account(
+    id="acme",
+    name="Acme",
+    plan=None,
+    pending_plan=None,
+    status=AccountStatus.ACTIVE,
+    created_at=STORED_AT,
+    period_start=datetime(2026, 3, 1, tzinfo=UTC),
+    period_end=datetime(2026, 4, 1, tzinfo=UTC),
+    overdraft_limit=0,
+    metadata={"team": "x"},
+)
+ACCOUNT_STORED = {
+    "id": "acme",
+    "name": "Acme",
+    "plan": None,
+    "pending_plan": None,
+    "status": "active",
+    "created_at": "2026-03-10T12:00:00+00:00",
+    "period_start": "2026-03-01T00:00:00+00:00",
+    "period_end": "2026-04-01T00:00:00+00:00",
+    "overdraft_limit": 0,
+    "metadata": {"team": "x"},
+}
+PURCHASE = Purchase(
+    id="pur_1",
+    account_id="acme",
+    package_id="pkg_1",
+    kind=PurchaseKind.CHECKOUT,
+    status=PurchaseStatus.PENDING,
+    credits=1_000,
+    bonus_credits=100,
+    price=Money(1_000, "usd"),
+    provider="dev",
+    created_at=STORED_AT,
+    session_id="cs_1",
+)
+PURCHASE_STORED = {
+    "id": "pur_1",
+    "account_id": "acme",
+    "package_id": "pkg_1",
+    "kind": "checkout",
+    "status": "pending",
+    "credits": 1000,
+    "bonus_credits": 100,
+    "price": {"amount": 1000, "currency": "usd"},
+    "provider": "dev",
+    "created_at": "2026-03-10T12:00:00+00:00",
+    "session_id": "cs_1",
+    "payment_intent_id": None,
+    "amount_paid": 0,
+    "amount_refunded": 0,
+    "credits_clawed_back": 0,
+    "clawback_debt": 0,
+    "credits_unrecovered": 0,
+    "failure_reason": None,
+    "paid_at": None,
+    "fulfilled_at": None,
+    "transaction_id": None,
+}
+# A settle stored before charges kept their hold.
+SETTLED_WITHOUT_HOLD_STORED = {k: v for k, v in SETTLED_STORED.items() if k != "hold"}
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (HOLD_STORED, HOLD),
+        (SETTLED_STORED, SETTLED),
+        (SETTLED_WITHOUT_HOLD_STORED, dataclasses.replace(SETTLED, hold=None)),
+        (REFUND_STORED, REFUND),
+        (ACCOUNT_STORED, ACCOUNT),
+        (PURCHASE_STORED, PURCHASE),
+        (
+            {
+                "grant_id": "grt_1",
+                "transaction_id": "txn_1",
+                "amount": 1000,
+                "available_after": 1000,
+            },
+            GrantResult("grt_1", "txn_1", 1_000, 1_000),
+        ),
+    ],
+    ids=["hold", "settle", "settle-without-hold", "refund", "account", "purchase", "grant"],
+)
+def test_a_result_stored_by_an_earlier_version_replays(
+    meter: CreditMeter, stored: dict[str, Any], expected: object
+) -> None:
+    with meter.db.write() as conn:
+        idempotency_store.record(conn, "old-key", "op", "print", stored, STORED_AT)
+    with meter.db.read() as conn:
+        replayed = idempotency.replay(conn, "old-key", "op", "print", type(expected))
+
+    assert replayed == expected
+
+
+def test_a_result_replays_as_it_was_returned(meter: CreditMeter) -> None:
+    records = [HOLD, SETTLED, REFUND, ACCOUNT, PURCHASE]
+    with meter.db.write() as conn:
+        for n, record in enumerate(records):
+            idempotency.remember(conn, f"key-{n}", "op", "print", record, STORED_AT)
+    with meter.db.read() as conn:
+        replayed = [
+            idempotency.replay(conn, f"key-{n}", "op", "print", type(record))
+            for n, record in enumerate(records)
+        ]
+
+    assert replayed == records

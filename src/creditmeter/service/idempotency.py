@@ -1,24 +1,22 @@
 """Idempotency keys: a retry returns the first result; other parameters are a conflict.
 
-Results are kept as JSON. :func:`dump` and :func:`load` turn the engine's frozen
-dataclasses into JSON and back, guided by their type hints.
+Results are kept as JSON, converted by :mod:`creditmeter.core.serialization`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import types
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
 from creditmeter.core.errors import IdempotencyConflict
+from creditmeter.core.serialization import from_json, to_json
 from creditmeter.store import idempotency
 
 T = TypeVar("T")
@@ -60,8 +58,7 @@ def first_result(
     stored_operation, stored_print, result = found
     if (stored_operation, stored_print) != (operation, print_):
         raise IdempotencyConflict(key)
-    loaded: T = load(cls, result)
-    return loaded
+    return from_json(cls, result)
 
 
 def remember(
@@ -73,7 +70,7 @@ def remember(
     now: datetime,
     owner: str = idempotency.OPERATOR,
 ) -> None:
-    idempotency.record(conn, key, operation, print_, dump(result), now, owner)
+    idempotency.record(conn, key, operation, print_, to_json(result), now, owner)
 
 
 def _plain(value: object) -> object:
@@ -88,50 +85,3 @@ def _plain(value: object) -> object:
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, default=_plain)
 """``json.dumps(…, sort_keys=True, default=_plain)``, made once rather than per call."""
-
-_PLAIN = frozenset({str, int, bool, type(None)})
-_field_names: dict[type, tuple[str, ...]] = {}
-
-
-def dump(value: object) -> Any:
-    kind = type(value)
-    if kind in _PLAIN:
-        return value
-    names = _field_names.get(kind)
-    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = _field_names[kind] = tuple(f.name for f in dataclasses.fields(value))
-    if names is not None:
-        fields = {name: getattr(value, name) for name in names}
-        # Most fields are plain: only the others are taken apart.
-        return {n: v if type(v) in _PLAIN else dump(v) for n, v in fields.items()}
-    if type(value) is tuple:  # a record's list of things, before the slower checks below
-        return [dump(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): dump(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [dump(v) for v in value]
-    if isinstance(value, datetime | Decimal | Enum):
-        return _plain(value)
-    return value
-
-
-def load(cls: Any, data: Any) -> Any:
-    if data is None:
-        return None
-    origin = get_origin(cls)
-    if origin in (Union, types.UnionType):
-        options = [a for a in get_args(cls) if a is not type(None)]
-        return load(options[0], data)
-    if origin is tuple:
-        return tuple(load(get_args(cls)[0], v) for v in data)
-    if origin in (list, Mapping, dict) or cls is Any:
-        return data
-    if dataclasses.is_dataclass(cls):
-        hints = get_type_hints(cls)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cast(Any, cls)(**{k: load(hints[k], v) for k, v in data.items() if k in fields})
-    if cls is datetime:
-        return datetime.fromisoformat(data)
-    if isinstance(cls, type) and issubclass(cls, Enum | Decimal):
-        return cast(Any, cls)(data)
-    return data
