@@ -99,10 +99,10 @@ from creditmeter.service import stats as stats_service
 from creditmeter.service import webhooks as webhooks_service
 from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.mail import EmailSettings
-from creditmeter.service.maintenance import lock_current, lock_current_many
+from creditmeter.service.maintenance import lock_current_and_key, lock_current_many
 from creditmeter.service.purchases import Outcome
 from creditmeter.service.verify import Violation, verify
-from creditmeter.store import accounts, catalog, database, direct, holds, outbox, usage
+from creditmeter.store import accounts, catalog, database, holds, outbox, usage
 from creditmeter.store import api_keys as api_keys_store
 from creditmeter.store import grants as grants_store
 from creditmeter.store import idempotency as idempotency_store
@@ -112,8 +112,8 @@ from creditmeter.store import prices as prices_store
 from creditmeter.store import secrets as secrets_store
 from creditmeter.store import webhooks as webhooks_store
 from creditmeter.store.accounts import AccountRow
-from creditmeter.store.database import DEFAULT_TIMEOUTS, Database, Timeouts
-from creditmeter.store.direct import ConcurrentUpdate
+from creditmeter.store.database import DEFAULT_TIMEOUTS, Database, Timeouts, pipelined
+from creditmeter.store.errors import ConcurrentUpdate
 from creditmeter.store.migrate import upgrade as upgrade_schema
 
 T = TypeVar("T")
@@ -311,7 +311,7 @@ class CreditMeter:
             booking_id = new_id("rrt")
             appends = Appends()
             booked: list[Transaction] = []
-            with self.db.turn(conn, *lines):
+            with self.db.account_locks(conn, *lines):
                 locked = lock_current_many(conn, now, sorted(lines))
                 # A retry that waited for the locks of the call it repeats finds its result.
                 first = replay(conn)
@@ -1871,19 +1871,18 @@ class CreditMeter:
         result: type[T] | None,
     ) -> tuple[T, bool]:
         """The use case's outcome, and whether it is new (not the replay of a key)."""
-        replay = None
-        if key is not None and result is not None:
+        # From the lock to the end of the transaction, the process's lock on the account.
+        with self.db.account_locks(conn, account_id):
             # The key is read in the round trip that takes the lock, once it is taken: a
             # retry waits for the call it repeats, then finds its result.
-            replay = idempotency.replay_with_next(conn, key, operation, result)
-        # From the lock to the end of the transaction, the process's one turn on the account.
-        with self.db.turn(conn, account_id):
-            row, loaded = lock_current(conn, now, account_id)
+            replayed = key if result is not None else None
+            row, loaded, stored = lock_current_and_key(conn, now, account_id, replayed)
             # Only a keyed call is fingerprinted: unkeyed ones pay nothing for idempotency.
             fingerprint = "" if key is None else idempotency.fingerprint(operation, params)
-            first = None if replay is None else replay(fingerprint)
-            if first is not None:
-                return first, False
+            if replayed is not None and result is not None:
+                first = idempotency.first_result(replayed, stored, operation, fingerprint, result)
+                if first is not None:
+                    return first, False
             book = AccountBook(conn, row, now, self._catalog(row), loaded=loaded)
             settings = self._settings(conn, row.settings_version)
             outcome = use_case(book, settings)
@@ -1892,7 +1891,7 @@ class CreditMeter:
             # The writes and the COMMIT in one round trip on PostgreSQL: a conditional
             # change that misses is refused by the database, which makes the COMMIT a
             # rollback.
-            with direct.pipelined(conn, commit=True):
+            with pipelined(conn, commit=True):
                 book.save()
                 if key is not None:
                     idempotency.remember(conn, key, operation, fingerprint, outcome, now)
@@ -1902,7 +1901,7 @@ class CreditMeter:
         self, conn: Connection, now: datetime, groups: Mapping[str, Sequence[UsageEvent]]
     ) -> dict[str, list[tuple[Charge | CreditMeterError, bool]]]:
         """Each account's events, its account locked in id order (after the process's
-        turns on them): each event charged or refused on its own, with its own idempotency
+        own locks on them): each event charged or refused on its own, with its own idempotency
         key; each account's grants and totals written in one save, and the transactions,
         usage records and keys of all of them in one insert each, all in one
         transaction."""
@@ -1912,7 +1911,7 @@ class CreditMeter:
         new_keys: list[tuple[str, str, str, Any]] = []
         appends = Appends()
         outcomes: dict[str, list[tuple[Charge | CreditMeterError, bool]]] = {}
-        with self.db.turn(conn, *groups):
+        with self.db.account_locks(conn, *groups):
             locked = lock_current_many(conn, now, sorted(groups))
             for account_id in sorted(groups):
                 events = groups[account_id]

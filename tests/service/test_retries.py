@@ -123,16 +123,18 @@ def failing_lock(
 ) -> Iterator[list[int]]:
     """The account's lock fails with ``error`` the first ``times`` times it is taken;
     yields the number of times it was asked for."""
-    real = maintenance.lock_current
+    real = maintenance.lock_current_and_key
     calls = [0]
 
-    def lock_current(conn: sa.Connection, now: datetime, account_id: str) -> Any:
+    def lock_current_and_key(
+        conn: sa.Connection, now: datetime, account_id: str, idempotency_key: str | None
+    ) -> Any:
         calls[0] += 1
         if calls[0] <= times:
             raise error
-        return real(conn, now, account_id)
+        return real(conn, now, account_id, idempotency_key)
 
-    monkeypatch.setattr(creditmeter.meter, "lock_current", lock_current)
+    monkeypatch.setattr(creditmeter.meter, "lock_current_and_key", lock_current_and_key)
     yield calls
 
 
@@ -250,7 +252,7 @@ def test_a_thread_waits_for_its_turn_on_an_account_up_to_the_lock_timeout(
         in_turn, leave = threading.Event(), threading.Event()
 
         def hold_the_turn() -> None:
-            with meter.db.write() as conn, meter.db.turn(conn, "acme"):
+            with meter.db.write() as conn, meter.db.account_locks(conn, "acme"):
                 in_turn.set()
                 assert leave.wait(timeout=30)
 

@@ -32,6 +32,7 @@ from creditmeter.service.book import AccountBook
 from creditmeter.store import accounts, catalog, holds
 from creditmeter.store.accounts import AccountRow
 from creditmeter.store.grants import Change as GrantChange
+from creditmeter.store.idempotency import StoredResult
 
 
 def lock_current(
@@ -40,14 +41,23 @@ def lock_current(
     """Lock the account, brought up to date, and read its grants with it: its upkeep
     (expired holds, an ended period, expired grants) is committed by itself, so a refusal
     that follows cannot undo it."""
-    found = accounts.lock_with_grants(conn, account_id)
+    row, loaded, _ = lock_current_and_key(conn, now, account_id, None)
+    return row, loaded
+
+
+def lock_current_and_key(
+    conn: Connection, now: datetime, account_id: str, idempotency_key: str | None
+) -> tuple[AccountRow, list[Grant], StoredResult | None]:
+    """:func:`lock_current`, and what is stored under the operator's ``idempotency_key``
+    (if one is given), read in the round trip that takes the lock, once it is taken."""
+    found, stored = accounts.lock_with_grants_and_key(conn, account_id, idempotency_key)
     if found is None:
         raise NotFound("account", account_id)
-    if now < found[0].due_at:
-        return found
-    _upkeep(conn, now, *found)
-    conn.commit()
-    return _relocked(conn, account_id)
+    if now >= found[0].due_at:
+        _upkeep(conn, now, *found)
+        conn.commit()
+        found = _relocked(conn, account_id)
+    return *found, stored
 
 
 def lock_current_many(
