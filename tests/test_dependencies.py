@@ -11,8 +11,8 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).parent.parent
 INTERNALS_USED = {
-    "sqlalchemy": "store/direct.py: the compiler's bind and result processors",
-    "psycopg": "store/direct.py: pipeline, COPY and cursors on the driver's connection",
+    "sqlalchemy": "store/_statements.py: the compiler's bind and result processors",
+    "psycopg": "store/_statements.py: pipeline, COPY and cursors on the driver's connection",
     "fastapi": "api/auth.py: fastapi.security.utils",
     "uvicorn": "cli/workers.py: uvicorn.Server run on its own sockets",
     "fastapi-offline": "api/docs.py: the assets it ships",

@@ -121,16 +121,16 @@ def failing_lock(
 ) -> Iterator[list[int]]:
     """The account's lock fails with ``error`` the first ``times`` times it is taken;
     yields the number of times it was asked for."""
-    real = accounts.lock_with_grants
+    real = accounts.lock_with_grants_and_key
     calls = [0]
 
-    def lock_with_grants(*args: Any, **kwargs: Any) -> Any:
+    def lock_with_grants_and_key(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         if calls[0] <= times:
             raise error
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(accounts, "lock_with_grants", lock_with_grants)
+    monkeypatch.setattr(accounts, "lock_with_grants_and_key", lock_with_grants_and_key)
     yield calls
 
 
@@ -248,7 +248,7 @@ def test_a_thread_waits_for_its_turn_on_an_account_up_to_the_lock_timeout(
         in_turn, leave = threading.Event(), threading.Event()
 
         def hold_the_turn() -> None:
-            with meter.db.write() as conn, meter.db.turn(conn, "acme"):
+            with meter.db.write() as conn, meter.db.account_locks(conn, "acme"):
                 in_turn.set()
                 assert leave.wait(timeout=30)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import sqlalchemy as sa
+
 from creditmeter import CreditMeter
 from creditmeter.core.grants import Grant
-from creditmeter.store import accounts
+from creditmeter.store import accounts, idempotency
 
 
 def by_id(grant: Grant) -> str:
@@ -28,3 +32,33 @@ def test_accounts_locked_together_read_as_each_alone(meter: CreditMeter) -> None
         assert row == found[0]
         assert sorted(grants, key=by_id) == sorted(found[1], key=by_id)
     assert [len(grants) for _, grants in together.values()] == [1, 2, 1]
+
+
+def test_an_idempotency_key_is_read_after_the_lock_in_its_round_trip(meter: CreditMeter) -> None:
+    meter.put_feature("chat", rates={"calls": 1})
+    meter.create_account("acme")
+    meter.grant("acme", 40, source="purchase")
+    meter.charge("acme", "chat", credits=3, idempotency_key="k1")
+    sent: list[tuple[str, bool]] = []
+
+    def seen(conn: sa.Connection, _cursor: Any, sql: str, *_: Any) -> None:
+        pgconn = getattr(conn.connection.dbapi_connection, "pgconn", None)
+        in_pipeline = pgconn is not None and pgconn.pipeline_status != 0
+        sent.append((sql, in_pipeline))
+
+    with meter.db.write() as conn:
+        alone = accounts.lock_with_grants(conn, "acme")
+        stored = idempotency.find(conn, "k1")
+        sa.event.listen(meter.db.engine, "before_cursor_execute", seen)
+        try:
+            found, with_it = accounts.lock_with_grants_and_key(conn, "acme", "k1")
+        finally:
+            sa.event.remove(meter.db.engine, "before_cursor_execute", seen)
+        assert found == alone
+        assert stored is not None
+        assert with_it == stored
+        assert accounts.lock_with_grants_and_key(conn, "acme", "absent")[1] is None
+        assert accounts.lock_with_grants_and_key(conn, "nobody", "k1") == (None, stored)
+    # The lock, the grants, then the key: one round trip on PostgreSQL.
+    assert ["idempotency_keys" in sql for sql, _ in sent] == [False, False, True]
+    assert [pipelined for _, pipelined in sent] == [meter.db.dialect == "postgresql"] * 3

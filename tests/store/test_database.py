@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from creditmeter import CreditMeter, InvalidRequest
 from creditmeter.store import database
 from creditmeter.store import grants as grant_store
-from creditmeter.store.database import Database, LockTimeout, Timeouts, Turns, normalize_url
-from creditmeter.store.direct import ConcurrentUpdate
+from creditmeter.store.database import Database, KeyedLocks, LockTimeout, Timeouts, normalize_url
 from creditmeter.store.documents import json_text, json_value
+from creditmeter.store.errors import ConcurrentUpdate
 from creditmeter.store.tables import UTCDateTime, grants, usage_records
 from tests.conftest import POSTGRES_URL
 
@@ -392,21 +392,21 @@ def test_a_pooled_connection_the_server_closed_is_replaced_on_checkout(
         db.dispose()
 
 
-def _in_turn(turns: Turns, key: str, entered: threading.Event, leave: threading.Event) -> None:
-    with turns.turn(key):
+def _holding(locks: KeyedLocks, key: str, entered: threading.Event, leave: threading.Event) -> None:
+    with locks.locked(key):
         entered.set()
         assert leave.wait(timeout=30)
 
 
-def test_a_turn_waits_for_the_turn_of_the_same_key_and_not_of_another() -> None:
-    turns = Turns()
+def test_a_keyed_lock_waits_for_the_same_key_and_not_for_another() -> None:
+    locks = KeyedLocks()
     first_in, first_leave = threading.Event(), threading.Event()
     second_in, second_leave = threading.Event(), threading.Event()
     other_in, other_leave = threading.Event(), threading.Event()
     threads = [
-        threading.Thread(target=_in_turn, args=(turns, "acme", first_in, first_leave)),
-        threading.Thread(target=_in_turn, args=(turns, "acme", second_in, second_leave)),
-        threading.Thread(target=_in_turn, args=(turns, "globex", other_in, other_leave)),
+        threading.Thread(target=_holding, args=(locks, "acme", first_in, first_leave)),
+        threading.Thread(target=_holding, args=(locks, "acme", second_in, second_leave)),
+        threading.Thread(target=_holding, args=(locks, "globex", other_in, other_leave)),
     ]
     threads[0].start()
     assert first_in.wait(timeout=30)
@@ -414,7 +414,7 @@ def test_a_turn_waits_for_the_turn_of_the_same_key_and_not_of_another() -> None:
     threads[2].start()
     assert other_in.wait(timeout=30)  # another key: not kept waiting
     deadline = time.monotonic() + 30
-    while turns.waiting("acme") < 2:  # the second has asked for its turn…
+    while locks.waiting("acme") < 2:  # the second has asked for the lock…
         assert time.monotonic() < deadline
         time.sleep(0.001)
     assert not second_in.is_set()  # …and waits for the first's to end
@@ -424,34 +424,34 @@ def test_a_turn_waits_for_the_turn_of_the_same_key_and_not_of_another() -> None:
     other_leave.set()
     for thread in threads:
         thread.join(timeout=30)
-    assert turns.waiting("acme") == turns.waiting("globex") == 0
+    assert locks.waiting("acme") == locks.waiting("globex") == 0
 
 
-def test_a_turn_ends_when_its_block_raises() -> None:
-    turns = Turns()
+def test_a_keyed_lock_is_released_when_its_block_raises() -> None:
+    locks = KeyedLocks()
 
     def failing() -> None:
-        with turns.turn("acme"):
-            assert turns.waiting("acme") == 1
+        with locks.locked("acme"):
+            assert locks.waiting("acme") == 1
             raise RuntimeError("the use case failed")
 
     with pytest.raises(RuntimeError):
         failing()
-    assert turns.waiting("acme") == 0
-    with turns.turn("acme"):  # the next one gets its turn
-        assert turns.waiting("acme") == 1
+    assert locks.waiting("acme") == 0
+    with locks.locked("acme"):  # the next one gets the lock
+        assert locks.waiting("acme") == 1
 
 
-def test_sqlite_writes_take_no_turns(sqlite_db: Database) -> None:
+def test_sqlite_writes_take_no_account_locks(sqlite_db: Database) -> None:
     """A process writes to SQLite one transaction at a time anyway: two threads in blocks
     of one account at once are not kept apart."""
     both_in = threading.Barrier(2, timeout=30)
 
-    def in_turn() -> None:
-        with sqlite_db.read() as conn, sqlite_db.turn(conn, "acme"):
+    def in_block() -> None:
+        with sqlite_db.read() as conn, sqlite_db.account_locks(conn, "acme"):
             both_in.wait()
 
-    threads = [threading.Thread(target=in_turn) for _ in range(2)]
+    threads = [threading.Thread(target=in_block) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -572,26 +572,26 @@ def test_the_sqlite_busy_timeout_is_the_lock_timeout(sqlite_url: str) -> None:
         db.dispose()
 
 
-def test_a_turn_not_given_within_its_timeout_raises_lock_timeout() -> None:
-    turns = Turns()
+def test_a_keyed_lock_not_granted_within_its_timeout_raises_lock_timeout() -> None:
+    locks = KeyedLocks()
     entered, leave = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_in_turn, args=(turns, "acme", entered, leave))
+    holder = threading.Thread(target=_holding, args=(locks, "acme", entered, leave))
     holder.start()
     try:
         assert entered.wait(timeout=30)
         with (
             pytest.raises(LockTimeout, match=r"the turn on 'acme' was not granted within 0\.05 s"),
-            turns.turn("acme", timeout=0.05),
+            locks.locked("acme", timeout=0.05),
         ):
-            pytest.fail("the turn was taken while another thread had it")
-        assert turns.waiting("acme") == 1  # the one that gave up is gone
-        with turns.turn("globex", timeout=0.05):
+            pytest.fail("the lock was taken while another thread had it")
+        assert locks.waiting("acme") == 1  # the one that gave up is gone
+        with locks.locked("globex", timeout=0.05):
             pass  # another key is free
     finally:
         leave.set()
         holder.join(timeout=30)
-    with turns.turn("acme", timeout=0.05):
-        assert turns.waiting("acme") == 1
+    with locks.locked("acme", timeout=0.05):
+        assert locks.waiting("acme") == 1
 
 
 def test_a_sqlite_writer_waits_for_the_process_s_writer_up_to_the_lock_timeout(

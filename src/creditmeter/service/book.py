@@ -39,9 +39,10 @@ from creditmeter.core.types import (
     TransactionType,
     wallet,
 )
-from creditmeter.store import accounts, direct, grants, holds, ledger, usage
+from creditmeter.store import accounts, grants, holds, ledger, usage
 from creditmeter.store.accounts import AccountRow
-from creditmeter.store.direct import ConcurrentUpdate
+from creditmeter.store.database import pipelined
+from creditmeter.store.errors import ConcurrentUpdate
 from creditmeter.store.grants import Change as GrantChange
 from creditmeter.store.usage import NewUsage
 
@@ -290,7 +291,7 @@ class AccountBook:
                 pending[grant_id] = pending.get(grant_id, GrantChange()) + change
             self._appends.totals[self.id] = self.row
         else:
-            with direct.pipelined(self.conn):
+            with pipelined(self.conn):
                 grants.change_many(self.conn, self._changes)
                 accounts.save(self.conn, self.row, fields_changed=changed)
                 if not self._shared:

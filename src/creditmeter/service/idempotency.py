@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -39,17 +39,8 @@ def replay(
     return first_result(key, idempotency.find(conn, key, owner), operation, print_, cls)
 
 
-def replay_with_next(
-    conn: Connection, key: str, operation: str, cls: type[T]
-) -> Callable[[str], T | None]:
-    """``replay``, given the fingerprint, of a key read with the next queries of
-    ``direct.rows_each`` (in the round trip that takes an account's lock)."""
-    found = idempotency.find_with_next(conn, key)
-    return lambda print_: first_result(key, found(), operation, print_, cls)
-
-
 def first_result(
-    key: str, found: tuple[str, str, Any] | None, operation: str, print_: str, cls: type[T]
+    key: str, found: idempotency.StoredResult | None, operation: str, print_: str, cls: type[T]
 ) -> T | None:
     """The result ``found`` under ``key`` if it was stored for this operation and these
     parameters; a conflict if for others; ``None`` if nothing was found."""

@@ -45,7 +45,7 @@ from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import accounts, catalog, outbox
 from creditmeter.store import payments as store
-from creditmeter.store.direct import ConcurrentUpdate
+from creditmeter.store.errors import ConcurrentUpdate
 from creditmeter.store.grants import Change as GrantChange
 
 AUTO_RECHARGE_JOB = "auto_recharge"

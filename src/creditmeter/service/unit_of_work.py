@@ -30,16 +30,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from creditmeter.core.errors import NotFound
 from creditmeter.core.grants import Grant
 from creditmeter.core.records import Charge
+from creditmeter.core.serialization import to_json
 from creditmeter.core.settings import Settings
 from creditmeter.service import alerts, idempotency, purchases
 from creditmeter.service import settings as settings_service
 from creditmeter.service.book import AccountBook, Appends
 from creditmeter.service.maintenance import bring_up_to_date
-from creditmeter.store import accounts, database, direct, holds
+from creditmeter.store import accounts, database, holds
 from creditmeter.store import idempotency as idempotency_store
 from creditmeter.store.accounts import AccountRow
-from creditmeter.store.database import Database
-from creditmeter.store.direct import ConcurrentUpdate
+from creditmeter.store.database import Database, pipelined
+from creditmeter.store.errors import ConcurrentUpdate
+from creditmeter.store.idempotency import StoredResult
 
 T = TypeVar("T")
 AccountUseCase = Callable[[AccountBook, Settings], T]
@@ -121,15 +123,14 @@ class UnitOfWork:
 
     def lock(self, account_id: str) -> AccountBook:
         """The account, locked until the commit and brought up to date."""
-        self._held.enter_context(self.db.turn(self.conn, account_id))
-        row, loaded = self._lock_current(account_id)
-        return self._book(row, loaded)
+        book, _ = self._lock(account_id, None)
+        return book
 
     def lock_many(self, account_ids: Sequence[str]) -> dict[str, AccountBook]:
         """The accounts of these ids that exist, locked in the order of their ids and
         brought up to date; their books share one write of each table at the commit."""
         ids = sorted(set(account_ids))
-        self._held.enter_context(self.db.turn(self.conn, *ids))
+        self._held.enter_context(self.db.account_locks(self.conn, *ids))
         found = accounts.lock_many_with_grants(self.conn, ids)
         for account_id, (row, loaded) in found.items():
             if self.now >= row.due_at:
@@ -158,7 +159,7 @@ class UnitOfWork:
 
     def remember(self, key: IdempotencyKey[T], result: T) -> Any:
         """Store ``result`` under ``key`` with the commit; the JSON it is stored as."""
-        stored = idempotency.dump(result)
+        stored = to_json(result)
         self._keys.append((key, stored))
         return stored
 
@@ -186,15 +187,13 @@ class UnitOfWork:
         """``use_case`` on the account, locked and brought up to date; an alert checked
         after it (and an auto-recharge if it ``spends``), its changes saved with the
         commit. A key used before returns its first result and changes nothing."""
-        # The key is read in the round trip that takes the lock, once it is taken: a
-        # retry waits for the call it repeats, then finds its result.
-        stored = None
+        book, stored = self._lock(account_id, key)
         if key is not None:
-            stored = idempotency.replay_with_next(self.conn, key.key, key.operation, key.result)
-        book = self.lock(account_id)
-        first = None if stored is None or key is None else stored(key.fingerprint)
-        if first is not None:
-            return first
+            first = idempotency.first_result(
+                key.key, stored, key.operation, key.fingerprint, key.result
+            )
+            if first is not None:
+                return first
         settings = self.settings_of(book)
         outcome = use_case(book, settings)
         if spends:
@@ -258,7 +257,7 @@ class UnitOfWork:
             self._write_keys()
             self.conn.commit()
             return
-        with direct.pipelined(self.conn, commit=True):
+        with pipelined(self.conn, commit=True):
             for book in self._saving:
                 book.save()
             self._write_keys()
@@ -274,15 +273,28 @@ class UnitOfWork:
             entries = [(k.key, k.operation, k.fingerprint, r) for k, r in self._keys]
             idempotency_store.record_many(self.conn, entries, self.now)
 
-    def _lock_current(self, account_id: str) -> tuple[AccountRow, list[Grant]]:
-        found = accounts.lock_with_grants(self.conn, account_id)
+    def _lock(
+        self, account_id: str, key: IdempotencyKey[Any] | None
+    ) -> tuple[AccountBook, StoredResult | None]:
+        """The account locked and brought up to date, and what is stored under ``key``:
+        read in the round trip that takes the lock, once it is taken, so that a retry
+        waits for the call it repeats, then finds its result. The upkeep is committed by
+        itself, so a refusal that follows cannot undo it."""
+        self._held.enter_context(self.db.account_locks(self.conn, account_id))
+        operators = key is not None and key.owner == idempotency_store.OPERATOR
+        found, stored = accounts.lock_with_grants_and_key(
+            self.conn, account_id, key.key if operators and key is not None else None
+        )
         if found is None:
             raise NotFound("account", account_id)
-        if self.now < found[0].due_at:
-            return found
-        self._bring_up_to_date(*found)
-        self.conn.commit()
-        return self._relocked(account_id)
+        row, loaded = found
+        if self.now >= row.due_at:
+            self._bring_up_to_date(row, loaded)
+            self.conn.commit()
+            row, loaded = self._relocked(account_id)
+        if key is not None and not operators:
+            stored = idempotency_store.find(self.conn, key.key, key.owner)
+        return self._book(row, loaded), stored
 
     def _bring_up_to_date(self, row: AccountRow, loaded: list[Grant]) -> None:
         book = AccountBook(self.conn, row, self.now, loaded=loaded)

@@ -13,9 +13,10 @@ from sqlalchemy.engine import Connection
 from creditmeter.core.grants import Grant
 from creditmeter.core.records import Account
 from creditmeter.core.types import AccountId, AccountStatus, Credits
-from creditmeter.store import direct
+from creditmeter.store import _statements, idempotency
 from creditmeter.store import grants as grants_store
 from creditmeter.store.grants import FOR_ACCOUNT_AS_STORED, FOR_ACCOUNTS_AS_STORED, grant_of
+from creditmeter.store.idempotency import StoredResult
 from creditmeter.store.tables import accounts, catalog_version, members, settings_versions
 
 
@@ -50,7 +51,7 @@ class AccountRow:
         return self.balance - self.held
 
 
-def _row(row: direct.Row) -> AccountRow:
+def _row(row: _statements.Row) -> AccountRow:
     return AccountRow(
         account=Account(
             id=row["id"],
@@ -93,16 +94,16 @@ _CATALOG_VERSION = (
 _SELECT = sa.select(accounts, _SETTINGS_VERSION, _CATALOG_VERSION).where(
     accounts.c.id == sa.bindparam("account_id")
 )
-_GET = direct.Statement(_SELECT)
+_GET = _statements.Statement(_SELECT)
 
 
 def get(conn: Connection, account_id: AccountId) -> AccountRow | None:
     """The account, unlocked (see :func:`lock_with_grants` to change it)."""
-    row = direct.first(conn, _GET, {"account_id": account_id})
+    row = _statements.first(conn, _GET, {"account_id": account_id})
     return None if row is None else _row(row)
 
 
-_LOCK = direct.Statement(_SELECT.with_for_update())
+_LOCK = _statements.Statement(_SELECT.with_for_update())
 
 
 def lock_with_grants(
@@ -112,18 +113,30 @@ def lock_with_grants(
     :func:`creditmeter.store.grants.for_account`), in one round trip on PostgreSQL. Two
     queries, not one join: the grants are read once the lock is taken, so they are as its
     last holder left them (a join would return them as they were before it waited)."""
+    return lock_with_grants_and_key(conn, account_id, None)[0]
+
+
+def lock_with_grants_and_key(
+    conn: Connection, account_id: AccountId, idempotency_key: str | None
+) -> tuple[tuple[AccountRow, list[Grant]] | None, StoredResult | None]:
+    """:func:`lock_with_grants`, and what is stored under the operator's
+    ``idempotency_key`` (if one is given), read once the lock is taken and in the same
+    round trip: a retry that waited for the call it repeats finds that call's result."""
     params: dict[str, Any] = {"account_id": account_id}
     capped = {**params, "cap": grants_store.LOAD_CAP + 1}
-    queries = [(_LOCK, params), (FOR_ACCOUNT_AS_STORED, capped)]
-    locked, found = direct.rows_each(conn, queries)
+    queries: list[_statements.Query] = [(_LOCK, params), (FOR_ACCOUNT_AS_STORED, capped)]
+    if idempotency_key is not None:
+        queries.append(idempotency.find_query(idempotency_key))
+    locked, found, *key_rows = _statements.rows_each(conn, queries)
+    stored = idempotency.stored_result(key_rows[0]) if key_rows else None
     if not locked:
-        return None
-    return _row(locked[0]), [grant_of(r) for r in found]
+        return None, stored
+    return (_row(locked[0]), [grant_of(r) for r in found]), stored
 
 
-_LOCK_MANY = direct.Statement(
+_LOCK_MANY = _statements.Statement(
     sa.select(accounts, _SETTINGS_VERSION, _CATALOG_VERSION)
-    .where(direct.one_of(accounts.c.id, "account_ids"))
+    .where(_statements.one_of(accounts.c.id, "account_ids"))
     .order_by(accounts.c.id)
     .with_for_update()
 )
@@ -137,7 +150,7 @@ def lock_many_with_grants(
     that none waits for another in a cycle); the ids of no account are left out."""
     params = {"account_ids": list(account_ids)}
     queries = [(_LOCK_MANY, params), (FOR_ACCOUNTS_AS_STORED, params)]
-    locked, found = direct.rows_each(conn, queries)
+    locked, found = _statements.rows_each(conn, queries)
     loaded: dict[AccountId, list[Grant]] = {r["id"]: [] for r in locked}
     for r in found:
         # (An account made since the lock was taken is not in it: its grants are skipped.)
@@ -187,27 +200,27 @@ def insert(conn: Connection, row: AccountRow) -> None:
 
 
 _TOTALS = ("balance", "held", "debt", "due_at")
-_SAVE_TOTALS = direct.Statement(
+_SAVE_TOTALS = _statements.Statement(
     accounts.update()
     .where(accounts.c.id == sa.bindparam("account_id"))
     .values({name: sa.bindparam(f"new_{name}") for name in _TOTALS})
 )
 
 
-_SAVE = direct.Statement(accounts.update().where(accounts.c.id == sa.bindparam("account_id")))
+_SAVE = _statements.Statement(accounts.update().where(accounts.c.id == sa.bindparam("account_id")))
 
 
 def save(conn: Connection, row: AccountRow, *, fields_changed: bool) -> None:
     """Write back the account's running totals, and its other fields if they changed."""
     if fields_changed:
-        direct.run(conn, _SAVE, {"account_id": row.id, **_fields(row.account), **_totals(row)})
+        _statements.run(conn, _SAVE, {"account_id": row.id, **_fields(row.account), **_totals(row)})
     else:
         save_totals(conn, [row])
 
 
 def save_totals(conn: Connection, rows: Sequence[AccountRow]) -> None:
     """Write back the running totals of accounts whose other fields did not change."""
-    direct.run_many(
+    _statements.run_many(
         conn,
         _SAVE_TOTALS,
         [
@@ -217,7 +230,7 @@ def save_totals(conn: Connection, rows: Sequence[AccountRow]) -> None:
     )
 
 
-_SET_ALERTS = direct.Statement(
+_SET_ALERTS = _statements.Statement(
     accounts.update()
     .where(accounts.c.id == sa.bindparam("account_id"))
     .values(
@@ -229,7 +242,7 @@ _SET_ALERTS = direct.Statement(
 
 def save_alerts(conn: Connection, row: AccountRow) -> None:
     """Write back the threshold alerts last sent (only when they changed: a crossing)."""
-    direct.run(
+    _statements.run(
         conn,
         _SET_ALERTS,
         {

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, Operationa
 from sqlalchemy.pool import StaticPool
 
 from creditmeter.core.errors import CreditMeterError, InvalidRequest, TotalOutOfRange
-from creditmeter.store import direct
+from creditmeter.store import _statements
 from creditmeter.store.documents import json_text, json_value
 
 DEFAULT_URL: Final = "sqlite:///creditmeter.db"
@@ -40,8 +40,9 @@ class Timeouts:
 
     lock: float = 5.0
     """A wait for a lock: PostgreSQL's ``lock_timeout`` (an account's row lock) and a wait
-    for the process's turn on the account; on SQLite, the busy timeout (the database's
-    write lock) and a wait for the process's one writing connection."""
+    for the process's own lock on the account (:meth:`Database.account_locks`); on
+    SQLite, the busy timeout (the database's write lock) and a wait for the process's one
+    writing connection."""
     idle_in_transaction: float = 30.0
     """PostgreSQL's ``idle_in_transaction_session_timeout``: a session whose process has
     said nothing for this long in the middle of a transaction is ended, and its locks
@@ -94,7 +95,8 @@ class Database:
     ``BEGIN`` and see a snapshot (WAL). On PostgreSQL, use cases lock the account row they
     change (``SELECT … FOR UPDATE``) and conditional updates guard every balance; reads
     run at REPEATABLE READ so that an account and its grants come from one snapshot; and
-    the transactions of a process on one account take turns (:meth:`turn`).
+    the transactions of a process on one account run one at a time
+    (:meth:`account_locks`).
     """
 
     def __init__(
@@ -108,7 +110,7 @@ class Database:
         # connection it keeps, taken in turn, instead of a pool checkout per transaction.
         self._writer: Connection | None = None
         self._writing = threading.RLock()
-        self._turns = Turns()
+        self._account_locks = KeyedLocks()
 
     @property
     def is_sqlite(self) -> bool:
@@ -123,7 +125,7 @@ class Database:
         """
         with _refusing_bad_values(), self._lock_waits_bounded():
             if self.is_sqlite:
-                with self._writer_turn():
+                with self._holding_writer():
                     yield from self._in_transaction(self._sqlite_writer())
                 return
             with self.engine.connect() as conn:
@@ -135,7 +137,7 @@ class Database:
                     raise
 
     @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
+    def _holding_writer(self) -> Iterator[None]:
         """The block, once no other thread of this process writes to SQLite (for up to the
         lock timeout)."""
         if not self._writing.acquire(timeout=self.timeouts.lock):
@@ -193,25 +195,25 @@ class Database:
         with _ended(conn):
             yield conn
 
-    def turn(self, conn: Connection, *account_ids: str) -> AbstractContextManager[None]:
-        """The block, once no other thread of this process is in a block of any of these
-        accounts (turns are taken in id order, as row locks are); ``conn``'s transaction
-        ends with it (committed, or rolled back if the block raises).
+    def account_locks(self, conn: Connection, *account_ids: str) -> AbstractContextManager[None]:
+        """The block, holding this process's lock on each of these accounts (taken in id
+        order, as row locks are, and before them); ``conn``'s transaction ends with it
+        (committed, or rolled back if the block raises).
 
-        On PostgreSQL only one of a process's transactions on a busy account at a time
-        asks for the account's row lock, because each commit wakes every waiter for the
-        row to race again ([performance decisions](docs/performance-decisions.md)). No
-        thread waits for a turn while holding a row lock, so the two make no cycle. On
-        SQLite, which writes one transaction at a time anyway, the block runs at once."""
+        On PostgreSQL, so that one transaction of a process at a time waits for a busy
+        account's row lock: each commit wakes every waiter for the row to race again (see
+        docs/performance-decisions.md). No thread waits for these locks while holding a
+        row lock, so the two make no cycle. On SQLite, which writes one transaction at a
+        time anyway, the block runs at once."""
         if self.is_sqlite:
             return _AT_ONCE
-        return self._turn(conn, sorted(set(account_ids)))
+        return self._account_locks_held(conn, sorted(set(account_ids)))
 
     @contextmanager
-    def _turn(self, conn: Connection, account_ids: list[str]) -> Iterator[None]:
-        with ExitStack() as turns:
+    def _account_locks_held(self, conn: Connection, account_ids: list[str]) -> Iterator[None]:
+        with ExitStack() as held:
             for account_id in account_ids:
-                turns.enter_context(self._turns.turn(account_id, self.timeouts.lock))
+                held.enter_context(self._account_locks.locked(account_id, self.timeouts.lock))
             with _ended(conn):
                 yield
 
@@ -237,6 +239,15 @@ class Database:
         self.engine.dispose()
 
 
+def pipelined(conn: Connection, *, commit: bool = False) -> AbstractContextManager[None]:
+    """The block's changes sent together at its end, in one round trip on PostgreSQL (a
+    read in the block sends those before it first); with ``commit``, the ``COMMIT`` goes
+    in the same round trip. For a unit of work's writes while it holds an account's lock:
+    each round trip saved is time another request for the account is not kept waiting.
+    On SQLite the block changes nothing but the ``commit``."""
+    return _statements.pipelined(conn, commit=commit)
+
+
 @contextmanager
 def _ended(conn: Connection) -> Iterator[None]:
     """The block, then ``conn``'s transaction committed, or rolled back if it raises."""
@@ -251,8 +262,8 @@ def _ended(conn: Connection) -> Iterator[None]:
 _AT_ONCE = nullcontext()
 
 
-class Turns:
-    """A lock for each key that some thread is in or waiting for, made on first use and
+class KeyedLocks:
+    """A lock for each key that some thread holds or waits for, made on first use and
     forgotten when the last of them leaves, so that a process serving many accounts
     keeps as many locks as accounts it is busy with."""
 
@@ -261,9 +272,9 @@ class Turns:
         self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
 
     @contextmanager
-    def turn(self, key: str, timeout: float | None = None) -> Iterator[None]:
-        """The block, in the turn of ``key``; :class:`LockTimeout` if ``timeout`` seconds
-        pass before the turn comes."""
+    def locked(self, key: str, timeout: float | None = None) -> Iterator[None]:
+        """The block, holding the lock of ``key``; :class:`LockTimeout` if ``timeout``
+        seconds pass before it is granted."""
         with self._guard:
             found = self._locks.get(key)
             if found is None:
@@ -284,7 +295,7 @@ class Turns:
                     del self._locks[key]
 
     def waiting(self, key: str) -> int:
-        """How many threads are in the block of ``key`` or waiting for it."""
+        """How many threads hold the lock of ``key`` or wait for it."""
         with self._guard:
             found = self._locks.get(key)
             return 0 if found is None else found[1][0]
@@ -428,7 +439,7 @@ def _begin_sqlite(conn: Connection) -> None:
     try:
         dbapi_connection.execute(sql)
     except sqlite3.Error as error:  # "database is locked" after the busy timeout
-        raise direct.translated(conn, error, dbapi_connection, sql, ()) from error
+        raise _statements.translated(conn, error, dbapi_connection, sql, ()) from error
 
 
 # What a failed transaction means, from PostgreSQL's SQLSTATE or SQLite's (extended) result

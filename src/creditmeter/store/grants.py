@@ -13,11 +13,11 @@ from sqlalchemy.engine import Connection
 
 from creditmeter.core.grants import Grant
 from creditmeter.core.types import ANY_POOL, AccountId, Credits, GrantId, GrantSource
-from creditmeter.store import direct
+from creditmeter.store import _statements
 from creditmeter.store.tables import accounts, grants, outbox
 
 
-def grant_of(row: direct.Row) -> Grant:
+def grant_of(row: _statements.Row) -> Grant:
     return Grant(
         id=row["id"],
         account_id=row["account_id"],
@@ -42,7 +42,7 @@ def _live(account_period_start: sa.ColumnElement[datetime]) -> sa.ColumnElement[
     return sa.or_(grants.c.remaining > 0, grants.c.period_start == account_period_start)
 
 
-_FOR_ACCOUNT = direct.Statement(
+_FOR_ACCOUNT = _statements.Statement(
     sa.select(grants).where(
         grants.c.account_id == sa.bindparam("account_id"), _live(sa.bindparam("period_start"))
     )
@@ -50,7 +50,7 @@ _FOR_ACCOUNT = direct.Statement(
 LOAD_CAP = 8
 """The most live grants a use case loads with the account's lock: an account with more
 is read through the indexes, as far as each use case needs (see ``AccountBook``)."""
-FOR_ACCOUNT_AS_STORED = direct.Statement(
+FOR_ACCOUNT_AS_STORED = _statements.Statement(
     sa.select(grants)
     .where(
         grants.c.account_id == sa.bindparam("account_id"),
@@ -65,9 +65,9 @@ FOR_ACCOUNT_AS_STORED = direct.Statement(
 """The grants :func:`for_account` returns, the account's period read by the query itself,
 at most ``cap`` of them (``LOAD_CAP + 1``: more than ``LOAD_CAP`` read means not all were):
 for a caller that sends it together with the query that locks the account."""
-FOR_ACCOUNTS_AS_STORED = direct.Statement(
+FOR_ACCOUNTS_AS_STORED = _statements.Statement(
     sa.select(grants).where(
-        direct.one_of(grants.c.account_id, "account_ids"),
+        _statements.one_of(grants.c.account_id, "account_ids"),
         _live(
             sa.select(accounts.c.period_start)
             .where(accounts.c.id == grants.c.account_id)
@@ -80,7 +80,9 @@ FOR_ACCOUNTS_AS_STORED = direct.Statement(
 
 def for_account(conn: Connection, account_id: AccountId, period_start: datetime) -> list[Grant]:
     """The grants that still hold credits, and the current period's allowance grants."""
-    rows = direct.rows(conn, _FOR_ACCOUNT, {"account_id": account_id, "period_start": period_start})
+    rows = _statements.rows(
+        conn, _FOR_ACCOUNT, {"account_id": account_id, "period_start": period_start}
+    )
     return [grant_of(r) for r in rows]
 
 
@@ -109,18 +111,18 @@ def _stream(number: int) -> sa.Select[Any]:
         LIVE,
         ends.is_not(None) if expiring else ends.is_(None),
         grants.c.remaining > grants.c.held,
-        direct.not_indexed(grants.c.effective_at) <= sa.bindparam("now"),
+        _statements.not_indexed(grants.c.effective_at) <= sa.bindparam("now"),
         grants.c.voided_at.is_(None),
     )
     if expiring:
-        query = query.where(direct.not_indexed(ends) > sa.bindparam("now"))
+        query = query.where(_statements.not_indexed(ends) > sa.bindparam("now"))
         order = [grants.c.priority, ends, grants.c.created_at, grants.c.id]
     else:
         order = [grants.c.priority, grants.c.created_at, grants.c.id]
     return query.order_by(*order).limit(sa.bindparam("limit"))
 
 
-_IN_ORDER = direct.Statement(
+_IN_ORDER = _statements.Statement(
     sa.union_all(*(sa.select(_stream(n).subquery()) for n in range(len(STREAMS))))
 )
 
@@ -132,11 +134,11 @@ def in_order(
     of ``pool`` may draw at ``now``, in one query, each with its stream's number: each
     stream in consumption order, read in the order of its index."""
     params = {"account_id": account_id, "pool": pool, "any_pool": ANY_POOL, "now": now}
-    rows = direct.rows(conn, _IN_ORDER, {**params, "limit": limit})
+    rows = _statements.rows(conn, _IN_ORDER, {**params, "limit": limit})
     return [(r["stream"], grant_of(r)) for r in rows]
 
 
-_LATER = direct.Statement(
+_LATER = _statements.Statement(
     sa.select(
         sa.func.coalesce(sa.func.sum(grants.c.remaining - grants.c.held), 0).label("free")
     ).where(
@@ -150,11 +152,11 @@ _LATER = direct.Statement(
 def free_later(conn: Connection, account_id: AccountId, now: datetime) -> Credits:
     """What the account's grants that take effect after ``now`` hold free
     (``ix_grants_effective``)."""
-    rows = direct.rows(conn, _LATER, {"account_id": account_id, "now": now})
+    rows = _statements.rows(conn, _LATER, {"account_id": account_id, "now": now})
     return int(rows[0]["free"]) if rows else 0
 
 
-_FREE_BY_POOL = direct.Statement(
+_FREE_BY_POOL = _statements.Statement(
     sa.select(
         grants.c.pool,
         grants.c.source,
@@ -176,11 +178,11 @@ def free_by_pool(
     conn: Connection, account_id: AccountId, now: datetime
 ) -> dict[tuple[str, GrantSource], Credits]:
     """What the account's grants active at ``now`` hold free, by pool and source."""
-    rows = direct.rows(conn, _FREE_BY_POOL, {"account_id": account_id, "now": now})
+    rows = _statements.rows(conn, _FREE_BY_POOL, {"account_id": account_id, "now": now})
     return {(r["pool"], GrantSource(r["source"])): int(r["free"]) for r in rows}
 
 
-_OF_PERIOD = direct.Statement(
+_OF_PERIOD = _statements.Statement(
     sa.select(grants).where(
         grants.c.account_id == sa.bindparam("account_id"),
         grants.c.source == GrantSource.ALLOWANCE.value,
@@ -195,7 +197,7 @@ def allowances_of_period(
     """The account's allowance grants of the period that starts at ``period_start``, also
     spent ones (``uq_grants_period``)."""
     params = {"account_id": account_id, "period_start": period_start}
-    return [grant_of(r) for r in direct.rows(conn, _OF_PERIOD, params)]
+    return [grant_of(r) for r in _statements.rows(conn, _OF_PERIOD, params)]
 
 
 def expiring_unwarned(
@@ -245,11 +247,11 @@ def in_period(
     return found
 
 
-_INSERT = direct.Statement(grants.insert())
+_INSERT = _statements.Statement(grants.insert())
 
 
 def insert(conn: Connection, grant: Grant) -> None:
-    direct.run(
+    _statements.run(
         conn,
         _INSERT,
         {
@@ -271,7 +273,7 @@ def insert(conn: Connection, grant: Grant) -> None:
     )
 
 
-_VOID = direct.Statement(
+_VOID = _statements.Statement(
     grants.update()
     .where(grants.c.id == sa.bindparam("grant_id"), grants.c.voided_at.is_(None))
     .values(voided_at=sa.bindparam("at"))
@@ -280,13 +282,13 @@ _VOID = direct.Statement(
 
 def mark_voided(conn: Connection, grant_id: GrantId, at: datetime) -> None:
     """Mark a grant voided (once: a second writer's update misses and is refused)."""
-    direct.run_expecting(conn, _VOID, [{"grant_id": grant_id, "at": at}], "a grant's void")
+    _statements.run_expecting(conn, _VOID, [{"grant_id": grant_id, "at": at}], "a grant's void")
 
 
 _NEW_REMAINING = grants.c.remaining + sa.bindparam("d_remaining")
 _NEW_HELD = grants.c.held + sa.bindparam("d_held")
 _NEW_AMOUNT = grants.c.amount + sa.bindparam("d_amount")
-_CHANGE = direct.Statement(
+_CHANGE = _statements.Statement(
     grants.update()
     .where(
         grants.c.id == sa.bindparam("grant_id"),
@@ -319,7 +321,7 @@ def change_many(conn: Connection, changes: Mapping[GrantId, Change]) -> None:
         {"grant_id": g, "d_remaining": c.remaining, "d_held": c.held, "d_amount": c.amount}
         for g, c in changes.items()
     ]
-    direct.run_expecting(conn, _CHANGE, many, "a grant's change")
+    _statements.run_expecting(conn, _CHANGE, many, "a grant's change")
 
 
 def list_for_account(

@@ -13,11 +13,11 @@ from sqlalchemy.engine import Connection
 from creditmeter.core.grants import Draw
 from creditmeter.core.records import Hold
 from creditmeter.core.types import AccountId, HoldId, HoldStatus, UsageId
-from creditmeter.store import direct
+from creditmeter.store import _statements
 from creditmeter.store.tables import hold_allocations, holds
 
 
-def _hold(row: direct.Row) -> Hold:
+def _hold(row: _statements.Row) -> Hold:
     return Hold(
         id=row["id"],
         account_id=row["account_id"],
@@ -33,7 +33,7 @@ def _hold(row: direct.Row) -> Hold:
 
 
 # The hot path's statements are built once: building one costs more than running it.
-_GET = direct.Statement(
+_GET = _statements.Statement(
     sa.select(
         holds,
         hold_allocations.c.grant_id.label("allocated_grant_id"),
@@ -47,14 +47,14 @@ PENDING = holds.c.status == sa.literal_column(f"'{HoldStatus.PENDING.value}'")
 """A pending hold, with the status written as a literal: a query that asks for pending
 holds this way can use the index of pending holds in every plan, also in the generic plan
 of a statement prepared on PostgreSQL, where a parameter's value is unknown."""
-_INSERT = direct.Statement(holds.insert())
-_INSERT_ALLOCATIONS = direct.Statement(hold_allocations.insert())
-_ALLOCATIONS = direct.Statement(
+_INSERT = _statements.Statement(holds.insert())
+_INSERT_ALLOCATIONS = _statements.Statement(hold_allocations.insert())
+_ALLOCATIONS = _statements.Statement(
     sa.select(hold_allocations.c.grant_id, hold_allocations.c.credits)
     .where(hold_allocations.c.hold_id == sa.bindparam("hold_id"))
     .order_by(hold_allocations.c.position)
 )
-_FINISH = direct.Statement(
+_FINISH = _statements.Statement(
     holds.update()
     .where(holds.c.id == sa.bindparam("hold_id"), PENDING)
     .values(
@@ -76,7 +76,7 @@ class FoundHold:
 
 def get(conn: Connection, hold_id: HoldId) -> FoundHold | None:
     """A hold, what it was authorized for and its allocations, in one statement."""
-    found = direct.rows(conn, _GET, {"hold_id": hold_id})
+    found = _statements.rows(conn, _GET, {"hold_id": hold_id})
     if not found:
         return None
     row = found[0]
@@ -105,7 +105,7 @@ class NewHold:
 
 def insert(conn: Connection, new: NewHold) -> None:
     hold = new.hold
-    direct.run(
+    _statements.run(
         conn,
         _INSERT,
         {
@@ -126,7 +126,7 @@ def insert(conn: Connection, new: NewHold) -> None:
             "expires_at": hold.expires_at,
         },
     )
-    direct.run_many(
+    _statements.run_many(
         conn,
         _INSERT_ALLOCATIONS,
         [
@@ -137,7 +137,7 @@ def insert(conn: Connection, new: NewHold) -> None:
 
 
 def allocations(conn: Connection, hold_id: HoldId) -> list[Draw]:
-    found = direct.rows(conn, _ALLOCATIONS, {"hold_id": hold_id})
+    found = _statements.rows(conn, _ALLOCATIONS, {"hold_id": hold_id})
     return [Draw(r["grant_id"], r["credits"]) for r in found]
 
 
@@ -153,14 +153,14 @@ class Finished:
 
 def finish(conn: Connection, finished: Finished) -> None:
     """Move a pending hold to its final status; only a pending hold can move (one that
-    another writer finished first is a :class:`~creditmeter.store.direct.ConcurrentUpdate`)."""
+    another writer finished first is a :class:`~creditmeter.store._statements.ConcurrentUpdate`)."""
     params = {
         "hold_id": finished.hold_id,
         "new_status": finished.status.value,
         "at": finished.at,
         "the_usage_id": finished.usage_id,
     }
-    direct.run_expecting(conn, _FINISH, [params], f"hold {finished.hold_id} finishing")
+    _statements.run_expecting(conn, _FINISH, [params], f"hold {finished.hold_id} finishing")
 
 
 def expired_ids(conn: Connection, account_id: AccountId, at: datetime) -> list[HoldId]:

@@ -7,20 +7,23 @@ One owner's key never answers, or conflicts with, another's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from creditmeter.store import direct
+from creditmeter.store import _statements
 from creditmeter.store.tables import idempotency_keys
 
 OPERATOR: Final = ""
 """The owner of the keys the operator's side sends."""
 
-_FIND = direct.Statement(
+StoredResult: TypeAlias = tuple[str, str, Any]
+"""``(operation, fingerprint, result)`` stored under a key."""
+
+_FIND = _statements.Statement(
     sa.select(
         idempotency_keys.c.operation, idempotency_keys.c.fingerprint, idempotency_keys.c.result
     ).where(
@@ -28,22 +31,22 @@ _FIND = direct.Statement(
         idempotency_keys.c.key == sa.bindparam("the_key"),
     )
 )
-_RECORD = direct.Statement(idempotency_keys.insert())
+_RECORD = _statements.Statement(idempotency_keys.insert())
 
 
-def find(conn: Connection, key: str, owner: str = OPERATOR) -> tuple[str, str, Any] | None:
-    """``(operation, fingerprint, result)`` stored under ``owner``'s ``key``, if any."""
-    return _stored(direct.rows(conn, _FIND, {"the_owner": owner, "the_key": key}))
+def find(conn: Connection, key: str, owner: str = OPERATOR) -> StoredResult | None:
+    """What is stored under ``owner``'s ``key``, if anything."""
+    return stored_result(_statements.rows(conn, *find_query(key, owner)))
 
 
-def find_with_next(conn: Connection, key: str) -> Callable[[], tuple[str, str, Any] | None]:
-    """``find`` of the operator's ``key``, its query sent with the next queries of
-    ``direct.rows_each``, after them and in the same round trip (``direct.with_next``)."""
-    found = direct.with_next(conn, _FIND, {"the_owner": OPERATOR, "the_key": key})
-    return lambda: _stored(found())
+def find_query(key: str, owner: str = OPERATOR) -> _statements.Query:
+    """The query of :func:`find`, for a repository to send with its own in one round trip;
+    :func:`stored_result` reads its rows."""
+    return _FIND, {"the_owner": owner, "the_key": key}
 
 
-def _stored(rows: Sequence[direct.Row]) -> tuple[str, str, Any] | None:
+def stored_result(rows: Sequence[_statements.Row]) -> StoredResult | None:
+    """What the rows of :func:`find_query` say is stored, if anything."""
     return (rows[0]["operation"], rows[0]["fingerprint"], rows[0]["result"]) if rows else None
 
 
@@ -56,7 +59,7 @@ def record(
     at: datetime,
     owner: str = OPERATOR,
 ) -> None:
-    direct.run(
+    _statements.run(
         conn,
         _RECORD,
         {
@@ -70,21 +73,23 @@ def record(
     )
 
 
-def find_many(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[str, str, Any]]:
+def find_many(conn: Connection, keys: Sequence[str]) -> dict[str, StoredResult]:
     """``find`` for many of the operator's keys in one statement."""
     if not keys:
         return {}
-    found = direct.rows(conn, _FIND_MANY, {"keys": list(keys)})
-    return {r["key"]: (r["operation"], r["fingerprint"], r["result"]) for r in found}
+    rows = _statements.rows(conn, _FIND_MANY, {"keys": list(keys)})
+    return {r["key"]: (r["operation"], r["fingerprint"], r["result"]) for r in rows}
 
 
-_FIND_MANY = direct.Statement(
+_FIND_MANY = _statements.Statement(
     sa.select(
         idempotency_keys.c.key,
         idempotency_keys.c.operation,
         idempotency_keys.c.fingerprint,
         idempotency_keys.c.result,
-    ).where(idempotency_keys.c.owner == OPERATOR, direct.one_of(idempotency_keys.c.key, "keys"))
+    ).where(
+        idempotency_keys.c.owner == OPERATOR, _statements.one_of(idempotency_keys.c.key, "keys")
+    )
 )
 
 
@@ -93,7 +98,7 @@ def record_many(
 ) -> None:
     """``record`` for many of the operator's ``(key, operation, fingerprint, result)`` in
     one statement."""
-    direct.run_many(
+    _statements.run_many(
         conn,
         _RECORD,
         [

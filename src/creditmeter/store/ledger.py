@@ -11,18 +11,18 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.records import Posting, Transaction
 from creditmeter.core.types import AccountId, GrantSource, TransactionId, TransactionType
-from creditmeter.store import direct
+from creditmeter.store import _statements
 from creditmeter.store.tables import grants, ledger_transactions, postings
 
-_INSERT_TRANSACTION = direct.Statement(ledger_transactions.insert())
-_INSERT_POSTING = direct.Statement(postings.insert())
+_INSERT_TRANSACTION = _statements.Statement(ledger_transactions.insert())
+_INSERT_POSTING = _statements.Statement(postings.insert())
 
 
 def insert_many(conn: Connection, txns: Sequence[Transaction]) -> None:
     """Append transactions and their postings, in two statements however many there are."""
     if not txns:
         return
-    direct.run_many(
+    _statements.run_many(
         conn,
         _INSERT_TRANSACTION,
         [
@@ -53,7 +53,7 @@ def insert_many(conn: Connection, txns: Sequence[Transaction]) -> None:
         for t in txns
         for p in t.postings
     ]
-    direct.run_many(conn, _INSERT_POSTING, legs)
+    _statements.run_many(conn, _INSERT_POSTING, legs)
 
 
 def _transaction(row: RowMapping, legs: Sequence[Posting]) -> Transaction:

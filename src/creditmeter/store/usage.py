@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.records import UsageGroup, UsageRecord
 from creditmeter.core.types import MAX_PERIOD_USAGE, AccountId, UsageId
-from creditmeter.store import direct
+from creditmeter.store import _statements
 from creditmeter.store.tables import unlimited_usage, usage_daily, usage_records
 
 GroupBy = Literal["day", "week", "month", "feature", "model", "member"]
@@ -30,8 +30,8 @@ class NewUsage:
     transaction_id: str | None
 
 
-_INSERT = direct.Statement(usage_records.insert())
-_ADD_DAILY = direct.Statement(
+_INSERT = _statements.Statement(usage_records.insert())
+_ADD_DAILY = _statements.Statement(
     sa.text(
         "INSERT INTO usage_daily (day, account_id, feature_key, model, events, credits,"
         " consumed, refunded, cost_dollars, cost_fraction, without_cost)"
@@ -78,7 +78,7 @@ def _add_daily(conn: Connection, new: Sequence[NewUsage]) -> None:
         found[3] += dollars
         found[4] += fraction
         found[5] += n.provider_cost is None
-    direct.run_many(
+    _statements.run_many(
         conn,
         _ADD_DAILY,
         [
@@ -108,7 +108,7 @@ def _add_daily(conn: Connection, new: Sequence[NewUsage]) -> None:
 
 def insert_many(conn: Connection, new: Sequence[NewUsage]) -> None:
     _add_daily(conn, new)
-    direct.run_many(
+    _statements.run_many(
         conn,
         _INSERT,
         [

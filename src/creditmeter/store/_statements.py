@@ -1,4 +1,5 @@
-"""The hot path's statements, sent through the driver's cursor directly.
+"""The statement cache: the hot path's statements, compiled once and sent through the
+driver's cursor. Private to ``store/``: only its repositories call it.
 
 SQLAlchemy builds and compiles each of these statements once per dialect, and its types
 convert the values both ways (UTC datetimes, JSON), so the SQL and the conversions are the
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from operator import itemgetter
-from typing import Any, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -28,6 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from creditmeter.store.documents import json_text
+from creditmeter.store.errors import ConcurrentUpdate
 
 Row = Mapping[Any, Any]
 """A row by column name: one read here, or SQLAlchemy's ``RowMapping``."""
@@ -313,10 +315,6 @@ def _execute(conn: Connection, sql: str, parameters: Any, how: str) -> Any:
     return cursor
 
 
-class ConcurrentUpdate(Exception):
-    """A conditional update matched no row: another writer changed it first."""
-
-
 CHANGE_MISSED = "CM001"
 """The SQLSTATE of a conditional change that PostgreSQL refused (migration 0005)."""
 
@@ -362,60 +360,21 @@ def _fetched(compiled: _Compiled, cursor: Any) -> list[Row]:
         cursor.close()
 
 
-def rows_each(
-    conn: Connection, queries: Sequence[tuple[Statement, Mapping[str, Any]]]
-) -> list[list[Row]]:
+Query: TypeAlias = tuple[Statement, Mapping[str, Any]]
+"""A query and its parameters."""
+
+
+def rows_each(conn: Connection, queries: Sequence[Query]) -> list[list[Row]]:
     """The rows of each query, run one after the other: on PostgreSQL sent together and
     answered in one round trip. Each query still runs after the one before it has
     finished, with a snapshot of its own, so it sees what that one waited for (a lock
-    taken, and what its holder committed). The queries queued by :func:`with_next` run
-    after them, in the same round trip."""
-    queued: list[_Queued] = conn.info.pop(_QUEUED, [])
-    queries = [*queries, *((q.statement, q.params) for q in queued)]
+    taken, and what its holder committed)."""
     if conn.dialect.name != "postgresql" or _PIPELINE in conn.info:
-        found = [rows(conn, statement, params) for statement, params in queries]
-    else:
-        compiled = [(_prepared(conn, statement, params), params) for statement, params in queries]
-        with pipelined(conn):
-            cursors = [
-                _execute(conn, c.sql, c.parameters(params), "execute") for c, params in compiled
-            ]
-        found = [_fetched(c, cursor) for (c, _), cursor in zip(compiled, cursors, strict=True)]
-    for query, its_rows in zip(queued, found[len(found) - len(queued) :], strict=True):
-        query.found = its_rows
-    return found[: len(found) - len(queued)]
-
-
-_QUEUED = "creditmeter_queued"
-"""The key, in a connection's ``info``, of the queries that :func:`with_next` queued."""
-
-
-@dataclass(eq=False)  # each query is itself: two alike are still two
-class _Queued:
-    statement: Statement
-    params: Mapping[str, Any]
-    found: list[Row] | None = None
-
-
-def with_next(
-    conn: Connection, statement: Statement, params: Mapping[str, Any]
-) -> Callable[[], list[Row]]:
-    """The rows of a query that is sent with the next queries of :func:`rows_each` on this
-    connection, after them and in the same round trip (or by itself, if its rows are asked
-    for before): a query that must see what those waited for (a lock) without a round
-    trip of its own. Its rows are to be asked for in the same transaction."""
-    query = _Queued(statement, params)
-    conn.info.setdefault(_QUEUED, []).append(query)
-
-    def found() -> list[Row]:
-        if query.found is None:
-            queue = conn.info.get(_QUEUED, [])
-            if query in queue:  # not sent yet: it goes now, by itself
-                queue.remove(query)
-            query.found = rows(conn, statement, params)
-        return query.found
-
-    return found
+        return [rows(conn, statement, params) for statement, params in queries]
+    compiled = [(_prepared(conn, statement, params), params) for statement, params in queries]
+    with pipelined(conn):
+        cursors = [_execute(conn, c.sql, c.parameters(params), "execute") for c, params in compiled]
+    return [_fetched(c, cursor) for (c, _), cursor in zip(compiled, cursors, strict=True)]
 
 
 def first(conn: Connection, statement: Statement, params: Mapping[str, Any]) -> Row | None:
@@ -514,7 +473,7 @@ def _send_held(conn: Connection) -> None:
     held = _held_back(conn)
     if not held:
         return
-    together = _Together()
+    together = _WriteBatch()
     for part in held:
         if not together.fits(part):
             together.send(conn)
@@ -530,8 +489,8 @@ most so many bytes and parameters: a longer one is parsed again each time it run
 costs more than sending its parts as statements of their own."""
 
 
-class _Together:
-    """Changes sent as one statement, each a part of a data-modifying ``WITH``, each
+class _WriteBatch:
+    """Changes batched into one statement, each a part of a data-modifying ``WITH``, each
     conditional update's count of rows checked by ``creditmeter_changed_one``. The parts
     share one snapshot: none sees another's rows, which is why two changes of one table
     are never held together; the checks of foreign keys come at the end of the
