@@ -33,12 +33,8 @@ class OperationVerbs(MeterBase):
         again later with backoff; any number of processes may call this at once."""
         taken = self._write(lambda conn, now: outbox.take(conn, now, lease, limit))
         handlers: dict[str, jobs.Handler] = {
-            payment_events.APPLY_JOB: lambda job: payment_events.apply_stored(
-                self._units, str(job["event_id"])
-            ),
-            purchases.AUTO_RECHARGE_JOB: lambda job: purchasing.recharge(
-                self._units, self.payments, str(job["purchase_id"])
-            ),
+            payment_events.APPLY_JOB: lambda job: self.apply_payment_event(str(job["event_id"])),
+            purchases.AUTO_RECHARGE_JOB: lambda job: self.recharge(str(job["purchase_id"])),
         }
         for job in taken:
             if job.topic == webhooks_service.DELIVER_JOB:
@@ -50,6 +46,16 @@ class OperationVerbs(MeterBase):
             error = jobs.run(job, handlers)
             self._write(partial(self._ran, job=job, error=error))
         return len(taken)
+
+    def apply_payment_event(self, event_id: str) -> str:
+        """Apply a stored payment event, unless it was applied already; its status
+        (``applied``, ``ignored`` or ``flagged``). Run by the worker."""
+        return payment_events.apply_stored(self._units, event_id)
+
+    def recharge(self, purchase_id: str) -> None:
+        """Charge an auto-recharge's saved card off-session and credit it (or count the
+        failure); run by the worker."""
+        purchasing.recharge(self._units, self.payments, purchase_id)
 
     def _ran(self, conn: Connection, now: datetime, *, job: outbox.Job, error: str | None) -> None:
         """Finish a job that ran (fanning an event out to its endpoints and addresses), or

@@ -236,16 +236,6 @@ class PaymentVerbs(MeterBase):
             self._jobs_queued()
         return received
 
-    def apply_payment_event(self, event_id: str) -> str:
-        """Apply a stored payment event, unless it was applied already; its status
-        (``applied``, ``ignored`` or ``flagged``). Run by the worker."""
-        return payment_events.apply_stored(self._units, event_id)
-
-    def recharge(self, purchase_id: str) -> None:
-        """Charge an auto-recharge's saved card off-session and credit it (or count the
-        failure); run by the worker."""
-        purchasing.recharge(self._units, self.payments, purchase_id)
-
     def payment_customer(self, account_id: str) -> str:
         """The account's customer at the payment provider, made on first need."""
         return purchasing.customer(self._units, self.payments, account_id)
