@@ -14,12 +14,13 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from creditmeter.core.meter import HeldOperation
 from creditmeter.core.records import Charge
 from creditmeter.core.webhooks import DISABLE_AFTER
 from creditmeter.facade.access import AccessVerbs
 from creditmeter.facade.accounts import AccountVerbs
 from creditmeter.facade.catalog import CatalogVerbs
-from creditmeter.facade.metering import HeldOperation, MeteringVerbs
+from creditmeter.facade.metering import MeteringVerbs
 from creditmeter.facade.notifications import NotificationVerbs
 from creditmeter.facade.operations import OperationVerbs
 from creditmeter.facade.payments import PaymentVerbs

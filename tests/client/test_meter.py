@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 from collections.abc import Callable
@@ -14,6 +13,7 @@ import pytest
 
 from creditmeter import CreditMeter, InvalidRequest, UsageEvent
 from creditmeter.client import CreditMeterClient, ServiceUnavailable
+from creditmeter.core.meter import Conveniences, Meter
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
 
@@ -192,49 +192,9 @@ def test_account_search_and_breakdowns_become_the_contract_query_and_exact_decim
     assert (model.margin_usd, model.margin_ratio) == (Decimal("2.7499999999"), None)
 
 
-def public_verbs(cls: type) -> set[str]:
-    return {name for name, value in vars(cls).items() if callable(value) and name[0] != "_"}
+METERS: tuple[type[Meter], ...] = (CreditMeter, CreditMeterClient)
+"""Both meters have the verbs of a :class:`Meter`, with its parameters: mypy checks it."""
 
 
-def test_the_client_has_the_library_verbs_with_their_parameters() -> None:
-    remote_only = {"iter_usage", "export_usage_csv"}
-    local_only = {
-        "add_member",
-        "sweep",
-        "verify",
-        "authenticate",
-        "usage_record",
-        "pending_holds",
-        # Payments: a purchase is read and refunded on its account's path over HTTP, the
-        # provider's webhook is not the client's, and the worker runs beside the database.
-        "purchase",
-        "package",
-        "refund_purchase",
-        "payment_customer",
-        "receive_payment_event",
-        "apply_payment_event",
-        "recharge",
-        "work",
-        "jobs",
-        "email_deliveries",  # the worker's log, read beside the database
-        # The dashboards' own: the service opens portal links and signs their cookies;
-        # one key is read over HTTP in the list of keys.
-        "open_portal_session",
-        "dashboard_secret",
-        "api_key",
-    }
-    assert public_verbs(CreditMeterClient) - remote_only == public_verbs(CreditMeter) - local_only
-    for verb in public_verbs(CreditMeter) - local_only:
-        library = {
-            name: parameter
-            for name, parameter in inspect.signature(getattr(CreditMeter, verb)).parameters.items()
-            # Over HTTP, the key that calls is who acts and whose idempotency keys it sends.
-            if parameter.annotation != "Actor" and name != "by_account"
-        }
-        remote = inspect.signature(getattr(CreditMeterClient, verb)).parameters
-        assert list(library) == list(remote), verb
-        for name, parameter in library.items():
-            other = remote[name]
-            assert other.kind == parameter.kind, f"{verb}({name})"
-            if (verb, name) != ("change_settings", "changed_by"):  # the key says who
-                assert other.default == parameter.default, f"{verb}({name})"
+def test_both_meters_hold_in_one_way() -> None:
+    assert all(meter.holding is Conveniences.holding for meter in METERS)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, Final, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx2
@@ -28,6 +27,7 @@ from creditmeter.core.audit import AuditEntry
 from creditmeter.core.errors import CreditMeterError, InvalidRequest
 from creditmeter.core.grants import Grant
 from creditmeter.core.keys import ApiKey
+from creditmeter.core.meter import Conveniences, HeldOperation
 from creditmeter.core.models import ModelPrice, PriceBookVersion
 from creditmeter.core.notifications import NotificationPreferences
 from creditmeter.core.payments import AutoRecharge, Checkout, Package, Purchase
@@ -56,11 +56,10 @@ from creditmeter.core.stats import (
     ModelStats,
     SystemStats,
 )
-from creditmeter.core.usage import UsageEvent
+from creditmeter.core.usage import Quantities, UsageEvent, UsageFields
 from creditmeter.core.webhooks import Delivery, WebhookEndpoint
 
 T = TypeVar("T")
-Quantities = Mapping[str, int | str | Decimal]
 Params = Mapping[str, str | int | bool | Sequence[str] | None]
 
 DEFAULT_TIMEOUT: Final = 10.0
@@ -81,6 +80,15 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _usage_body(event: UsageEvent) -> wire.Json:
+    """A usage as ``POST /v1/usage`` takes it: the names of its idempotency parameters."""
+    return {
+        name: dict(value) if isinstance(value, Mapping) else value
+        for name, value in event.params().items()
+        if value is not None
+    }
+
+
 def _seconds(ttl: timedelta | None) -> int | None:
     if ttl is None:
         return None
@@ -90,7 +98,7 @@ def _seconds(ttl: timedelta | None) -> int | None:
     return int(seconds)
 
 
-class CreditMeterClient:
+class CreditMeterClient(Conveniences):
     """The creditmeter HTTP API at ``base_url``, called with ``api_key``.
 
     Calls are synchronous and share one connection pool; close the client (or use it as
@@ -427,62 +435,13 @@ class CreditMeterClient:
         data = self._call("GET", f"/v1/accounts/{_segment(account_id)}/holds")
         return [wire.hold(h) for h in data["data"]][: max(limit, 0)]
 
-    @contextmanager
-    def holding(
-        self,
-        account_id: str,
-        feature: str,
-        *,
-        estimate: Quantities | None = None,
-        credits: int | None = None,
-        model: str | None = None,
-        member: str | None = None,
-        ttl: timedelta | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Iterator[HeldOperation]:
-        """Authorize, run the block, settle. An exception in the block releases the hold;
-        a block that ends without calling ``settle`` settles the estimate."""
-        held = HeldOperation(
-            self,
-            self.authorize(
-                account_id,
-                feature,
-                estimate=estimate,
-                credits=credits,
-                model=model,
-                member=member,
-                ttl=ttl,
-                metadata=metadata,
-            ),
-        )
-        try:
-            yield held
-        except BaseException:
-            if held.charge is None:
-                self.release(held.hold.id)
-            raise
-        if held.charge is None:
-            held.settle()
-
-    def charge(
-        self,
-        account_id: str,
-        feature: str,
-        *,
-        usage: Quantities | None = None,
-        credits: int | None = None,
-        model: str | None = None,
-        member: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        provider_cost: Decimal | None = None,
-        idempotency_key: str | None = None,
-    ) -> Charge:
-        """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short."""
-        body = self._usage_body(
-            account_id, feature, usage, credits, model, member, metadata, provider_cost
-        )
+    def charge(self, account_id: str, feature: str, **fields: Unpack[UsageFields]) -> Charge:
+        """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short.
+        The fields are those of :class:`UsageEvent`."""
+        event = UsageEvent(account_id, feature, **fields)
+        key = event.idempotency_key
         return wire.charged(
-            self._call("POST", "/v1/usage", body=body, idempotency_key=idempotency_key)
+            self._call("POST", "/v1/usage", body=_usage_body(event), idempotency_key=key)
         )
 
     def charge_many(self, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
@@ -493,7 +452,11 @@ class CreditMeterClient:
         missing = [i for i, e in enumerate(events) if e.idempotency_key is None]
         if missing:
             raise InvalidRequest(f"batch events {missing} have no idempotency_key")
-        body = {"events": [self._batch_event(event) for event in events]}
+        body = {
+            "events": [
+                {**_usage_body(event), "idempotency_key": event.idempotency_key} for event in events
+            ]
+        }
         results = self._call("POST", "/v1/usage/batch", body=body)["results"]
         outcome: list[Charge | CreditMeterError] = []
         for result in sorted(results, key=lambda r: r["index"]):
@@ -518,44 +481,6 @@ class CreditMeterClient:
         )
         path = f"/v1/accounts/{_segment(account_id)}/check"
         return wire.check(self._call("POST", path, body=body))
-
-    @staticmethod
-    def _usage_body(
-        account_id: str,
-        feature: str,
-        usage: Quantities | None,
-        credits: int | None,
-        model: str | None,
-        member: str | None,
-        metadata: Mapping[str, Any] | None,
-        provider_cost: Decimal | None,
-    ) -> wire.Json:
-        return wire.without_none(
-            {
-                "account": account_id,
-                "feature": feature,
-                "usage": usage,
-                "credits": credits,
-                "model": model,
-                "member": member,
-                "metadata": None if metadata is None else dict(metadata),
-                "provider_cost": provider_cost,
-            }
-        )
-
-    def _batch_event(self, event: UsageEvent) -> wire.Json:
-        body = self._usage_body(
-            event.account_id,
-            event.feature,
-            event.usage,
-            event.credits,
-            event.model,
-            event.member,
-            event.metadata,
-            event.provider_cost,
-        )
-        body["idempotency_key"] = event.idempotency_key
-        return body
 
     # Grants and refunds.
 
@@ -1198,20 +1123,6 @@ class CreditMeterClient:
             ) from error
         finally:
             response.close()
-
-
-class HeldOperation:
-    """The hold of a ``with client.holding(…)`` block; call :meth:`settle` with the actual
-    usage."""
-
-    def __init__(self, meter: CreditMeterClient, hold: Hold) -> None:
-        self.meter = meter
-        self.hold = hold
-        self.charge: Charge | None = None
-
-    def settle(self, **actual: Any) -> Charge:
-        self.charge = self.meter.settle(self.hold.id, **actual)
-        return self.charge
 
 
 __all__ = ["CreditMeterClient", "HeldOperation", "RemoteError"]

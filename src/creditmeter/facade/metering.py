@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from creditmeter.core.audit import LIBRARY, Actor
 from creditmeter.core.errors import CreditMeterError, InvalidRequest, NotFound
+from creditmeter.core.meter import Conveniences
 from creditmeter.core.records import (
     Charge,
     CheckResult,
@@ -19,7 +19,7 @@ from creditmeter.core.records import (
 )
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import HoldStatus
-from creditmeter.core.usage import UsageEvent
+from creditmeter.core.usage import UsageEvent, UsageFields
 from creditmeter.facade.base import MeterBase
 from creditmeter.service import (
     batch,
@@ -33,7 +33,7 @@ from creditmeter.store import holds
 T = TypeVar("T")
 
 
-class MeteringVerbs(MeterBase):
+class MeteringVerbs(MeterBase, Conveniences):
     def authorize(
         self,
         account_id: str,
@@ -161,74 +161,16 @@ class MeteringVerbs(MeterBase):
             return self.hold(hold_id)
         return hold
 
-    @contextmanager
-    def holding(
-        self,
-        account_id: str,
-        feature: str,
-        *,
-        estimate: Mapping[str, int | str | Decimal] | None = None,
-        credits: int | None = None,
-        model: str | None = None,
-        member: str | None = None,
-        ttl: timedelta | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Iterator[HeldOperation]:
-        """Authorize, run the block, settle. An exception in the block releases the hold;
-        a block that ends without calling ``settle`` settles the estimate."""
-        held = HeldOperation(
-            self,
-            self.authorize(
-                account_id,
-                feature,
-                estimate=estimate,
-                credits=credits,
-                model=model,
-                member=member,
-                ttl=ttl,
-                metadata=metadata,
-            ),
-        )
-        try:
-            yield held
-        except BaseException:
-            if held.charge is None:
-                self.release(held.hold.id)
-            raise
-        if held.charge is None:
-            held.settle()
-
-    def charge(
-        self,
-        account_id: str,
-        feature: str,
-        *,
-        usage: Mapping[str, int | str | Decimal] | None = None,
-        credits: int | None = None,
-        model: str | None = None,
-        member: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        provider_cost: Decimal | None = None,
-        idempotency_key: str | None = None,
-    ) -> Charge:
-        """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short."""
+    def charge(self, account_id: str, feature: str, **fields: Unpack[UsageFields]) -> Charge:
+        """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short.
+        The fields are those of :class:`UsageEvent`."""
+        event = UsageEvent(account_id, feature, **fields)
 
         def charge(book: AccountBook, settings: Settings) -> Charge:
-            rated = metering.rate(book, settings, feature, usage, credits, model)
-            return metering.charge(
-                book,
-                settings,
-                rated,
-                model=model,
-                member=member,
-                metadata=metadata or {},
-                provider_cost=provider_cost,
-            )
+            rated = metering.rate(book, settings, feature, event.usage, event.credits, event.model)
+            return metering.charge(book, settings, rated, event)
 
-        event = UsageEvent(
-            account_id, feature, usage, credits, model, member, metadata, provider_cost
-        )
-        key = keyed(idempotency_key, "charge", event.params(), Charge)
+        key = keyed(event.idempotency_key, "charge", event.params(), Charge)
         return self._on_account(account_id, charge, key, spends=True)
 
     def charge_many(self, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
@@ -345,17 +287,3 @@ class MeteringVerbs(MeterBase):
             ),
             keyed(idempotency_key, "void_grant", params, Transaction),
         )
-
-
-class HeldOperation:
-    """The hold of a ``with meter.holding(…)`` block; call :meth:`settle` with the actual
-    usage."""
-
-    def __init__(self, meter: MeteringVerbs, hold: Hold) -> None:
-        self.meter = meter
-        self.hold = hold
-        self.charge: Charge | None = None
-
-    def settle(self, **actual: Any) -> Charge:
-        self.charge = self.meter.settle(self.hold.id, **actual)
-        return self.charge

@@ -67,15 +67,7 @@ def _charge(
         rated = metering.rate(
             book, settings, event.feature, event.usage, event.credits, event.model
         )
-        charge = metering.charge(
-            book,
-            settings,
-            rated,
-            model=event.model,
-            member=event.member,
-            metadata=event.metadata or {},
-            provider_cost=event.provider_cost,
-        )
+        charge = metering.charge(book, settings, rated, event)
     except CreditMeterError as refused:
         return refused, False
     if key is not None:

@@ -47,6 +47,7 @@ from creditmeter.core.types import (
     Enforcement,
     HoldStatus,
 )
+from creditmeter.core.usage import UsageEvent
 from creditmeter.service.book import AccountBook
 from creditmeter.service.maintenance import expire_grants, plan_of
 from creditmeter.store import catalog, holds, prices, usage
@@ -310,18 +311,10 @@ def release(book: AccountBook, found: FoundHold) -> Hold:
     return replace(hold, status=HoldStatus.RELEASED)
 
 
-def charge(
-    book: AccountBook,
-    settings: Settings,
-    rated: Rated,
-    *,
-    model: str | None,
-    member: str | None,
-    metadata: Mapping[str, Any],
-    provider_cost: Decimal | None,
-) -> Charge:
-    metadata = checked(metadata)
-    provider_cost = _provider_cost(rated, provider_cost)
+def charge(book: AccountBook, settings: Settings, rated: Rated, event: UsageEvent) -> Charge:
+    """Charge ``event`` priced as ``rated``."""
+    metadata = checked(event.metadata or {})
+    provider_cost = _provider_cost(rated, event.provider_cost)
     plan = plan_of(book)
     feature = rated.feature
     refused = _enforce(settings, _refusal(book, plan, feature))
@@ -338,13 +331,14 @@ def charge(
         rated,
         preferred=(),
         unlimited=unlimited,
-        model=model,
-        member=member,
+        model=event.model,
+        member=event.member,
         success=True,
         metadata=metadata,
         provider_cost=provider_cost,
         hold_id=None,
         would_refuse=refused,
+        event=event,
     )
 
 
@@ -362,8 +356,10 @@ def _charge(
     provider_cost: Decimal | None,
     hold_id: str | None,
     would_refuse: Refused | None,
+    event: UsageEvent | None = None,
 ) -> Charge:
-    """``provider_cost``: checked, as ``_provider_cost`` gives it."""
+    """``provider_cost``: checked, as ``_provider_cost`` gives it; ``event``: a one-step
+    charge's, whose other fields the usage record stores as given."""
     feature = rated.feature
     draws: list[Draw] = []
     short = 0 if unlimited else rated.credits
@@ -413,7 +409,7 @@ def _charge(
         price_book_version=rated.price_book_version,
         provider_cost=provider_cost,
     )
-    book.record_usage(NewUsage(record, feature.pool, provider_cost, txn.id))
+    book.record_usage(NewUsage(record, feature.pool, provider_cost, txn.id, event))
     start = book.row.account.period_start
     allowance = allowance_state(book.period_allowances(), start, feature.pool)
     available = book.available

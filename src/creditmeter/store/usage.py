@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from creditmeter.core.records import UsageGroup, UsageRecord
 from creditmeter.core.types import MAX_PERIOD_USAGE, AccountId, UsageId
+from creditmeter.core.usage import UsageEvent
 from creditmeter.store import _statements
 from creditmeter.store.tables import unlimited_usage, usage_daily, usage_records
 
@@ -28,9 +29,20 @@ class NewUsage:
     pool: str
     provider_cost: Decimal | None
     transaction_id: str | None
+    event: UsageEvent | None = None
+    """A one-step charge's usage: its fields that the record does not carry are stored as
+    given, each in the column of its name."""
 
 
 _INSERT = _statements.Statement(usage_records.insert())
+_AS_GIVEN = tuple(
+    f.name
+    for f in fields(UsageEvent)
+    if f.name in usage_records.c
+    and f.name not in {"account_id", "credits", "model", "member", "metadata", "provider_cost"}
+)
+"""A usage's fields stored as the request gave them: all those with a column of their name
+but the ones the record carries as the charge settled them."""
 _ADD_DAILY = _statements.Statement(
     sa.text(
         "INSERT INTO usage_daily (day, account_id, feature_key, model, events, credits,"
@@ -136,6 +148,7 @@ def insert_many(conn: Connection, new: Sequence[NewUsage]) -> None:
                 "metadata": dict(n.record.metadata),
                 "created_at": n.record.created_at,
             }
+            | {name: None if n.event is None else getattr(n.event, name) for name in _AS_GIVEN}
             for n in new
         ],
     )

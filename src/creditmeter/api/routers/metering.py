@@ -23,7 +23,6 @@ from creditmeter.api.schemas.metering import (
     SettleOut,
     UsageBatch,
     UsageCreate,
-    UsageEvent,
     UsageOut,
     batch_error_data,
     batch_usage_data,
@@ -31,8 +30,6 @@ from creditmeter.api.schemas.metering import (
 )
 from creditmeter.core.errors import CreditMeterError, Refusal
 from creditmeter.core.records import Charge
-from creditmeter.core.usage import UsageEvent as ChargeEvent
-from creditmeter.meter import CreditMeter
 
 router = APIRouter(tags=["metering"])
 
@@ -119,7 +116,8 @@ def record_usage(
     body: UsageCreate, meter: Meter, _: Service, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Record a usage and charge it in one step; 402 if the account cannot pay for it."""
-    return answer(UsageOut.of(_charge(meter, body, idempotency_key)))
+    event = body.event(idempotency_key)
+    return answer(UsageOut.of(meter.charge(event.account_id, event.feature, **event.fields())))
 
 
 @router.post("/v1/usage/batch", response_model=BatchOut, responses=errors(401, 403, 422))
@@ -130,7 +128,7 @@ def record_usage_batch(body: UsageBatch, meter: Meter, _: Service) -> Response:
     body that `POST /v1/usage` would have answered the event with: a refused event does
     not stop the others. A batch that is not valid as a whole (no events or more than
     1,000, a malformed event) is 422 and changes nothing."""
-    outcomes = meter.charge_many([_event(e) for e in body.events])
+    outcomes = meter.charge_many([e.event() for e in body.events])
     return answer_data({"results": [_batch_result(i, o) for i, o in enumerate(outcomes)]})
 
 
@@ -145,34 +143,6 @@ def check(account_id: str, body: CheckRequest, meter: Meter, _: AccountService) 
         account_id, body.feature, usage=body.usage, credits=body.credits, model=body.model
     )
     return answer(CheckOut.of(result))
-
-
-def _charge(meter: CreditMeter, body: UsageCreate, idempotency_key: str | None) -> Charge:
-    return meter.charge(
-        body.account,
-        body.feature,
-        usage=body.usage,
-        credits=body.credits,
-        model=body.model,
-        member=body.member,
-        metadata=body.metadata,
-        provider_cost=decimal_or_none(body.provider_cost),
-        idempotency_key=idempotency_key,
-    )
-
-
-def _event(event: UsageEvent) -> ChargeEvent:
-    return ChargeEvent(
-        event.account,
-        event.feature,
-        usage=event.usage,
-        credits=event.credits,
-        model=event.model,
-        member=event.member,
-        metadata=event.metadata,
-        provider_cost=decimal_or_none(event.provider_cost),
-        idempotency_key=event.idempotency_key,
-    )
 
 
 def _batch_result(index: int, outcome: Charge | CreditMeterError) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 from pydantic import (
     BaseModel,
@@ -15,6 +16,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     WithJsonSchema,
+    create_model,
 )
 from pydantic.config import JsonDict
 
@@ -30,6 +32,7 @@ from creditmeter.api.schemas.common import (
     whole_number,
 )
 from creditmeter.core import records
+from creditmeter.core.usage import UsageEvent as ChargeEvent
 
 MAX_BATCH = 1000
 TtlSeconds = Annotated[StrictInt, Field(ge=1, le=86_400, description="Seconds"), Whole]
@@ -86,6 +89,7 @@ Quantities = Annotated[
 FEATURE = "The priced feature, such as `llm.chat`."
 CREDITS = "Credits as they are, instead of pricing quantities."
 MODEL = "The model used; selects the feature's per-model rates."
+CONSUMED = "The quantities consumed."
 MEMBER = "The member of the account who used it, for attribution."
 
 LLM_USAGE: JsonDict = {"input_tokens": 1000, "output_tokens": 500}
@@ -136,7 +140,7 @@ class HoldCreate(Body):
 class HoldSettle(Body):
     """The actual usage (or ``credits``); with neither, the estimate was right."""
 
-    usage: Quantities | None = Field(default=None, description="The quantities consumed.")
+    usage: Quantities | None = Field(default=None, description=CONSUMED)
     credits: Credits | None = Field(default=None, description=CREDITS)
     model: Text | None = Field(default=None, description=MODEL)
     member: Identifier | None = Field(default=None, description=MEMBER)
@@ -154,32 +158,74 @@ class HoldSettle(Body):
     )
 
 
-class UsageCreate(Body):
-    """A usage charged in one step: ``usage`` quantities priced by the feature's rule, or
-    ``credits`` as they are; with neither, one call."""
+class UsageBody(Body):
+    """A usage as ``POST /v1/usage`` takes it: the fields of the library's
+    :class:`~creditmeter.core.usage.UsageEvent`, made by :func:`_usage_model`."""
 
-    account: Identifier
-    feature: Identifier = Field(description=FEATURE)
-    usage: Quantities | None = Field(default=None, description="The quantities consumed.")
-    credits: Credits | None = Field(default=None, description=CREDITS)
-    model: Text | None = Field(default=None, description=MODEL)
-    member: Identifier | None = Field(default=None, description=MEMBER)
-    metadata: Metadata = Field(default_factory=dict)
-    provider_cost: ProviderCost | None = None
+    def event(self, idempotency_key: str | None = None) -> ChargeEvent:
+        """The usage to charge: a batch event brings its own key."""
+        given = {"idempotency_key": idempotency_key, **dict(self)}
+        return ChargeEvent(
+            account_id=given.pop("account"),
+            provider_cost=decimal_or_none(given.pop("provider_cost")),
+            **given,
+        )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "account": "acme",
-                    "feature": "llm.chat",
-                    "usage": LLM_USAGE,
-                    "model": "gpt-4o",
-                    "member": "ann",
-                    "metadata": {"conversation": "c_42"},
-                }
-            ]
-        }
+
+_USAGE_OVER_HTTP: dict[str, tuple[str, Any, Any]] = {
+    "account_id": ("account", Identifier, ...),
+    "feature": ("feature", Identifier, Field(description=FEATURE)),
+    "usage": ("usage", Quantities | None, Field(default=None, description=CONSUMED)),
+    "credits": ("credits", Credits | None, Field(default=None, description=CREDITS)),
+    "model": ("model", Text | None, Field(default=None, description=MODEL)),
+    "member": ("member", Identifier | None, Field(default=None, description=MEMBER)),
+    "metadata": ("metadata", Metadata, Field(default_factory=dict)),
+    "provider_cost": ("provider_cost", ProviderCost | None, None),
+}
+"""The HTTP name, type and field of a usage's fields that HTTP spells its own way."""
+
+
+def _usage_model(name: str, doc: str, examples: list[JsonDict]) -> type[UsageBody]:
+    """The body of a usage over HTTP, a field for each of the value object's (but its
+    idempotency key, a header): as :data:`_USAGE_OVER_HTTP` spells it, else by the value
+    object's type and absent by default."""
+    types = get_type_hints(ChargeEvent)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(ChargeEvent):
+        if field.name == "idempotency_key":
+            continue
+        spelled = _USAGE_OVER_HTTP.get(field.name)
+        if spelled is None:
+            fields[field.name] = (types[field.name], None)
+        else:
+            fields[spelled[0]] = spelled[1:]
+    return create_model(
+        name,
+        __base__=UsageBody,
+        __doc__=doc,
+        __module__=__name__,
+        __cls_kwargs__={"json_schema_extra": {"examples": examples}},
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+    UsageCreate = UsageBody
+else:
+    UsageCreate = _usage_model(
+        "UsageCreate",
+        """A usage charged in one step: ``usage`` quantities priced by the feature's rule, or
+    ``credits`` as they are; with neither, one call.""",
+        [
+            {
+                "account": "acme",
+                "feature": "llm.chat",
+                "usage": LLM_USAGE,
+                "model": "gpt-4o",
+                "member": "ann",
+                "metadata": {"conversation": "c_42"},
+            }
+        ],
     )
 
 
