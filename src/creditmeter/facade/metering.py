@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar, Unpack
 
 from creditmeter.core.audit import LIBRARY, Actor
@@ -53,24 +54,6 @@ class MeteringVerbs(MeterBase, Conveniences):
         hold's ``credits``, with ``requested`` the estimate's price) and raises only when
         they hold nothing: for work that can shrink to fit."""
 
-        def authorize(book: AccountBook, settings: Settings) -> Hold:
-            seconds = settings.default_hold_ttl_seconds if ttl is None else ttl.total_seconds()
-            if not 0 < seconds <= settings.max_hold_ttl_seconds:
-                raise InvalidRequest(
-                    f"ttl must be more than 0 and at most {settings.max_hold_ttl_seconds} s"
-                )
-            rated = metering.rate(book, settings, feature, estimate, credits, model)
-            return metering.authorize(
-                book,
-                settings,
-                rated,
-                ttl=timedelta(seconds=seconds),
-                model=model,
-                member=member,
-                metadata=metadata or {},
-                balancing=balancing,
-            )
-
         params = {
             "account": account_id,
             "feature": feature,
@@ -83,6 +66,17 @@ class MeteringVerbs(MeterBase, Conveniences):
         }
         if balancing:  # absent otherwise: keys stored before it existed keep their print
             params["balancing"] = True
+        authorize = partial(
+            metering.authorize_estimate,
+            feature=feature,
+            estimate=estimate,
+            credits=credits,
+            model=model,
+            member=member,
+            ttl=ttl,
+            metadata=metadata,
+            balancing=balancing,
+        )
         key = keyed(idempotency_key, "authorize", params, Hold)
         return self._on_account(account_id, authorize, key, spends=True)
 
@@ -111,31 +105,23 @@ class MeteringVerbs(MeterBase, Conveniences):
             "metadata": metadata,
             "provider_cost": provider_cost,
         }
-        return self._units.on_hold(
-            hold_id,
-            lambda book, settings, found: metering.settle(
-                book,
-                settings,
-                found,
-                usage,
-                credits,
-                model=model,
-                member=member,
-                success=success,
-                metadata=metadata or {},
-                provider_cost=provider_cost,
-            ),
-            keyed(idempotency_key, "settle", params, Charge),
-            spends=True,
+        settle = partial(
+            metering.settle,
+            usage_=usage,
+            credits=credits,
+            model=model,
+            member=member,
+            success=success,
+            metadata=metadata or {},
+            provider_cost=provider_cost,
         )
+        key = keyed(idempotency_key, "settle", params, Charge)
+        return self._units.on_hold(hold_id, settle, key, spends=True)
 
     def release(self, hold_id: str, *, idempotency_key: str | None = None) -> Hold:
         """Return all of a hold's credits: the operation did not happen."""
-        return self._units.on_hold(
-            hold_id,
-            lambda book, _, found: metering.release(book, found),
-            keyed(idempotency_key, "release", {"hold": hold_id}, Hold),
-        )
+        key = keyed(idempotency_key, "release", {"hold": hold_id}, Hold)
+        return self._units.on_hold(hold_id, metering.release_hold, key)
 
     def pending_holds(self) -> int:
         """How many holds are pending in the whole database and not past their expiry
@@ -165,11 +151,7 @@ class MeteringVerbs(MeterBase, Conveniences):
         """Record a usage and charge it in one step; raises ``InsufficientCredits`` if short.
         The fields are those of :class:`UsageEvent`."""
         event = UsageEvent(account_id, feature, **fields)
-
-        def charge(book: AccountBook, settings: Settings) -> Charge:
-            rated = metering.rate(book, settings, feature, event.usage, event.credits, event.model)
-            return metering.charge(book, settings, rated, event)
-
+        charge = partial(metering.charge_usage, event=event)
         key = keyed(event.idempotency_key, "charge", event.params(), Charge)
         return self._on_account(account_id, charge, key, spends=True)
 
@@ -190,12 +172,10 @@ class MeteringVerbs(MeterBase, Conveniences):
         model: str | None = None,
     ) -> CheckResult:
         """Would this usage be allowed now, and what would it cost? Changes nothing."""
-        return self._units.read_account(
-            account_id,
-            lambda book, settings: metering.check(
-                book, settings, metering.rate(book, settings, feature, usage, credits, model)
-            ),
+        check = partial(
+            metering.check_usage, feature=feature, usage=usage, credits=credits, model=model
         )
+        return self._units.read_account(account_id, check)
 
     def grant(
         self,

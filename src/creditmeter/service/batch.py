@@ -64,10 +64,7 @@ def _charge(
             first = idempotency.first_result(key.key, found, "charge", key.fingerprint, Charge)
             if first is not None:
                 return first, False
-        rated = metering.rate(
-            book, settings, event.feature, event.usage, event.credits, event.model
-        )
-        charge = metering.charge(book, settings, rated, event)
+        charge = metering.charge_usage(book, settings, event)
     except CreditMeterError as refused:
         return refused, False
     if key is not None:

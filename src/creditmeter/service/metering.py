@@ -302,6 +302,11 @@ def settle(
     return replace(charge, available_after=book.available, hold=settled)
 
 
+def release_hold(book: AccountBook, _: Settings, found: FoundHold) -> Hold:
+    """Give all of the hold's credits back: the ``release`` verb."""
+    return release(book, found)
+
+
 def release(book: AccountBook, found: FoundHold) -> Hold:
     hold = found.hold
     _pending(book, hold)
@@ -309,6 +314,59 @@ def release(book: AccountBook, found: FoundHold) -> Hold:
     book.finish_hold(holds.Finished(hold.id, HoldStatus.RELEASED, book.now))
     expire_grants(book)
     return replace(hold, status=HoldStatus.RELEASED)
+
+
+def authorize_estimate(
+    book: AccountBook,
+    settings: Settings,
+    *,
+    feature: str,
+    estimate: Mapping[str, int | str | Decimal] | None,
+    credits: int | None,
+    model: str | None,
+    member: str | None,
+    ttl: timedelta | None,
+    metadata: Mapping[str, Any] | None,
+    balancing: bool,
+) -> Hold:
+    """Rate the estimate and reserve its credits for ``ttl`` (by default the settings'
+    hold lifetime): the ``authorize`` verb."""
+    seconds = settings.default_hold_ttl_seconds if ttl is None else ttl.total_seconds()
+    if not 0 < seconds <= settings.max_hold_ttl_seconds:
+        raise InvalidRequest(
+            f"ttl must be more than 0 and at most {settings.max_hold_ttl_seconds} s"
+        )
+    rated = rate(book, settings, feature, estimate, credits, model)
+    return authorize(
+        book,
+        settings,
+        rated,
+        ttl=timedelta(seconds=seconds),
+        model=model,
+        member=member,
+        metadata=metadata or {},
+        balancing=balancing,
+    )
+
+
+def charge_usage(book: AccountBook, settings: Settings, event: UsageEvent) -> Charge:
+    """Rate ``event`` and charge it in one step: the ``charge`` verb, and each event of a
+    batch."""
+    rated = rate(book, settings, event.feature, event.usage, event.credits, event.model)
+    return charge(book, settings, rated, event)
+
+
+def check_usage(
+    book: AccountBook,
+    settings: Settings,
+    *,
+    feature: str,
+    usage: Mapping[str, int | str | Decimal] | None,
+    credits: int | None,
+    model: str | None,
+) -> CheckResult:
+    """Whether the usage would be allowed now, and its price: the ``check`` verb."""
+    return check(book, settings, rate(book, settings, feature, usage, credits, model))
 
 
 def charge(book: AccountBook, settings: Settings, rated: Rated, event: UsageEvent) -> Charge:
