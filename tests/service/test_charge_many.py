@@ -111,7 +111,7 @@ def test_the_same_as_charging_one_by_one(meter: CreditMeter, accounts: list[str]
     assert meter.verify() == []
 
 
-def test_accounts_due_for_upkeep_are_brought_up_to_date_first(
+def test_accounts_that_are_due_are_brought_up_to_date_first(
     meter: CreditMeter, accounts: list[str], clock: Clock
 ) -> None:
     held = meter.authorize("acme", "chat", credits=80, ttl=timedelta(minutes=1))

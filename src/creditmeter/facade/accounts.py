@@ -67,8 +67,8 @@ class AccountVerbs(MeterBase):
     ) -> Account:
         return self._on_account(
             account_id,
-            lambda book, _: accounts_service.update(
-                book,
+            lambda account, _: accounts_service.update(
+                account,
                 name=name,
                 status=status,
                 metadata=metadata,
@@ -83,8 +83,8 @@ class AccountVerbs(MeterBase):
         """Upgrade now (the allowance is topped up), or downgrade at the next period."""
         return self._on_account(
             account_id,
-            lambda book, _: accounts_service.change_plan(
-                book, plan, immediately=immediately, actor=actor
+            lambda account, _: accounts_service.change_plan(
+                account, plan, immediately=immediately, actor=actor
             ),
         )
 

@@ -44,7 +44,7 @@ class MeterBase:
     _http_lock: threading.Lock
 
     def account(self, account_id: str) -> Account:
-        return self._units.read_account(account_id, lambda book, _: book.row.account)
+        return self._units.read_account(account_id, lambda account, _: account.row.account)
 
     def _now(self) -> datetime:
         return self._units.now()

@@ -27,7 +27,7 @@ from creditmeter.service import (
     metering,
 )
 from creditmeter.service import grants as grants_service
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.unit_of_work import keyed
 from creditmeter.store import holds
 
@@ -143,7 +143,7 @@ class MeteringVerbs(MeterBase, Conveniences):
             raise NotFound("hold", hold_id)
         hold = found.hold
         if hold.status is HoldStatus.PENDING and hold.expires_at <= self._now():
-            self._on_account(hold.account_id, lambda book, _: None)
+            self._on_account(hold.account_id, lambda account, _: None)
             return self.hold(hold_id)
         return hold
 
@@ -205,8 +205,8 @@ class MeteringVerbs(MeterBase, Conveniences):
         }
         return self._on_account(
             account_id,
-            lambda book, _: grants_service.grant(
-                book,
+            lambda account, _: grants_service.grant(
+                account,
                 amount,
                 source=source,
                 pool=pool,
@@ -236,11 +236,11 @@ class MeteringVerbs(MeterBase, Conveniences):
             raise InvalidRequest("refund either a usage_id or an amount")
         params = {"account": account_id, "usage": usage_id, "amount": amount, "reason": reason}
 
-        def refund(book: AccountBook, _: Settings) -> Transaction:
+        def refund(account: LockedAccount, _: Settings) -> Transaction:
             if usage_id is not None:
-                return grants_service.refund_usage(book, usage_id, reason, actor)
+                return grants_service.refund_usage(account, usage_id, reason, actor)
             assert amount is not None
-            return grants_service.refund_credits(book, amount, reason, actor)
+            return grants_service.refund_credits(account, amount, reason, actor)
 
         key = keyed(idempotency_key, "refund", params, Transaction)
         return self._on_account(account_id, refund, key)
@@ -262,8 +262,8 @@ class MeteringVerbs(MeterBase, Conveniences):
         params = {"account": account_id, "grant": grant_id, "reason": reason, "held": held}
         return self._on_account(
             account_id,
-            lambda book, _: grants_service.void_grant(
-                book, grant_id, reason=reason, held=held, actor=actor
+            lambda account, _: grants_service.void_grant(
+                account, grant_id, reason=reason, held=held, actor=actor
             ),
             keyed(idempotency_key, "void_grant", params, Transaction),
         )

@@ -197,8 +197,8 @@ class PaymentVerbs(MeterBase):
             self._selling()
         return self._on_account(
             account_id,
-            lambda book, _: purchases.configure_auto_recharge(
-                book,
+            lambda account, _: purchases.configure_auto_recharge(
+                account,
                 enabled=enabled,
                 threshold=threshold,
                 package_id=package,

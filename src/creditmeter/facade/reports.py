@@ -189,7 +189,9 @@ class ReportVerbs(MeterBase):
         30 days. Not part of :meth:`balance`, which stays a read of running totals."""
         return self._units.read_account(
             account_id,
-            lambda book, _: stats_service.forecast(book.conn, book.id, book.available, book.now),
+            lambda account, _: stats_service.forecast(
+                account.conn, account.id, account.available, account.now
+            ),
         )
 
     def iter_transactions(self, account_id: str, **filters: Any) -> Iterator[Transaction]:

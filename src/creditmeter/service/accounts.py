@@ -25,7 +25,7 @@ from creditmeter.core.types import (
     TransactionType,
 )
 from creditmeter.service import alerts, audit
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.maintenance import current_period, issue_allowance, plan_of
 from creditmeter.store import accounts, catalog
 from creditmeter.store.accounts import AccountRow
@@ -88,23 +88,23 @@ def create(
         subject_id=account_id,
         details=details,
     )
-    book = AccountBook(conn, row, now)
+    account = LockedAccount(conn, row, now)
     if plan is not None and not plan.renewed_by_invoice:
-        issue_allowance(book, plan, period)
+        issue_allowance(account, plan, period)
     if settings.welcome_bonus > 0:
-        bonus = book.open_grant(GrantSource.BONUS, pool="*", reference="welcome_bonus")
-        book.issue(
+        bonus = account.open_grant(GrantSource.BONUS, pool="*", reference="welcome_bonus")
+        account.issue(
             {bonus.id: settings.welcome_bonus},
             GrantSource.BONUS,
             TransactionType.GRANT,
             f"welcome bonus of {settings.welcome_bonus} credits",
         )
-    book.save()
+    account.save()
     return row.account, True
 
 
 def update(
-    book: AccountBook,
+    account: LockedAccount,
     *,
     name: str | None = None,
     status: str | None = None,
@@ -113,36 +113,36 @@ def update(
     actor: Actor,
 ) -> Account:
     """Change what is given; each change of value is recorded in the audit log."""
-    before = account = book.row.account
+    before = after = account.row.account
     if name is not None:
-        account = replace(account, name=name)
+        after = replace(after, name=name)
     if status is not None:
         try:
-            account = replace(account, status=AccountStatus(status))
+            after = replace(after, status=AccountStatus(status))
         except ValueError:
             known = ", ".join(s.value for s in AccountStatus)
             raise InvalidRequest(f"status must be one of {known}") from None
     if metadata is not None:
-        account = replace(account, metadata=checked(metadata))
+        after = replace(after, metadata=checked(metadata))
     if overdraft_limit is not None:
         credit_amount(overdraft_limit, "overdraft_limit")
-        if overdraft_limit < book.row.debt:
-            raise InvalidRequest(f"the account owes {book.row.debt}; the limit cannot be lower")
-        account = replace(account, overdraft_limit=overdraft_limit)
-    book.row.account = account
-    _record_changes(book, before, account, actor)
-    return account
+        if overdraft_limit < account.row.debt:
+            raise InvalidRequest(f"the account owes {account.row.debt}; the limit cannot be lower")
+        after = replace(after, overdraft_limit=overdraft_limit)
+    account.row.account = after
+    _record_changes(account, before, after, actor)
+    return after
 
 
-def _record_changes(book: AccountBook, before: Account, after: Account, actor: Actor) -> None:
+def _record_changes(account: LockedAccount, before: Account, after: Account, actor: Actor) -> None:
     def record(action: Action, details: Mapping[str, Any]) -> None:
         audit.record(
-            book.conn,
-            book.now,
+            account.conn,
+            account.now,
             actor,
             action,
-            account_id=book.id,
-            subject_id=book.id,
+            account_id=account.id,
+            subject_id=account.id,
             details=details,
         )
 
@@ -152,10 +152,14 @@ def _record_changes(book: AccountBook, before: Account, after: Account, actor: A
         )
         active = after.status is AccountStatus.ACTIVE
         alerts.queue(
-            book.conn,
-            book.now,
+            account.conn,
+            account.now,
             "account.reactivated" if active else "account.suspended",
-            {"account_id": book.id, "status": after.status.value, "previous": before.status.value},
+            {
+                "account_id": account.id,
+                "status": after.status.value,
+                "previous": before.status.value,
+            },
         )
     if before.overdraft_limit != after.overdraft_limit:
         record(
@@ -175,52 +179,52 @@ def _record_changes(book: AccountBook, before: Account, after: Account, actor: A
 
 
 def change_plan(
-    book: AccountBook, plan_key: str, *, immediately: bool = False, actor: Actor | None = None
+    account: LockedAccount, plan_key: str, *, immediately: bool = False, actor: Actor | None = None
 ) -> Account:
     """Upgrades (and changes asked for ``immediately``) take effect now and top the
     allowance up; downgrades wait for the next period. The change is recorded in the
     audit log as ``actor``'s (a renewal by the payment provider names none: its invoice
     is the record)."""
-    new = get_plan(book.conn, plan_key)
-    old = plan_of(book)
-    account = book.row.account
+    new = get_plan(account.conn, plan_key)
+    old = plan_of(account)
+    before = account.row.account
     if old is not None and not immediately and not new.is_upgrade_from(old):
-        book.row.account = replace(account, pending_plan=new.key)
+        account.row.account = replace(before, pending_plan=new.key)
         effective = "next_period"
     else:
-        book.row.account = replace(account, plan=new.key, pending_plan=None)
+        account.row.account = replace(before, plan=new.key, pending_plan=None)
         if old is not None or not new.renewed_by_invoice:  # else its paid invoice issues it
-            _top_up_allowance(book, new)
+            _top_up_allowance(account, new)
         effective = "now"
     if actor is not None:
         audit.record(
-            book.conn,
-            book.now,
+            account.conn,
+            account.now,
             actor,
             Action.ACCOUNT_PLAN_CHANGED,
-            account_id=book.id,
-            subject_id=book.id,
-            details={"from": account.plan, "to": new.key, "effective": effective},
+            account_id=account.id,
+            subject_id=account.id,
+            details={"from": before.plan, "to": new.key, "effective": effective},
         )
-    return book.row.account
+    return account.row.account
 
 
-def _top_up_allowance(book: AccountBook, plan: Plan) -> None:
-    period_start = book.row.account.period_start
+def _top_up_allowance(account: LockedAccount, plan: Plan) -> None:
+    period_start = account.row.account.period_start
     current: dict[str, Grant] = {
         g.pool: g
-        for g in book.grants
+        for g in account.grants
         if g.source is GrantSource.ALLOWANCE and g.period_start == period_start
     }
     issued: dict[str, Credits] = {}
     for pool, credits in sorted(plan.limited_allowances().items()):
         existing = current.get(pool)
         if existing is None and credits > 0:
-            g = book.open_grant(
+            g = account.open_grant(
                 GrantSource.ALLOWANCE,
                 pool=pool,
                 effective_at=period_start,
-                expires_at=book.row.account.period_end,
+                expires_at=account.row.account.period_end,
                 period_start=period_start,
                 reference=f"plan:{plan.key}",
             )
@@ -228,7 +232,7 @@ def _top_up_allowance(book: AccountBook, plan: Plan) -> None:
         elif existing is not None and existing.voided_at is None and credits > existing.amount:
             issued[existing.id] = credits - existing.amount
     if issued:
-        book.issue(
+        account.issue(
             issued,
             GrantSource.ALLOWANCE,
             TransactionType.ALLOCATION,

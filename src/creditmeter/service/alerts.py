@@ -1,10 +1,10 @@
 """Events for those who listen (outgoing webhooks, email), queued in the outbox with the
 change that causes them; and the threshold alerts, checked under the account's lock.
 
-:func:`check` runs at the end of every use case that changes an account, before its book
-is saved: it compares the account's available balance and allowance with the alert
-state read with the account's row (:mod:`creditmeter.core.alerts`), and queues an event
-only for a line crossed. When nothing is crossed it reads and writes nothing.
+:func:`check` runs at the end of every use case that changes an account, before the
+locked account is saved: it compares the account's available balance and allowance with
+the alert state read with the account's row (:mod:`creditmeter.core.alerts`), and queues
+an event only for a line crossed. When nothing is crossed it reads and writes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from creditmeter.core.ids import new_id
 from creditmeter.core.plans import Plan
 from creditmeter.core.settings import Settings
 from creditmeter.core.types import ANY_POOL
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.store import catalog, grants, outbox
 
 EVENT_TOPIC_PREFIX = "event."
@@ -46,19 +46,19 @@ def queue(
     )
 
 
-def check(book: AccountBook, settings: Settings) -> int:
+def check(account: LockedAccount, settings: Settings) -> int:
     """Queue the threshold events the use case's changes crossed into, and move the
-    account's alert state (saved with the book); how many were queued."""
-    row = book.row
-    now = book.now
+    account's alert state (saved with the locked account); how many were queued."""
+    row = account.row
+    now = account.now
     start = row.account.period_start
     # The available balance and the period's allowance, each read without reading every
     # grant of an account that has many: this runs on every write.
     used = limit = 0
-    for g in book.period_allowances():
+    for g in account.period_allowances():
         used += g.amount - g.remaining
         limit += g.amount
-    available = book.available
+    available = account.available
     percentage = used * 100 // limit if limit > 0 else None
     level = row.balance_alert
     quiet = level == OK and available > settings.low_balance_threshold
@@ -71,11 +71,11 @@ def check(book: AccountBook, settings: Settings) -> int:
     queued = 0
     for crossing in reached:
         queue(
-            book.conn,
+            account.conn,
             now,
             crossing.type,
             {
-                "account_id": book.id,
+                "account_id": account.id,
                 "percentage": crossing.threshold,
                 "used": used,
                 "limit": limit,
@@ -87,24 +87,24 @@ def check(book: AccountBook, settings: Settings) -> int:
     row.allowance_alert = told
     if quiet:
         return queued
-    plan = _plan(book, row.account.plan)
+    plan = _plan(account, row.account.plan)
     if plan is not None and plan.is_unlimited(ANY_POOL):
         return queued  # usage draws no credits: a low balance is nothing to tell
     level, crossed = balance_crossings(
         level, available, settings.low_balance_threshold, settings.critical_balance_threshold
     )
     for crossing in crossed:
-        data = {"account_id": book.id, "available": available, "threshold": crossing.threshold}
-        queue(book.conn, now, crossing.type, data)
+        data = {"account_id": account.id, "available": available, "threshold": crossing.threshold}
+        queue(account.conn, now, crossing.type, data)
         queued += 1
     row.balance_alert = level
     return queued
 
 
-def _plan(book: AccountBook, key: str | None) -> Plan | None:
+def _plan(account: LockedAccount, key: str | None) -> Plan | None:
     if key is None:
         return None
-    return book.memo(("plan", key), lambda: catalog.get_plan(book.conn, key))
+    return account.memo(("plan", key), lambda: catalog.get_plan(account.conn, key))
 
 
 def iso(at: datetime) -> str:

@@ -16,7 +16,7 @@ from creditmeter.core.records import Charge
 from creditmeter.core.settings import Settings
 from creditmeter.core.usage import UsageEvent
 from creditmeter.service import idempotency, metering
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.unit_of_work import IdempotencyKey, UnitOfWork
 from creditmeter.store import idempotency as idempotency_store
 
@@ -29,30 +29,30 @@ def charge_many(uow: UnitOfWork, events: Sequence[UsageEvent]) -> list[Charge | 
     keys = [e.idempotency_key for e in events if e.idempotency_key]
     stored = idempotency_store.find_many(uow.conn, keys)
     settings = uow.settings
-    books = uow.lock_many([e.account_id for e in events])
+    locked = uow.lock_many([e.account_id for e in events])
     by_account: dict[str, list[int]] = {}
     for index, event in enumerate(events):
         by_account.setdefault(event.account_id, []).append(index)
     results: list[tuple[Charge | CreditMeterError, bool] | None] = [None] * len(events)
     for account_id in sorted(by_account):
         indexes = by_account[account_id]
-        book = books.get(account_id)
-        if book is None:
+        account = locked.get(account_id)
+        if account is None:
             for index in indexes:
                 results[index] = (NotFound("account", account_id), False)
             continue
         for index in indexes:
-            results[index] = _charge(uow, book, settings, events[index], stored)
-        uow.recharge_if_low(book, settings)
-        uow.check_alerts(book, settings)
-        uow.save(book)
+            results[index] = _charge(uow, account, settings, events[index], stored)
+        uow.recharge_if_low(account, settings)
+        uow.check_alerts(account, settings)
+        uow.save(account)
     done = [r for r in results if r is not None]
     uow.new_charges.extend(r for r, fresh in done if fresh and isinstance(r, Charge))
     return [r for r, _ in done]
 
 
 def _charge(
-    uow: UnitOfWork, book: AccountBook, settings: Settings, event: UsageEvent, stored: Stored
+    uow: UnitOfWork, account: LockedAccount, settings: Settings, event: UsageEvent, stored: Stored
 ) -> tuple[Charge | CreditMeterError, bool]:
     """One event: its charge or its refusal, and whether it is new."""
     key = None
@@ -64,7 +64,7 @@ def _charge(
             first = idempotency.first_result(key.key, found, "charge", key.fingerprint, Charge)
             if first is not None:
                 return first, False
-        charge = metering.charge_usage(book, settings, event)
+        charge = metering.charge_usage(account, settings, event)
     except CreditMeterError as refused:
         return refused, False
     if key is not None:

@@ -10,7 +10,7 @@ from creditmeter.core.pricing import credit_amount
 from creditmeter.core.records import GrantResult, Posting, Transaction
 from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
 from creditmeter.service import alerts, audit, metering
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import grants, holds, ledger, usage
 from creditmeter.store.grants import Change as GrantChange
@@ -23,7 +23,7 @@ VOID_HELD = ("refuse", "release")
 
 
 def grant(
-    book: AccountBook,
+    account: LockedAccount,
     amount: int,
     *,
     source: str,
@@ -42,13 +42,13 @@ def grant(
         raise InvalidRequest(f"unknown grant source {source!r}") from None
     if kind in PLAN_SOURCES:
         raise InvalidRequest(f"{kind.value} grants come from the plan, not by hand")
-    if expires_at is not None and expires_at <= book.now:
+    if expires_at is not None and expires_at <= account.now:
         raise InvalidRequest("expires_at must be in the future: an expired grant adds nothing")
-    if expires_at is not None and expires_at <= (effective_at or book.now):
+    if expires_at is not None and expires_at <= (effective_at or account.now):
         raise InvalidRequest("expires_at must be after the grant takes effect")
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
         raise InvalidRequest("priority must be an integer")
-    g = book.open_grant(
+    g = account.open_grant(
         kind,
         pool=pool or ANY_POOL,
         priority=priority,
@@ -57,14 +57,14 @@ def grant(
         reference=reference,
     )
     description = reason or f"{amount} {kind.value} credits granted"
-    txn = book.issue(
+    txn = account.issue(
         {g.id: amount},
         kind,
         TransactionType.GRANT,
         description,
         metadata={"reason": reason} if reason else None,
     )
-    repay_debt(book, [g.id])
+    repay_debt(account, [g.id])
     details = {
         "amount": amount,
         "source": kind.value,
@@ -76,20 +76,20 @@ def grant(
         "transaction": txn.id,
     }
     audit.record(
-        book.conn,
-        book.now,
+        account.conn,
+        account.now,
         actor,
         Action.GRANT_CREATED,
-        account_id=book.id,
+        account_id=account.id,
         subject_id=g.id,
         details=details,
     )
     alerts.queue(
-        book.conn,
-        book.now,
+        account.conn,
+        account.now,
         "grant.created",
         {
-            "account_id": book.id,
+            "account_id": account.id,
             "grant_id": g.id,
             "amount": amount,
             "source": kind.value,
@@ -99,15 +99,17 @@ def grant(
             "reason": reason,
         },
     )
-    return GrantResult(g.id, txn.id, amount, book.available)
+    return GrantResult(g.id, txn.id, amount, account.available)
 
 
-def refund_usage(book: AccountBook, usage_id: str, reason: str | None, actor: Actor) -> Transaction:
+def refund_usage(
+    account: LockedAccount, usage_id: str, reason: str | None, actor: Actor
+) -> Transaction:
     """A usage's credits go back to the grants they came from; a grant that has expired
     since, and debt already repaid, give theirs back as a new refund grant. The credits
     given back repay the account's debt first, as any new credits do."""
-    record = usage.get(book.conn, usage_id)
-    if record is None or record.account_id != book.id:
+    record = usage.get(account.conn, usage_id)
+    if record is None or record.account_id != account.id:
         raise NotFound("usage", usage_id)
     refundable = record.charged + record.debited - record.refunded
     if refundable <= 0:
@@ -116,70 +118,72 @@ def refund_usage(book: AccountBook, usage_id: str, reason: str | None, actor: Ac
     changes: dict[str, GrantChange] = {}
     credited: list[str] = []
     new_grant_credits = 0
-    for leg in ledger.usage_postings(book.conn, usage_id):
-        if leg.ledger_account != book.wallet:
+    for leg in ledger.usage_postings(account.conn, usage_id):
+        if leg.ledger_account != account.wallet:
             continue
         credits = -leg.amount
         if leg.grant_id is None:
-            owed = min(credits, book.row.debt)
-            legs.append(Posting(book.wallet, owed))
+            owed = min(credits, account.row.debt)
+            legs.append(Posting(account.wallet, owed))
             new_grant_credits += credits - owed
-        elif book.grant(leg.grant_id).is_active(book.now):
-            legs.append(Posting(book.wallet, credits, leg.grant_id))
+        elif account.grant(leg.grant_id).is_active(account.now):
+            legs.append(Posting(account.wallet, credits, leg.grant_id))
             changes[leg.grant_id] = GrantChange(remaining=credits)
             credited.append(leg.grant_id)
         else:
             new_grant_credits += credits
     if new_grant_credits:
-        g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL, reference=f"usage:{usage_id}")
-        legs.append(Posting(book.wallet, new_grant_credits, g.id))
+        g = account.open_grant(GrantSource.REFUND, pool=ANY_POOL, reference=f"usage:{usage_id}")
+        legs.append(Posting(account.wallet, new_grant_credits, g.id))
         changes[g.id] = GrantChange(remaining=new_grant_credits, amount=new_grant_credits)
         credited.append(g.id)
     legs.append(Posting(SystemAccount.REFUND.value, -refundable))
-    usage.add_refunded(book.conn, usage_id, refundable)
-    txn = book.post(
+    usage.add_refunded(account.conn, usage_id, refundable)
+    txn = account.post(
         TransactionType.REFUND,
         legs,
         changes,
         reason or f"usage {usage_id} refunded",
         usage_id=usage_id,
     )
-    repay_debt(book, credited)
-    _record_refund(book, txn, usage_id, reason, actor)
+    repay_debt(account, credited)
+    _record_refund(account, txn, usage_id, reason, actor)
     return txn
 
 
-def refund_credits(book: AccountBook, amount: int, reason: str | None, actor: Actor) -> Transaction:
+def refund_credits(
+    account: LockedAccount, amount: int, reason: str | None, actor: Actor
+) -> Transaction:
     """Credits given back outside any usage, as a new refund grant."""
     amount = credit_amount(amount, "amount", minimum=1)
-    g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL)
-    txn = book.issue(
+    g = account.open_grant(GrantSource.REFUND, pool=ANY_POOL)
+    txn = account.issue(
         {g.id: amount},
         GrantSource.REFUND,
         TransactionType.REFUND,
         reason or f"{amount} credits refunded",
     )
-    repay_debt(book, [g.id])
-    _record_refund(book, txn, None, reason, actor)
+    repay_debt(account, [g.id])
+    _record_refund(account, txn, None, reason, actor)
     return txn
 
 
 def _record_refund(
-    book: AccountBook, txn: Transaction, usage_id: str | None, reason: str | None, actor: Actor
+    account: LockedAccount, txn: Transaction, usage_id: str | None, reason: str | None, actor: Actor
 ) -> None:
     audit.record(
-        book.conn,
-        book.now,
+        account.conn,
+        account.now,
         actor,
         Action.REFUND_CREATED,
-        account_id=book.id,
+        account_id=account.id,
         subject_id=txn.id,
         details={"amount": txn.amount, "usage": usage_id, "reason": reason},
     )
 
 
 def void_grant(
-    book: AccountBook, grant_id: str, *, reason: str, held: str, actor: Actor
+    account: LockedAccount, grant_id: str, *, reason: str, held: str, actor: Actor
 ) -> Transaction:
     """Take the credits left in one grant away, as a ``void`` transaction. Credits of the
     grant held by pending holds refuse the void unless ``held="release"``, which releases
@@ -189,28 +193,28 @@ def void_grant(
         raise InvalidRequest(f"held must be one of {', '.join(VOID_HELD)}")
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidRequest("a void needs a reason")
-    stored = grants.get_many(book.conn, [grant_id])
-    if not stored or stored[0].account_id != book.id:
+    stored = grants.get_many(account.conn, [grant_id])
+    if not stored or stored[0].account_id != account.id:
         raise NotFound("grant", grant_id)
-    g = book.grant(grant_id)
+    g = account.grant(grant_id)
     if g.voided_at is not None:
         raise InvalidRequest(f"grant {grant_id} was voided at {audit.moment(g.voided_at)}")
-    holding = holds.pending_on_grant(book.conn, grant_id)
+    holding = holds.pending_on_grant(account.conn, grant_id)
     if holding and held == "refuse":
         raise GrantHeld(grant_id, tuple(holding))
     for hold_id in holding:
-        found = holds.get(book.conn, hold_id)
+        found = holds.get(account.conn, hold_id)
         assert found is not None
-        metering.release(book, found)
-    if book.grant(grant_id).remaining == 0:
+        metering.release(account, found)
+    if account.grant(grant_id).remaining == 0:
         raise InvalidRequest(f"grant {grant_id} has nothing left to void")
-    txn = book.void(grant_id, reason, metadata={"reason": reason, "released_holds": holding})
+    txn = account.void(grant_id, reason, metadata={"reason": reason, "released_holds": holding})
     audit.record(
-        book.conn,
-        book.now,
+        account.conn,
+        account.now,
         actor,
         Action.GRANT_VOIDED,
-        account_id=book.id,
+        account_id=account.id,
         subject_id=grant_id,
         details={
             "amount": -txn.amount,

@@ -23,57 +23,57 @@ from creditmeter.core.types import (
     TransactionType,
 )
 from creditmeter.service import alerts
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.store import catalog, holds
 from creditmeter.store.grants import Change as GrantChange
 
 
-def bring_up_to_date(book: AccountBook) -> None:
+def bring_up_to_date(account: LockedAccount) -> None:
     """Expire the holds past their end, end every period that has ended, one at a time
     and each as it would have ended on time, and lapse the grants past their end."""
-    if book.now < book.row.due_at:
+    if account.now < account.row.due_at:
         return
-    for hold_id in holds.expired_ids(book.conn, book.id, book.now):
-        released = book.unreserve(holds.allocations(book.conn, hold_id))
+    for hold_id in holds.expired_ids(account.conn, account.id, account.now):
+        released = account.unreserve(holds.allocations(account.conn, hold_id))
         # At once: the next expiry, below, is read from the holds still pending.
-        holds.finish(book.conn, holds.Finished(hold_id, HoldStatus.EXPIRED, book.now))
-        data = {"account_id": book.id, "hold_id": hold_id, "credits": released}
-        alerts.queue(book.conn, book.now, "hold.expired", data)
-    while book.now >= book.row.account.period_end:
-        roll_period(book)
-    expire_grants(book)
+        holds.finish(account.conn, holds.Finished(hold_id, HoldStatus.EXPIRED, account.now))
+        data = {"account_id": account.id, "hold_id": hold_id, "credits": released}
+        alerts.queue(account.conn, account.now, "hold.expired", data)
+    while account.now >= account.row.account.period_end:
+        roll_period(account)
+    expire_grants(account)
     candidates = [
-        book.row.account.period_end,
-        book.next_grant_expiry(),
-        holds.next_expiry(book.conn, book.id),
+        account.row.account.period_end,
+        account.next_grant_expiry(),
+        holds.next_expiry(account.conn, account.id),
     ]
-    book.row.due_at = min(c for c in candidates if c is not None)
+    account.row.due_at = min(c for c in candidates if c is not None)
 
 
-def expire_grants(book: AccountBook, until: datetime | None = None) -> None:
+def expire_grants(account: LockedAccount, until: datetime | None = None) -> None:
     """Lapse what is free in the grants that ended by ``until`` (by default now), in the
     order they ended: an allowance carries what its plan's rollover cap still has room
     for into the next period, and the rest expires at the grant's end. A held part waits
     for its hold, and lapses the same way when the hold gives it back, so a hold that is
     released late leaves the account as if it had never been."""
-    until = book.now if until is None else until
-    while lapsing := book.ended_with_free(until):
+    until = account.now if until is None else until
+    while lapsing := account.ended_with_free(until):
         moment = min(g.expires_at for g in lapsing if g.expires_at is not None)
         ending = [g for g in lapsing if g.expires_at == moment]
         for g in ending:
             if g.source is GrantSource.ALLOWANCE:
-                _roll_over(book, g)
-        post_expiry(book, [book.grant(g.id) for g in ending], moment)
+                _roll_over(account, g)
+        post_expiry(account, [account.grant(g.id) for g in ending], moment)
 
 
-def post_expiry(book: AccountBook, expiring: list[Grant], moment: datetime) -> None:
+def post_expiry(account: LockedAccount, expiring: list[Grant], moment: datetime) -> None:
     """What is free in ``expiring`` expires at ``moment`` (a held part waits)."""
     total = sum(g.free for g in expiring)
     if total <= 0:
         return
-    legs = [Posting(book.wallet, -g.free, g.id) for g in expiring if g.free > 0]
+    legs = [Posting(account.wallet, -g.free, g.id) for g in expiring if g.free > 0]
     legs.append(Posting(SystemAccount.EXPIRY.value, total))
-    book.post(
+    account.post(
         TransactionType.EXPIRY,
         legs,
         {g.id: GrantChange(remaining=-g.free) for g in expiring if g.free > 0},
@@ -82,13 +82,13 @@ def post_expiry(book: AccountBook, expiring: list[Grant], moment: datetime) -> N
     )
 
 
-def plan_of(book: AccountBook) -> Plan | None:
-    key = book.row.account.plan
-    return None if key is None else _plan(book, key)
+def plan_of(account: LockedAccount) -> Plan | None:
+    key = account.row.account.plan
+    return None if key is None else _plan(account, key)
 
 
-def _plan(book: AccountBook, key: str) -> Plan | None:
-    return book.memo(("plan", key), lambda: catalog.get_plan(book.conn, key))
+def _plan(account: LockedAccount, key: str) -> Plan | None:
+    return account.memo(("plan", key), lambda: catalog.get_plan(account.conn, key))
 
 
 def current_period(plan: Plan | None, anchor: datetime, at: datetime) -> Period:
@@ -96,46 +96,48 @@ def current_period(plan: Plan | None, anchor: datetime, at: datetime) -> Period:
     return period_containing(kind, anchor, at)
 
 
-def roll_period(book: AccountBook) -> None:
+def roll_period(account: LockedAccount) -> None:
     """End the account's current period as it would have ended on time: its grants lapse
     at their end, a pending plan change takes effect, and the following period (the one
     that starts where this one ends) gets its allowance."""
-    ended = book.row.account.period_end
-    expire_grants(book, until=ended)
-    account = book.row.account
-    plan = plan_of(book)
-    if account.pending_plan is not None:
-        plan = catalog.get_plan(book.conn, account.pending_plan)
-        account = replace(account, plan=account.pending_plan, pending_plan=None)
-    period = current_period(plan, account.created_at, ended)
-    book.row.account = replace(account, period_start=period.start, period_end=period.end)
+    ended = account.row.account.period_end
+    expire_grants(account, until=ended)
+    record = account.row.account
+    plan = plan_of(account)
+    if record.pending_plan is not None:
+        plan = catalog.get_plan(account.conn, record.pending_plan)
+        record = replace(record, plan=record.pending_plan, pending_plan=None)
+    period = current_period(plan, record.created_at, ended)
+    account.row.account = replace(record, period_start=period.start, period_end=period.end)
     if plan is None or not plan.renewed_by_invoice:
-        renewed(book, plan, period, 0 if plan is None else issue_allowance(book, plan, period))
+        renewed(
+            account, plan, period, 0 if plan is None else issue_allowance(account, plan, period)
+        )
 
 
-def renewed(book: AccountBook, plan: Plan | None, period: Period, allowance: int) -> None:
+def renewed(account: LockedAccount, plan: Plan | None, period: Period, allowance: int) -> None:
     """A new period began (by the calendar, or by a paid invoice): its allowance alerts
     are armed again, and ``period.renewed`` is queued."""
-    book.row.allowance_alert = 0
+    account.row.allowance_alert = 0
     data = {
-        "account_id": book.id,
+        "account_id": account.id,
         "plan": None if plan is None else plan.key,
         "period_start": alerts.iso(period.start),
         "period_end": alerts.iso(period.end),
         "allowance": allowance,
     }
-    alerts.queue(book.conn, book.now, "period.renewed", data)
+    alerts.queue(account.conn, account.now, "period.renewed", data)
 
 
-def _roll_over(book: AccountBook, allowance: Grant) -> None:
+def _roll_over(account: LockedAccount, allowance: Grant) -> None:
     """Carry what is free in an ended allowance grant into the next period's ``rollover``
     grant of its pool, as far as the cap of the plan that issued it still has room."""
     key = (allowance.reference or "").removeprefix("plan:")
-    plan = _plan(book, key) if allowance.reference and key else None
+    plan = _plan(account, key) if allowance.reference and key else None
     if plan is None or plan.rollover_cap <= 0 or allowance.expires_at is None:
         return
-    following = current_period(plan, book.row.account.created_at, allowance.expires_at)
-    target = book.grant_in_period(GrantSource.ROLLOVER, allowance.pool, following.start)
+    following = current_period(plan, account.row.account.created_at, allowance.expires_at)
+    target = account.grant_in_period(GrantSource.ROLLOVER, allowance.pool, following.start)
     if target is not None and target.voided_at is not None:
         return  # an admin took the carried credits away: no more are carried into it
     carried = 0 if target is None else target.amount
@@ -143,16 +145,16 @@ def _roll_over(book: AccountBook, allowance: Grant) -> None:
     if carry <= 0:
         return
     if target is None:
-        target = book.open_grant(
+        target = account.open_grant(
             GrantSource.ROLLOVER,
             pool=allowance.pool,
             effective_at=following.start,
             expires_at=following.end,
             period_start=following.start,
         )
-    book.post(
+    account.post(
         TransactionType.ROLLOVER,
-        [Posting(book.wallet, -carry, allowance.id), Posting(book.wallet, carry, target.id)],
+        [Posting(account.wallet, -carry, allowance.id), Posting(account.wallet, carry, target.id)],
         {
             allowance.id: GrantChange(remaining=-carry),
             target.id: GrantChange(remaining=carry, amount=carry),
@@ -162,13 +164,13 @@ def _roll_over(book: AccountBook, allowance: Grant) -> None:
     )
 
 
-def issue_allowance(book: AccountBook, plan: Plan, period: Period) -> int:
+def issue_allowance(account: LockedAccount, plan: Plan, period: Period) -> int:
     """The period's allowance grants, one per limited pool, in one transaction; how many
     credits they hold."""
     issued: dict[str, int] = {}
     for pool, credits in sorted(plan.limited_allowances().items()):
         if credits > 0:
-            g = book.open_grant(
+            g = account.open_grant(
                 GrantSource.ALLOWANCE,
                 pool=pool,
                 effective_at=period.start,
@@ -178,30 +180,32 @@ def issue_allowance(book: AccountBook, plan: Plan, period: Period) -> int:
             )
             issued[g.id] = credits
     if issued:
-        book.issue(
+        account.issue(
             issued,
             GrantSource.ALLOWANCE,
             TransactionType.ALLOCATION,
             f"{plan.name} allowance for the period from {period.start:%Y-%m-%d}",
-            created_at=max(period.start, book.row.account.created_at),
+            created_at=max(period.start, account.row.account.created_at),
         )
-        repay_debt(book, list(issued))
+        repay_debt(account, list(issued))
     return sum(issued.values())
 
 
-def repay_debt(book: AccountBook, grant_ids: list[str]) -> None:
+def repay_debt(account: LockedAccount, grant_ids: list[str]) -> None:
     """New credits pay the account's debt first."""
     legs: list[Posting] = []
     changes: dict[str, GrantChange] = {}
-    left = book.row.debt
+    left = account.row.debt
     for grant_id in grant_ids:
-        g = book.grant(grant_id)
+        g = account.grant(grant_id)
         take = min(g.free, left)
         if take:
-            legs.append(Posting(book.wallet, -take, g.id))
+            legs.append(Posting(account.wallet, -take, g.id))
             changes[g.id] = GrantChange(remaining=-take)
             left -= take
-    repaid = book.row.debt - left
+    repaid = account.row.debt - left
     if repaid:
-        legs.append(Posting(book.wallet, repaid))
-        book.post(TransactionType.DEBT_REPAYMENT, legs, changes, f"{repaid} credits of debt repaid")
+        legs.append(Posting(account.wallet, repaid))
+        account.post(
+            TransactionType.DEBT_REPAYMENT, legs, changes, f"{repaid} credits of debt repaid"
+        )

@@ -48,7 +48,7 @@ from creditmeter.core.types import (
     HoldStatus,
 )
 from creditmeter.core.usage import UsageEvent
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.maintenance import expire_grants, plan_of
 from creditmeter.store import catalog, holds, prices, usage
 from creditmeter.store.holds import FoundHold
@@ -71,15 +71,15 @@ class Rated:
 
 
 def rate(
-    book: AccountBook,
+    account: LockedAccount,
     settings: Settings,
     feature_key: str,
     usage_: Mapping[str, object] | None,
     credits: object,
     model: str | None,
 ) -> Rated:
-    feature = book.memo(
-        ("feature", feature_key), lambda: catalog.get_feature(book.conn, feature_key)
+    feature = account.memo(
+        ("feature", feature_key), lambda: catalog.get_feature(account.conn, feature_key)
     )
     if feature is None:
         raise NotFound("feature", feature_key)
@@ -89,7 +89,7 @@ def rate(
         return Rated(feature, {}, credit_amount(credits, "credits"))
     quantities = normalize_usage(usage_)
     if feature.rule.cost_plus:
-        version, usd_per_million = _model_prices(book, model)
+        version, usd_per_million = _model_prices(account, model)
         cost_plus = price_cost_plus(
             feature, quantities, model, usd_per_million, settings.credits_per_usd
         )
@@ -105,18 +105,18 @@ def rate(
 
 
 def _model_prices(
-    book: AccountBook, model: str | None
+    account: LockedAccount, model: str | None
 ) -> tuple[int | None, dict[str, Decimal] | None]:
     """The latest price-book version and its prices for the catalogue's model that
     ``model`` names, by unit (``None``: none for it)."""
-    latest = book.memo(("price_book", ""), lambda: prices.latest(book.conn))
+    latest = account.memo(("price_book", ""), lambda: prices.latest(account.conn))
     known = None if model is None else catalogue_model(model)
     if latest is None or known is None:
         return None, None
     provider, model_id = known.split(":", 1)
-    found = book.memo(
+    found = account.memo(
         ("model_prices", f"{latest.version}:{known}"),
-        lambda: prices.prices(book.conn, latest.version, provider=provider, model=model_id),
+        lambda: prices.prices(account.conn, latest.version, provider=provider, model=model_id),
     )
     if not found:
         return latest.version, None
@@ -136,24 +136,28 @@ def _provider_cost(rated: Rated, given: Decimal | None) -> Decimal | None:
     return provider_cost_of(rated.provider_cost)
 
 
-def _refusal(book: AccountBook, plan: Plan | None, feature: Feature) -> Refusal | None:
+def _refusal(account: LockedAccount, plan: Plan | None, feature: Feature) -> Refusal | None:
     """Why this account may not use this feature at all now, if it may not."""
-    status = book.row.account.status
+    status = account.row.account.status
     if status is not AccountStatus.ACTIVE:
-        return AccountSuspended(book.id, status.value)
+        return AccountSuspended(account.id, status.value)
     if plan is not None and not plan.allows(feature.key):
         return FeatureNotInPlan(feature.key, plan.key)
     return None
 
 
 def _shortage(
-    book: AccountBook, settings: Settings, feature: Feature, required: Credits, available: Credits
+    account: LockedAccount,
+    settings: Settings,
+    feature: Feature,
+    required: Credits,
+    available: Credits,
 ) -> InsufficientCredits:
     return InsufficientCredits(
         required=required,
         available=available,
-        allowance=allowance_state(book.grants, book.row.account.period_start, feature.pool),
-        purchased_available=purchased_free(book.grants, feature.pool, book.now),
+        allowance=allowance_state(account.grants, account.row.account.period_start, feature.pool),
+        purchased_available=purchased_free(account.grants, feature.pool, account.now),
         upgrade_url=settings.upgrade_url,
     )
 
@@ -167,23 +171,23 @@ def _enforce(settings: Settings, refusal: Refusal | None) -> Refused | None:
     return Refused(refusal.code, refusal.message)
 
 
-def _count_unlimited(book: AccountBook, pool: str, credits: Credits) -> None:
+def _count_unlimited(account: LockedAccount, pool: str, credits: Credits) -> None:
     """Count a usage of an unlimited allowance, first of what the charge writes: a usage
     that would take the period's count past ``MAX_PERIOD_USAGE`` writes nothing."""
-    start = book.row.account.period_start
-    if not usage.add_unlimited(book.conn, book.id, pool, start, credits):
+    start = account.row.account.period_start
+    if not usage.add_unlimited(account.conn, account.id, pool, start, credits):
         raise TotalOutOfRange(
-            f"account {book.id!r} may use at most {MAX_PERIOD_USAGE} credits of the "
+            f"account {account.id!r} may use at most {MAX_PERIOD_USAGE} credits of the "
             f"unlimited allowance of pool {pool!r} in a period"
         )
 
 
-def _headroom(book: AccountBook) -> Credits:
-    return max(book.row.account.overdraft_limit - book.row.debt, 0)
+def _headroom(account: LockedAccount) -> Credits:
+    return max(account.row.account.overdraft_limit - account.row.debt, 0)
 
 
 def authorize(
-    book: AccountBook,
+    account: LockedAccount,
     settings: Settings,
     rated: Rated,
     *,
@@ -198,34 +202,34 @@ def authorize(
     refused only when they hold nothing. Overdraft room never counts: a hold reserves only
     credits that exist."""
     metadata = checked(metadata)
-    plan = plan_of(book)
+    plan = plan_of(account)
     feature = rated.feature
-    refused = _enforce(settings, _refusal(book, plan, feature))
+    refused = _enforce(settings, _refusal(account, plan, feature))
     unlimited = plan is not None and plan.is_unlimited(feature.pool)
     credits, requested = rated.credits, None
     draws: list[Draw] = []
     if not unlimited:
-        draws, short = plan_draws(book.in_order(feature.pool), rated.credits)
+        draws, short = plan_draws(account.in_order(feature.pool), rated.credits)
         available = rated.credits - short
         shrinks = balancing and settings.enforcement is Enforcement.ENFORCE
         if short and shrinks and available:
             credits, requested = available, rated.credits
         elif short:
-            shortage = _shortage(book, settings, feature, rated.credits, available)
+            shortage = _shortage(account, settings, feature, rated.credits, available)
             refused = _enforce(settings, shortage) or refused
     hold = Hold(
         id=new_id("hold"),
-        account_id=book.id,
+        account_id=account.id,
         feature=feature.key,
         credits=credits,
-        reserved=book.reserve(draws),
+        reserved=account.reserve(draws),
         status=HoldStatus.PENDING,
-        created_at=book.now,
-        expires_at=book.now + ttl,
+        created_at=account.now,
+        expires_at=account.now + ttl,
         would_refuse=refused,
         requested=requested,
     )
-    book.record_hold(
+    account.record_hold(
         holds.NewHold(
             hold,
             pool=feature.pool,
@@ -237,23 +241,23 @@ def authorize(
             allocations=draws,
         )
     )
-    book.lower_due(hold.expires_at)
+    account.lower_due(hold.expires_at)
     return hold
 
 
-def _pending(book: AccountBook, hold: Hold) -> None:
+def _pending(account: LockedAccount, hold: Hold) -> None:
     """Refuse a hold that is no longer pending. The hold was read before its account was
-    locked: one past its expiry has been (or is about to be) expired by the account's
-    upkeep, and one that another writer finished in between makes its conditional update
-    miss, which undoes the use case and runs it again."""
+    locked: one past its expiry has been (or is about to be) expired by bringing the
+    account up to date, and one that another writer finished in between makes its
+    conditional update miss, which undoes the use case and runs it again."""
     if hold.status is not HoldStatus.PENDING:
         raise HoldNotPending(hold.id, hold.status.value)
-    if hold.expires_at <= book.now:
+    if hold.expires_at <= account.now:
         raise HoldNotPending(hold.id, HoldStatus.EXPIRED.value)
 
 
 def settle(
-    book: AccountBook,
+    account: LockedAccount,
     settings: Settings,
     found: FoundHold,
     usage_: Mapping[str, object] | None,
@@ -268,7 +272,7 @@ def settle(
     """Charge the actual usage: from the held grants first, then any other grant; the
     part no grant covers becomes debt up to the overdraft limit, the rest uncollected."""
     hold, details = found.hold, found.details
-    _pending(book, hold)
+    _pending(account, hold)
     metadata = checked({**details["metadata"], **metadata})
     hold_id = hold.id
     model = model or details["model"]
@@ -276,14 +280,14 @@ def settle(
     if usage_ is None and credits is None:  # the estimate (or what a balancing hold got) was right
         usage_ = None if hold.requested is not None else details["estimate"] or None
         credits = None if usage_ else hold.credits
-    rated = rate(book, settings, hold.feature, usage_, credits, model)
+    rated = rate(account, settings, hold.feature, usage_, credits, model)
     provider_cost = _provider_cost(rated, provider_cost)
     if not success:
         rated = replace(rated, credits=0)
     allocations = found.allocations
-    book.unreserve(allocations)
+    account.unreserve(allocations)
     charge = _charge(
-        book,
+        account,
         settings,
         rated,
         preferred=allocations,
@@ -296,28 +300,28 @@ def settle(
         hold_id=hold_id,
         would_refuse=None,
     )
-    book.finish_hold(holds.Finished(hold_id, HoldStatus.SETTLED, book.now, charge.usage_id))
-    expire_grants(book)
+    account.finish_hold(holds.Finished(hold_id, HoldStatus.SETTLED, account.now, charge.usage_id))
+    expire_grants(account)
     settled = replace(hold, status=HoldStatus.SETTLED, usage_id=charge.usage_id)
-    return replace(charge, available_after=book.available, hold=settled)
+    return replace(charge, available_after=account.available, hold=settled)
 
 
-def release_hold(book: AccountBook, _: Settings, found: FoundHold) -> Hold:
+def release_hold(account: LockedAccount, _: Settings, found: FoundHold) -> Hold:
     """Give all of the hold's credits back: the ``release`` verb."""
-    return release(book, found)
+    return release(account, found)
 
 
-def release(book: AccountBook, found: FoundHold) -> Hold:
+def release(account: LockedAccount, found: FoundHold) -> Hold:
     hold = found.hold
-    _pending(book, hold)
-    book.unreserve(found.allocations)
-    book.finish_hold(holds.Finished(hold.id, HoldStatus.RELEASED, book.now))
-    expire_grants(book)
+    _pending(account, hold)
+    account.unreserve(found.allocations)
+    account.finish_hold(holds.Finished(hold.id, HoldStatus.RELEASED, account.now))
+    expire_grants(account)
     return replace(hold, status=HoldStatus.RELEASED)
 
 
 def authorize_estimate(
-    book: AccountBook,
+    account: LockedAccount,
     settings: Settings,
     *,
     feature: str,
@@ -336,9 +340,9 @@ def authorize_estimate(
         raise InvalidRequest(
             f"ttl must be more than 0 and at most {settings.max_hold_ttl_seconds} s"
         )
-    rated = rate(book, settings, feature, estimate, credits, model)
+    rated = rate(account, settings, feature, estimate, credits, model)
     return authorize(
-        book,
+        account,
         settings,
         rated,
         ttl=timedelta(seconds=seconds),
@@ -349,15 +353,15 @@ def authorize_estimate(
     )
 
 
-def charge_usage(book: AccountBook, settings: Settings, event: UsageEvent) -> Charge:
+def charge_usage(account: LockedAccount, settings: Settings, event: UsageEvent) -> Charge:
     """Rate ``event`` and charge it in one step: the ``charge`` verb, and each event of a
     batch."""
-    rated = rate(book, settings, event.feature, event.usage, event.credits, event.model)
-    return charge(book, settings, rated, event)
+    rated = rate(account, settings, event.feature, event.usage, event.credits, event.model)
+    return charge(account, settings, rated, event)
 
 
 def check_usage(
-    book: AccountBook,
+    account: LockedAccount,
     settings: Settings,
     *,
     feature: str,
@@ -366,25 +370,25 @@ def check_usage(
     model: str | None,
 ) -> CheckResult:
     """Whether the usage would be allowed now, and its price: the ``check`` verb."""
-    return check(book, settings, rate(book, settings, feature, usage, credits, model))
+    return check(account, settings, rate(account, settings, feature, usage, credits, model))
 
 
-def charge(book: AccountBook, settings: Settings, rated: Rated, event: UsageEvent) -> Charge:
+def charge(account: LockedAccount, settings: Settings, rated: Rated, event: UsageEvent) -> Charge:
     """Charge ``event`` priced as ``rated``."""
     metadata = checked(event.metadata or {})
     provider_cost = _provider_cost(rated, event.provider_cost)
-    plan = plan_of(book)
+    plan = plan_of(account)
     feature = rated.feature
-    refused = _enforce(settings, _refusal(book, plan, feature))
+    refused = _enforce(settings, _refusal(account, plan, feature))
     unlimited = plan is not None and plan.is_unlimited(feature.pool)
     if not unlimited:
         # Counted only as far as the charge needs (the whole when short).
-        available = book.free_up_to(feature.pool, rated.credits) + _headroom(book)
+        available = account.free_up_to(feature.pool, rated.credits) + _headroom(account)
         if available < rated.credits:
-            shortage = _shortage(book, settings, feature, rated.credits, available)
+            shortage = _shortage(account, settings, feature, rated.credits, available)
             refused = _enforce(settings, shortage) or refused
     return _charge(
-        book,
+        account,
         settings,
         rated,
         preferred=(),
@@ -401,7 +405,7 @@ def charge(book: AccountBook, settings: Settings, rated: Rated, event: UsageEven
 
 
 def _charge(
-    book: AccountBook,
+    account: LockedAccount,
     settings: Settings,
     rated: Rated,
     *,
@@ -429,15 +433,16 @@ def _charge(
     if short:
         taken = {d.grant_id: d.credits for d in draws}
         others = (
-            g.moved(held=taken[g.id]) if g.id in taken else g for g in book.in_order(feature.pool)
+            g.moved(held=taken[g.id]) if g.id in taken else g
+            for g in account.in_order(feature.pool)
         )
         more, short = plan_draws(others, short)
         draws += more
-    debited = min(short, _headroom(book))
+    debited = min(short, _headroom(account))
     if unlimited and rated.credits:
-        _count_unlimited(book, feature.pool, rated.credits)
+        _count_unlimited(account, feature.pool, rated.credits)
     usage_id = new_id("use")
-    txn = book.consume(
+    txn = account.consume(
         draws,
         debited,
         _describe(rated, model),
@@ -447,7 +452,7 @@ def _charge(
     )
     record = UsageRecord(
         id=usage_id,
-        account_id=book.id,
+        account_id=account.id,
         feature=feature.key,
         feature_version=feature.version,
         model=model,
@@ -461,19 +466,19 @@ def _charge(
         unlimited=unlimited,
         success=success,
         hold_id=hold_id,
-        created_at=book.now,
+        created_at=account.now,
         metadata=dict(metadata),
         unknown_model=rated.unknown_model,
         price_book_version=rated.price_book_version,
         provider_cost=provider_cost,
     )
-    book.record_usage(NewUsage(record, feature.pool, provider_cost, txn.id, event))
-    start = book.row.account.period_start
-    allowance = allowance_state(book.period_allowances(), start, feature.pool)
-    available = book.available
+    account.record_usage(NewUsage(record, feature.pool, provider_cost, txn.id, event))
+    start = account.row.account.period_start
+    allowance = allowance_state(account.period_allowances(), start, feature.pool)
+    available = account.available
     return Charge(
         usage_id=usage_id,
-        account_id=book.id,
+        account_id=account.id,
         feature=feature.key,
         credits=rated.credits,
         charged=record.charged,
@@ -488,23 +493,25 @@ def _charge(
     )
 
 
-def check(book: AccountBook, settings: Settings, rated: Rated) -> CheckResult:
+def check(account: LockedAccount, settings: Settings, rated: Rated) -> CheckResult:
     """Whether a usage would be allowed now, and what it would cost; changes nothing."""
-    plan = plan_of(book)
+    plan = plan_of(account)
     feature = rated.feature
-    available = free_credits(book.grants, feature.pool, book.now) + _headroom(book)
-    refusal = _refusal(book, plan, feature)
+    available = free_credits(account.grants, feature.pool, account.now) + _headroom(account)
+    refusal = _refusal(account, plan, feature)
     unlimited = plan is not None and plan.is_unlimited(feature.pool)
     if refusal is None and not unlimited and available < rated.credits:
-        refusal = _shortage(book, settings, feature, rated.credits, available)
-    allowance = allowance_state(book.grants, book.row.account.period_start, feature.pool)
+        refusal = _shortage(account, settings, feature, rated.credits, available)
+    allowance = allowance_state(account.grants, account.row.account.period_start, feature.pool)
     enforcing = settings.enforcement is Enforcement.ENFORCE
     return CheckResult(
         allowed=refusal is None or not enforcing,
         cost=rated.credits,
         available=available,
         reason=None if refusal is None or settings.enforcement is Enforcement.OFF else refusal.code,
-        warnings=tuple(balance_warnings(settings, book.available, allowance, unlimited=unlimited)),
+        warnings=tuple(
+            balance_warnings(settings, account.available, allowance, unlimited=unlimited)
+        ),
     )
 
 

@@ -22,7 +22,7 @@ from creditmeter.core.ids import new_id
 from creditmeter.core.payments import InvalidSignature, Money, PaymentEvent, Purchase
 from creditmeter.core.settings import Settings
 from creditmeter.service import purchases, subscriptions
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.purchases import Outcome, flagged, ignored
 from creditmeter.service.unit_of_work import UnitOfWork, UnitsOfWork
 from creditmeter.store import outbox
@@ -106,7 +106,7 @@ def apply(uow: UnitOfWork, event: PaymentEvent, provider: str) -> str:
     if isinstance(subject, Outcome):
         return _finish(conn, event, subject, uow.now)
     account_id, purchase = subject
-    book = uow.lock(account_id)
+    account = uow.lock(account_id)
     current = store.get_event(conn, event.id, lock=True)
     if current is None or current["status"] != "received":
         return "received" if current is None else str(current["status"])
@@ -114,9 +114,9 @@ def apply(uow: UnitOfWork, event: PaymentEvent, provider: str) -> str:
         purchase = store.get_purchase(conn, purchase.id)  # as it is under the lock
         assert purchase is not None
     settings = uow.settings
-    outcome = _act(book, settings, event, purchase)
-    uow.check_alerts(book, settings)
-    uow.save(book)
+    outcome = _act(account, settings, event, purchase)
+    uow.check_alerts(account, settings)
+    uow.save(account)
     return _finish(conn, event, outcome, uow.now)
 
 
@@ -179,22 +179,26 @@ def _subject(
 
 
 def _act(
-    book: AccountBook, settings: Settings, event: PaymentEvent, purchase: Purchase | None
+    account: LockedAccount, settings: Settings, event: PaymentEvent, purchase: Purchase | None
 ) -> Outcome:
     obj = event.object
     if event.type in subscriptions.EVENTS:
-        return subscriptions.apply(book, event)
+        return subscriptions.apply(account, event)
     assert purchase is not None
     if event.type in FULFILLING:
         if not _paid(obj):
             return ignored("not paid yet", purchase)
         session_id, intent_id = _provider_ids(event)
         return purchases.fulfil(
-            book, purchase, _amount_paid(event), session_id=session_id, payment_intent_id=intent_id
+            account,
+            purchase,
+            _amount_paid(event),
+            session_id=session_id,
+            payment_intent_id=intent_id,
         )
     if event.type in FAILING:
-        return purchases.fail(book, settings, purchase, _failure_reason(obj))
-    return purchases.claw_back(book, settings, purchase, int(obj.get("amount_refunded") or 0))
+        return purchases.fail(account, settings, purchase, _failure_reason(obj))
+    return purchases.claw_back(account, settings, purchase, int(obj.get("amount_refunded") or 0))
 
 
 def _metadata(obj: Mapping[str, Any]) -> dict[str, str]:

@@ -41,7 +41,7 @@ from creditmeter.core.types import (
     TransactionType,
 )
 from creditmeter.service import audit
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.store import accounts, catalog, outbox
 from creditmeter.store import payments as store
@@ -205,16 +205,16 @@ def start_external(
     return purchase
 
 
-# Fulfilment, failure and refunds: each with the purchase's account locked in ``book``.
+# Fulfilment, failure and refunds: each with the purchase's account locked in ``account``.
 
 
-def _save(book: AccountBook, before: Purchase, after: Purchase) -> None:
-    if not store.save_purchase(book.conn, before, after):
+def _save(account: LockedAccount, before: Purchase, after: Purchase) -> None:
+    if not store.save_purchase(account.conn, before, after):
         raise ConcurrentUpdate(f"purchase {before.id} changed under this use case")
 
 
 def fulfil(
-    book: AccountBook,
+    account: LockedAccount,
     purchase: Purchase,
     paid: Money,
     *,
@@ -227,10 +227,10 @@ def fulfil(
         note = f"paid {paid}, the purchase costs {purchase.price}: not credited"
         if purchase.status is PurchaseStatus.PENDING:
             _save(
-                book,
+                account,
                 purchase,
                 replace(
-                    purchase, status=PurchaseStatus.PAID, failure_reason=note, paid_at=book.now
+                    purchase, status=PurchaseStatus.PAID, failure_reason=note, paid_at=account.now
                 ),
             )
         return flagged(note, purchase)
@@ -241,14 +241,14 @@ def fulfil(
         if purchase.kind is PurchaseKind.AUTO_RECHARGE
         else GrantSource.PURCHASE
     )
-    g = book.open_grant(source, pool=ANY_POOL, reference=f"purchase:{purchase.id}")
+    g = account.open_grant(source, pool=ANY_POOL, reference=f"purchase:{purchase.id}")
     bought = purchase.credits - purchase.bonus_credits
-    txn = book.post(
+    txn = account.post(
         TransactionType.PURCHASE,
         [
             Posting(SystemAccount.ISSUANCE_PURCHASE.value, -bought),
             Posting(SystemAccount.ISSUANCE_BONUS.value, -purchase.bonus_credits),
-            Posting(book.wallet, purchase.credits, g.id),
+            Posting(account.wallet, purchase.credits, g.id),
         ],
         {g.id: GrantChange(remaining=purchase.credits, amount=purchase.credits)},
         f"{purchase.credits} credits bought (package {purchase.package_id})",
@@ -259,16 +259,16 @@ def fulfil(
             "currency": paid.currency,
         },
     )
-    repay_debt(book, [g.id])
+    repay_debt(account, [g.id])
     _save(
-        book,
+        account,
         purchase,
         replace(
             purchase,
             status=PurchaseStatus.FULFILLED,
             amount_paid=paid.amount,
-            paid_at=purchase.paid_at or book.now,
-            fulfilled_at=book.now,
+            paid_at=purchase.paid_at or account.now,
+            fulfilled_at=account.now,
             transaction_id=txn.id,
             session_id=purchase.session_id or session_id,
             payment_intent_id=purchase.payment_intent_id or payment_intent_id,
@@ -276,9 +276,9 @@ def fulfil(
         ),
     )
     if purchase.kind is PurchaseKind.AUTO_RECHARGE:
-        _recharge_ended(book, purchase, failure=None, settings=None)
+        _recharge_ended(account, purchase, failure=None, settings=None)
     notify(
-        book,
+        account,
         "purchase.fulfilled",
         purchase,
         credits=purchase.credits,
@@ -288,20 +288,20 @@ def fulfil(
     return applied(f"{purchase.credits} credits credited", purchase)
 
 
-def fail(book: AccountBook, settings: Settings, purchase: Purchase, reason: str) -> Outcome:
+def fail(account: LockedAccount, settings: Settings, purchase: Purchase, reason: str) -> Outcome:
     """A payment that did not go through: the purchase fails (an auto-recharge counts a
     failure); a purchase already paid or failed is left as it is."""
     if purchase.status is not PurchaseStatus.PENDING:
         return ignored(f"the purchase is {purchase.status.value} already", purchase)
-    _save(book, purchase, replace(purchase, status=PurchaseStatus.FAILED, failure_reason=reason))
+    _save(account, purchase, replace(purchase, status=PurchaseStatus.FAILED, failure_reason=reason))
     if purchase.kind is PurchaseKind.AUTO_RECHARGE:
-        _recharge_ended(book, purchase, failure=reason, settings=settings)
-    notify(book, "purchase.failed", purchase, reason=reason)
+        _recharge_ended(account, purchase, failure=reason, settings=settings)
+    notify(account, "purchase.failed", purchase, reason=reason)
     return applied(f"payment failed: {reason}", purchase)
 
 
 def claw_back(
-    book: AccountBook,
+    account: LockedAccount,
     settings: Settings,
     purchase: Purchase,
     refunded_total: int,
@@ -314,7 +314,9 @@ def claw_back(
         if purchase.status in OPEN_STATUSES:
             note = "refunded before it was credited"
             _save(
-                book, purchase, replace(purchase, status=PurchaseStatus.FAILED, failure_reason=note)
+                account,
+                purchase,
+                replace(purchase, status=PurchaseStatus.FAILED, failure_reason=note),
             )
             return applied(note, purchase)
         return ignored(f"the purchase is {purchase.status.value}: nothing to claw back", purchase)
@@ -323,14 +325,14 @@ def claw_back(
         return ignored("this refund is applied already", purchase)
     target = clawback_target(purchase.credits, purchase.amount_paid, refunded_total)
     owed = target - purchase.credits_clawed_back
-    legs, changes, debt, unrecovered = _reversal_legs(book, settings, purchase, owed)
+    legs, changes, debt, unrecovered = _reversal_legs(account, settings, purchase, owed)
     taken = owed - unrecovered
     bonus = purchase.bonus_credits * taken // purchase.credits
     legs += [
         Posting(SystemAccount.ISSUANCE_PURCHASE.value, taken - bonus),
         Posting(SystemAccount.ISSUANCE_BONUS.value, bonus),
     ]
-    book.post(
+    account.post(
         TransactionType.REVERSAL,
         legs,
         changes,
@@ -342,7 +344,7 @@ def claw_back(
     )
     whole = refunded_total >= purchase.amount_paid
     _save(
-        book,
+        account,
         purchase,
         replace(
             purchase,
@@ -353,7 +355,7 @@ def claw_back(
             credits_unrecovered=purchase.credits_unrecovered + unrecovered,
         ),
     )
-    notify(book, "purchase.refunded", purchase, credits=owed, debt=debt, unrecovered=unrecovered)
+    notify(account, "purchase.refunded", purchase, credits=owed, debt=debt, unrecovered=unrecovered)
     return applied(
         f"{owed} credits clawed back ({debt} owed as debt, {unrecovered} recorded as owed)",
         purchase,
@@ -361,36 +363,36 @@ def claw_back(
 
 
 def _reversal_legs(
-    book: AccountBook, settings: Settings, purchase: Purchase, owed: Credits
+    account: LockedAccount, settings: Settings, purchase: Purchase, owed: Credits
 ) -> tuple[list[Posting], dict[str, GrantChange], Credits, Credits]:
     """The account's side of a clawback, its debt and what is only recorded as owed: the
     purchase's own unspent credits first; the spent rest per ``refund_shortfall``."""
-    own = [g for g in book.grants if g.reference == f"purchase:{purchase.id}"]
+    own = [g for g in account.grants if g.reference == f"purchase:{purchase.id}"]
     draws, short = plan_draws(own, owed)
     debt = unrecovered = 0
     if short and settings.refund_shortfall is RefundShortfall.DEBT:
         unrecovered = short
     elif short:
-        others = [g for g in consumption_order(book.grants, None, book.now) if g not in own]
+        others = [g for g in consumption_order(account.grants, None, account.now) if g not in own]
         more, debt = plan_draws(others, short)
         draws += more
     merged = merge_draws(draws)
-    legs = [Posting(book.wallet, -d.credits, d.grant_id) for d in merged]
+    legs = [Posting(account.wallet, -d.credits, d.grant_id) for d in merged]
     if debt:
-        legs.append(Posting(book.wallet, -debt))
+        legs.append(Posting(account.wallet, -debt))
     changes = {d.grant_id: GrantChange(remaining=-d.credits) for d in merged}
     return legs, changes, debt, unrecovered
 
 
-def notify(book: AccountBook, topic: str, purchase: Purchase, **details: object) -> None:
+def notify(account: LockedAccount, topic: str, purchase: Purchase, **details: object) -> None:
     """An event for those who listen (outgoing webhooks, email), queued in the outbox
     with the change."""
     outbox.enqueue(
-        book.conn,
+        account.conn,
         new_id("job"),
         f"event.{topic}",
         {"account_id": purchase.account_id, "purchase_id": purchase.id, **details},
-        book.now,
+        account.now,
     )
 
 
@@ -398,7 +400,7 @@ def notify(book: AccountBook, topic: str, purchase: Purchase, **details: object)
 
 
 def configure_auto_recharge(
-    book: AccountBook,
+    account: LockedAccount,
     *,
     enabled: bool,
     threshold: object,
@@ -414,16 +416,16 @@ def configure_auto_recharge(
     if enabled and (package_id is None or not payment_method):
         raise InvalidRequest("auto-recharge needs a package and a saved payment method")
     if package_id is not None:
-        package = get_package(book.conn, identifier(package_id, "a package id"))
+        package = get_package(account.conn, identifier(package_id, "a package id"))
         if enabled and not package.active:
             raise InvalidRequest(f"package {package_id!r} is not for sale")
         if monthly_cap is not None and enabled and package.price.amount > monthly_cap:
             raise InvalidRequest(
                 f"the monthly cap {monthly_cap} is below the package's price {package.price}"
             )
-    current = store.get_auto_recharge(book.conn, book.id)
+    current = store.get_auto_recharge(account.conn, account.id)
     config = AutoRecharge(
-        account_id=book.id,
+        account_id=account.id,
         enabled=enabled,
         threshold=threshold,
         package_id=package_id,
@@ -431,39 +433,41 @@ def configure_auto_recharge(
         monthly_cap=monthly_cap if isinstance(monthly_cap, int) else None,
         pending_purchase_id=None if current is None else current.pending_purchase_id,
     )
-    store.put_auto_recharge(book.conn, config, book.now)
-    book.row.recharge_below = threshold if enabled else None
-    accounts.set_recharge_below(book.conn, book.id, book.row.recharge_below)
+    store.put_auto_recharge(account.conn, config, account.now)
+    account.row.recharge_below = threshold if enabled else None
+    accounts.set_recharge_below(account.conn, account.id, account.row.recharge_below)
     return config
 
 
-def start_recharge_if_low(book: AccountBook, settings: Settings, provider: str) -> bool:
+def start_recharge_if_low(account: LockedAccount, settings: Settings, provider: str) -> bool:
     """Start one auto-recharge if the account is below its threshold, none is in flight,
     the last failure is far enough behind, and the monthly cap allows it: a pending
     purchase and a job that charges it, queued with the change that caused it; whether
     one was."""
-    threshold = book.row.recharge_below
-    if threshold is None or book.available >= threshold:
+    threshold = account.row.recharge_below
+    if threshold is None or account.available >= threshold:
         return False
-    config = store.get_auto_recharge(book.conn, book.id)
+    config = store.get_auto_recharge(account.conn, account.id)
     if config is None or not config.enabled or config.pending_purchase_id is not None:
         return False
-    if config.retry_at is not None and book.now < config.retry_at:
+    if config.retry_at is not None and account.now < config.retry_at:
         return False
     assert config.package_id is not None
-    package = get_package(book.conn, config.package_id)
+    package = get_package(account.conn, config.package_id)
     if config.monthly_cap is not None:
-        month = book.now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        month = account.now.astimezone(UTC).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
         spent = sum(
             m.amount
-            for m in store.recharged_since(book.conn, book.id, month)
+            for m in store.recharged_since(account.conn, account.id, month)
             if m.currency == package.price.currency
         )
         if spent + package.price.amount > config.monthly_cap:
             return False
     purchase = Purchase(
         id=new_id("pur"),
-        account_id=book.id,
+        account_id=account.id,
         package_id=package.id,
         kind=PurchaseKind.AUTO_RECHARGE,
         status=PurchaseStatus.PENDING,
@@ -471,47 +475,49 @@ def start_recharge_if_low(book: AccountBook, settings: Settings, provider: str) 
         bonus_credits=package.bonus_credits,
         price=package.price,
         provider=provider,
-        created_at=book.now,
+        created_at=account.now,
     )
-    store.insert_purchase(book.conn, purchase)
-    store.put_auto_recharge(book.conn, replace(config, pending_purchase_id=purchase.id), book.now)
+    store.insert_purchase(account.conn, purchase)
+    store.put_auto_recharge(
+        account.conn, replace(config, pending_purchase_id=purchase.id), account.now
+    )
     outbox.enqueue(
-        book.conn,
+        account.conn,
         new_id("job"),
         AUTO_RECHARGE_JOB,
         {"purchase_id": purchase.id},
-        book.now,
+        account.now,
         dedupe_key=f"recharge:{purchase.id}",
     )
     return True
 
 
 def _recharge_ended(
-    book: AccountBook, purchase: Purchase, *, failure: str | None, settings: Settings | None
+    account: LockedAccount, purchase: Purchase, *, failure: str | None, settings: Settings | None
 ) -> None:
-    config = store.get_auto_recharge(book.conn, book.id)
+    config = store.get_auto_recharge(account.conn, account.id)
     if config is None or config.pending_purchase_id != purchase.id:
         return
     config = replace(config, pending_purchase_id=None)
     if failure is None:
         config = replace(config, consecutive_failures=0, retry_at=None)
         price = {"amount": purchase.price.amount, "currency": purchase.price.currency}
-        notify(book, "recharge.succeeded", purchase, credits=purchase.credits, price=price)
+        notify(account, "recharge.succeeded", purchase, credits=purchase.credits, price=price)
     else:
         assert settings is not None
         failures = config.consecutive_failures + 1
         config = replace(
             config,
             consecutive_failures=failures,
-            retry_at=book.now + timedelta(seconds=settings.auto_recharge_retry_seconds),
+            retry_at=account.now + timedelta(seconds=settings.auto_recharge_retry_seconds),
         )
         if failures >= settings.auto_recharge_max_failures:
             reason = f"disabled after {failures} failed recharges; last: {failure}"
             config = replace(config, enabled=False, disabled_reason=reason)
-            book.row.recharge_below = None
-            accounts.set_recharge_below(book.conn, book.id, None)
+            account.row.recharge_below = None
+            accounts.set_recharge_below(account.conn, account.id, None)
         notify(
-            book,
+            account,
             "recharge.failed",
             purchase,
             reason=failure,
@@ -519,5 +525,5 @@ def _recharge_ended(
             auto_recharge_disabled=not config.enabled,
         )
         if not config.enabled:
-            notify(book, "auto_recharge.disabled", purchase, reason=config.disabled_reason)
-    store.put_auto_recharge(book.conn, config, book.now)
+            notify(account, "auto_recharge.disabled", purchase, reason=config.disabled_reason)
+    store.put_auto_recharge(account.conn, config, account.now)

@@ -23,7 +23,7 @@ from creditmeter.core.payments import (
 from creditmeter.core.settings import Settings
 from creditmeter.payments.provider import CheckoutRequest, PaymentProvider
 from creditmeter.service import audit, purchases
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.purchases import Outcome
 from creditmeter.service.unit_of_work import IdempotencyKey, UnitOfWork, UnitsOfWork, replay
 from creditmeter.store import accounts
@@ -118,22 +118,22 @@ def refund(
     provider.refund(purchase, amount, idempotency_key=refund_key)
     refunded = amount
 
-    def claw_back(book: AccountBook, settings: Settings) -> Purchase:
+    def claw_back(account: LockedAccount, settings: Settings) -> Purchase:
         outcome = purchases.claw_back(
-            book, settings, current(book, purchase_id), total, reason=reason
+            account, settings, current(account, purchase_id), total, reason=reason
         )
         if outcome.status == "applied":
             details = {"amount": refunded, "currency": purchase.price.currency, "reason": reason}
             audit.record(
-                book.conn,
-                book.now,
+                account.conn,
+                account.now,
                 actor,
                 Action.PURCHASE_REFUNDED,
-                account_id=book.id,
+                account_id=account.id,
                 subject_id=purchase_id,
                 details=details,
             )
-        return current(book, purchase_id)
+        return current(account, purchase_id)
 
     return units.on_account(purchase.account_id, claw_back, key)
 
@@ -160,9 +160,9 @@ def recharge(units: UnitsOfWork, provider: PaymentProvider, purchase_id: str) ->
         return
     units.on_account(
         purchase.account_id,
-        lambda book, _: purchases.fulfil(
-            book,
-            current(book, purchase_id),
+        lambda account, _: purchases.fulfil(
+            account,
+            current(account, purchase_id),
             purchase.price,
             session_id=None,
             payment_intent_id=intent,
@@ -176,17 +176,17 @@ def fail(
     """Fail a pending purchase (recording the provider's intent, if it made one) under its
     account's lock."""
 
-    def failed(book: AccountBook, settings: Settings) -> Outcome:
-        found = current(book, purchase_id)
+    def failed(account: LockedAccount, settings: Settings) -> Outcome:
+        found = current(account, purchase_id)
         if payment_intent_id is not None and found.payment_intent_id is None:
             payments_store.set_provider_ids(
-                book.conn,
+                account.conn,
                 purchase_id,
                 session_id=found.session_id,
                 payment_intent_id=payment_intent_id,
             )
-            found = current(book, purchase_id)
-        return purchases.fail(book, settings, found, reason)
+            found = current(account, purchase_id)
+        return purchases.fail(account, settings, found, reason)
 
     units.on_account(get(units, purchase_id).account_id, failed)
 
@@ -211,8 +211,8 @@ def get(units: UnitsOfWork, purchase_id: str) -> Purchase:
     return found
 
 
-def current(book: AccountBook, purchase_id: str) -> Purchase:
+def current(account: LockedAccount, purchase_id: str) -> Purchase:
     """A purchase as it is under its account's lock."""
-    found = payments_store.get_purchase(book.conn, purchase_id)
+    found = payments_store.get_purchase(account.conn, purchase_id)
     assert found is not None
     return found

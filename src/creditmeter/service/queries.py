@@ -17,7 +17,7 @@ from creditmeter.core.records import Balance, Page, PoolBalance, Transaction, Us
 from creditmeter.core.settings import Settings, balance_warnings
 from creditmeter.core.types import ANY_POOL, PURCHASED_SOURCES, TransactionType
 from creditmeter.service import csv_export
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.maintenance import plan_of
 from creditmeter.store import ledger, usage
 from creditmeter.store.usage import GROUPINGS, GroupBy
@@ -25,15 +25,15 @@ from creditmeter.store.usage import GROUPINGS, GroupBy
 MAX_PAGE = 1000
 
 
-def balance(book: AccountBook, settings: Settings) -> Balance:
-    plan = plan_of(book)
-    start = book.row.account.period_start
-    free = book.free_by_pool()
-    grants = book.period_allowances()
+def balance(account: LockedAccount, settings: Settings) -> Balance:
+    plan = plan_of(account)
+    start = account.row.account.period_start
+    free = account.free_by_pool()
+    grants = account.period_allowances()
     unlimited_pools = [
         p for p in (plan.allowances if plan else {}) if plan and plan.is_unlimited(p)
     ]
-    used_by_pool = usage.unlimited_used(book.conn, book.id, start) if unlimited_pools else {}
+    used_by_pool = usage.unlimited_used(account.conn, account.id, start) if unlimited_pools else {}
 
     def unlimited_used(pool: str) -> int | None:
         """Credits used on the unlimited allowance of ``pool`` (``*``: of every pool)."""
@@ -50,21 +50,21 @@ def balance(book: AccountBook, settings: Settings) -> Balance:
         )
         for pool in sorted(plan.allowances if plan is not None else ())
     }
-    available = book.available
+    available = account.available
     return Balance(
-        account_id=book.id,
+        account_id=account.id,
         available=available,
-        held=book.row.held,
-        debt=book.row.debt,
+        held=account.row.held,
+        debt=account.row.debt,
         allowance=allowance,
         period_start=start,
-        period_end=book.row.account.period_end,
+        period_end=account.row.account.period_end,
         purchased_available=sum(n for (_, s), n in free.items() if s in PURCHASED_SOURCES),
         pools=pools,
         warnings=tuple(
             balance_warnings(settings, available, allowance, unlimited=ANY_POOL in unlimited_pools)
         ),
-        status=book.row.account.status,
+        status=account.row.account.status,
     )
 
 

@@ -19,7 +19,7 @@ from creditmeter.core.rerating import RerateBooking, RerateLine, RerateReport
 from creditmeter.core.settings import Settings, settings_from_json
 from creditmeter.core.types import ANY_POOL, GrantSource, SystemAccount, TransactionType
 from creditmeter.service import audit as audit_service
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.maintenance import repay_debt
 from creditmeter.service.unit_of_work import IdempotencyKey, UnitOfWork
 from creditmeter.store import catalog, ledger, prices, usage
@@ -127,7 +127,7 @@ def book(
     found = report(uow.conn, start, end, to_version, account)
     lines = {line.key: line for line in found.accounts if line.difference}
     booking_id = new_id("rrt")
-    books = uow.lock_many(list(lines))
+    locked = uow.lock_many(list(lines))
     # A retry that waited for the locks of the call it repeats finds its result.
     first = uow.replay(key)
     if first is not None:
@@ -135,8 +135,8 @@ def book(
     settings = uow.settings
     booked: list[Transaction] = []
     for account_id in sorted(lines):
-        account_book = books[account_id]
-        txn = book_difference(account_book, found, lines[account_id], booking_id)
+        locked_account = locked[account_id]
+        txn = book_difference(locked_account, found, lines[account_id], booking_id)
         booked.append(txn)
         details = {
             "rerate": booking_id,
@@ -154,8 +154,8 @@ def book(
             subject_id=txn.id,
             details=details,
         )
-        uow.check_alerts(account_book, settings)
-        uow.save(account_book)
+        uow.check_alerts(locked_account, settings)
+        uow.save(locked_account)
     booking = RerateBooking(booking_id, to_version, start, end, account, tuple(booked))
     if key is not None:
         uow.remember(key, booking)
@@ -163,19 +163,19 @@ def book(
 
 
 def book_difference(
-    book: AccountBook, report: RerateReport, line: RerateLine, booking_id: str
+    account: LockedAccount, report: RerateReport, line: RerateLine, booking_id: str
 ) -> Transaction:
     """The account's re-rated difference as one ``adjustment`` transaction: an
     under-charge drawn from its grants in consumption order (the rest taken on as debt, as
     a clawback of spent credits is) into consumption; an over-charge out of consumption
     into a new ``refund`` grant of every pool, which repays debt first. Refused if a
     re-rating of this account was booked for a window that overlaps this one."""
-    _refuse_overlap(book, report)
+    _refuse_overlap(account, report)
     owed = line.difference
     metadata = {
         "rerate": booking_id,
         "version": report.version,
-        "rated_versions": list(report.rated_versions.get(book.id, ())),
+        "rated_versions": list(report.rated_versions.get(account.id, ())),
         "since": report.since.isoformat(),
         "until": report.until.isoformat(),
         "records": line.records,
@@ -184,13 +184,13 @@ def book_difference(
     }
     window = f"usage from {report.since.isoformat()} until {report.until.isoformat()}"
     if owed > 0:
-        ordered = consumption_order(book.grants, None, book.now)
+        ordered = consumption_order(account.grants, None, account.now)
         draws, debt = plan_draws(ordered, owed)
         merged = merge_draws(draws)
-        legs = [Posting(book.wallet, -d.credits, d.grant_id) for d in merged]
-        legs += [Posting(book.wallet, -debt), Posting(SystemAccount.CONSUMPTION.value, owed)]
+        legs = [Posting(account.wallet, -d.credits, d.grant_id) for d in merged]
+        legs += [Posting(account.wallet, -debt), Posting(SystemAccount.CONSUMPTION.value, owed)]
         changes = {d.grant_id: GrantChange(remaining=-d.credits) for d in merged}
-        return book.post(
+        return account.post(
             TransactionType.ADJUSTMENT,
             legs,
             changes,
@@ -199,28 +199,30 @@ def book_difference(
             metadata=metadata | {"debt": debt},
         )
     given = -owed
-    g = book.open_grant(GrantSource.REFUND, pool=ANY_POOL, reference=f"rerate:{booking_id}")
-    txn = book.post(
+    g = account.open_grant(GrantSource.REFUND, pool=ANY_POOL, reference=f"rerate:{booking_id}")
+    txn = account.post(
         TransactionType.ADJUSTMENT,
-        [Posting(SystemAccount.CONSUMPTION.value, -given), Posting(book.wallet, given, g.id)],
+        [Posting(SystemAccount.CONSUMPTION.value, -given), Posting(account.wallet, given, g.id)],
         {g.id: GrantChange(remaining=given, amount=given)},
         f"{given} credits over-charged, given back: {window} re-rated under price book "
         f"version {report.version}",
         metadata=metadata | {"debt": 0},
     )
-    repay_debt(book, [g.id])
+    repay_debt(account, [g.id])
     return txn
 
 
-def _refuse_overlap(book: AccountBook, report: RerateReport) -> None:
+def _refuse_overlap(account: LockedAccount, report: RerateReport) -> None:
     """Refuse a second booking of the account's usage: its adjustments (read with its row
     locked, so two bookings cannot both miss each other) name the windows re-rated."""
-    for txn in ledger.page(book.conn, book.id, types=[TransactionType.ADJUSTMENT], limit=10_000):
+    for txn in ledger.page(
+        account.conn, account.id, types=[TransactionType.ADJUSTMENT], limit=10_000
+    ):
         since = datetime.fromisoformat(txn.metadata["since"])
         until = datetime.fromisoformat(txn.metadata["until"])
         if since < report.until and report.since < until:
             raise AlreadyRerated(
-                f"account {book.id!r}: usage from {since.isoformat()} until "
+                f"account {account.id!r}: usage from {since.isoformat()} until "
                 f"{until.isoformat()} was re-rated under price book version "
                 f"{txn.metadata['version']} and booked ({txn.id}, re-rating "
                 f"{txn.metadata['rerate']}): a window is booked once"

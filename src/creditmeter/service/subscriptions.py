@@ -19,7 +19,7 @@ from creditmeter.core.payments import PaymentEvent
 from creditmeter.core.periods import Period
 from creditmeter.core.types import GrantSource
 from creditmeter.service import accounts as accounts_service
-from creditmeter.service.book import AccountBook
+from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.maintenance import issue_allowance, post_expiry, renewed
 from creditmeter.service.purchases import Outcome, flagged, ignored
 from creditmeter.store import accounts, catalog
@@ -46,30 +46,30 @@ def account_of(conn: Connection, obj: Mapping[str, Any]) -> str | None:
     return accounts.id_of_payment_customer(conn, customer) if isinstance(customer, str) else None
 
 
-def apply(book: AccountBook, event: PaymentEvent) -> Outcome:
+def apply(account: LockedAccount, event: PaymentEvent) -> Outcome:
     obj = event.object
     if event.type == "invoice.paid":
-        return _renew(book, obj)
+        return _renew(account, obj)
     if event.type == "customer.subscription.deleted" or obj.get("status") in ENDED:
-        if book.row.account.plan is None:
+        if account.row.account.plan is None:
             return ignored("the account has no plan already")
-        book.row.account = replace(book.row.account, plan=None, pending_plan=None)
+        account.row.account = replace(account.row.account, plan=None, pending_plan=None)
         return Outcome("applied", "subscription ended: the account has no plan from now")
     if obj.get("status") not in LIVE:
         return ignored(f"a {obj.get('status')} subscription changes no plan yet")
     plan_key = _plan_key(obj)
     if plan_key is None:
         return flagged("the subscription names no plan (metadata.plan or a price lookup_key)")
-    if catalog.get_plan(book.conn, plan_key) is None:
+    if catalog.get_plan(account.conn, plan_key) is None:
         return flagged(f"the subscription names plan {plan_key!r}, which does not exist")
-    if plan_key in (book.row.account.plan, book.row.account.pending_plan):
+    if plan_key in (account.row.account.plan, account.row.account.pending_plan):
         return ignored(f"the account is on plan {plan_key!r} already")
-    account = accounts_service.change_plan(book, plan_key)
-    when = "from the next period" if account.pending_plan == plan_key else "now"
+    updated = accounts_service.change_plan(account, plan_key)
+    when = "from the next period" if updated.pending_plan == plan_key else "now"
     return Outcome("applied", f"plan changed to {plan_key!r} {when}")
 
 
-def _renew(book: AccountBook, invoice: Mapping[str, Any]) -> Outcome:
+def _renew(account: LockedAccount, invoice: Mapping[str, Any]) -> Outcome:
     """A paid invoice of a subscription starts the period it pays for: what is left of
     the current allowance expires, the plan's allowance for the new period is issued."""
     if not _subscription_id(invoice):
@@ -77,26 +77,26 @@ def _renew(book: AccountBook, invoice: Mapping[str, Any]) -> Outcome:
     period = _invoice_period(invoice)
     if period is None:
         return flagged("the invoice has no period")
-    plan_key = _plan_key(invoice) or book.row.account.plan
-    plan = None if plan_key is None else catalog.get_plan(book.conn, plan_key)
+    plan_key = _plan_key(invoice) or account.row.account.plan
+    plan = None if plan_key is None else catalog.get_plan(account.conn, plan_key)
     if plan is None:
         return flagged(f"the invoice's plan {plan_key!r} is not known")
     issued = any(
-        g.source is GrantSource.ALLOWANCE and g.period_start == period.start for g in book.grants
+        g.source is GrantSource.ALLOWANCE and g.period_start == period.start for g in account.grants
     )
-    if issued or period.start < book.row.account.period_start:
+    if issued or period.start < account.row.account.period_start:
         return ignored("this period's allowance is issued already")
-    current = [g for g in book.grants if g.source is GrantSource.ALLOWANCE and g.free > 0]
-    post_expiry(book, current, book.now)
-    book.row.account = replace(
-        book.row.account,
+    current = [g for g in account.grants if g.source is GrantSource.ALLOWANCE and g.free > 0]
+    post_expiry(account, current, account.now)
+    account.row.account = replace(
+        account.row.account,
         plan=plan.key,
         pending_plan=None,
         period_start=period.start,
         period_end=period.end,
     )
-    renewed(book, plan, period, issue_allowance(book, plan, period))
-    book.lower_due(period.end)
+    renewed(account, plan, period, issue_allowance(account, plan, period))
+    account.lower_due(period.end)
     return Outcome("applied", f"allowance of plan {plan.key!r} renewed to {period.end:%Y-%m-%d}")
 
 

@@ -1,14 +1,14 @@
 """The unit of work: one use case's transaction, from its first statement to its commit.
 
 A use case is a plain function of a :class:`UnitOfWork` and its arguments, or of an
-account the unit of work locked (an :class:`AccountBook`) and the settings in force. The
+account the unit of work locked (a :class:`LockedAccount`) and the settings in force. The
 use case reads and changes; the unit of work owns everything around it, in one place:
 
 - the transaction, and the one commit at its end (with the writes, in one round trip on
   PostgreSQL);
 - the account lock: this process's lock on the account, then its row lock, the account
-  brought up to date first (expired holds, an ended period, expired grants: that upkeep
-  is committed by itself, so a refusal that follows cannot undo it);
+  brought up to date first (expired holds, an ended period, expired grants: that
+  maintenance is committed by itself, so a refusal that follows cannot undo it);
 - idempotency: a keyed call's first result looked up under the lock and stored with the
   commit;
 - the outbox: whether the use case queued jobs that a worker should run soon;
@@ -34,7 +34,7 @@ from creditmeter.core.serialization import to_json
 from creditmeter.core.settings import Settings
 from creditmeter.service import alerts, idempotency, purchases
 from creditmeter.service import settings as settings_service
-from creditmeter.service.book import AccountBook, Appends
+from creditmeter.service.locked_account import LockedAccount, PendingWrites
 from creditmeter.service.maintenance import bring_up_to_date
 from creditmeter.store import accounts, database, holds
 from creditmeter.store import idempotency as idempotency_store
@@ -44,7 +44,7 @@ from creditmeter.store.errors import ConcurrentUpdate
 from creditmeter.store.idempotency import StoredResult
 
 T = TypeVar("T")
-AccountUseCase = Callable[[AccountBook, Settings], T]
+AccountUseCase = Callable[[LockedAccount, Settings], T]
 """A use case on one locked account: what it returns is the verb's result."""
 ATTEMPTS = 5
 """Tries of a use case that a concurrent writer or the moment refused."""
@@ -115,20 +115,20 @@ class UnitOfWork:
         self._caches = caches
         self._held = held
         self._payment_provider = payment_provider
-        self._saving: list[AccountBook] = []
+        self._saving: list[LockedAccount] = []
         self._keys: list[tuple[IdempotencyKey[Any], Any]] = []
-        self._appends: Appends | None = None
+        self._pending_writes: PendingWrites | None = None
 
     # The account lock.
 
-    def lock(self, account_id: str) -> AccountBook:
+    def lock(self, account_id: str) -> LockedAccount:
         """The account, locked until the commit and brought up to date."""
-        book, _ = self._lock(account_id, None)
-        return book
+        account, _ = self._lock(account_id, None)
+        return account
 
-    def lock_many(self, account_ids: Sequence[str]) -> dict[str, AccountBook]:
+    def lock_many(self, account_ids: Sequence[str]) -> dict[str, LockedAccount]:
         """The accounts of these ids that exist, locked in the order of their ids and
-        brought up to date; their books share one write of each table at the commit."""
+        brought up to date; they share one write of each table at the commit."""
         ids = sorted(set(account_ids))
         self._held.enter_context(self.db.account_locks(self.conn, *ids))
         found = accounts.lock_many_with_grants(self.conn, ids)
@@ -136,15 +136,15 @@ class UnitOfWork:
             if self.now >= row.due_at:
                 self._bring_up_to_date(row, loaded)
                 found[account_id] = self._relocked(account_id)
-        self._appends = self._appends or Appends()
+        self._pending_writes = self._pending_writes or PendingWrites()
         return {
-            account_id: self._book(row, loaded, self._appends)
+            account_id: self._locked_account(row, loaded, self._pending_writes)
             for account_id, (row, loaded) in found.items()
         }
 
-    def settings_of(self, book: AccountBook) -> Settings:
+    def settings_of(self, account: LockedAccount) -> Settings:
         """The settings in force, remembered for the version read with the account."""
-        return self._caches.settings(self.conn, book.row)
+        return self._caches.settings(self.conn, account.row)
 
     @property
     def settings(self) -> Settings:
@@ -187,19 +187,19 @@ class UnitOfWork:
         """``use_case`` on the account, locked and brought up to date; an alert checked
         after it (and an auto-recharge if it ``spends``), its changes saved with the
         commit. A key used before returns its first result and changes nothing."""
-        book, stored = self._lock(account_id, key)
+        account, stored = self._lock(account_id, key)
         if key is not None:
             first = idempotency.first_result(
                 key.key, stored, key.operation, key.fingerprint, key.result
             )
             if first is not None:
                 return first
-        settings = self.settings_of(book)
-        outcome = use_case(book, settings)
+        settings = self.settings_of(account)
+        outcome = use_case(account, settings)
         if spends:
-            self.recharge_if_low(book, settings)
-        self.check_alerts(book, settings)
-        self.save(book)
+            self.recharge_if_low(account, settings)
+        self.check_alerts(account, settings)
+        self.save(account)
         if isinstance(outcome, Charge):
             self.new_charges.append(outcome)
         if key is not None:
@@ -209,7 +209,7 @@ class UnitOfWork:
     def on_hold(
         self,
         hold_id: str,
-        use_case: Callable[[AccountBook, Settings, holds.FoundHold], T],
+        use_case: Callable[[LockedAccount, Settings, holds.FoundHold], T],
         key: IdempotencyKey[T] | None = None,
         *,
         spends: bool = False,
@@ -223,43 +223,43 @@ class UnitOfWork:
             raise NotFound("hold", hold_id)
         return self.on_account(
             found.hold.account_id,
-            lambda book, settings: use_case(book, settings, found),
+            lambda account, settings: use_case(account, settings, found),
             key,
             spends=spends,
         )
 
-    def check_alerts(self, book: AccountBook, settings: Settings) -> None:
+    def check_alerts(self, account: LockedAccount, settings: Settings) -> None:
         """Queue the balance and allowance alerts the account's level crossed."""
-        if alerts.check(book, settings):
+        if alerts.check(account, settings):
             self.jobs_queued = True
 
-    def recharge_if_low(self, book: AccountBook, settings: Settings) -> None:
+    def recharge_if_low(self, account: LockedAccount, settings: Settings) -> None:
         """Start an auto-recharge if the account fell below its threshold."""
-        if purchases.start_recharge_if_low(book, settings, self._payment_provider):
+        if purchases.start_recharge_if_low(account, settings, self._payment_provider):
             self.jobs_queued = True
 
-    def save(self, book: AccountBook) -> None:
-        """Write the book's changes with the commit."""
-        self._saving.append(book)
+    def save(self, account: LockedAccount) -> None:
+        """Write the locked account's changes with the commit."""
+        self._saving.append(account)
 
     # The commit.
 
     def commit(self) -> None:
         """Write what the use case changed and the keys' results, and commit: in one
         round trip on PostgreSQL, where a conditional change that misses is refused by
-        the database and makes the COMMIT a rollback. The writes of books locked
+        the database and makes the COMMIT a rollback. The writes of accounts locked
         together (a batch) go in statements of their own: their many rows are copied,
         which a pipeline cannot do."""
-        if self._appends is not None:
-            for book in self._saving:
-                book.save()
-            self._appends.write(self.conn)
+        if self._pending_writes is not None:
+            for account in self._saving:
+                account.save()
+            self._pending_writes.write(self.conn)
             self._write_keys()
             self.conn.commit()
             return
         with pipelined(self.conn, commit=True):
-            for book in self._saving:
-                book.save()
+            for account in self._saving:
+                account.save()
             self._write_keys()
 
     def _write_keys(self) -> None:
@@ -275,11 +275,11 @@ class UnitOfWork:
 
     def _lock(
         self, account_id: str, key: IdempotencyKey[Any] | None
-    ) -> tuple[AccountBook, StoredResult | None]:
+    ) -> tuple[LockedAccount, StoredResult | None]:
         """The account locked and brought up to date, and what is stored under ``key``:
         read in the round trip that takes the lock, once it is taken, so that a retry
-        waits for the call it repeats, then finds its result. The upkeep is committed by
-        itself, so a refusal that follows cannot undo it."""
+        waits for the call it repeats, then finds its result. The due maintenance is
+        committed by itself, so a refusal that follows cannot undo it."""
         self._held.enter_context(self.db.account_locks(self.conn, account_id))
         operators = key is not None and key.owner == idempotency_store.OPERATOR
         found, stored = accounts.lock_with_grants_and_key(
@@ -294,25 +294,25 @@ class UnitOfWork:
             row, loaded = self._relocked(account_id)
         if key is not None and not operators:
             stored = idempotency_store.find(self.conn, key.key, key.owner)
-        return self._book(row, loaded), stored
+        return self._locked_account(row, loaded), stored
 
     def _bring_up_to_date(self, row: AccountRow, loaded: list[Grant]) -> None:
-        book = AccountBook(self.conn, row, self.now, loaded=loaded)
-        bring_up_to_date(book)
-        alerts.check(book, self.settings)
-        book.save()
+        account = LockedAccount(self.conn, row, self.now, loaded=loaded)
+        bring_up_to_date(account)
+        alerts.check(account, self.settings)
+        account.save()
 
     def _relocked(self, account_id: str) -> tuple[AccountRow, list[Grant]]:
-        """The account and its grants read again, as their upkeep left them."""
+        """The account and its grants read again, as bringing them up to date left them."""
         found = accounts.lock_with_grants(self.conn, account_id)
         assert found is not None
         return found
 
-    def _book(
-        self, row: AccountRow, loaded: list[Grant], appends: Appends | None = None
-    ) -> AccountBook:
+    def _locked_account(
+        self, row: AccountRow, loaded: list[Grant], pending_writes: PendingWrites | None = None
+    ) -> LockedAccount:
         memo = self._caches.catalog(row)
-        return AccountBook(self.conn, row, self.now, memo, appends, loaded=loaded)
+        return LockedAccount(self.conn, row, self.now, memo, pending_writes, loaded=loaded)
 
 
 @dataclass
@@ -367,7 +367,7 @@ class UnitsOfWork:
     def on_hold(
         self,
         hold_id: str,
-        use_case: Callable[[AccountBook, Settings, holds.FoundHold], T],
+        use_case: Callable[[LockedAccount, Settings, holds.FoundHold], T],
         key: IdempotencyKey[T] | None = None,
         *,
         spends: bool = False,
@@ -376,16 +376,16 @@ class UnitsOfWork:
         return self.run(lambda uow: uow.on_hold(hold_id, use_case, key, spends=spends))
 
     def read_account(self, account_id: str, query: AccountUseCase[T]) -> T:
-        """Answer from a snapshot; an account whose upkeep is due is brought up to date
-        (and so written) first."""
+        """Answer from a snapshot; an account that is due is brought up to date (and so
+        written) first."""
         with self.db.read() as conn:
             now = self.now()
             row = accounts.get(conn, account_id)
             if row is None:
                 raise NotFound("account", account_id)
             if now < row.due_at:
-                book = AccountBook(conn, row, now, self.caches.catalog(row))
-                return query(book, self.caches.settings(conn, row))
+                account = LockedAccount(conn, row, now, self.caches.catalog(row))
+                return query(account, self.caches.settings(conn, row))
         return self.on_account(account_id, query)
 
 

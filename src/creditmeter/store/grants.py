@@ -49,7 +49,7 @@ _FOR_ACCOUNT = _statements.Statement(
 )
 LOAD_CAP = 8
 """The most live grants a use case loads with the account's lock: an account with more
-is read through the indexes, as far as each use case needs (see ``AccountBook``)."""
+is read through the indexes, as far as each use case needs (see ``LockedAccount``)."""
 FOR_ACCOUNT_AS_STORED = _statements.Statement(
     sa.select(grants)
     .where(

@@ -1,12 +1,13 @@
-"""One account, locked for one use case: its totals, its grants and the ledger writes.
+"""The account aggregate a unit of work locked: its totals, its grants and its ledger
+writes, saved at the commit.
 
-Every change of credits goes through :meth:`AccountBook.post`, which makes one ledger
+Every change of credits goes through :meth:`LockedAccount.post`, which makes one ledger
 transaction whose postings sum to zero, applies the postings to the grants and moves the
-account's running totals with them. The book keeps the grants it has read up to date in
-memory and writes in bulk when it is saved: the holds it opened or finished, the changes
-of each grant as one conditional update, the transactions, postings and usage records as
-one insert each, however many operations the use case did (a batch of usage is one
-save). On PostgreSQL the save is pipelined: one round trip for all its statements.
+account's running totals with them. The locked account keeps the grants it has read up
+to date in memory and writes in bulk when it is saved: the holds it opened or finished,
+the changes of each grant as one conditional update, the transactions, postings and usage
+records as one insert each, however many operations the use case did (a batch of usage
+is one save). On PostgreSQL the save is pipelined: one round trip for all its statements.
 """
 
 from __future__ import annotations
@@ -49,13 +50,13 @@ from creditmeter.store.usage import NewUsage
 T = TypeVar("T")
 
 
-class Appends:
-    """What one or more books write, written together: new and finished holds, the ledger
-    transactions and usage records, one insert a table for a whole batch of accounts; and
-    the grants' changes and the accounts' running totals of books that share it, one
-    statement of each (sent in one round trip) for the whole batch. Their accounts stay
-    locked until the end of the transaction, so writing their changes last changes nothing
-    for anyone else."""
+class PendingWrites:
+    """What one account, or accounts locked together, write at the commit, one statement
+    per table for the whole batch: new and finished holds, the ledger transactions and
+    usage records (one insert each), the grants' changes and the accounts' running totals
+    (one statement of each, sent in one round trip). The accounts stay locked until the
+    end of the transaction, so writing their changes last changes nothing for anyone
+    else."""
 
     def __init__(self) -> None:
         self.new_holds: list[holds.NewHold] = []
@@ -78,19 +79,20 @@ class Appends:
         self.grant_changes, self.totals = {}, {}
 
 
-class AccountBook:
+class LockedAccount:
     def __init__(
         self,
         conn: Connection,
         row: AccountRow,
         now: datetime,
         memo: dict[tuple[str, str], object] | None = None,
-        appends: Appends | None = None,
+        pending_writes: PendingWrites | None = None,
         *,
         loaded: Sequence[Grant] | None = None,
     ) -> None:
-        """``appends``: where to leave the book's new transactions and usage records for
-        the caller to write (by default the book writes its own when it is saved);
+        """``pending_writes``: where to leave the account's new transactions and usage
+        records for the caller to write (by default the account writes its own when it is
+        saved);
         ``loaded``: the account's grants read with its row, if they were (else they are
         read when first needed)."""
         self.conn = conn
@@ -104,22 +106,22 @@ class AccountBook:
         self._complete = complete
         self._later: tuple[Credits, dict[GrantId, Credits]] | None = None
         """When not ``_complete``: what the grants that take effect later held free as
-        stored when read, and how this book changed the free credits of those of them it
+        stored when read, and how this use case changed the free credits of those of them it
         changed since (or had changed without writing yet)."""
         self._streams: dict[tuple[PoolName, int], list[tuple[int, Grant]]] = {}
-        """The reads of ``grants.in_order`` since the book last wrote (as stored: this
-        book's own changes are in ``_known``)."""
+        """The reads of ``grants.in_order`` since the account last wrote (as stored: its
+        own changes are in ``_known``)."""
         self._allowances_read: datetime | None = None
         """The period whose allowance grants are all in ``_known`` (when not complete)."""
         self._unwritten: dict[GrantId, GrantChange] = {}
         """The grants' changes not yet in the database (a shared save leaves them to its
-        appends)."""
+        pending writes)."""
         self._account_as_loaded = row.account
         self._due_as_loaded = row.due_at
         self._alerts_as_loaded = (row.balance_alert, row.allowance_alert)
         self._changes: dict[GrantId, GrantChange] = {}
-        self._shared = appends is not None
-        self._appends = Appends() if appends is None else appends
+        self._shared = pending_writes is not None
+        self._pending_writes = PendingWrites() if pending_writes is None else pending_writes
         self._memo = {} if memo is None else memo
 
     @property
@@ -156,7 +158,7 @@ class AccountBook:
             found = grants.for_account(self.conn, self.row.id, self.row.account.period_start)
             known = self._known
             self._known = {g.id: g for g in found}
-            self._known.update(known)  # as this book changed them
+            self._known.update(known)  # as this use case changed them
             self._complete = True
         return self._known
 
@@ -176,7 +178,7 @@ class AccountBook:
     def _in_order_stored(self, pool: PoolName) -> Iterator[Grant]:
         """Merge the streams of grants as stored (of ``pool`` and of every pool, those that
         expire and those that never do, each in its index's order, all in one query) with
-        the grants this book knows (as it changed them). Grants up to the least of the
+        the grants known here (as this use case changed them). Grants up to the least of the
         streams' last keys are in their final order; the streams are read again, ``limit``
         growing eightfold, until the caller has enough."""
         key = order_key(pool)
@@ -235,7 +237,7 @@ class AccountBook:
         """The grants that ended by ``until`` and still hold free credits. A stored grant
         with credits left ends no sooner than the account's due time (every change that
         gives a grant credits lowers it to the grant's end): before that time, only a grant
-        this book has changed can be one, and no other is read."""
+        this use case has changed can be one, and no other is read."""
         known = self._known if until < self._due_as_loaded else self._loaded()
         return [
             g
@@ -245,7 +247,7 @@ class AccountBook:
 
     def free_by_pool(self) -> dict[tuple[PoolName, GrantSource], Credits]:
         """What the grants active now hold free, by pool and source: summed by the
-        database on an account with many grants that this book has not changed."""
+        database on an account with many grants that this use case has not changed."""
         if self._complete or self._unwritten:
             found: dict[tuple[PoolName, GrantSource], Credits] = {}
             for g in drawable(self._loaded().values(), None, self.now):
@@ -277,46 +279,46 @@ class AccountBook:
             self.row.due_at = at
 
     def save(self) -> None:
-        """Write everything this use case changed, pipelined; a book that shares its
-        appends leaves its grants' changes, its running totals, holds, transactions and
-        usage records to them."""
+        """Write everything this use case changed, pipelined; an account that shares its
+        pending writes leaves its grants' changes, its running totals, holds, transactions
+        and usage records to them."""
         changed = self.row.account != self._account_as_loaded
         alerts = (self.row.balance_alert, self.row.allowance_alert)
         if alerts != self._alerts_as_loaded:
             accounts.save_alerts(self.conn, self.row)
             self._alerts_as_loaded = alerts
         if self._shared and not changed:
-            pending = self._appends.grant_changes
+            pending = self._pending_writes.grant_changes
             for grant_id, change in self._changes.items():
                 pending[grant_id] = pending.get(grant_id, GrantChange()) + change
-            self._appends.totals[self.id] = self.row
+            self._pending_writes.totals[self.id] = self.row
         else:
             with pipelined(self.conn):
                 grants.change_many(self.conn, self._changes)
                 accounts.save(self.conn, self.row, fields_changed=changed)
                 if not self._shared:
-                    self._appends.write(self.conn)
+                    self._pending_writes.write(self.conn)
             self._unwritten, self._streams = {}, {}
         self._changes = {}
         self._account_as_loaded = self.row.account
 
     def memo(self, key: tuple[str, str], load: Callable[[], T]) -> T:
         """``load()``, once per use case (prices and plans do not change under it), or
-        once per version of the catalog when the book is given a shared ``memo``."""
+        once per version of the catalog when the account is given a shared ``memo``."""
         if key not in self._memo:
             self._memo[key] = load()
         return cast(T, self._memo[key])
 
     def record_usage(self, new: NewUsage) -> None:
-        self._appends.usage.append(new)
+        self._pending_writes.usage.append(new)
 
     def record_hold(self, new: holds.NewHold) -> None:
-        self._appends.new_holds.append(new)
+        self._pending_writes.new_holds.append(new)
 
     def finish_hold(self, finished: holds.Finished) -> None:
-        """Move a pending hold to its final status when the book is saved (a hold that
+        """Move a pending hold to its final status when the account is saved (a hold that
         another writer finished first makes the save fail)."""
-        self._appends.finished_holds.append(finished)
+        self._pending_writes.finished_holds.append(finished)
 
     def next_grant_expiry(self) -> datetime | None:
         """When the first grant that still holds credits expires."""
@@ -456,7 +458,7 @@ class AccountBook:
                 raise ConcurrentUpdate(f"grant {grant_id} cannot change by {change}")
             self._change(grant_id, change)
             self._put(g)
-            if change.remaining > 0:  # upkeep lapses it on time (a refund refills a spent one)
+            if change.remaining > 0:  # due when it expires (a refund refills a spent one)
                 self.lower_due(g.expires_at)
         before = self.row.available
         self.row.balance += wallet_delta
@@ -483,7 +485,7 @@ class AccountBook:
             metadata=dict(metadata or {}),
             purchase_id=purchase_id,
         )
-        self._appends.transactions.append(txn)
+        self._pending_writes.transactions.append(txn)
         return txn
 
     def _put(self, g: Grant) -> None:
