@@ -65,7 +65,7 @@ class AccountVerbs(MeterBase):
         overdraft_limit: int | None = None,
         actor: Actor = LIBRARY,
     ) -> Account:
-        return self._on_account(
+        return self._units.on_account(
             account_id,
             lambda account, _: accounts_service.update(
                 account,
@@ -81,7 +81,7 @@ class AccountVerbs(MeterBase):
         self, account_id: str, plan: str, *, immediately: bool = False, actor: Actor = LIBRARY
     ) -> Account:
         """Upgrade now (the allowance is topped up), or downgrade at the next period."""
-        return self._on_account(
+        return self._units.on_account(
             account_id,
             lambda account, _: accounts_service.change_plan(
                 account, plan, immediately=immediately, actor=actor

@@ -18,7 +18,7 @@ from creditmeter.payments.off import MESSAGE as PAYMENTS_OFF
 from creditmeter.payments.off import PaymentsOff
 from creditmeter.payments.provider import PaymentProvider
 from creditmeter.service.mail import EmailSettings
-from creditmeter.service.unit_of_work import AccountUseCase, IdempotencyKey, UnitsOfWork
+from creditmeter.service.unit_of_work import UnitsOfWork
 from creditmeter.store import secrets as secrets_store
 from creditmeter.store.database import Database
 
@@ -52,16 +52,6 @@ class MeterBase:
     def _write(self, use_case: Callable[[Connection, datetime], T]) -> T:
         """``use_case(conn, now)`` in a unit of work of its own."""
         return self._units.run(lambda uow: use_case(uow.conn, uow.now))
-
-    def _on_account(
-        self,
-        account_id: str,
-        use_case: AccountUseCase[T],
-        key: IdempotencyKey[T] | None = None,
-        *,
-        spends: bool = False,
-    ) -> T:
-        return self._units.on_account(account_id, use_case, key, spends=spends)
 
     def _selling(self) -> None:
         """Raise ``PaymentsNotConfigured`` before anything is written if nothing is sold."""

@@ -128,7 +128,7 @@ class CatalogVerbs(MeterBase):
         params = {"since": start, "until": end, "version": to_version, "account": account}
         key = keyed(idempotency_key, "apply_rerate", params, RerateBooking)
         return self._units.run(
-            lambda uow: rerating.book(uow, start, end, to_version, account, key, actor)
+            lambda uow: rerating.apply(uow, start, end, to_version, account, key, actor)
         )
 
     def put_plan(

@@ -78,7 +78,7 @@ class MeteringVerbs(MeterBase, Conveniences):
             balancing=balancing,
         )
         key = keyed(idempotency_key, "authorize", params, Hold)
-        return self._on_account(account_id, authorize, key, spends=True)
+        return self._units.on_account(account_id, authorize, key, spends=True)
 
     def settle(
         self,
@@ -143,7 +143,7 @@ class MeteringVerbs(MeterBase, Conveniences):
             raise NotFound("hold", hold_id)
         hold = found.hold
         if hold.status is HoldStatus.PENDING and hold.expires_at <= self._now():
-            self._on_account(hold.account_id, lambda account, _: None)
+            self._units.on_account(hold.account_id, lambda account, _: None)
             return self.hold(hold_id)
         return hold
 
@@ -153,7 +153,7 @@ class MeteringVerbs(MeterBase, Conveniences):
         event = UsageEvent(account_id, feature, **fields)
         charge = partial(metering.charge_usage, event=event)
         key = keyed(event.idempotency_key, "charge", event.params(), Charge)
-        return self._on_account(account_id, charge, key, spends=True)
+        return self._units.on_account(account_id, charge, key, spends=True)
 
     def charge_many(self, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
         """Charge many usage events at once, each as ``charge`` would (its own idempotency
@@ -203,7 +203,7 @@ class MeteringVerbs(MeterBase, Conveniences):
             "reason": reason,
             "reference": reference,
         }
-        return self._on_account(
+        return self._units.on_account(
             account_id,
             lambda account, _: grants_service.grant(
                 account,
@@ -243,7 +243,7 @@ class MeteringVerbs(MeterBase, Conveniences):
             return grants_service.refund_credits(account, amount, reason, actor)
 
         key = keyed(idempotency_key, "refund", params, Transaction)
-        return self._on_account(account_id, refund, key)
+        return self._units.on_account(account_id, refund, key)
 
     def void_grant(
         self,
@@ -260,7 +260,7 @@ class MeteringVerbs(MeterBase, Conveniences):
         ``GrantHeld`` (naming the holds) unless ``held="release"``, which releases those
         holds first."""
         params = {"account": account_id, "grant": grant_id, "reason": reason, "held": held}
-        return self._on_account(
+        return self._units.on_account(
             account_id,
             lambda account, _: grants_service.void_grant(
                 account, grant_id, reason=reason, held=held, actor=actor

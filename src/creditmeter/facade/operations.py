@@ -123,7 +123,7 @@ class OperationVerbs(MeterBase):
         with self.db.read() as conn:
             due = accounts.ids_due(conn, self._now(), limit)
         for account_id in due:
-            self._on_account(account_id, lambda account, _: None)
+            self._units.on_account(account_id, lambda account, _: None)
         self._warn_expiring_grants(limit)
         return len(due)
 

@@ -195,7 +195,7 @@ class PaymentVerbs(MeterBase):
         count of failures."""
         if enabled:
             self._selling()
-        return self._on_account(
+        return self._units.on_account(
             account_id,
             lambda account, _: purchases.configure_auto_recharge(
                 account,

@@ -110,7 +110,7 @@ def _settings_at(history: list[tuple[datetime, Settings]], moment: datetime) -> 
     return next((s for changed_at, s in history if changed_at <= moment), Settings())
 
 
-def book(
+def apply(
     uow: UnitOfWork,
     start: datetime,
     end: datetime,
