@@ -248,7 +248,7 @@ def test_a_thread_waits_for_its_turn_on_an_account_up_to_the_lock_timeout(
         in_turn, leave = threading.Event(), threading.Event()
 
         def hold_the_turn() -> None:
-            with meter.db.write() as conn, meter.db.account_locks(conn, "acme"):
+            with meter.db.write(), meter.db.account_locks("acme"):
                 in_turn.set()
                 assert leave.wait(timeout=30)
 

@@ -448,7 +448,7 @@ def test_sqlite_writes_take_no_account_locks(sqlite_db: Database) -> None:
     both_in = threading.Barrier(2, timeout=30)
 
     def in_block() -> None:
-        with sqlite_db.read() as conn, sqlite_db.account_locks(conn, "acme"):
+        with sqlite_db.read(), sqlite_db.account_locks("acme"):
             both_in.wait()
 
     threads = [threading.Thread(target=in_block) for _ in range(2)]

@@ -130,7 +130,7 @@ class UnitOfWork:
         """The accounts of these ids that exist, locked in the order of their ids and
         brought up to date; they share one write of each table at the commit."""
         ids = sorted(set(account_ids))
-        self._held.enter_context(self.db.account_locks(self.conn, *ids))
+        self._held.enter_context(self.db.account_locks(*ids))
         found = accounts.lock_many_with_grants(self.conn, ids)
         for account_id, (row, loaded) in found.items():
             if self.now >= row.due_at:
@@ -280,7 +280,7 @@ class UnitOfWork:
         read in the round trip that takes the lock, once it is taken, so that a retry
         waits for the call it repeats, then finds its result. The due maintenance is
         committed by itself, so a refusal that follows cannot undo it."""
-        self._held.enter_context(self.db.account_locks(self.conn, account_id))
+        self._held.enter_context(self.db.account_locks(account_id))
         operators = key is not None and key.owner == idempotency_store.OPERATOR
         found, stored = accounts.lock_with_grants_and_key(
             self.conn, account_id, key.key if operators and key is not None else None
@@ -339,7 +339,7 @@ class UnitsOfWork:
         (:meth:`UnitOfWork.once`)."""
         for remaining in reversed(range(ATTEMPTS)):
             try:
-                with self.db.write() as conn, ExitStack() as held:
+                with ExitStack() as held, self.db.write() as conn:
                     uow = UnitOfWork(
                         self.db, conn, self.now(), self.caches, held, self.payment_provider
                     )

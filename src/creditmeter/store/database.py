@@ -195,10 +195,10 @@ class Database:
         with _ended(conn):
             yield conn
 
-    def account_locks(self, conn: Connection, *account_ids: str) -> AbstractContextManager[None]:
+    def account_locks(self, *account_ids: str) -> AbstractContextManager[None]:
         """The block, holding this process's lock on each of these accounts (taken in id
-        order, as row locks are, and before them); ``conn``'s transaction ends with it
-        (committed, or rolled back if the block raises).
+        order, as row locks are, and before them). Taken by a unit of work for its
+        transaction: the transaction ends before the locks are released.
 
         On PostgreSQL, so that one transaction of a process at a time waits for a busy
         account's row lock: each commit wakes every waiter for the row to race again (see
@@ -207,15 +207,14 @@ class Database:
         time anyway, the block runs at once."""
         if self.is_sqlite:
             return _AT_ONCE
-        return self._account_locks_held(conn, sorted(set(account_ids)))
+        return self._account_locks_held(sorted(set(account_ids)))
 
     @contextmanager
-    def _account_locks_held(self, conn: Connection, account_ids: list[str]) -> Iterator[None]:
+    def _account_locks_held(self, account_ids: list[str]) -> Iterator[None]:
         with ExitStack() as held:
             for account_id in account_ids:
                 held.enter_context(self._account_locks.locked(account_id, self.timeouts.lock))
-            with _ended(conn):
-                yield
+            yield
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
