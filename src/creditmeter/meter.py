@@ -27,6 +27,7 @@ from creditmeter.facade.payments import PaymentVerbs
 from creditmeter.facade.reports import ReportVerbs
 from creditmeter.payments.dev import DevProvider
 from creditmeter.payments.provider import PaymentProvider
+from creditmeter.service.group_commit import GroupCommit
 from creditmeter.service.mail import EmailSettings
 from creditmeter.service.unit_of_work import UnitOfWork, UnitsOfWork
 from creditmeter.store.database import DEFAULT_TIMEOUTS, Database, Timeouts
@@ -59,6 +60,8 @@ class CreditMeter(
     ``webhook_timeout`` is the seconds a webhook receiver has to answer;
     ``webhook_disable_after`` the failed deliveries in a row that disable an endpoint;
     ``webhook_allow_private`` lets webhooks go to private and loopback addresses.
+    ``group_commit`` applies the authorizes, settles, releases and charges that threads
+    ask for at once in one transaction (:mod:`creditmeter.service.group_commit`).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class CreditMeter(
         retry_random: random.Random | None = None,
         webhook_allow_private: bool = False,
         email: EmailSettings | None = None,
+        group_commit: bool = True,
     ) -> None:
         self.db = Database(database_url, pool_size=pool_size, timeouts=timeouts)
         self.clock = clock
@@ -100,6 +104,10 @@ class CreditMeter(
         self.job_listeners: list[Callable[[], None]] = []
         """Called when jobs were queued that a worker should run soon."""
         self._units = UnitsOfWork(self.db, clock, self._committed, self.payments.name)
+        self._metering = GroupCommit(self._units) if group_commit else self._units
+        """Where authorize, settle, release and charge run: grouped with those of other
+        threads that ask at once (``group_commit=False``: each in a unit of work of its
+        own)."""
         if migrate:
             upgrade_schema(self.db)
 

@@ -219,6 +219,26 @@ def test_a_blocks_changes_of_different_tables_go_as_one_statement(db: Database) 
         assert conn.execute(sa.select(feature_versions.c.key)).scalars().all() == ["f1"]
 
 
+UPSERT_KEY = _statements.Statement(
+    sa.text(
+        "INSERT INTO idempotency_keys (owner, key, operation, fingerprint, result, created_at)"
+        " VALUES (:owner, :key, :operation, :fingerprint, :result, :created_at)"
+        " ON CONFLICT (owner, key) DO UPDATE SET operation = excluded.operation"
+    ).bindparams(sa.bindparam("result", type_=idempotency_keys.c.result.type))
+)
+
+
+def test_pipelined_upserts_of_several_rows_keep_their_conflict_clause(db: Database) -> None:
+    with db.write() as conn:
+        _statements.run(conn, INSERT, key(1))
+        conn.commit()
+    with db.write() as conn, _statements.pipelined(conn, commit=True):
+        _statements.run_many(
+            conn, UPSERT_KEY, [key(1, operation="settle"), key(2, operation="settle")]
+        )
+    assert stored_keys(db) == {"k1": "settle", "k2": "settle"}
+
+
 def test_changes_held_past_what_psycopg_caches_go_as_several_statements(db: Database) -> None:
     seen = statements_seen(db)
     with db.write() as conn, _statements.pipelined(conn, commit=True):

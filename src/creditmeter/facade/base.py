@@ -17,6 +17,7 @@ from creditmeter.core.records import Account, Charge
 from creditmeter.payments.off import MESSAGE as PAYMENTS_OFF
 from creditmeter.payments.off import PaymentsOff
 from creditmeter.payments.provider import PaymentProvider
+from creditmeter.service.group_commit import GroupCommit
 from creditmeter.service.mail import EmailSettings
 from creditmeter.service.unit_of_work import UnitsOfWork
 from creditmeter.store import secrets as secrets_store
@@ -39,6 +40,7 @@ class MeterBase:
     charge_observers: list[Callable[[Charge], None]]
     job_listeners: list[Callable[[], None]]
     _units: UnitsOfWork
+    _metering: GroupCommit | UnitsOfWork
     _secrets: dict[str, str]
     _http: httpx2.Client | None
     _http_lock: threading.Lock

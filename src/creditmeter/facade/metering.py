@@ -78,7 +78,7 @@ class MeteringVerbs(MeterBase, Conveniences):
             balancing=balancing,
         )
         key = keyed(idempotency_key, "authorize", params, Hold)
-        return self._units.on_account(account_id, authorize, key, spends=True)
+        return self._metering.on_account(account_id, authorize, key, spends=True)
 
     def settle(
         self,
@@ -116,12 +116,12 @@ class MeteringVerbs(MeterBase, Conveniences):
             provider_cost=provider_cost,
         )
         key = keyed(idempotency_key, "settle", params, Charge)
-        return self._units.on_hold(hold_id, settle, key, spends=True)
+        return self._metering.on_hold(hold_id, settle, key, spends=True)
 
     def release(self, hold_id: str, *, idempotency_key: str | None = None) -> Hold:
         """Return all of a hold's credits: the operation did not happen."""
         key = keyed(idempotency_key, "release", {"hold": hold_id}, Hold)
-        return self._units.on_hold(hold_id, metering.release_hold, key)
+        return self._metering.on_hold(hold_id, metering.release_hold, key)
 
     def pending_holds(self) -> int:
         """How many holds are pending in the whole database and not past their expiry
@@ -153,7 +153,7 @@ class MeteringVerbs(MeterBase, Conveniences):
         event = UsageEvent(account_id, feature, **fields)
         charge = partial(metering.charge_usage, event=event)
         key = keyed(event.idempotency_key, "charge", event.params(), Charge)
-        return self._units.on_account(account_id, charge, key, spends=True)
+        return self._metering.on_account(account_id, charge, key, spends=True)
 
     def charge_many(self, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
         """Charge many usage events at once, each as ``charge`` would (its own idempotency

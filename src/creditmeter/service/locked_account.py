@@ -40,7 +40,7 @@ from creditmeter.core.types import (
     TransactionType,
     wallet,
 )
-from creditmeter.store import accounts, grants, holds, ledger, usage
+from creditmeter.store import accounts, database, grants, holds, ledger, usage
 from creditmeter.store.accounts import AccountRow
 from creditmeter.store.database import pipelined
 from creditmeter.store.errors import ConcurrentUpdate
@@ -65,6 +65,11 @@ class PendingWrites:
         self.usage: list[NewUsage] = []
         self.grant_changes: dict[GrantId, GrantChange] = {}
         self.totals: dict[str, AccountRow] = {}
+
+    @property
+    def copied(self) -> bool:
+        """Whether the rows are many enough to copy (which a pipeline cannot do)."""
+        return max(len(self.transactions), len(self.usage)) >= database.COPY_FROM
 
     def write(self, conn: Connection) -> None:
         for new in self.new_holds:
@@ -123,6 +128,9 @@ class LockedAccount:
         self._shared = pending_writes is not None
         self._pending_writes = PendingWrites() if pending_writes is None else pending_writes
         self._memo = {} if memo is None else memo
+        self.changes = 0
+        """How many changes use cases made to the account in memory: a refusal that comes
+        after one cannot be undone but by undoing the transaction."""
 
     @property
     def id(self) -> str:
@@ -310,14 +318,17 @@ class LockedAccount:
         return cast(T, self._memo[key])
 
     def record_usage(self, new: NewUsage) -> None:
+        self.changes += 1
         self._pending_writes.usage.append(new)
 
     def record_hold(self, new: holds.NewHold) -> None:
+        self.changes += 1
         self._pending_writes.new_holds.append(new)
 
     def finish_hold(self, finished: holds.Finished) -> None:
         """Move a pending hold to its final status when the account is saved (a hold that
         another writer finished first makes the save fail)."""
+        self.changes += 1
         self._pending_writes.finished_holds.append(finished)
 
     def next_grant_expiry(self) -> datetime | None:
@@ -485,8 +496,10 @@ class LockedAccount:
             metadata=dict(metadata or {}),
             purchase_id=purchase_id,
         )
+        self.changes += 1
         self._pending_writes.transactions.append(txn)
         return txn
 
     def _put(self, g: Grant) -> None:
+        self.changes += 1
         self._known[g.id] = g

@@ -248,18 +248,21 @@ class UnitOfWork:
         """Write what the use case changed and the keys' results, and commit: in one
         round trip on PostgreSQL, where a conditional change that misses is refused by
         the database and makes the COMMIT a rollback. The writes of accounts locked
-        together (a batch) go in statements of their own: their many rows are copied,
+        together go in statements of their own when their rows are many enough to copy,
         which a pipeline cannot do."""
-        if self._pending_writes is not None:
+        pending = self._pending_writes
+        if pending is not None and pending.copied:
             for account in self._saving:
                 account.save()
-            self._pending_writes.write(self.conn)
+            pending.write(self.conn)
             self._write_keys()
             self.conn.commit()
             return
         with pipelined(self.conn, commit=True):
             for account in self._saving:
                 account.save()
+            if pending is not None:
+                pending.write(self.conn)
             self._write_keys()
 
     def _write_keys(self) -> None:

@@ -70,9 +70,12 @@ class _Compiled:
         head, values_clause, row = sql.partition(" VALUES ")
         if sql.startswith("INSERT ") and values_clause and len(many) > 1 and what is None:
             # Without the RETURNING of a serial key that SQLAlchemy adds: nothing reads it.
-            rows = ", ".join([row.partition(" RETURNING ")[0]] * len(many))
+            row = row.partition(" RETURNING ")[0]
+            row, on_conflict, action = row.partition(" ON CONFLICT ")
+            rows = ", ".join([row] * len(many))
             values = [v for params in many for v in self.values(params, names)]
-            yield _Part(self.table, f"{head} VALUES {rows}", values, None)
+            tail = f" ON CONFLICT {action}" if on_conflict else ""
+            yield _Part(self.table, f"{head} VALUES {rows}{tail}", values, None)
             return
         if what is not None:
             sql += " RETURNING 1"

@@ -23,6 +23,9 @@ from creditmeter.core.errors import CreditMeterError, InvalidRequest, TotalOutOf
 from creditmeter.store import _statements
 from creditmeter.store.documents import json_text, json_value
 
+COPY_FROM = _statements.COPY_FROM
+"""Rows from which an insert is copied on PostgreSQL, outside a pipeline."""
+
 DEFAULT_URL: Final = "sqlite:///creditmeter.db"
 APPLICATION_NAME: Final = "creditmeter"
 """The ``application_name`` of PostgreSQL sessions whose URL names none."""

@@ -33,15 +33,20 @@ def _hold(row: _statements.Row) -> Hold:
 
 
 # The hot path's statements are built once: building one costs more than running it.
+_WITH_ALLOCATIONS = sa.select(
+    holds,
+    hold_allocations.c.grant_id.label("allocated_grant_id"),
+    hold_allocations.c.credits.label("allocated_credits"),
+).select_from(holds.outerjoin(hold_allocations))
 _GET = _statements.Statement(
-    sa.select(
-        holds,
-        hold_allocations.c.grant_id.label("allocated_grant_id"),
-        hold_allocations.c.credits.label("allocated_credits"),
+    _WITH_ALLOCATIONS.where(holds.c.id == sa.bindparam("hold_id")).order_by(
+        hold_allocations.c.position
     )
-    .select_from(holds.outerjoin(hold_allocations))
-    .where(holds.c.id == sa.bindparam("hold_id"))
-    .order_by(hold_allocations.c.position)
+)
+_GET_MANY = _statements.Statement(
+    _WITH_ALLOCATIONS.where(_statements.one_of(holds.c.id, "hold_ids")).order_by(
+        holds.c.id, hold_allocations.c.position
+    )
 )
 PENDING = holds.c.status == sa.literal_column(f"'{HoldStatus.PENDING.value}'")
 """A pending hold, with the status written as a literal: a query that asks for pending
@@ -77,13 +82,26 @@ class FoundHold:
 def get(conn: Connection, hold_id: HoldId) -> FoundHold | None:
     """A hold, what it was authorized for and its allocations, in one statement."""
     found = _statements.rows(conn, _GET, {"hold_id": hold_id})
-    if not found:
-        return None
-    row = found[0]
+    return _found(found) if found else None
+
+
+def get_many(conn: Connection, hold_ids: Sequence[HoldId]) -> dict[HoldId, FoundHold]:
+    """:func:`get` for many holds in one statement; the ids of no hold are left out."""
+    if not hold_ids:
+        return {}
+    by_hold: dict[HoldId, list[_statements.Row]] = {}
+    for row in _statements.rows(conn, _GET_MANY, {"hold_ids": list(hold_ids)}):
+        by_hold.setdefault(row["id"], []).append(row)
+    return {hold_id: _found(rows) for hold_id, rows in by_hold.items()}
+
+
+def _found(rows: Sequence[_statements.Row]) -> FoundHold:
+    """The hold of ``rows`` (one a hold's allocation, in their order)."""
+    row = rows[0]
     details = {k: row[k] for k in ("pool", "unlimited", "model", "member", "estimate", "metadata")}
     allocations = [
         Draw(r["allocated_grant_id"], r["allocated_credits"])
-        for r in found
+        for r in rows
         if r["allocated_grant_id"] is not None
     ]
     return FoundHold(_hold(row), details, allocations)
