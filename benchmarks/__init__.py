@@ -115,7 +115,8 @@ def table(results: Sequence[Result]) -> str:
         baseline = "" if r.baseline is None else f"{number(r.baseline)} {r.baseline_unit}"
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
         met = {True: "yes", False: "NO", None: "-"}[r.met]
-        rows.append((r.name, f"{number(r.figure)} {r.unit}", baseline, ratio, r.target, met))
+        figure = "not measured" if math.isnan(r.figure) else f"{number(r.figure)} {r.unit}"
+        rows.append((r.name, figure, baseline, ratio, r.target, met))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for i, row in enumerate(rows):

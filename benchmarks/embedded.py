@@ -40,9 +40,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -327,35 +328,55 @@ def _rate(contender: Contender, pairs: int, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def run(quick: bool) -> list[Result]:
+Made = Callable[[Path], Contender]
+
+
+def alternated(
+    made: list[Made], quick: bool, rounds: int = ROUNDS
+) -> tuple[list[str], dict[str, list[float]]]:
+    """The contenders made each on a database file of its own, then their pairs/s in
+    ``rounds`` alternating rounds (after a warm-up): their labels, and their rates by label."""
     pairs, seconds, warmup = (200, 1.0, 50) if quick else (1000, 3.0, 200)
     rates: dict[str, list[float]] = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="creditmeter-bench-") as tmp:
         contenders: list[Contender] = []
         try:
-            contenders.append(Library(Path(tmp) / "library.db"))
-            contenders.append(RawSqlite(Path(tmp) / "raw.db"))
-            contenders.append(RawSqliteLibraryRows(Path(tmp) / "raw-rows.db"))
-            contenders.append(Core(Path(tmp) / "core.db"))
-            contenders.append(Library(Path(tmp) / "library-normal.db", "NORMAL"))
-            contenders.append(RawSqlite(Path(tmp) / "raw-normal.db", "NORMAL"))
+            for i, make in enumerate(made):
+                contenders.append(make(Path(tmp) / f"contender-{i}.db"))
             for contender in contenders:
                 _rate(contender, warmup, seconds)
-            for round_ in range(ROUNDS):
+            for round_ in range(rounds):
                 for contender in contenders:
                     rates[contender.label].append(_rate(contender, pairs, seconds))
                 summary = ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items())
-                print(f"  embedded round {round_ + 1}/{ROUNDS}: {summary} pairs/s", file=sys.stderr)
+                print(f"  embedded round {round_ + 1}/{rounds}: {summary} pairs/s", file=sys.stderr)
         finally:
             for contender in contenders:
                 contender.close()
-    library, raw, raw_rows, core, library_normal, raw_normal = (
-        median(rates[c.label]) for c in contenders
-    )
+    return [c.label for c in contenders], rates
 
-    def ratio(figure: str, baseline: str) -> float:
-        """The median of the ratios of adjacent measurements, round by round."""
-        return median([f / b for f, b in zip(rates[figure], rates[baseline], strict=True)])
+
+def ratio_of_rounds(rates: dict[str, list[float]], figure: str, baseline: str) -> float:
+    """The median of the ratios of adjacent measurements, round by round."""
+    return median([f / b for f, b in zip(rates[figure], rates[baseline], strict=True)])
+
+
+def run(quick: bool) -> list[Result]:
+    labels, rates = alternated(
+        [
+            Library,
+            RawSqlite,
+            RawSqliteLibraryRows,
+            Core,
+            partial(Library, synchronous="NORMAL"),
+            partial(RawSqlite, synchronous="NORMAL"),
+        ],
+        quick,
+    )
+    library, raw, raw_rows, core, library_normal, raw_normal = (
+        median(rates[label]) for label in labels
+    )
+    ratio = partial(ratio_of_rounds, rates)
 
     return [
         compared(

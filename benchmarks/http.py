@@ -515,6 +515,40 @@ def run_batches(
     return load
 
 
+def books(url: str, accounts: list[str], race: Exhaustion, exhausted: str) -> list[str]:
+    """What is wrong with the books after a run, said as it is found: ``verify``'s
+    violations, one of ``accounts`` or the ``exhausted`` one overdrawn, in debt or with
+    credits still held, or the race for the last credits settling other than the
+    affordable pairs."""
+    with CreditMeter(url, migrate=False) as meter:
+        started = time.monotonic()
+        violations = meter.verify()
+        verify_seconds = time.monotonic() - started
+        balances = [meter.balance(a) for a in (*accounts, exhausted)]
+    affordable = EXHAUST_CREDITS // ESTIMATE["tokens"]
+    problems: list[str] = [f"verify: {v}" for v in violations]
+    problems += [
+        f"{b.account_id}: available {b.available}, held {b.held}, debt {b.debt}"
+        for b in balances
+        if b.available < 0 or b.held != 0 or b.debt != 0
+    ]
+    if balances[-1].available != 0 or race.settled != affordable:
+        problems.append(
+            f"race: {race.settled} pairs settled for {affordable} affordable, "
+            f"available after {balances[-1].available}"
+        )
+    if race.errors:
+        problems.append(f"race errors {dict(race.errors)}")
+    say(
+        f"race for the last credits: {race.settled} settled (affordable {affordable}), "
+        f"{race.refused} refused 402, errors {dict(race.errors)}; verify took "
+        f"{verify_seconds:.1f} s, {len(violations)} violations"
+    )
+    for problem in problems:
+        say(f"PROBLEM {problem}")
+    return problems
+
+
 # The benchmarks.
 
 
@@ -620,32 +654,7 @@ def bench_hot(d: Durations, hot_tps: float) -> list[Result]:
                 schema,
             )
             race = exhaust(target, seeded.service_key, exhausted, CLIENTS, EXHAUST_ATTEMPTS)
-        with CreditMeter(url, migrate=False) as meter:
-            started = time.monotonic()
-            violations = meter.verify()
-            verify_seconds = time.monotonic() - started
-            balances = [meter.balance(a) for a in ("acct-hot", exhausted)]
-    affordable = EXHAUST_CREDITS // ESTIMATE["tokens"]
-    problems: list[str] = [f"verify: {v}" for v in violations]
-    problems += [
-        f"{b.account_id}: available {b.available}, held {b.held}, debt {b.debt}"
-        for b in balances
-        if b.available < 0 or b.held != 0 or b.debt != 0
-    ]
-    if balances[1].available != 0 or race.settled != affordable:
-        problems.append(
-            f"race: {race.settled} pairs settled for {affordable} affordable, "
-            f"available after {balances[1].available}"
-        )
-    if race.errors:
-        problems.append(f"race errors {dict(race.errors)}")
-    say(
-        f"race for the last credits: {race.settled} settled (affordable {affordable}), "
-        f"{race.refused} refused 402, errors {dict(race.errors)}; verify took "
-        f"{verify_seconds:.1f} s, {len(violations)} violations"
-    )
-    for problem in problems:
-        say(f"PROBLEM {problem}")
+        problems = books(url, ["acct-hot"], race, exhausted)
     return [
         compared(
             "3 hot account authorize+settle, 32 clients",

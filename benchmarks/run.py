@@ -1,20 +1,24 @@
 """Run every benchmark and print figures and baselines side by side.
 
-    python -m benchmarks.run [--quick] [--only NAME] [--profile]
+    python -m benchmarks.run [--quick] [--only NAME] [--profile] [--baseline-src PATH]
 
 A benchmark is a module with ``def run(quick: bool) -> list[Result]`` and, optionally,
 ``def profile(quick: bool) -> str`` (printed with ``--profile``); add it to ``MODULES``.
+A ``run`` that also takes ``baseline_src`` is given ``--baseline-src``: the ``src``
+directory of another checkout, whose code it measures beside this one's.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 from benchmarks import Result, table
@@ -28,9 +32,11 @@ MODULES: dict[str, str] = {
     "instructions": "benchmarks.instructions",
     "delivery": "benchmarks.delivery",
     "scaling": "benchmarks.scaling",
+    "targets": "benchmarks.targets",
 }
-ON_REQUEST = frozenset({"instructions"})
-"""Run only when named with ``--only``: they need a tool the others do not (valgrind)."""
+ON_REQUEST = frozenset({"instructions", "targets"})
+"""Run only when named with ``--only``: they need a tool the others do not (valgrind), or
+measure again what the others measure (issue 23's targets, in one table)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also print the profiles benchmarks offer"
     )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        metavar="PATH",
+        help="the src directory of another checkout, for the benchmarks that compare code "
+        "(targets)",
+    )
     args = parser.parse_args(argv)
+    if args.baseline_src is not None and not (args.baseline_src / "creditmeter").is_dir():
+        parser.error(f"--baseline-src {args.baseline_src}: no creditmeter package in it")
     names = args.only or [name for name in MODULES if name not in ON_REQUEST]
     results: list[Result] = []
     profiles: list[tuple[str, str]] = []
@@ -59,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name}…", file=sys.stderr, flush=True)
         began = time.perf_counter()
         try:
-            run = cast(Callable[[bool], list[Result]], module.run)
-            results += run(args.quick)
+            run = cast(Callable[..., list[Result]], module.run)
+            if "baseline_src" in inspect.signature(run).parameters:
+                results += run(args.quick, baseline_src=args.baseline_src)
+            else:
+                results += run(args.quick)
             offered = getattr(module, "profile", None)
             if args.profile and offered is not None:
                 profiles.append((name, cast(Callable[[bool], str], offered)(args.quick)))

@@ -27,6 +27,8 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+
 from benchmarks import Result, compared, median
 from benchmarks.balance import ENGINES, MEASURED, _count, _history, _rows
 from creditmeter import CreditMeter
@@ -36,6 +38,8 @@ from creditmeter.store.tables import grants, ledger_transactions, postings
 GROWTH = 1.5
 GRANT_CREDITS = 1_000_000
 OPERATIONS = ("charge", "authorize", "settle", "balance")
+PAIR = "pair"
+"""An authorize and its settle, timed together."""
 ROUNDS = 6
 
 
@@ -120,6 +124,18 @@ def _round(meter: CreditMeter, times: dict[str, list[float]], count: int) -> Non
         marks = (start, charged, authorized, settled, read)
         for name, began, ended in zip(OPERATIONS, marks, marks[1:], strict=False):
             times[name].append((ended - began) / 1e6)
+        times[PAIR].append((settled - charged) / 1e6)
+
+
+def overdrawn_accounts(engine: sa.Engine) -> int:
+    """How many accounts are below their overdraft limit (or in debt beyond it)."""
+    with engine.connect() as conn:
+        return int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM accounts"
+                " WHERE debt > overdraft_limit OR balance - held < -debt"
+            ).scalar_one()
+        )
 
 
 def _checked(meter: CreditMeter, label: str, verified: bool) -> None:
@@ -127,10 +143,7 @@ def _checked(meter: CreditMeter, label: str, verified: bool) -> None:
     violations = meter.verify() if verified else []
     if violations:
         raise AssertionError(f"{label}: verify found {violations[:3]}")
-    with meter.db.engine.connect() as conn:
-        overdrawn = conn.exec_driver_sql(
-            "SELECT count(*) FROM accounts WHERE debt > overdraft_limit OR balance - held < -debt"
-        ).scalar_one()
+    overdrawn = overdrawn_accounts(meter.db.engine)
     if overdrawn:
         raise AssertionError(f"{label}: {overdrawn} accounts overdrawn")
 
@@ -142,12 +155,15 @@ def _compare(
     names: dict[int, str],
     operations: int,
     verified: bool,
+    shown: tuple[str, ...] = OPERATIONS,
 ) -> list[Result]:
+    """The operations ``shown`` (of OPERATIONS and PAIR), timed on each meter in
+    alternating rounds, the largest size against the next."""
     times: dict[int, dict[str, list[float]]] = {
-        size: {op: [] for op in OPERATIONS} for size in meters
+        size: {op: [] for op in (*OPERATIONS, PAIR)} for size in meters
     }
     for meter in meters.values():
-        _round(meter, {op: [] for op in OPERATIONS}, 5)  # warm-up
+        _round(meter, {op: [] for op in (*OPERATIONS, PAIR)}, 5)  # warm-up
     for round_ in range(ROUNDS):
         order = list(meters) if round_ % 2 == 0 else list(meters)[::-1]
         for size in order:
@@ -156,7 +172,7 @@ def _compare(
         _checked(meter, f"{label}, {names[size]}", verified)
     small, large = sorted(meters)[-2:]
     results: list[Result] = []
-    for op in OPERATIONS:
+    for op in shown:
         print(
             f"  scaling {label}, {op}: p50 "
             + ", ".join(f"{median(times[n][op]):.2f} ms at {names[n]}" for n in sorted(meters))
@@ -191,7 +207,8 @@ def _compare(
     return results
 
 
-def _grants(engine: str, sizes: tuple[int, int], operations: int) -> list[Result]:
+def grants_growth(engine: str, sizes: tuple[int, ...], operations: int) -> list[Result]:
+    """The four operations with ``sizes`` live grants on the account, on ``engine``."""
     label, urls_of, _ = ENGINES[engine]
     with ExitStack() as stack:
         urls = stack.enter_context(urls_of(len(sizes)))
@@ -204,7 +221,10 @@ def _grants(engine: str, sizes: tuple[int, int], operations: int) -> list[Result
         return _compare(label, "grants", meters, names, operations, verified=True)
 
 
-def _ledger(engine: str, sizes: tuple[int, int], operations: int) -> list[Result]:
+def ledger_growth(
+    engine: str, sizes: tuple[int, int], operations: int, shown: tuple[str, ...] = OPERATIONS
+) -> list[Result]:
+    """The operations ``shown`` with ``sizes`` ledger transactions in the database."""
     label, urls_of, build = ENGINES[engine]
     with ExitStack() as stack:
         urls = stack.enter_context(urls_of(len(sizes)))
@@ -223,7 +243,9 @@ def _ledger(engine: str, sizes: tuple[int, int], operations: int) -> list[Result
             )
         names = {size: _rows(size) for size in sizes}
         # (The bulk history of ``benchmarks.balance`` need not balance: no ``verify``.)
-        return _compare(label, "ledger rows", meters, names, operations, verified=False)
+        return _compare(
+            label, "ledger rows", meters, names, operations, verified=False, shown=shown
+        )
 
 
 def run(quick: bool) -> list[Result]:
@@ -233,7 +255,7 @@ def run(quick: bool) -> list[Result]:
     operations = 60 if quick else 300
     results: list[Result] = []
     for engine in ENGINES:
-        results += _grants(engine, grant_sizes, operations)
+        results += grants_growth(engine, grant_sizes, operations)
     for engine in ENGINES:
-        results += _ledger(engine, ledger_sizes, operations)
+        results += ledger_growth(engine, ledger_sizes, operations)
     return results

@@ -2,12 +2,18 @@
 
 The server is a subprocess as an operator would run it (``python -m creditmeter.cli.main
 serve``), with the sweeper off and its JSON logs in a file; optionally inside a network
-namespace (``ip netns exec``). Everything made here is removed by the context managers'
-exits, whatever happened.
+namespace (``ip netns exec``), or running another checkout's code (its ``src`` first on
+``PYTHONPATH``). Everything made here is removed by the context managers' exits, whatever
+happened.
+
+With another checkout's code, the schema is seeded and verified by that code too, in a
+subprocess: ``python -m benchmarks.server seed URL ACCOUNT…`` (prints the service key) and
+``python -m benchmarks.server verify URL`` (prints the violations, one a line).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -86,6 +92,46 @@ def seed(url: str, accounts: list[str]) -> Seeded:
     return Seeded(accounts, secret)
 
 
+def code_env(src: Path | None) -> dict[str, str]:
+    """The environment for a subprocess running the code in ``src`` (another checkout's
+    ``src`` directory) with this checkout's benchmarks; this process's own without it."""
+    env = dict(os.environ)
+    if src is not None:
+        root = Path(__file__).resolve().parent.parent
+        env["PYTHONPATH"] = os.pathsep.join((str(src.resolve()), str(root)))
+    return env
+
+
+def seed_with(src: Path, url: str, accounts: list[str]) -> Seeded:
+    """:func:`seed`, by the code in ``src``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.server", "seed", url, *accounts],
+        env=code_env(src),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"seeding with {src} failed:\n{done.stderr[-2000:]}")
+    return Seeded(accounts, done.stdout.strip().splitlines()[-1])
+
+
+def verify_with(src: Path, url: str) -> list[str]:
+    """``verify``'s violations, found by the code in ``src``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.server", "verify", url],
+        env=code_env(src),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"verify with {src} failed:\n{done.stderr[-2000:]}")
+    return done.stdout.splitlines()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,13 +179,15 @@ def serving(
     port: int | None = None,
     namespace: str | None = None,
     pool_size: int | None = None,
+    src: Path | None = None,
 ) -> Iterator[Server]:
     """``creditmeter serve --workers N`` on the database, once it answers ``/healthz``;
     stopped at the end. In ``namespace``, it listens on ``host`` there. ``pool_size``: the
-    connection pool of each worker (CREDITMETER_POOL_SIZE; the server's default otherwise)."""
+    connection pool of each worker (CREDITMETER_POOL_SIZE; the server's default otherwise).
+    ``src``: the ``src`` directory of another checkout, whose code the server runs."""
     port = port or free_port()
     env = {
-        **os.environ,
+        **code_env(src),
         "CREDITMETER_ADMIN_KEY": ADMIN_KEY,
         "CREDITMETER_SWEEP_INTERVAL": "0",
         "PYTHONUNBUFFERED": "1",
@@ -202,3 +250,23 @@ def _wait_until_healthy(server: Server, workers: int) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError(f"the server did not answer in {STARTUP_SECONDS} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    seeding = commands.add_parser("seed", help="seed the schema; print the service key")
+    seeding.add_argument("url")
+    seeding.add_argument("accounts", nargs="+")
+    commands.add_parser("verify", help="print verify's violations").add_argument("url")
+    args = parser.parse_args(argv)
+    if args.command == "seed":
+        print(seed(args.url, args.accounts).service_key)
+    else:
+        with CreditMeter(args.url, migrate=False) as meter:
+            for violation in meter.verify():
+                print(violation)
+
+
+if __name__ == "__main__":
+    main()

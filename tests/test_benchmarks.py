@@ -1,0 +1,38 @@
+"""The benchmarks' own plumbing: another checkout's code seeding and checking a database,
+the runner's ``--baseline-src``, a row not measured."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from benchmarks import Result, table
+from benchmarks.run import main
+from benchmarks.server import seed_with, verify_with
+
+import creditmeter
+
+SRC = Path(creditmeter.__file__).parent.parent
+
+
+def test_a_checkouts_code_seeds_and_verifies(sqlite_url: str) -> None:
+    seeded = seed_with(SRC, sqlite_url, ["acct-a", "acct-b"])
+
+    assert seeded.accounts == ["acct-a", "acct-b"]
+    assert seeded.service_key
+    assert verify_with(SRC, sqlite_url) == []
+
+
+def test_baseline_src_without_creditmeter_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--only", "targets", "--baseline-src", str(tmp_path)])
+
+    assert exited.value.code == 2
+
+
+def test_a_row_not_measured_says_so() -> None:
+    printed = table([Result("T3 against a baseline", math.nan, "", target="ratio ≥ 3")])
+
+    assert "not measured" in printed
+    assert "nan" not in printed
