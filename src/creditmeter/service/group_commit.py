@@ -132,14 +132,14 @@ class GroupCommit:
         return self._submit(Operation(None, hold_id, use_case, key, spends))
 
     def _submit(self, operation: Operation[T]) -> T:
-        queued = _Queued(operation)
         with self._mutex:
-            idle = not self._leading
-            if idle:
+            if not self._leading:
                 self._leading = True
+                queued = None
             else:
+                queued = _Queued(operation)
                 self._queue.append(queued)
-        if idle:
+        if queued is None:
             return self._alone(operation)
         queued.woken.wait()
         if queued.leads:
