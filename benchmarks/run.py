@@ -32,6 +32,7 @@ MODULES: dict[str, str] = {
     "instructions": "benchmarks.instructions",
     "delivery": "benchmarks.delivery",
     "scaling": "benchmarks.scaling",
+    "grouping": "benchmarks.grouping",
     "targets": "benchmarks.targets",
 }
 ON_REQUEST = frozenset({"instructions", "targets"})

@@ -1,5 +1,5 @@
 """The benchmarks' own plumbing: another checkout's code seeding and checking a database,
-the runner's ``--baseline-src``, a row not measured."""
+the runner's ``--baseline-src``, a row not measured, a round of threads on one account."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from benchmarks import Result, table
+from benchmarks import Result, grouping, table
 from benchmarks.run import main
 from benchmarks.server import seed_with, verify_with
 
@@ -36,3 +36,11 @@ def test_a_row_not_measured_says_so() -> None:
 
     assert "not measured" in printed
     assert "nan" not in printed
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_a_round_of_threads_on_one_account_checks_its_books(sqlite_url: str, grouped: bool) -> None:
+    measured = grouping.run_round(sqlite_url, grouped=grouped, hot=True, pairs=2)
+
+    assert measured.pairs_per_second > 0
+    assert measured.cpu_ms_per_pair > 0
