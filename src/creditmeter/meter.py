@@ -104,7 +104,12 @@ class CreditMeter(
         self.job_listeners: list[Callable[[], None]] = []
         """Called when jobs were queued that a worker should run soon."""
         self._units = UnitsOfWork(self.db, clock, self._committed, self.payments.name)
-        self._metering = GroupCommit(self._units) if group_commit else self._units
+        self.group_observers: list[Callable[[int], None]] = []
+        """Called with the number of authorizes, settles, releases and charges each of
+        their commits applied: 1 for one on its own, more for a group."""
+        self._metering = (
+            GroupCommit(self._units, committed=self._grouped) if group_commit else self._units
+        )
         """Where authorize, settle, release and charge run: grouped with those of other
         threads that ask at once (``group_commit=False``: each in a unit of work of its
         own)."""
@@ -121,6 +126,10 @@ class CreditMeter(
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def _grouped(self, operations: int) -> None:
+        for observer in self.group_observers:
+            observer(operations)
 
     def _committed(self, uow: UnitOfWork) -> None:
         """Tell the charge observers of the charges a unit of work made, and the job

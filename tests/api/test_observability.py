@@ -66,6 +66,23 @@ def test_metrics_count_credits_charged_and_holds_pending(
     assert sample(text, "creditmeter_holds_pending") == 1
 
 
+def test_metrics_count_the_operations_of_each_commit(
+    client: TestClient, keys: Keys, meter: CreditMeter
+) -> None:
+    meter.put_feature("chat.grouped", rates={"tokens": 1})
+    meter.grant("acme", 1_000)
+    text = client.get("/metrics").text
+    commits = sample(text, "creditmeter_group_commit_operations_count")
+    alone = sample(text, "creditmeter_group_commit_operations_bucket", le="1.0")
+    hold = meter.authorize("acme", "chat.grouped", credits=10)
+    meter.settle(hold.id)
+
+    text = client.get("/metrics").text
+
+    assert sample(text, "creditmeter_group_commit_operations_count") - commits == 2
+    assert sample(text, "creditmeter_group_commit_operations_bucket", le="1.0") - alone == 2
+
+
 def test_the_pending_holds_gauge_leaves_out_holds_past_their_expiry(
     client: TestClient, keys: Keys, meter: CreditMeter, clock: Clock
 ) -> None:

@@ -183,9 +183,15 @@ class Queued:
 
 
 @pytest.fixture
-def queued(units: UnitsOfWork) -> Iterator[Queued]:
+def sizes() -> list[int]:
+    """How many operations each commit of the group commit applied."""
+    return []
+
+
+@pytest.fixture
+def queued(units: UnitsOfWork, sizes: list[int]) -> Iterator[Queued]:
     with ThreadPoolExecutor(8) as pool:
-        yield Queued(GroupCommit(units), pool)
+        yield Queued(GroupCommit(units, committed=sizes.append), pool)
 
 
 def outcome(future: Future[Any]) -> Any:
@@ -194,7 +200,7 @@ def outcome(future: Future[Any]) -> Any:
 
 
 def test_operations_that_arrive_together_commit_as_one_group(
-    meter: CreditMeter, queued: Queued, commits: list[UnitOfWork]
+    meter: CreditMeter, queued: Queued, commits: list[UnitOfWork], sizes: list[int]
 ) -> None:
     held = meter.authorize("acme", "chat", credits=20)
     futures = [
@@ -213,12 +219,13 @@ def test_operations_that_arrive_together_commit_as_one_group(
         "NotFound",
     ]
     assert len(commits) == 2  # the first alone, then the group
+    assert sizes == [1, 4]
     assert meter.balance("acme").available == 60
     assert meter.verify() == []
 
 
 def test_a_group_that_fails_runs_each_of_its_operations_alone(
-    meter: CreditMeter, queued: Queued, commits: list[UnitOfWork]
+    meter: CreditMeter, queued: Queued, commits: list[UnitOfWork], sizes: list[int]
 ) -> None:
     futures = [
         queued.submit(lambda g: g.on_account("acme", charge_use_case(10), spends=True)),
@@ -232,6 +239,7 @@ def test_a_group_that_fails_runs_each_of_its_operations_alone(
     assert isinstance(outcomes[2], Charge)
     assert isinstance(outcomes[1], InvalidRequest)
     assert len(commits) == 3  # the first, then each good one alone
+    assert sizes == [1, 1, 1]
     assert meter.balance("acme").available == 70
     assert meter.verify() == []
 

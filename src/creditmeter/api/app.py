@@ -126,6 +126,7 @@ def create_app(
     observability.install(app)
     app.add_middleware(SecurityHeaders)
     meter.charge_observers.append(observability.count_charge)
+    meter.group_observers.append(observability.count_group)
     for router in ROUTERS:
         app.include_router(router)
     if isinstance(meter.payments, DevProvider):

@@ -64,6 +64,12 @@ REFUSALS = Counter(
     "Operations refused, by reason (insufficient_credits, feature_not_in_plan, …).",
     ["reason"],
 )
+GROUPS = Histogram(
+    "creditmeter_group_commit_operations",
+    "Authorizes, settles, releases and charges applied by one commit: 1 for one that ran "
+    "on its own, more for a group of concurrent ones (docs/group-commit.md).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 
 
 @cache
@@ -82,6 +88,10 @@ def count_charge(charge: Charge) -> None:
     CREDITS_CHARGED.labels(charge.feature).inc(charge.charged + charge.debited)
     if charge.unknown_model:
         UNKNOWN_MODELS.labels(charge.feature).inc()
+
+
+def count_group(operations: int) -> None:
+    GROUPS.observe(operations)
 
 
 def count_refusal(reason: str) -> None:
@@ -121,7 +131,7 @@ def exposition(meter: CreditMeter) -> bytes:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        for collector in (REQUESTS, LATENCY, CREDITS_CHARGED, UNKNOWN_MODELS, REFUSALS):
+        for collector in (REQUESTS, LATENCY, CREDITS_CHARGED, UNKNOWN_MODELS, REFUSALS, GROUPS):
             registry.register(collector)
     registry.register(DatabaseGauges(meter))
     return generate_latest(registry)

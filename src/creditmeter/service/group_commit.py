@@ -95,9 +95,17 @@ class _Queued:
 class GroupCommit:
     """Applies the operations of concurrent callers in groups (see the module)."""
 
-    def __init__(self, units: UnitsOfWork, limit: int = LIMIT) -> None:
+    def __init__(
+        self,
+        units: UnitsOfWork,
+        limit: int = LIMIT,
+        committed: Callable[[int], None] = lambda operations: None,
+    ) -> None:
+        """``committed``: told how many operations each commit applied (1: an operation
+        on its own)."""
         self._units = units
         self._limit = limit
+        self._committed = committed
         self._mutex = threading.Lock()
         self._queue: list[_Queued] = []
         self._leading = False
@@ -149,7 +157,7 @@ class GroupCommit:
                 return self._alone(operation)
             self._apply(group)
         if not queued.applied:
-            return operation.alone(self._units)
+            return self._on_its_own(operation)
         if isinstance(queued.outcome, CreditMeterError):
             raise queued.outcome
         result: T = queued.outcome
@@ -158,9 +166,14 @@ class GroupCommit:
     def _alone(self, operation: Operation[T]) -> T:
         """``operation`` on its own, then the queue handed on."""
         try:
-            return operation.alone(self._units)
+            return self._on_its_own(operation)
         finally:
             self._hand_on()
+
+    def _on_its_own(self, operation: Operation[T]) -> T:
+        outcome = operation.alone(self._units)
+        self._committed(1)
+        return outcome
 
     def _apply(self, group: list[_Queued]) -> None:
         """Apply ``group`` in one unit of work, hand the queue on and wake the group."""
@@ -169,6 +182,7 @@ class GroupCommit:
             outcomes = self._units.run(lambda uow: apply(uow, operations))
             for queued, outcome in zip(group, outcomes, strict=True):
                 queued.outcome, queued.applied = outcome, True
+            self._committed(len(group))
         except Exception as error:  # each runs alone and meets its own error
             log.info(
                 "a group of %d operations rolled back (%r): each runs alone", len(group), error
