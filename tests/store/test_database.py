@@ -854,3 +854,20 @@ def test_a_session_stuck_in_a_transaction_after_a_pipeline_is_ended_by_a_lock_wa
         stuck.close()
         other.dispose()
         db.dispose()
+
+
+def test_a_single_statement_read_runs_without_a_transaction_around_it(
+    postgresql_url: str,
+) -> None:
+    db = Database(postgresql_url)
+    query = "SELECT xact_start = query_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+    try:
+        with db.read_one() as conn:
+            alone = conn.exec_driver_sql(query).scalar_one()
+        with db.read() as conn:
+            in_a_transaction = conn.exec_driver_sql(query).scalar_one()
+    finally:
+        db.dispose()
+
+    assert alone is True  # the statement's own transaction
+    assert in_a_transaction is False  # begun by a BEGIN before it

@@ -41,7 +41,7 @@ class AccessVerbs(MeterBase):
     def authenticate(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, if any. Read from the database every time,
         so that a key revoked by any process is refused by every other at once."""
-        with self.db.read() as conn:
+        with self.db.read_one() as conn:
             return api_keys_store.active_by_digest(conn, api_keys_service.digest(secret))
 
     def api_key(self, key_id: str) -> ApiKey:

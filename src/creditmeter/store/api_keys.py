@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from creditmeter.core.keys import ApiKey, Role
+from creditmeter.store import _statements
 from creditmeter.store.tables import api_keys
 
 
-def _key(row: RowMapping) -> ApiKey:
+def _key(row: Mapping[Any, Any]) -> ApiKey:
     return ApiKey(
         id=row["id"],
         role=Role(row["role"]),
@@ -37,14 +40,18 @@ def insert(conn: Connection, key: ApiKey, digest: str) -> None:
     )
 
 
-_BY_DIGEST = sa.select(api_keys).where(
-    api_keys.c.digest == sa.bindparam("the_digest"), api_keys.c.revoked_at.is_(None)
+_BY_DIGEST = _statements.Statement(
+    sa.select(api_keys).where(
+        api_keys.c.digest == sa.bindparam("the_digest"), api_keys.c.revoked_at.is_(None)
+    )
 )
 
 
 def active_by_digest(conn: Connection, digest: str) -> ApiKey | None:
-    row = conn.execute(_BY_DIGEST, {"the_digest": digest}).mappings().first()
-    return None if row is None else _key(row)
+    """The key of this digest if it is not revoked: on every request, so one statement
+    through the statement cache."""
+    rows = _statements.rows(conn, _BY_DIGEST, {"the_digest": digest})
+    return _key(rows[0]) if rows else None
 
 
 def list_all(conn: Connection) -> list[ApiKey]:

@@ -233,6 +233,23 @@ class Database:
         ):
             yield conn
 
+    @contextmanager
+    def read_one(self) -> Iterator[Connection]:
+        """A connection for one statement, which sees one snapshot by itself: on
+        PostgreSQL it runs without a transaction around it (no ``BEGIN`` and ``COMMIT``
+        round trips); on SQLite it is :meth:`read`."""
+        if self.is_sqlite:
+            with self.read() as conn:
+                yield conn
+            return
+        options = {"creditmeter_read_only": True, "isolation_level": "AUTOCOMMIT"}
+        with (
+            _refusing_bad_values(),
+            self._lock_waits_bounded(),
+            self.engine.connect().execution_options(**options) as conn,
+        ):
+            yield conn
+
     def dispose(self) -> None:
         with self._writing:
             if self._writer is not None:
