@@ -62,3 +62,37 @@ def test_an_idempotency_key_is_read_after_the_lock_in_its_round_trip(meter: Cred
     # The lock, the grants, then the key: one round trip on PostgreSQL.
     assert ["idempotency_keys" in sql for sql, _ in sent] == [False, False, True]
     assert [pipelined for _, pipelined in sent] == [meter.db.dialect == "postgresql"] * 3
+
+
+def test_keys_of_accounts_locked_together_are_read_in_the_locks_round_trip(
+    meter: CreditMeter,
+) -> None:
+    meter.put_feature("chat", rates={"calls": 1})
+    for name in ("acme", "globex"):
+        meter.create_account(name)
+        meter.grant(name, 40, source="purchase")
+    meter.charge("acme", "chat", credits=3, idempotency_key="k1")
+    meter.charge("globex", "chat", credits=4, idempotency_key="k2")
+    sent: list[tuple[str, bool]] = []
+
+    def seen(conn: sa.Connection, _cursor: Any, sql: str, *_: Any) -> None:
+        pgconn = getattr(conn.connection.dbapi_connection, "pgconn", None)
+        sent.append((sql, pgconn is not None and pgconn.pipeline_status != 0))
+
+    with meter.db.write() as conn:
+        stored = idempotency.find_many(conn, ["k1", "k2"])
+        alone = accounts.lock_many_with_grants(conn, ["acme", "globex"])
+        sa.event.listen(meter.db.engine, "before_cursor_execute", seen)
+        try:
+            found, with_them = accounts.lock_many_with_grants_and_keys(
+                conn, ["acme", "globex"], ["k1", "k2", "absent"]
+            )
+        finally:
+            sa.event.remove(meter.db.engine, "before_cursor_execute", seen)
+
+    assert found == alone
+    assert set(with_them) == {"k1", "k2"}
+    assert with_them == stored
+    # The locks, the grants, then the keys: one round trip on PostgreSQL.
+    assert ["idempotency_keys" in sql for sql, _ in sent] == [False, False, True]
+    assert [pipelined for _, pipelined in sent] == [meter.db.dialect == "postgresql"] * 3

@@ -18,7 +18,6 @@ from creditmeter.core.usage import UsageEvent
 from creditmeter.service import idempotency, metering
 from creditmeter.service.locked_account import LockedAccount
 from creditmeter.service.unit_of_work import IdempotencyKey, UnitOfWork
-from creditmeter.store import idempotency as idempotency_store
 
 Stored = dict[str, tuple[str, str, Any]]
 """The keys' stored ``(operation, fingerprint, result)``, those of this batch included."""
@@ -27,9 +26,8 @@ Stored = dict[str, tuple[str, str, Any]]
 def charge_many(uow: UnitOfWork, events: Sequence[UsageEvent]) -> list[Charge | CreditMeterError]:
     """The result of each event, in order: its charge or the error that refused it."""
     keys = [e.idempotency_key for e in events if e.idempotency_key]
-    stored = idempotency_store.find_many(uow.conn, keys)
     settings = uow.settings
-    locked = uow.lock_many([e.account_id for e in events])
+    locked, stored = uow.lock_many([e.account_id for e in events], keys)
     by_account: dict[str, list[int]] = {}
     for index, event in enumerate(events):
         by_account.setdefault(event.account_id, []).append(index)

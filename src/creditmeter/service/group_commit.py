@@ -237,9 +237,8 @@ def apply(uow: UnitOfWork, operations: Sequence[Operation[Any]]) -> list[Outcome
             outcomes[index] = NotFound("hold", op.hold_id)
         else:
             targets.append((index, hold.hold.account_id, hold))
-    locked = uow.lock_many([account_id for _, account_id, _ in targets])
     keys = [op.key.key for op in operations if op.key is not None]
-    stored = idempotency_store.find_many(uow.conn, keys)
+    locked, stored = uow.lock_many([account_id for _, account_id, _ in targets], keys)
     for index, account_id, hold in targets:
         account = locked.get(account_id)
         if account is None:

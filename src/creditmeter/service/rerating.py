@@ -127,7 +127,7 @@ def apply(
     found = report(uow.conn, start, end, to_version, account)
     lines = {line.key: line for line in found.accounts if line.difference}
     booking_id = new_id("rrt")
-    locked = uow.lock_many(list(lines))
+    locked, _ = uow.lock_many(list(lines))
     # A retry that waited for the locks of the call it repeats finds its result.
     first = uow.replay(key)
     if first is not None:

@@ -126,21 +126,25 @@ class UnitOfWork:
         account, _ = self._lock(account_id, None)
         return account
 
-    def lock_many(self, account_ids: Sequence[str]) -> dict[str, LockedAccount]:
+    def lock_many(
+        self, account_ids: Sequence[str], keys: Sequence[str] = ()
+    ) -> tuple[dict[str, LockedAccount], dict[str, StoredResult]]:
         """The accounts of these ids that exist, locked in the order of their ids and
-        brought up to date; they share one write of each table at the commit."""
+        brought up to date (they share one write of each table at the commit), and what
+        is stored under the operator's ``keys``, read under the locks."""
         ids = sorted(set(account_ids))
         self._held.enter_context(self.db.account_locks(*ids))
-        found = accounts.lock_many_with_grants(self.conn, ids)
+        found, stored = accounts.lock_many_with_grants_and_keys(self.conn, ids, keys)
         for account_id, (row, loaded) in found.items():
             if self.now >= row.due_at:
                 self._bring_up_to_date(row, loaded)
                 found[account_id] = self._relocked(account_id)
         self._pending_writes = self._pending_writes or PendingWrites()
-        return {
+        locked = {
             account_id: self._locked_account(row, loaded, self._pending_writes)
             for account_id, (row, loaded) in found.items()
         }
+        return locked, stored
 
     def settings_of(self, account: LockedAccount) -> Settings:
         """The settings in force, remembered for the version read with the account."""

@@ -148,15 +148,27 @@ def lock_many_with_grants(
     """:func:`lock_with_grants` for several accounts in one round trip on PostgreSQL,
     locked in the order of their ids (as every writer of several accounts locks them, so
     that none waits for another in a cycle); the ids of no account are left out."""
+    return lock_many_with_grants_and_keys(conn, account_ids, ())[0]
+
+
+def lock_many_with_grants_and_keys(
+    conn: Connection, account_ids: Sequence[AccountId], idempotency_keys: Sequence[str]
+) -> tuple[dict[AccountId, tuple[AccountRow, list[Grant]]], dict[str, StoredResult]]:
+    """:func:`lock_many_with_grants`, and what is stored under the operator's
+    ``idempotency_keys``, read once the locks are taken and in the same round trip (as
+    :func:`lock_with_grants_and_key` reads one)."""
     params = {"account_ids": list(account_ids)}
-    queries = [(_LOCK_MANY, params), (FOR_ACCOUNTS_AS_STORED, params)]
-    locked, found = _statements.rows_each(conn, queries)
+    queries: list[_statements.Query] = [(_LOCK_MANY, params), (FOR_ACCOUNTS_AS_STORED, params)]
+    if idempotency_keys:
+        queries.append(idempotency.find_many_query(idempotency_keys))
+    locked, found, *key_rows = _statements.rows_each(conn, queries)
+    stored = idempotency.stored_results(key_rows[0]) if key_rows else {}
     loaded: dict[AccountId, list[Grant]] = {r["id"]: [] for r in locked}
     for r in found:
         # (An account made since the lock was taken is not in it: its grants are skipped.)
         if (theirs := loaded.get(r["account_id"])) is not None:
             theirs.append(grant_of(r))
-    return {r["id"]: (_row(r), loaded[r["id"]]) for r in locked}
+    return {r["id"]: (_row(r), loaded[r["id"]]) for r in locked}, stored
 
 
 def _totals(row: AccountRow) -> dict[str, Any]:

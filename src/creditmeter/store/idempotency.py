@@ -77,7 +77,17 @@ def find_many(conn: Connection, keys: Sequence[str]) -> dict[str, StoredResult]:
     """``find`` for many of the operator's keys in one statement."""
     if not keys:
         return {}
-    rows = _statements.rows(conn, _FIND_MANY, {"keys": list(keys)})
+    return stored_results(_statements.rows(conn, *find_many_query(keys)))
+
+
+def find_many_query(keys: Sequence[str]) -> _statements.Query:
+    """The query of :func:`find_many`, for a repository to send with its own in one round
+    trip; :func:`stored_results` reads its rows."""
+    return _FIND_MANY, {"keys": list(keys)}
+
+
+def stored_results(rows: Sequence[_statements.Row]) -> dict[str, StoredResult]:
+    """What the rows of :func:`find_many_query` say is stored, by key."""
     return {r["key"]: (r["operation"], r["fingerprint"], r["result"]) for r in rows}
 
 
