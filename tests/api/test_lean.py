@@ -89,6 +89,7 @@ def test_a_refusal_the_lean_way_is_the_contract_s_402(
     ("content", "headers", "status", "kind"),
     [
         ("{not json", {}, 400, "malformed_json"),
+        ("[" * 100_000, {}, 400, "http_error"),
         (json.dumps(hold_body(extra=1)), {}, 422, "invalid_request"),
         (json.dumps(hold_body()), {"Idempotency-Key": ""}, 422, "invalid_request"),
         (json.dumps(hold_body()), {"Idempotency-Key": "k" * 256}, 422, "invalid_request"),

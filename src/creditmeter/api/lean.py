@@ -166,7 +166,7 @@ class LeanRoute(APIRoute):
                 return None
             try:
                 data = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # malformed, or nested too deep
                 return None
             value, problems = plan.body.validate(data, {}, loc=("body",))
             if problems:
