@@ -5,16 +5,16 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from creditmeter.api.errors import Forbidden, Unauthenticated
+from creditmeter.api.threads import in_thread
 from creditmeter.core import audit
 from creditmeter.core.audit import Actor
 from creditmeter.core.errors import NotFound
@@ -69,7 +69,7 @@ async def authenticated(scope: Scope) -> ApiKey | None:
             pass  # not an API key, and not looked up: /metrics scrapes with the database down
         else:
             meter: CreditMeter = scope["app"].state.meter
-            key = await run_in_threadpool(meter.authenticate, secret)
+            key = await in_thread(meter.authenticate, secret)
     state["authenticated"] = key
     return key
 
@@ -113,7 +113,12 @@ def at_least(
     async def admit(request: Request, credentials: Credentials) -> ApiKey:
         return admitted(await caller(request, credentials), role)
 
+    ADMISSIONS[admit] = role
     return admit
+
+
+ADMISSIONS: dict[Callable[..., Any], Role] = {}
+"""The role each dependency made by :func:`at_least` admits (for ``api.lean``)."""
 
 
 Service = Annotated[ApiKey, Depends(at_least(Role.SERVICE))]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 
 from creditmeter.api.auth import AccountService, Meter, Service
 from creditmeter.api.errors import body_of, status_of
+from creditmeter.api.lean import LeanRoute
 from creditmeter.api.observability import count_refusal
 from creditmeter.api.schemas.common import IdempotencyKey, Page, answer, answer_data, errors
 from creditmeter.api.schemas.metering import (
@@ -31,7 +32,7 @@ from creditmeter.api.schemas.metering import (
 from creditmeter.core.errors import CreditMeterError, Refusal
 from creditmeter.core.records import Charge
 
-router = APIRouter(tags=["metering"])
+router = APIRouter(tags=["metering"], route_class=LeanRoute)
 
 
 @router.post("/v1/holds", response_model=HoldOut, responses=errors(401, 402, 403, 404, 409, 422))
