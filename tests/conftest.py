@@ -3,6 +3,10 @@
 Every storage and library test runs twice, on SQLite (a fresh file) and on PostgreSQL (a
 fresh schema in the database named by ``CREDITMETER_TEST_POSTGRES_URL``, by default the
 local server's ``test`` database). PostgreSQL being unreachable is a failure, not a skip.
+Each process of a parallel run (pytest-xdist, ``scripts/test``) has a database of its own,
+that one's name suffixed by the process's (``test_gw0`` …): made when its session starts
+and dropped when it ends, so that nothing database-wide (advisory locks, sessions ended by
+``pg_stat_activity``, ``current_database()``) is shared between processes.
 
 ``database_url`` is an empty database; ``migrated_url`` (and so ``meter``) one already at
 the head revision, made cheaply from a template migrated once per session: a copy of the
@@ -15,20 +19,36 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import time_machine
+from sqlalchemy.pool import NullPool
 
 from creditmeter import CreditMeter
 from creditmeter.store import grants as grants_store
 from tests import templates
 
-POSTGRES_URL = os.environ.get(
+SHARED_POSTGRES_URL = os.environ.get(
     "CREDITMETER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+"""The database a run without pytest-xdist uses, and where each xdist process makes its own."""
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""This process's name in a pytest-xdist run (``gw0`` …), or None outside one."""
+
+
+def process_postgres_url(shared: str, worker: str | None) -> str:
+    """The URL of this process's database: ``shared``'s, or its name suffixed by ``worker``."""
+    if worker is None:
+        return shared
+    url = sa.make_url(shared)
+    return url.set(database=f"{url.database}_{worker}").render_as_string(hide_password=False)
+
+
+POSTGRES_URL = process_postgres_url(SHARED_POSTGRES_URL, XDIST_WORKER)
 ENGINES = ("sqlite", "postgresql")
 MOVED_CLOCK = Path(__file__).parent / "moved_clock"
 ENGINE_FIXTURES = {"sqlite": ("sqlite_", "migrated_sqlite_"), "postgresql": ("postgres",)}
@@ -85,11 +105,47 @@ def pytest_configure(config: pytest.Config) -> None:
     if not engines or not set(engines) <= set(ENGINES):
         raise pytest.UsageError(f"--engines takes some of {', '.join(ENGINES)}")
     today = config.getoption("today")
-    if today is not None:
+    if today is not None and not distributes(config):
         move_clocks(moved_now(today))
     cap = config.getoption("grant_load_cap")
     if cap is not None:
         grants_store.LOAD_CAP = cap
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In an xdist process that tests on PostgreSQL, make its own database, afresh."""
+    if XDIST_WORKER is not None and "postgresql" in selected_engines(session.config):
+        with _shared_postgres() as conn:
+            database = _process_database(conn)
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            conn.exec_driver_sql(f"CREATE DATABASE {database}")
+        session.config.stash[_DATABASE_MADE] = True
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Drop the xdist process's database, ending any session still on it."""
+    if session.config.stash.get(_DATABASE_MADE, False):
+        with _shared_postgres() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {_process_database(conn)} WITH (FORCE)")
+
+
+_DATABASE_MADE = pytest.StashKey[bool]()
+
+
+@contextmanager
+def _shared_postgres() -> Iterator[sa.Connection]:
+    engine = sa.create_engine(SHARED_POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _process_database(conn: sa.Connection) -> str:
+    name = sa.make_url(POSTGRES_URL).database
+    assert name is not None
+    return conn.dialect.identifier_preparer.quote(name)
 
 
 def move_clocks(to: datetime) -> None:
@@ -100,6 +156,12 @@ def move_clocks(to: datetime) -> None:
         filter(None, [str(MOVED_CLOCK), os.environ.get("PYTHONPATH")])
     )
     time_machine.travel(to, tick=True).start()
+
+
+def distributes(config: pytest.Config) -> bool:
+    """Whether this process hands the tests to xdist processes (``-n``), which run them
+    (and move their own clocks) but must not start with its moved clock."""
+    return bool(getattr(config.option, "numprocesses", None))
 
 
 def selected_engines(config: pytest.Config) -> list[str]:
@@ -132,6 +194,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked serial fails in an xdist process: beside others it would disturb them
+    (or they it), as restarting PostgreSQL would. ``scripts/test`` runs them alone."""
+    if XDIST_WORKER is not None and item.get_closest_marker("serial"):
+        pytest.fail(
+            'marked serial: it runs alone, not with -n (pass -m "not serial"); '
+            "scripts/test runs it after the others",
+            pytrace=False,
+        )
 
 
 def uses_engine(item: pytest.Item, engines: set[str]) -> bool:

@@ -64,6 +64,10 @@ AFTER_RESUME: Final = 1.0
 RETRIES: Final = 20
 POSTGRES_PORT: Final = 5432
 
+pytestmark = pytest.mark.serial
+"""Alone: catching a worker holding the lock, and the bounds above, are a matter of a few
+hundred milliseconds of scheduling, which tests running beside it would take."""
+
 
 @dataclass(frozen=True)
 class Sent:

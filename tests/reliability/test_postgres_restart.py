@@ -47,7 +47,7 @@ from tests.client.conftest import ADMIN_KEY, Server, start_server
 from tests.conftest import POSTGRES_URL, postgres_schema_url
 
 THREADS: Final = 8
-pytestmark = pytest.mark.restarts_postgres
+pytestmark = [pytest.mark.restarts_postgres, pytest.mark.serial]  # the server is everyone's
 
 ACCOUNTS: Final = 4
 FEATURE: Final = "op"
