@@ -54,7 +54,8 @@ class PendingWrites:
     """What one account, or accounts locked together, write at the commit, one statement
     per table for the whole batch: new and finished holds, the ledger transactions and
     usage records (one insert each), the grants' changes and the accounts' running totals
-    (one statement of each, sent in one round trip). The accounts stay locked until the
+    (of credits, and of what their grants hold free: one statement of each, sent in one
+    round trip). The accounts stay locked until the
     end of the transaction, so writing their changes last changes nothing for anyone
     else."""
 
@@ -64,6 +65,7 @@ class PendingWrites:
         self.transactions: list[Transaction] = []
         self.usage: list[NewUsage] = []
         self.grant_changes: dict[GrantId, GrantChange] = {}
+        self.free_moves: dict[grants.FreeKey, Credits] = {}
         self.totals: dict[str, AccountRow] = {}
 
     def write(self, conn: Connection) -> None:
@@ -72,11 +74,12 @@ class PendingWrites:
         for finished in self.finished_holds:
             holds.finish(conn, finished)
         grants.change_many(conn, self.grant_changes)
+        grants.move_free(conn, self.free_moves)
         accounts.save_totals(conn, list(self.totals.values()))
         ledger.insert_many(conn, self.transactions)
         usage.insert_many(conn, self.usage)
         self.new_holds, self.finished_holds, self.transactions, self.usage = [], [], [], []
-        self.grant_changes, self.totals = {}, {}
+        self.grant_changes, self.free_moves, self.totals = {}, {}, {}
 
 
 class LockedAccount:
@@ -120,6 +123,8 @@ class LockedAccount:
         self._due_as_loaded = row.due_at
         self._alerts_as_loaded = (row.balance_alert, row.allowance_alert)
         self._changes: dict[GrantId, GrantChange] = {}
+        self._free_moves: dict[grants.FreeKey, Credits] = {}
+        """What ``_changes`` move the running totals of free credits by."""
         self._shared = pending_writes is not None
         self._pending_writes = PendingWrites() if pending_writes is None else pending_writes
         self._memo = {} if memo is None else memo
@@ -246,8 +251,9 @@ class LockedAccount:
         ]
 
     def free_by_pool(self) -> dict[tuple[PoolName, GrantSource], Credits]:
-        """What the grants active now hold free, by pool and source: summed by the
-        database on an account with many grants that this use case has not changed."""
+        """What the grants active now hold free, by pool and source: on an account with
+        many grants that this use case has not changed, read from the running totals the
+        database keeps of them."""
         if self._complete or self._unwritten:
             found: dict[tuple[PoolName, GrantSource], Credits] = {}
             for g in drawable(self._loaded().values(), None, self.now):
@@ -291,15 +297,19 @@ class LockedAccount:
             pending = self._pending_writes.grant_changes
             for grant_id, change in self._changes.items():
                 pending[grant_id] = pending.get(grant_id, GrantChange()) + change
+            moves = self._pending_writes.free_moves
+            for key, free in self._free_moves.items():
+                moves[key] = moves.get(key, 0) + free
             self._pending_writes.totals[self.id] = self.row
         else:
             with pipelined(self.conn):
                 grants.change_many(self.conn, self._changes)
+                grants.move_free(self.conn, self._free_moves)
                 accounts.save(self.conn, self.row, fields_changed=changed)
                 if not self._shared:
                     self._pending_writes.write(self.conn)
             self._unwritten, self._streams = {}, {}
-        self._changes = {}
+        self._changes, self._free_moves = {}, {}
         self._account_as_loaded = self.row.account
 
     def memo(self, key: tuple[str, str], load: Callable[[], T]) -> T:
@@ -327,6 +337,9 @@ class LockedAccount:
 
     def _change(self, grant_id: GrantId, change: GrantChange) -> None:
         self._changes[grant_id] = self._changes.get(grant_id, GrantChange()) + change
+        g = self.grant(grant_id)
+        key = (self.id, g.pool, g.source)
+        self._free_moves[key] = self._free_moves.get(key, 0) + change.remaining - change.held
         if self._complete:
             return
         self._unwritten[grant_id] = self._unwritten.get(grant_id, GrantChange()) + change
