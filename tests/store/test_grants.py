@@ -1,5 +1,5 @@
-"""The running totals of what an account's grants hold free: read through indexes
-alone, and never moved below zero."""
+"""The running totals of what an account's grants hold free, read through indexes alone
+and never moved below zero; the grants that ended, read by their ends."""
 
 from __future__ import annotations
 
@@ -55,6 +55,30 @@ def test_free_credits_are_read_through_indexes(acme: CreditMeter, clock: Clock) 
     assert "pk_grant_free" in found or "sqlite_autoindex_grant_free_1" in found
     assert "SCAN grants" not in found
     assert "Seq Scan" not in found
+
+
+def test_ended_grants_and_the_next_end_are_read_through_the_index_of_ends(
+    acme: CreditMeter, clock: Clock
+) -> None:
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        statements.append((sql, params))
+
+    since = clock() - timedelta(days=1)
+    event.listen(acme.db.engine, "before_cursor_execute", seen)
+    with acme.db.read() as conn:
+        grants.ending(conn, "acme", since, clock())
+        grants.next_ends(conn, "acme", since, 3)
+    event.remove(acme.db.engine, "before_cursor_execute", seen)
+
+    assert len(statements) == 2
+    with acme.db.read() as conn:
+        for sql, params in statements:
+            found = plan(conn, sql, params)
+            assert "ix_grants_ends" in found, sql
+            assert "TEMP B-TREE" not in found, sql
+            assert "Sort" not in found, sql
 
 
 def test_a_running_total_is_never_moved_below_zero(acme: CreditMeter, clock: Clock) -> None:

@@ -114,6 +114,9 @@ class LockedAccount:
         self._streams: dict[tuple[PoolName, int], list[tuple[int, Grant]]] = {}
         """The reads of ``grants.in_order`` since the account last wrote (as stored: its
         own changes are in ``_known``)."""
+        self._ends_read: datetime | None = None
+        """The time up to which the stored grants that ended with free credits are in
+        ``_known`` (when not complete)."""
         self._allowances_read: datetime | None = None
         """The period whose allowance grants are all in ``_known`` (when not complete)."""
         self._unwritten: dict[GrantId, GrantChange] = {}
@@ -241,12 +244,18 @@ class LockedAccount:
     def ended_with_free(self, until: datetime) -> list[Grant]:
         """The grants that ended by ``until`` and still hold free credits. A stored grant
         with credits left ends no sooner than the account's due time (every change that
-        gives a grant credits lowers it to the grant's end): before that time, only a grant
-        this use case has changed can be one, and no other is read."""
-        known = self._known if until < self._due_as_loaded else self._loaded()
+        gives a grant credits lowers it to the grant's end): of those stored, only the ones
+        that end from that time to ``until`` are read, besides the grants this use case
+        has changed."""
+        since = self._due_as_loaded
+        read = self._ends_read
+        if not self._complete and until >= since and (read is None or until > read):
+            for g in grants.ending(self.conn, self.id, since, until):
+                self._known.setdefault(g.id, g)
+            self._ends_read = until
         return [
             g
-            for g in known.values()
+            for g in self._known.values()
             if g.expires_at is not None and g.expires_at <= until and g.free > 0
         ]
 
@@ -331,8 +340,14 @@ class LockedAccount:
         self._pending_writes.finished_holds.append(finished)
 
     def next_grant_expiry(self) -> datetime | None:
-        """When the first grant that still holds credits expires."""
-        ends = [g.expires_at for g in self.grants if g.remaining > 0 and g.expires_at]
+        """When the first grant that still holds credits expires: of those stored, the
+        first that ends from the account's due time as read and that this use case has not
+        changed (it knows those as they are now)."""
+        ends = [g.expires_at for g in self._known.values() if g.remaining > 0 and g.expires_at]
+        if not self._complete:
+            limit = len(self._known) + 1
+            stored = grants.next_ends(self.conn, self.id, self._due_as_loaded, limit)
+            ends += [end for grant_id, end in stored if grant_id not in self._known][:1]
         return min(ends, default=None)
 
     def _change(self, grant_id: GrantId, change: GrantChange) -> None:

@@ -215,6 +215,48 @@ def move_free(conn: Connection, moves: Mapping[FreeKey, Credits]) -> None:
     _statements.run_expecting(conn, _MOVE_FREE, many, "a running total of free credits")
 
 
+_ENDING = _statements.Statement(
+    sa.select(grants).where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        grants.c.expires_at.is_not(None),
+        grants.c.expires_at >= sa.bindparam("since"),
+        grants.c.expires_at <= sa.bindparam("until"),
+        grants.c.remaining > grants.c.held,
+    )
+)
+
+
+def ending(
+    conn: Connection, account_id: AccountId, since: datetime, until: datetime
+) -> list[Grant]:
+    """The account's grants that end from ``since`` to ``until`` and hold free credits
+    (``ix_grants_ends``)."""
+    params = {"account_id": account_id, "since": since, "until": until}
+    return [grant_of(r) for r in _statements.rows(conn, _ENDING, params)]
+
+
+_NEXT_ENDS = _statements.Statement(
+    sa.select(grants.c.id, grants.c.expires_at)
+    .where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        grants.c.expires_at.is_not(None),
+        grants.c.expires_at >= sa.bindparam("since"),
+        LIVE,
+    )
+    .order_by(grants.c.expires_at)
+    .limit(sa.bindparam("limit"))
+)
+
+
+def next_ends(
+    conn: Connection, account_id: AccountId, since: datetime, limit: int
+) -> list[tuple[GrantId, datetime]]:
+    """The first ``limit`` ends from ``since`` on of the account's grants that hold
+    credits, soonest first, with their grants (``ix_grants_ends``)."""
+    params = {"account_id": account_id, "since": since, "limit": limit}
+    return [(r["id"], r["expires_at"]) for r in _statements.rows(conn, _NEXT_ENDS, params)]
+
+
 _OF_PERIOD = _statements.Statement(
     sa.select(grants).where(
         grants.c.account_id == sa.bindparam("account_id"),

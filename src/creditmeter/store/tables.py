@@ -231,6 +231,14 @@ grants = sa.Table(
         sqlite_where=sa.text("expires_at IS NULL"),
     ),
     sa.Index("ix_grants_effective", "account_id", "effective_at"),
+    # An account's grants by end: those that ended since it was last brought up to date.
+    sa.Index(
+        "ix_grants_ends",
+        "account_id",
+        "expires_at",
+        postgresql_where=sa.text("expires_at IS NOT NULL"),
+        sqlite_where=sa.text("expires_at IS NOT NULL"),
+    ),
 )
 
 # What an account's grants hold free (remaining less held), by pool and source: moved by

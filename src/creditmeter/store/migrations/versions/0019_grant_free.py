@@ -4,6 +4,9 @@ A balance read sums these few rows instead of every grant of the account; the wr
 that change a grant's ``remaining`` or ``held`` move its row by as much. Filled here from
 the grants as they stand: a row for each account, pool and source that has grants.
 
+And an index of an account's grants by end, through which bringing an account up to
+date reads the grants that ended since it last was, not every grant.
+
 Revision ID: 0019
 Revises: 0018
 """
@@ -37,7 +40,16 @@ def upgrade() -> None:
         " SELECT account_id, pool, source, SUM(remaining - held) FROM grants"
         " GROUP BY account_id, pool, source"
     )
+    ends = sa.text("expires_at IS NOT NULL")
+    op.create_index(
+        "ix_grants_ends",
+        "grants",
+        ["account_id", "expires_at"],
+        postgresql_where=ends,
+        sqlite_where=ends,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_grants_ends", table_name="grants")
     op.drop_table("grant_free")
