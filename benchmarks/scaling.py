@@ -33,7 +33,7 @@ from benchmarks import Result, compared, median
 from benchmarks.balance import ENGINES, MEASURED, _count, _history, _rows
 from creditmeter import CreditMeter
 from creditmeter.core.types import DEFAULT_PRIORITY, GrantSource, SystemAccount, wallet
-from creditmeter.store.tables import grants, ledger_transactions, postings
+from creditmeter.store.tables import grant_free, grants, ledger_transactions, postings
 
 GROWTH = 1.5
 GRANT_CREDITS = 1_000_000
@@ -45,7 +45,7 @@ ROUNDS = 6
 
 def _with_grants(meter: CreditMeter, count: int) -> None:
     """The measured account with ``count`` live grants given by hand, issued by one balanced
-    ledger transaction written with bulk SQL."""
+    ledger transaction written with bulk SQL, and their running total of free credits."""
     now = datetime.now(UTC)
     meter.put_feature("generate", rates={"requests": 1})
     meter.create_account(MEASURED, name="Measured")
@@ -88,6 +88,11 @@ def _with_grants(meter: CreditMeter, count: int) -> None:
     ]
     with meter.db.engine.begin() as conn:
         conn.execute(grants.insert(), rows)
+        conn.execute(
+            grant_free.insert().values(
+                account_id=MEASURED, pool="*", source=GrantSource.ADMIN.value, free=total
+            )
+        )
         conn.execute(
             ledger_transactions.insert().values(
                 id="txn_bulkgrants",

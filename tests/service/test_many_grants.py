@@ -1,6 +1,7 @@
 """An account with more live grants than a use case loads with its lock is read through
 the order indexes, only as far as each use case needs: every outcome is the same as on
-an account whose grants are all in memory."""
+an account whose grants are all in memory, and a balance, read from running totals, is
+what the grants hold."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 import pytest
 
 from creditmeter import CreditMeter, InsufficientCredits
+from creditmeter.core.grants import drawable
+from creditmeter.core.pricing import pool_matches
+from creditmeter.core.types import PURCHASED_SOURCES
 from creditmeter.store import grants as grants_store
 from tests.conftest import Clock
 
@@ -77,3 +81,69 @@ def test_outcomes_do_not_depend_on_how_many_grants_are_loaded(
         a.debt,
     )
     assert meter.verify() == []
+
+
+def _as_grants_say(meter: CreditMeter, account: str, clock: Clock) -> dict[str, Any]:
+    """What a balance reports, summed over the account's grants as they stand."""
+    active = drawable(meter.grants(account, include_spent=True), None, clock())
+    return {
+        "purchased": sum(g.free for g in active if g.source in PURCHASED_SOURCES),
+        "pools": {
+            pool: sum(g.free for g in active if pool_matches(g.pool, pool))
+            for pool in ("*", "chat")
+        },
+    }
+
+
+def _as_balance_says(meter: CreditMeter, account: str) -> dict[str, Any]:
+    balance = meter.balance(account)
+    return {
+        "purchased": balance.purchased_available,
+        "pools": {pool: b.available for pool, b in balance.pools.items()},
+    }
+
+
+@pytest.mark.parametrize("cap", [0, grants_store.LOAD_CAP])
+def test_a_balance_is_what_the_grants_hold_through_every_change(
+    meter: CreditMeter, clock: Clock, monkeypatch: pytest.MonkeyPatch, cap: int
+) -> None:
+    """The running totals a balance reads stay what the grants hold free through grants,
+    charges, holds, voids, refunds, grants that begin later and grants that end (read at
+    a time past their end, before any sweep)."""
+    monkeypatch.setattr(grants_store, "LOAD_CAP", cap)
+    meter.put_feature("chat", rates={"tokens": 1}, pool="chat")
+    meter.put_plan("team", allowances={"*": 40, "chat": 30})
+    meter.create_account("acme", plan="team")
+    now = clock()
+
+    def same() -> None:
+        assert _as_balance_says(meter, "acme") == _as_grants_say(meter, "acme", clock)
+        assert meter.verify() == []
+
+    for i in range(12):
+        source = "purchase" if i % 2 else "promotional"
+        meter.grant("acme", 5 + i, source=source, expires_at=now + timedelta(hours=i + 1))
+    meter.grant("acme", 25, pool="chat", effective_at=now + timedelta(hours=3))
+    doomed = meter.grant("acme", 9, source="bonus").grant_id
+    same()
+    charge = meter.charge("acme", "chat", credits=100)
+    same()
+    hold = meter.authorize("acme", "chat", credits=30)
+    same()
+    meter.settle(hold.id, credits=12)
+    same()
+    meter.release(meter.authorize("acme", "chat", credits=8).id)
+    meter.void_grant("acme", doomed, reason="given by mistake")
+    same()
+    meter.refund("acme", usage_id=charge.usage_id)
+    meter.refund("acme", amount=4)
+    same()
+    held = meter.authorize("acme", "chat", credits=60, ttl=timedelta(hours=6))
+    clock.advance(hours=4)  # grants end (the held part waits), the later one begins
+    same()
+    meter.settle(held.id, credits=20)
+    same()
+    clock.advance(days=40)  # into the next period: every dated grant has ended
+    same()
+    meter.sweep()
+    same()

@@ -111,7 +111,13 @@ def test_credits_moved_between_grants_are_found_in_both_i2(ledger: Ledger) -> No
         allowance=ledger.allowance,
     )
     violations = ledger.meter.verify()
-    assert found(violations) == {("I2", ledger.purchase), ("I2", ledger.allowance)}
+    # The running totals of free credits moved with neither grant: I3 sees both.
+    assert found(violations) == {
+        ("I2", ledger.purchase),
+        ("I2", ledger.allowance),
+        ("I3", "acme/*/purchase"),
+        ("I3", "acme/llm/allowance"),
+    }
     (purchase,) = (v for v in violations if v.subject == ledger.purchase)
     assert "remaining 140 of amount 300, postings leave 150" in purchase.message
 
@@ -123,8 +129,13 @@ def test_a_grant_grown_in_remaining_and_amount_is_found_i2(ledger: Ledger) -> No
         g=ledger.purchase,
     )
     violations = ledger.meter.verify()
-    # The account's stored balance no longer matches what its grants hold: I3 sees it too.
-    assert found(violations) == {("I2", ledger.purchase), ("I3", "acme")}
+    # The account's stored balance and its running total of free purchased credits no
+    # longer match what its grants hold: I3 sees both.
+    assert found(violations) == {
+        ("I2", ledger.purchase),
+        ("I3", "acme"),
+        ("I3", "acme/*/purchase"),
+    }
     (grant,) = (v for v in violations if v.invariant == "I2")
     assert "remaining 175 of amount 325, postings leave 150" in grant.message
 
@@ -132,8 +143,20 @@ def test_a_grant_grown_in_remaining_and_amount_is_found_i2(ledger: Ledger) -> No
 def test_a_grant_holding_more_than_its_holds_reserve_is_found_i2(ledger: Ledger) -> None:
     tamper(ledger.meter, "UPDATE grants SET held = held + 1 WHERE id = :g", g=ledger.purchase)
     violations = ledger.meter.verify()
-    assert found(violations) == {("I2", ledger.purchase)}
-    assert "held 51, pending holds reserve 50" in violations[0].message
+    assert found(violations) == {("I2", ledger.purchase), ("I3", "acme/*/purchase")}
+    (grant,) = (v for v in violations if v.invariant == "I2")
+    assert "held 51, pending holds reserve 50" in grant.message
+
+
+def test_a_running_total_of_free_credits_changed_is_found_i3(ledger: Ledger) -> None:
+    tamper(
+        ledger.meter,
+        "UPDATE grant_free SET free = free + 3 WHERE account_id = 'acme' AND source = 'purchase'",
+    )
+    violations = ledger.meter.verify()
+    assert found(violations) == {("I3", "acme/*/purchase")}
+    # 300 bought, 150 spent, 50 held: 100 free.
+    assert "running total of free credits 103, its grants hold 100 free" in violations[0].message
 
 
 def test_an_account_balance_changed_is_found_i3(ledger: Ledger) -> None:

@@ -54,7 +54,8 @@ class PendingWrites:
     """What one account, or accounts locked together, write at the commit, one statement
     per table for the whole batch: new and finished holds, the ledger transactions and
     usage records (one insert each), the grants' changes and the accounts' running totals
-    (one statement of each, sent in one round trip). The accounts stay locked until the
+    (of credits, and of what their grants hold free: one statement of each, sent in one
+    round trip). The accounts stay locked until the
     end of the transaction, so writing their changes last changes nothing for anyone
     else."""
 
@@ -64,6 +65,7 @@ class PendingWrites:
         self.transactions: list[Transaction] = []
         self.usage: list[NewUsage] = []
         self.grant_changes: dict[GrantId, GrantChange] = {}
+        self.free_moves: dict[grants.FreeKey, Credits] = {}
         self.totals: dict[str, AccountRow] = {}
 
     @property
@@ -77,11 +79,12 @@ class PendingWrites:
         for finished in self.finished_holds:
             holds.finish(conn, finished)
         grants.change_many(conn, self.grant_changes)
+        grants.move_free(conn, self.free_moves)
         accounts.save_totals(conn, list(self.totals.values()))
         ledger.insert_many(conn, self.transactions)
         usage.insert_many(conn, self.usage)
         self.new_holds, self.finished_holds, self.transactions, self.usage = [], [], [], []
-        self.grant_changes, self.totals = {}, {}
+        self.grant_changes, self.free_moves, self.totals = {}, {}, {}
 
 
 class LockedAccount:
@@ -116,6 +119,9 @@ class LockedAccount:
         self._streams: dict[tuple[PoolName, int], list[tuple[int, Grant]]] = {}
         """The reads of ``grants.in_order`` since the account last wrote (as stored: its
         own changes are in ``_known``)."""
+        self._ends_read: datetime | None = None
+        """The time up to which the stored grants that ended with free credits are in
+        ``_known`` (when not complete)."""
         self._allowances_read: datetime | None = None
         """The period whose allowance grants are all in ``_known`` (when not complete)."""
         self._unwritten: dict[GrantId, GrantChange] = {}
@@ -125,6 +131,8 @@ class LockedAccount:
         self._due_as_loaded = row.due_at
         self._alerts_as_loaded = (row.balance_alert, row.allowance_alert)
         self._changes: dict[GrantId, GrantChange] = {}
+        self._free_moves: dict[grants.FreeKey, Credits] = {}
+        """What ``_changes`` move the running totals of free credits by."""
         self._shared = pending_writes is not None
         self._pending_writes = PendingWrites() if pending_writes is None else pending_writes
         self._memo = {} if memo is None else memo
@@ -244,18 +252,25 @@ class LockedAccount:
     def ended_with_free(self, until: datetime) -> list[Grant]:
         """The grants that ended by ``until`` and still hold free credits. A stored grant
         with credits left ends no sooner than the account's due time (every change that
-        gives a grant credits lowers it to the grant's end): before that time, only a grant
-        this use case has changed can be one, and no other is read."""
-        known = self._known if until < self._due_as_loaded else self._loaded()
+        gives a grant credits lowers it to the grant's end): of those stored, only the ones
+        that end from that time to ``until`` are read, besides the grants this use case
+        has changed."""
+        since = self._due_as_loaded
+        read = self._ends_read
+        if not self._complete and until >= since and (read is None or until > read):
+            for g in grants.ending(self.conn, self.id, since, until):
+                self._known.setdefault(g.id, g)
+            self._ends_read = until
         return [
             g
-            for g in known.values()
+            for g in self._known.values()
             if g.expires_at is not None and g.expires_at <= until and g.free > 0
         ]
 
     def free_by_pool(self) -> dict[tuple[PoolName, GrantSource], Credits]:
-        """What the grants active now hold free, by pool and source: summed by the
-        database on an account with many grants that this use case has not changed."""
+        """What the grants active now hold free, by pool and source: on an account with
+        many grants that this use case has not changed, read from the running totals the
+        database keeps of them."""
         if self._complete or self._unwritten:
             found: dict[tuple[PoolName, GrantSource], Credits] = {}
             for g in drawable(self._loaded().values(), None, self.now):
@@ -299,15 +314,19 @@ class LockedAccount:
             pending = self._pending_writes.grant_changes
             for grant_id, change in self._changes.items():
                 pending[grant_id] = pending.get(grant_id, GrantChange()) + change
+            moves = self._pending_writes.free_moves
+            for key, free in self._free_moves.items():
+                moves[key] = moves.get(key, 0) + free
             self._pending_writes.totals[self.id] = self.row
         else:
             with pipelined(self.conn):
                 grants.change_many(self.conn, self._changes)
+                grants.move_free(self.conn, self._free_moves)
                 accounts.save(self.conn, self.row, fields_changed=changed)
                 if not self._shared:
                     self._pending_writes.write(self.conn)
             self._unwritten, self._streams = {}, {}
-        self._changes = {}
+        self._changes, self._free_moves = {}, {}
         self._account_as_loaded = self.row.account
 
     def memo(self, key: tuple[str, str], load: Callable[[], T]) -> T:
@@ -332,12 +351,21 @@ class LockedAccount:
         self._pending_writes.finished_holds.append(finished)
 
     def next_grant_expiry(self) -> datetime | None:
-        """When the first grant that still holds credits expires."""
-        ends = [g.expires_at for g in self.grants if g.remaining > 0 and g.expires_at]
+        """When the first grant that still holds credits expires: of those stored, the
+        first that ends from the account's due time as read and that this use case has not
+        changed (it knows those as they are now)."""
+        ends = [g.expires_at for g in self._known.values() if g.remaining > 0 and g.expires_at]
+        if not self._complete:
+            limit = len(self._known) + 1
+            stored = grants.next_ends(self.conn, self.id, self._due_as_loaded, limit)
+            ends += [end for grant_id, end in stored if grant_id not in self._known][:1]
         return min(ends, default=None)
 
     def _change(self, grant_id: GrantId, change: GrantChange) -> None:
         self._changes[grant_id] = self._changes.get(grant_id, GrantChange()) + change
+        g = self.grant(grant_id)
+        key = (self.id, g.pool, g.source)
+        self._free_moves[key] = self._free_moves.get(key, 0) + change.remaining - change.held
         if self._complete:
             return
         self._unwritten[grant_id] = self._unwritten.get(grant_id, GrantChange()) + change

@@ -18,6 +18,7 @@ from creditmeter.store import stats as stats_store
 from creditmeter.store.holds import PENDING
 from creditmeter.store.tables import (
     accounts,
+    grant_free,
     grants,
     hold_allocations,
     holds,
@@ -488,6 +489,27 @@ def daily_sums_match_usage(conn: Connection) -> Iterator[Violation]:
             )
 
 
+def free_totals_match_grants(conn: Connection) -> Iterator[Violation]:
+    """I3 for the running totals of free credits: each account has one for each pool and
+    source of its grants, what those grants hold free (remaining less held)."""
+    g = grants.c
+    query = sa.select(g.account_id, g.pool, g.source, _sum(g.remaining - g.held)).group_by(
+        g.account_id, g.pool, g.source
+    )
+    replayed = {(r[0], r[1], r[2]): int(r[3]) for r in conn.execute(query)}
+    stored = {
+        (r.account_id, r.pool, r.source): int(r.free) for r in conn.execute(sa.select(grant_free))
+    }
+    for key in sorted(set(replayed) | set(stored)):
+        if replayed.get(key) != stored.get(key):
+            yield Violation(
+                "I3",
+                "/".join(key),
+                f"running total of free credits {stored.get(key)}, "
+                f"its grants hold {replayed.get(key)} free",
+            )
+
+
 CHECKS: tuple[Callable[[Connection], Iterator[Violation]], ...] = (
     books_balance,
     grants_match_postings,
@@ -497,6 +519,7 @@ CHECKS: tuple[Callable[[Connection], Iterator[Violation]], ...] = (
     applied_once,
     purchases_fulfilled_once,
     daily_sums_match_usage,
+    free_totals_match_grants,
 )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from creditmeter.core.grants import Grant
 from creditmeter.core.types import ANY_POOL, AccountId, Credits, GrantId, GrantSource
 from creditmeter.store import _statements
-from creditmeter.store.tables import accounts, grants, outbox
+from creditmeter.store.tables import accounts, grant_free, grants, outbox
 
 
 def grant_of(row: _statements.Row) -> Grant:
@@ -157,29 +157,104 @@ def free_later(conn: Connection, account_id: AccountId, now: datetime) -> Credit
 
 
 _FREE_BY_POOL = _statements.Statement(
-    sa.select(
-        grants.c.pool,
-        grants.c.source,
-        sa.func.sum(grants.c.remaining - grants.c.held).label("free"),
+    sa.union_all(
+        sa.select(grant_free.c.pool, grant_free.c.source, grant_free.c.free).where(
+            grant_free.c.account_id == sa.bindparam("account_id")
+        ),
+        sa.select(
+            grants.c.pool, grants.c.source, (grants.c.held - grants.c.remaining).label("free")
+        ).where(
+            grants.c.account_id == sa.bindparam("account_id"),
+            LIVE,
+            grants.c.effective_at > sa.bindparam("now"),
+        ),
     )
-    .where(
-        grants.c.account_id == sa.bindparam("account_id"),
-        LIVE,
-        grants.c.remaining > grants.c.held,
-        grants.c.effective_at <= sa.bindparam("now"),
-        grants.c.voided_at.is_(None),
-        sa.or_(grants.c.expires_at.is_(None), grants.c.expires_at > sa.bindparam("now")),
-    )
-    .group_by(grants.c.pool, grants.c.source)
 )
 
 
 def free_by_pool(
     conn: Connection, account_id: AccountId, now: datetime
 ) -> dict[tuple[str, GrantSource], Credits]:
-    """What the account's grants active at ``now`` hold free, by pool and source."""
-    rows = _statements.rows(conn, _FREE_BY_POOL, {"account_id": account_id, "now": now})
-    return {(r["pool"], GrantSource(r["source"])): int(r["free"]) for r in rows}
+    """What the account's grants active at ``now`` hold free, by pool and source: the
+    running totals (``grant_free``) less what the grants that take effect later hold
+    (``ix_grants_effective``). Exact while no grant that ended still holds free credits,
+    as none does once the account is brought up to date (which every use case does first
+    when the account is due, before it reads)."""
+    found: dict[tuple[str, GrantSource], Credits] = {}
+    for r in _statements.rows(conn, _FREE_BY_POOL, {"account_id": account_id, "now": now}):
+        key = (r["pool"], GrantSource(r["source"]))
+        found[key] = found.get(key, 0) + int(r["free"])
+    return {key: free for key, free in found.items() if free > 0}
+
+
+FreeKey = tuple[AccountId, str, GrantSource]
+"""An account's running total of free credits: its account, pool and source."""
+
+_NEW_FREE = grant_free.c.free + sa.bindparam("d_free")
+_MOVE_FREE = _statements.Statement(
+    grant_free.update()
+    .where(
+        grant_free.c.account_id == sa.bindparam("of_account"),
+        grant_free.c.pool == sa.bindparam("of_pool"),
+        grant_free.c.source == sa.bindparam("of_source"),
+        _NEW_FREE >= 0,
+    )
+    .values(free=_NEW_FREE)
+)
+
+
+def move_free(conn: Connection, moves: Mapping[FreeKey, Credits]) -> None:
+    """Add to the accounts' running totals of free credits what their grants' changes
+    added to ``remaining - held``, each only if it stays at zero or more (a grant's total
+    is there from its insert: :func:`insert`)."""
+    many = [
+        {"of_account": a, "of_pool": pool, "of_source": source.value, "d_free": free}
+        for (a, pool, source), free in moves.items()
+        if free != 0
+    ]
+    _statements.run_expecting(conn, _MOVE_FREE, many, "a running total of free credits")
+
+
+_ENDING = _statements.Statement(
+    sa.select(grants).where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        grants.c.expires_at.is_not(None),
+        grants.c.expires_at >= sa.bindparam("since"),
+        grants.c.expires_at <= sa.bindparam("until"),
+        grants.c.remaining > grants.c.held,
+    )
+)
+
+
+def ending(
+    conn: Connection, account_id: AccountId, since: datetime, until: datetime
+) -> list[Grant]:
+    """The account's grants that end from ``since`` to ``until`` and hold free credits
+    (``ix_grants_ends``)."""
+    params = {"account_id": account_id, "since": since, "until": until}
+    return [grant_of(r) for r in _statements.rows(conn, _ENDING, params)]
+
+
+_NEXT_ENDS = _statements.Statement(
+    sa.select(grants.c.id, grants.c.expires_at)
+    .where(
+        grants.c.account_id == sa.bindparam("account_id"),
+        grants.c.expires_at.is_not(None),
+        grants.c.expires_at >= sa.bindparam("since"),
+        LIVE,
+    )
+    .order_by(grants.c.expires_at)
+    .limit(sa.bindparam("limit"))
+)
+
+
+def next_ends(
+    conn: Connection, account_id: AccountId, since: datetime, limit: int
+) -> list[tuple[GrantId, datetime]]:
+    """The first ``limit`` ends from ``since`` on of the account's grants that hold
+    credits, soonest first, with their grants (``ix_grants_ends``)."""
+    params = {"account_id": account_id, "since": since, "limit": limit}
+    return [(r["id"], r["expires_at"]) for r in _statements.rows(conn, _NEXT_ENDS, params)]
 
 
 _OF_PERIOD = _statements.Statement(
@@ -248,9 +323,21 @@ def in_period(
 
 
 _INSERT = _statements.Statement(grants.insert())
+_INSERT_FREE = _statements.Statement(
+    sa.text(
+        "INSERT INTO grant_free (account_id, pool, source, free)"
+        " VALUES (:account_id, :pool, :source, :free)"
+        " ON CONFLICT (account_id, pool, source) DO UPDATE"
+        " SET free = grant_free.free + excluded.free"
+    )
+)
 
 
 def insert(conn: Connection, grant: Grant) -> None:
+    """Insert a grant, and add what it holds free to the running total of its account,
+    pool and source (made for the first such grant)."""
+    key = {"account_id": grant.account_id, "pool": grant.pool, "source": grant.source.value}
+    _statements.run(conn, _INSERT_FREE, {**key, "free": grant.free})
     _statements.run(
         conn,
         _INSERT,

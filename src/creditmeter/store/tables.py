@@ -231,6 +231,27 @@ grants = sa.Table(
         sqlite_where=sa.text("expires_at IS NULL"),
     ),
     sa.Index("ix_grants_effective", "account_id", "effective_at"),
+    # An account's grants by end: those that ended since it was last brought up to date.
+    sa.Index(
+        "ix_grants_ends",
+        "account_id",
+        "expires_at",
+        postgresql_where=sa.text("expires_at IS NOT NULL"),
+        sqlite_where=sa.text("expires_at IS NOT NULL"),
+    ),
+)
+
+# What an account's grants hold free (remaining less held), by pool and source: moved by
+# the same writes that change the grants, so that a balance reads a few rows here rather
+# than summing every grant of the account.
+grant_free = sa.Table(
+    "grant_free",
+    metadata,
+    sa.Column("account_id", Key, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("pool", Key, primary_key=True),
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("free", Credits, nullable=False),
+    sa.CheckConstraint("free >= 0", name="free_non_negative"),
 )
 
 PENDING_HOLD = "status = 'pending'"
