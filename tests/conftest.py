@@ -4,9 +4,10 @@ Every storage and library test runs twice, on SQLite (a fresh file) and on Postg
 fresh schema in the database named by ``CREDITMETER_TEST_POSTGRES_URL``, by default the
 local server's ``test`` database). PostgreSQL being unreachable is a failure, not a skip.
 Each process of a parallel run (pytest-xdist, ``scripts/test``) has a database of its own,
-that one's name suffixed by the process's (``test_gw0`` …): made when its session starts
-and dropped when it ends, so that nothing database-wide (advisory locks, sessions ended by
-``pg_stat_activity``, ``current_database()``) is shared between processes.
+that one's name suffixed by the process's and the run's (``test_gw0_1f2e3d4c`` …): made
+when its session starts and dropped when it ends, so that nothing database-wide (advisory
+locks, sessions ended by ``pg_stat_activity``, ``current_database()``) is shared between
+processes, nor between two runs on one server.
 
 ``database_url`` is an empty database; ``migrated_url`` (and so ``meter``) one already at
 the head revision, made cheaply from a template migrated once per session: a copy of the
@@ -38,17 +39,21 @@ SHARED_POSTGRES_URL = os.environ.get(
 """The database a run without pytest-xdist uses, and where each xdist process makes its own."""
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 """This process's name in a pytest-xdist run (``gw0`` …), or None outside one."""
+XDIST_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
+"""The first characters of the pytest-xdist run's id, the same in each of its processes."""
 
 
-def process_postgres_url(shared: str, worker: str | None) -> str:
-    """The URL of this process's database: ``shared``'s, or its name suffixed by ``worker``."""
+def process_postgres_url(shared: str, worker: str | None, run: str) -> str:
+    """The URL of this process's database: ``shared``'s, or its name suffixed by
+    ``worker`` and ``run``."""
     if worker is None:
         return shared
     url = sa.make_url(shared)
-    return url.set(database=f"{url.database}_{worker}").render_as_string(hide_password=False)
+    database = f"{url.database}_{worker}_{run}"
+    return url.set(database=database).render_as_string(hide_password=False)
 
 
-POSTGRES_URL = process_postgres_url(SHARED_POSTGRES_URL, XDIST_WORKER)
+POSTGRES_URL = process_postgres_url(SHARED_POSTGRES_URL, XDIST_WORKER, XDIST_RUN)
 ENGINES = ("sqlite", "postgresql")
 MOVED_CLOCK = Path(__file__).parent / "moved_clock"
 ENGINE_FIXTURES = {"sqlite": ("sqlite_", "migrated_sqlite_"), "postgresql": ("postgres",)}
