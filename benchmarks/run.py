@@ -37,7 +37,7 @@ MODULES: dict[str, str] = {
 }
 ON_REQUEST = frozenset({"instructions", "targets"})
 """Run only when named with ``--only``: they need a tool the others do not (valgrind), or
-measure again what the others measure (issue 23's targets, in one table)."""
+measure again what the others measure (the speed targets, in one table)."""
 
 
 def main(argv: list[str] | None = None) -> int:

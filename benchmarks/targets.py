@@ -1,4 +1,4 @@
-"""Issue 23's targets, each figure beside a baseline measured in the same run.
+"""The speed targets, each figure beside a baseline measured in the same run.
 
 Built from the other benchmarks' machinery (``benchmarks.http``'s load generator and
 CPU accounting, ``benchmarks.pgbench``, ``benchmarks.embedded``, ``benchmarks.scaling``):
