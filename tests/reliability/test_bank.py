@@ -1,8 +1,11 @@
 """The bank test: worker processes killed with SIGKILL mid-operation, on both engines.
 
-Several worker processes run random authorize / settle / release / charge / grant / refund
+Several workers run random authorize / settle / release / charge / grant / refund
 operations on a few shared accounts, each under an idempotency key made of the worker's
-number and the operation's sequence number. Some holds are authorized for a few hundred
+number and the operation's sequence number. The workers run in threads, four to a process
+with one meter between them, so that their calls meet in groups (group commit) as the
+request threads of a server worker do, and a kill lands in the middle of a group as well
+as of a single operation. Some holds are authorized for a few hundred
 milliseconds and never settled: they must expire by themselves (no test clock), and a
 late settle or release of one must be refused as expired.
 
@@ -14,7 +17,7 @@ restarted after a kill rebuilds its state from the journal and retries the opera
 its last acknowledged one with the same key and the same parameters; the library may or
 may not have applied that operation before the kill.
 
-The test kills random workers with SIGKILL at random moments (a few milliseconds after
+The test kills random worker processes with SIGKILL at random moments (a few milliseconds after
 journal progress, so most kills land inside a call) and restarts them. Besides, each
 worker kills itself once at a chosen operation, after the library returned and before the
 ``ack`` line, having noted what it was given in a side file: the retry must find that
@@ -48,6 +51,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections import Counter, defaultdict
@@ -64,8 +68,10 @@ from creditmeter.core.records import Charge, Hold, Transaction
 from creditmeter.store.tables import holds, idempotency_keys, ledger_transactions, usage_records
 from tests.reliability.conftest import Reliability
 
-WORKERS: Final = 3
-BUDGET: Final = 150
+WORKERS: Final = 8
+THREADS: Final = 4
+"""Workers to a process, each in a thread of its own, sharing the process's meter."""
+BUDGET: Final = 56
 """Operations per worker, before it settles or releases the holds it still has open."""
 KILLS: Final = 5
 CRASHES: Final = 1
@@ -125,6 +131,12 @@ class WorkerPlan:
     @property
     def error_file(self) -> Path:
         return self.journal.with_suffix(".error")
+
+    @property
+    def groups_file(self) -> Path:
+        """The sizes of the groups of more than one operation that the process of this
+        worker (its first) committed, a line each."""
+        return self.journal.with_suffix(".groups")
 
     @property
     def crash_file(self) -> Path:
@@ -332,22 +344,47 @@ def _append(journal: IO[bytes], entry: Entry) -> None:
     os.fsync(journal.fileno())
 
 
-def bank_worker(plan: WorkerPlan) -> None:
-    """Runs in a spawned process: resumes from the journal, runs until the budget is spent
-    and no hold is left open. An unexpected error is written next to the journal."""
-    try:
-        _work(plan)
-    except BaseException:
-        plan.error_file.write_text(traceback.format_exc())
-        raise
+def bank_process(plans: list[WorkerPlan]) -> None:
+    """Runs in a spawned process: each worker in a thread of its own, all with one meter,
+    each resuming from its journal and running until its budget is spent and no hold is
+    left open. An unexpected error is written next to the worker's journal and ends the
+    process."""
+    failed = threading.Event()
+
+    def run(plan: WorkerPlan, meter: CreditMeter) -> None:
+        try:
+            _work(plan, meter)
+        except BaseException:
+            plan.error_file.write_text(traceback.format_exc())
+            failed.set()
+
+    with (
+        CreditMeter(plans[0].url, migrate=False, pool_size=len(plans)) as meter,
+        plans[0].groups_file.open(
+            "a", buffering=1
+        ) as groups,  # a line at a time: killed any moment
+    ):
+
+        def grouped(operations: int) -> None:
+            if operations > 1:
+                groups.write(f"{operations}\n")
+
+        meter.group_observers.append(grouped)
+        threads = [threading.Thread(target=run, args=(plan, meter)) for plan in plans]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if failed.is_set():
+        sys.exit(1)
 
 
-def _work(plan: WorkerPlan) -> None:
+def _work(plan: WorkerPlan, meter: CreditMeter) -> None:
     entries, end = read_journal(plan.journal)
     if plan.journal.exists():
         os.truncate(plan.journal, end)
     state = WorkerState.replay(entries)
-    with CreditMeter(plan.url, migrate=False) as meter, plan.journal.open("ab") as journal:
+    with plan.journal.open("ab") as journal:
         while (op := next_operation(plan, state)) is not None:
             seq = state.next_seq
             earlier = state.begun.get(seq)
@@ -378,8 +415,11 @@ class Figures:
     in_flight: int = 0
     """Kills that left a ``begin`` with no ``ack``: a call was (or was about to be) running."""
     at_start: int = 0
-    """Kills of a worker that had not journalled anything yet since it was (re)started."""
+    """Kills of a process none of whose workers had journalled anything yet since it was
+    (re)started."""
     crashes: int = 0
+    groups: int = 0
+    """Groups of more than one operation committed."""
     retries: int = 0
     replayed: int = 0
     """Retries whose first attempt had been applied (the key was stored before the retry)."""
@@ -393,7 +433,8 @@ class Figures:
             f"bank test on {engine}: {self.attempted} operations attempted, "
             f"{self.acknowledged} acknowledged, {self.refused} refused; {self.kills} kills "
             f"({self.in_flight} mid-operation, {self.at_start} at start-up) and "
-            f"{self.crashes} crashes after a call; {self.retries} retries "
+            f"{self.crashes} crashes after a call; {self.groups} groups committed; "
+            f"{self.retries} retries "
             f"({self.replayed} already applied); {self.expired} holds expired; "
             f"{self.violations} violations, {self.problems} other problems "
             f"[{workers} workers x {budget} operations, seed {reliability.seed}, "
@@ -406,11 +447,17 @@ class WorkerFailed(AssertionError):
 
 
 class Fleet:
-    """The worker processes, started, killed and restarted by the test."""
+    """The worker processes (``THREADS`` workers each), started, killed and restarted by
+    the test."""
 
     def __init__(self, plans: list[WorkerPlan]) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.plans = plans
+        self.workers_of = [
+            list(range(first, min(first + THREADS, len(plans))))
+            for first in range(0, len(plans), THREADS)
+        ]
+        """The workers of each process."""
         self.running: dict[int, BaseProcess] = {}
         self.started_with: dict[int, int] = {}
         """Complete journal lines when each running worker was started."""
@@ -418,35 +465,53 @@ class Fleet:
         self.offsets = [0] * len(plans)
         self.crashed = [0] * len(plans)
 
-    def start(self, worker: int) -> None:
-        self.started_with[worker] = len(read_journal(self.plans[worker].journal)[0])
+    def start(self, process_number: int) -> None:
+        workers = self.workers_of[process_number]
+        for worker in workers:
+            self.started_with[worker] = len(read_journal(self.plans[worker].journal)[0])
         process = self.context.Process(
-            target=bank_worker, args=(self.plans[worker],), name=f"bank-worker-{worker}"
+            target=bank_process,
+            args=([self.plans[w] for w in workers],),
+            name=f"bank-process-{process_number}",
         )
         process.start()
-        self.running[worker] = process
+        self.running[process_number] = process
 
-    def _ended(self, worker: int, process: BaseProcess) -> None:
+    def _ended(self, process_number: int, process: BaseProcess) -> None:
         if process.exitcode != 0:
-            error = self.plans[worker].error_file
-            detail = error.read_text() if error.exists() else "(no traceback written)"
-            raise WorkerFailed(f"worker {worker} exited with {process.exitcode}:\n{detail}")
+            details = []
+            for worker in self.workers_of[process_number]:
+                error = self.plans[worker].error_file
+                if error.exists():
+                    details.append(f"worker {worker}:\n{error.read_text()}")
+            detail = "\n".join(details) or "(no traceback written)"
+            raise WorkerFailed(
+                f"process {process_number} exited with {process.exitcode}:\n{detail}"
+            )
+
+    def _noted_crashes(self, process_number: int) -> int:
+        """The crashes the process's workers noted since last counted (and now counted)."""
+        new = 0
+        for worker in self.workers_of[process_number]:
+            noted = len(read_journal(self.plans[worker].crash_file)[0])
+            new += noted - self.crashed[worker]
+            self.crashed[worker] = noted
+        return new
 
     def reap(self) -> int:
-        """Forget the workers that have finished, and start again those that crashed on
-        purpose (how many); one that failed fails the test."""
+        """Forget the processes that have finished, and start again those that a worker
+        crashed on purpose (how many crashes); one that failed fails the test."""
         crashed = 0
-        for worker, process in list(self.running.items()):
+        for process_number, process in list(self.running.items()):
             if process.exitcode is not None:
-                del self.running[worker]
+                del self.running[process_number]
                 process.join()
-                noted = len(read_journal(self.plans[worker].crash_file)[0])
-                if process.exitcode == -signal.SIGKILL and noted > self.crashed[worker]:
-                    self.crashed[worker] = noted
-                    crashed += 1
-                    self.start(worker)
+                noted = self._noted_crashes(process_number)
+                if process.exitcode == -signal.SIGKILL and noted:
+                    crashed += noted
+                    self.start(process_number)
                 else:
-                    self._ended(worker, process)
+                    self._ended(process_number, process)
         return crashed
 
     def progress(self) -> int:
@@ -463,27 +528,33 @@ class Fleet:
         return sum(self.lines)
 
     def working(self) -> list[int]:
-        """The running workers that have journalled something since they were started
+        """The running processes that have journalled something since they were started
         (killing one still starting up again and again would only slow the run down)."""
-        return [w for w in sorted(self.running) if self.lines[w] > self.started_with[w]]
+        return [
+            p
+            for p in sorted(self.running)
+            if any(self.lines[w] > self.started_with[w] for w in self.workers_of[p])
+        ]
 
-    def kill(self, worker: int) -> str | None:
-        """SIGKILL the worker and start it again; where it was (``"start-up"``,
-        ``"mid-operation"``, ``"between"``), or ``None`` if it had finished already."""
-        process = self.running.pop(worker)
+    def kill(self, process_number: int) -> str | None:
+        """SIGKILL the process and start it again; where its workers were (``"start-up"``,
+        ``"mid-operation"``: one of them in a call, ``"between"``), or ``None`` if it had
+        finished already."""
+        process = self.running.pop(process_number)
         process.kill()
         process.join()
         if process.exitcode != -signal.SIGKILL:
-            self._ended(worker, process)
+            self._ended(process_number, process)
             return None
-        entries, _ = read_journal(self.plans[worker].journal)
-        self.crashed[worker] = len(read_journal(self.plans[worker].crash_file)[0])
+        self._noted_crashes(process_number)  # a crash the kill cut short is no crash
+        journals = [read_journal(self.plans[w].journal)[0] for w in self.workers_of[process_number]]
+        started = [self.started_with[w] for w in self.workers_of[process_number]]
         where = "between"
-        if len(entries) == self.started_with[worker]:
+        if all(len(entries) == n for entries, n in zip(journals, started, strict=True)):
             where = "start-up"
-        elif entries[-1]["event"] == "begin":
+        elif any(entries and entries[-1]["event"] == "begin" for entries in journals):
             where = "mid-operation"
-        self.start(worker)
+        self.start(process_number)
         return where
 
     def stop(self) -> None:
@@ -502,15 +573,15 @@ def run_fleet(
     total_lines = 2 * sum(plan.budget for plan in plans)
     points = sorted(rng.uniform(0.05, 0.8) * total_lines for _ in range(kills))
     deadline = time.monotonic() + seconds
-    for worker in range(len(plans)):
-        fleet.start(worker)
+    for process_number in range(len(fleet.workers_of)):
+        fleet.start(process_number)
     try:
         while fleet.running:
             figures.crashes += fleet.reap()
             while points and fleet.progress() >= points[0] and fleet.working():
-                worker = rng.choice(fleet.working())
+                process_number = rng.choice(fleet.working())
                 time.sleep(rng.uniform(0, KILL_JITTER))
-                where = fleet.kill(worker)
+                where = fleet.kill(process_number)
                 if where is None:
                     continue  # it had just finished: kill another
                 points.pop(0)
@@ -872,6 +943,9 @@ def test_killed_workers_leave_books_that_balance(
     for account, b in balances.items():
         audit.expect((b.held, b.debt) == (0, 0), f"{account}: held {b.held}, debt {b.debt}")
     audit.count(figures)
+    figures.groups = sum(
+        len(plan.groups_file.read_text().split()) for plan in plans if plan.groups_file.exists()
+    )
     figures.violations = len(violations)
     figures.problems = len(audit.problems)
     figures.seconds = time.monotonic() - started
@@ -884,5 +958,6 @@ def test_killed_workers_leave_books_that_balance(
     # A crash point is skipped when a kill had interrupted the operation's first attempt.
     assert 0 < figures.crashes <= WORKERS * CRASHES * reliability.scale
     assert figures.replayed > 0, "no retry met an operation applied before its kill"
+    assert figures.groups > 0, "no operations met in a group"
     assert figures.refused > 0, "no operation was refused: the accounts never ran short"
     assert figures.expired > 0, "no hold expired"
