@@ -53,7 +53,9 @@ IDLE_IN_TRANSACTION_TIMEOUT: Final = 1.5
 CLIENT_TIMEOUT: Final = 2.5
 """Seconds a client waits for an answer: a request sent to the frozen worker is given up."""
 WARM_UP: Final = 0.5
-CATCH_ATTEMPTS: Final = 60
+CATCH_ATTEMPTS: Final = 150
+"""Stops tried: a group commit holds the lock for shorter spans than one use case at a
+time did, so a stop lands inside one less often."""
 LOOK_SECONDS: Final = 1.0
 """How long a stopped worker is looked at for a session holding the lock."""
 ENDED_BOUND: Final = 10.0
